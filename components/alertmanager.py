@@ -1,0 +1,81 @@
+"""Alertmanager: a StatefulSet keeping silences and the notification log on a
+volume; with more than one replica the pods form one gossip cluster through a
+headless Service, and every Prometheus sends every alert to every replica."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+
+from .configs import alertmanager as alertmanager_config
+from .kubernetes import DeployedService, KubernetesPlatform
+from .settings import Settings
+from .workload import ConfigFiles, DataVolume, HttpCheck, Port, Reloader, ServiceSpec
+
+WEB_PORT = 9093
+MESH_PORT = 9094
+CONFIG_DIR = "/etc/alertmanager/config"
+
+
+def peer_addresses(namespace: str, replicas: int, port: int = MESH_PORT) -> list[str]:
+    return [f"alertmanager-{i}.alertmanager-headless.{namespace}.svc:{port}" for i in range(replicas)]
+
+
+class Alertmanager(pulumi.ComponentResource):
+    internal_url: str
+    external_url: Optional[str]
+
+    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:alertmanager:Alertmanager", name, None, opts)
+        am = settings.alertmanager
+        self.external_url = settings.ingress.url("alertmanager")
+        internal_url = f"http://alertmanager.{settings.namespace}.svc:{WEB_PORT}"
+        # The rendered file names the receivers' URLs, so it is a secret as a whole
+        # and lives in a Kubernetes Secret, never in a ConfigMap.
+        self.config = settings.secrets.alertmanager_webhook_url.apply(
+            lambda url: alertmanager_config.render(alertmanager_config.AlertmanagerConfig(
+                environment=settings.environment, webhook_url=url)))
+
+        args = [
+            f"--config.file={CONFIG_DIR}/alertmanager.yml",
+            "--storage.path=/alertmanager",
+            f"--data.retention={am.retention}",
+            f"--web.external-url={self.external_url or internal_url}",
+            "--web.route-prefix=/",
+        ]
+        if am.replicas > 1:
+            args += [f"--cluster.listen-address=0.0.0.0:{MESH_PORT}",
+                     f"--cluster.advertise-address=$(POD_IP):{MESH_PORT}",
+                     "--cluster.reconnect-timeout=5m"]
+            args += [f"--cluster.peer={peer}" for peer in peer_addresses(settings.namespace, am.replicas)]
+        else:
+            # A lone replica must not wait for peers that will never come.
+            args.append("--cluster.listen-address=")
+
+        spec = ServiceSpec(
+            name="alertmanager",
+            component="alerting",
+            image=settings.images["alertmanager"],
+            ports=[Port("web", WEB_PORT)],
+            cluster_peers=[Port("mesh-tcp", MESH_PORT), Port("mesh-udp", MESH_PORT, "UDP")] if am.replicas > 1 else [],
+            resources=am.resources,
+            run_as_user=65534,
+            args=args,
+            env_from_pod={"POD_IP": "status.podIP"},
+            config=[ConfigFiles("config", CONFIG_DIR, {"alertmanager.yml": self.config}, secret=True, reload=True)],
+            data=DataVolume("/alertmanager", am.storage_size),
+            liveness=HttpCheck("/-/healthy", "web"),
+            readiness=HttpCheck("/-/ready", "web"),
+            replicas=am.replicas,
+            reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload"),
+        )
+        self.deployed: DeployedService = platform.deploy(spec, self)
+        self.internal_url = self.deployed.url("web")
+        self.replica_addresses = self.deployed.replica_addresses("web")
+        if self.external_url:
+            platform.expose(self.deployed, "web", settings.ingress.hosts["alertmanager"],
+                            class_name=settings.ingress.class_name, tls_secret_name=settings.ingress.tls_secret_name,
+                            cluster_issuer=settings.ingress.cluster_issuer, parent=self)
+        self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url})

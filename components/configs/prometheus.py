@@ -1,0 +1,191 @@
+"""prometheus.yml, rendered from settings. No Pulumi here: promtool checks the output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import yaml
+
+from ..settings import ProbeTarget
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+RULES_DIR = "/etc/prometheus/rules"
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """A stack component scraped through pod discovery in the stack's namespace."""
+
+    job: str
+    app: str  # app.kubernetes.io/name of its pods
+    port: str  # container port name
+    instance_from_node: bool = False  # per-node exporters: instance = node name
+    honor_labels: bool = False
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    environment: str
+    namespace: str
+    scrape_interval: str
+    scrape_timeout: str
+    evaluation_interval: str
+    alertmanagers: Sequence[str]  # host:port of every Alertmanager replica
+    components: Sequence[ScrapeTarget]
+    blackbox_address: str
+    http_probes: Sequence[ProbeTarget] = ()
+    tcp_probes: Sequence[ProbeTarget] = ()
+    icmp_probes: Sequence[ProbeTarget] = ()
+    kubelet_insecure_skip_verify: bool = False
+    replica_label: str = "${POD_NAME}"  # expanded per pod (expand-external-labels)
+    rule_files: Sequence[str] = field(default_factory=lambda: [f"{RULES_DIR}/*.yaml"])
+
+
+def _environment_label(environment: str) -> dict:
+    # Every series carries its environment, so rules and dashboards can select
+    # it even where several environments share one Grafana or a federation.
+    return {"target_label": "environment", "replacement": environment, "action": "replace"}
+
+
+def _kubernetes_auth(insecure: bool = False) -> dict:
+    return {
+        "scheme": "https",
+        "tls_config": {"ca_file": f"{SA_DIR}/ca.crt", "insecure_skip_verify": insecure},
+        "authorization": {"credentials_file": f"{SA_DIR}/token"},
+    }
+
+
+def _component_job(cfg: PrometheusConfig, target: ScrapeTarget) -> dict:
+    relabel = [
+        {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "regex": target.app, "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": target.port, "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
+    ]
+    if target.instance_from_node:
+        relabel.append({"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "instance"})
+    relabel.append(_environment_label(cfg.environment))
+    job = {
+        "job_name": target.job,
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [cfg.namespace]}}],
+        "relabel_configs": relabel,
+    }
+    if target.honor_labels:
+        job["honor_labels"] = True
+    return job
+
+
+def _kubelet_job(cfg: PrometheusConfig, job_name: str, path: str) -> dict:
+    return {
+        "job_name": job_name,
+        **_kubernetes_auth(cfg.kubelet_insecure_skip_verify),
+        "metrics_path": path,
+        "kubernetes_sd_configs": [{"role": "node"}],
+        "relabel_configs": [
+            {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"},
+            {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "instance"},
+            _environment_label(cfg.environment),
+        ],
+    }
+
+
+def _probe_job(cfg: PrometheusConfig, job_name: str, module: str, targets: Sequence[ProbeTarget]) -> dict:
+    return {
+        "job_name": job_name,
+        "metrics_path": "/probe",
+        "params": {"module": [module]},
+        "static_configs": [{"targets": [t.target], "labels": {"probe": t.name}} for t in targets],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": cfg.blackbox_address},
+            _environment_label(cfg.environment),
+        ],
+    }
+
+
+def _annotated_jobs(cfg: PrometheusConfig) -> list[dict]:
+    """Application pods and services opt in with prometheus.io/* annotations."""
+
+    def annotation(role: str, name: str) -> str:
+        return f"__meta_kubernetes_{role}_annotation_prometheus_io_{name}"
+
+    def job(job_name: str, role: str, sd_role: str) -> dict:
+        relabel = [
+            {"source_labels": [annotation(role, "scrape")], "regex": "true", "action": "keep"},
+            {"source_labels": [annotation(role, "scheme")], "regex": "(https?)", "target_label": "__scheme__"},
+            {"source_labels": [annotation(role, "path")], "regex": "(.+)", "target_label": "__metrics_path__"},
+            {"source_labels": ["__address__", annotation(role, "port")],
+             "regex": r"([^:]+)(?::\d+)?;(\d+)", "replacement": "$1:$2", "target_label": "__address__"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "regex": "(.+)", "target_label": "pod"},
+            {"source_labels": ["__meta_kubernetes_pod_container_name"], "regex": "(.+)", "target_label": "container"},
+            # job = the workload's app.kubernetes.io/name (e.g. football-prediction-api)
+            {"source_labels": [f"__meta_kubernetes_{role}_label_app_kubernetes_io_name"], "regex": "(.+)",
+             "target_label": "job"},
+        ]
+        if sd_role == "endpointslice":
+            relabel.append({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"})
+        relabel.append(_environment_label(cfg.environment))
+        return {"job_name": job_name, "kubernetes_sd_configs": [{"role": sd_role}], "relabel_configs": relabel}
+
+    pods = job("kubernetes-pods", "pod", "pod")
+    # A pod with several ports would otherwise be scraped once per port.
+    pods["relabel_configs"].insert(1, {"source_labels": ["__meta_kubernetes_pod_container_init"],
+                                       "regex": "true", "action": "drop"})
+    pods["relabel_configs"].insert(2, {"source_labels": ["__meta_kubernetes_pod_phase"],
+                                       "regex": "Pending|Succeeded|Failed", "action": "drop"})
+    return [pods, job("kubernetes-services", "service", "endpointslice")]
+
+
+def scrape_jobs(cfg: PrometheusConfig) -> list[dict]:
+    jobs = [_component_job(cfg, target) for target in cfg.components]
+    jobs.append({
+        "job_name": "apiserver",
+        **_kubernetes_auth(),
+        "kubernetes_sd_configs": [{"role": "endpointslice", "namespaces": {"names": ["default"]}}],
+        "relabel_configs": [
+            {"source_labels": ["__meta_kubernetes_service_name", "__meta_kubernetes_endpointslice_port_name"],
+             "regex": "kubernetes;https", "action": "keep"},
+            _environment_label(cfg.environment),
+        ],
+    })
+    jobs.append(_kubelet_job(cfg, "kubelet", "/metrics"))
+    # cAdvisor: the kubelet's built-in endpoint (see components/exporters.py for why).
+    jobs.append(_kubelet_job(cfg, "cadvisor", "/metrics/cadvisor"))
+    for job_name, module, targets in (("blackbox-http", "http_2xx", cfg.http_probes),
+                                      ("blackbox-tcp", "tcp_connect", cfg.tcp_probes),
+                                      ("blackbox-icmp", "icmp", cfg.icmp_probes)):
+        if targets:
+            jobs.append(_probe_job(cfg, job_name, module, targets))
+    jobs.extend(_annotated_jobs(cfg))
+    return jobs
+
+
+def render(cfg: PrometheusConfig) -> str:
+    document = {
+        "global": {
+            "scrape_interval": cfg.scrape_interval,
+            "scrape_timeout": cfg.scrape_timeout,
+            "evaluation_interval": cfg.evaluation_interval,
+            "external_labels": {"environment": cfg.environment, "replica": cfg.replica_label},
+        },
+        "alerting": {
+            # The replicas of an HA pair send identical alerts; without their
+            # replica label Alertmanager deduplicates them.
+            "alert_relabel_configs": [{"regex": "replica", "action": "labeldrop"}],
+            "alertmanagers": [{
+                "api_version": "v2",
+                "timeout": "10s",
+                # Every replica, by its stable name: Alertmanager needs each alert
+                # from every Prometheus at every peer to deduplicate in the cluster.
+                "static_configs": [{"targets": list(cfg.alertmanagers)}],
+            }],
+        },
+        "rule_files": list(cfg.rule_files),
+        "scrape_configs": scrape_jobs(cfg),
+    }
+    return "# Generated by football-monitoring; edit the settings, not this file.\n" + yaml.safe_dump(
+        document, sort_keys=False, default_flow_style=False, width=120)

@@ -1,0 +1,58 @@
+"""The versioned data files of the repository: alert rules and dashboards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_DIR = ROOT / "rules"
+DASHBOARDS_DIR = ROOT / "dashboards"
+
+# A ConfigMap holds at most 1 MiB; stay clear of it so an update never fails half-way.
+CONFIGMAP_BUDGET = 900 * 1024
+
+
+class DataFileError(ValueError):
+    pass
+
+
+def rule_files() -> dict[str, str]:
+    """rules/*.yaml by file name (rules/tests/ holds promtool tests, not rules)."""
+    files = {}
+    for path in sorted(RULES_DIR.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        try:
+            document = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise DataFileError(f"{path.relative_to(ROOT)} is not valid YAML: {exc}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("groups"), list):
+            raise DataFileError(f"{path.relative_to(ROOT)} must be a Prometheus rule file with a 'groups' list")
+        files[path.name] = text
+    _check_budget("rules/*.yaml", files)
+    return files
+
+
+def dashboards() -> dict[str, str]:
+    """dashboards/*.json by file name, each checked to be JSON with a uid."""
+    files = {}
+    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataFileError(f"{path.relative_to(ROOT)} is not valid JSON: {exc}") from None
+        if not isinstance(document, dict) or not document.get("uid"):
+            raise DataFileError(f"{path.relative_to(ROOT)} has no dashboard uid")
+        if len(text.encode()) > CONFIGMAP_BUDGET:
+            raise DataFileError(f"{path.relative_to(ROOT)} is larger than {CONFIGMAP_BUDGET} bytes")
+        files[path.name] = text
+    return files
+
+
+def _check_budget(what: str, files: dict[str, str]) -> None:
+    size = sum(len(text.encode()) for text in files.values())
+    if size > CONFIGMAP_BUDGET:
+        raise DataFileError(f"{what} add up to {size} bytes, more than one ConfigMap holds ({CONFIGMAP_BUDGET})")

@@ -1,0 +1,145 @@
+"""The exporters: node-exporter, kube-state-metrics, blackbox, PostgreSQL, Redis.
+
+cAdvisor runs inside every kubelet already and the kubelet serves its
+metrics at /metrics/cadvisor; Prometheus scrapes that endpoint (jobs kubelet
+and cadvisor). A separate cAdvisor DaemonSet would need privileged access to
+the container runtime and /dev/kmsg on every node to report the same
+containers a second time, so the stack does not run one on Kubernetes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+
+from .configs import blackbox as blackbox_config
+from .configs.prometheus import ScrapeTarget
+from .kubernetes import KubernetesPlatform
+from .settings import Settings
+from .workload import AccessRule, ConfigFiles, HttpCheck, Port, ServiceSpec
+
+# kube-state-metrics reports exactly these resources; its RBAC is built from the
+# same table, so it can list/watch what it reports and nothing else (no Secrets,
+# no ConfigMaps).
+KUBE_STATE_RESOURCES = {
+    "": ["namespaces", "nodes", "persistentvolumeclaims", "persistentvolumes", "pods", "resourcequotas",
+         "services", "limitranges"],
+    "apps": ["daemonsets", "deployments", "replicasets", "statefulsets"],
+    "batch": ["cronjobs", "jobs"],
+    "autoscaling": ["horizontalpodautoscalers"],
+    "policy": ["poddisruptionbudgets"],
+    "storage.k8s.io": ["storageclasses"],
+}
+
+
+class NodeExporter(pulumi.ComponentResource):
+    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:exporters:NodeExporter", name, None, opts)
+        ignored_devices = r"^(veth.*|cali.*|[a-f0-9]{15})$"
+        spec = ServiceSpec(
+            name="node-exporter",
+            component="exporter",
+            image=settings.images["nodeExporter"],
+            ports=[Port("metrics", 9100)],
+            resources=settings.exporters.node_exporter,
+            run_as_user=65534,
+            args=[
+                "--path.procfs=/host/proc",
+                "--path.sysfs=/host/sys",
+                "--path.rootfs=/host/root",
+                "--web.listen-address=:9100",
+                "--collector.filesystem.mount-points-exclude="
+                r"^/(dev|proc|sys|run/containerd/.+|var/lib/docker/.+|var/lib/kubelet/pods/.+)($|/)",
+                f"--collector.netclass.ignored-devices={ignored_devices}",
+                f"--collector.netdev.device-exclude={ignored_devices}",
+            ],
+            liveness=HttpCheck("/", "metrics"),
+            readiness=HttpCheck("/", "metrics"),
+            every_node=True,
+            host_access="node-metrics",
+        )
+        self.deployed = platform.deploy(spec, self)
+        self.scrape_targets = [ScrapeTarget("node-exporter", "node-exporter", "metrics", instance_from_node=True)]
+        self.register_outputs({})
+
+
+class KubeStateMetrics(pulumi.ComponentResource):
+    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:exporters:KubeStateMetrics", name, None, opts)
+        resources = sorted(r for group in KUBE_STATE_RESOURCES.values() for r in group)
+        spec = ServiceSpec(
+            name="kube-state-metrics",
+            component="exporter",
+            image=settings.images["kubeStateMetrics"],
+            ports=[Port("http-metrics", 8080), Port("telemetry", 8081)],
+            resources=settings.exporters.kube_state_metrics,
+            run_as_user=65534,
+            args=["--port=8080", "--telemetry-port=8081", "--resources=" + ",".join(resources)],
+            liveness=HttpCheck("/livez", "http-metrics"),
+            readiness=HttpCheck("/readyz", "telemetry"),
+            api_access=[AccessRule(api_groups=[group], resources=names, verbs=["list", "watch"])
+                        for group, names in KUBE_STATE_RESOURCES.items()],
+        )
+        self.deployed = platform.deploy(spec, self)
+        self.scrape_targets = [ScrapeTarget("kube-state-metrics", "kube-state-metrics", "http-metrics",
+                                            honor_labels=True)]
+        self.register_outputs({})
+
+
+class BlackboxExporter(pulumi.ComponentResource):
+    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:exporters:BlackboxExporter", name, None, opts)
+        self.config = blackbox_config.render()
+        spec = ServiceSpec(
+            name="blackbox-exporter",
+            component="exporter",
+            image=settings.images["blackboxExporter"],
+            ports=[Port("http", 9115)],
+            resources=settings.exporters.blackbox,
+            run_as_user=65534,
+            args=["--config.file=/etc/blackbox/blackbox.yml", "--web.listen-address=:9115"],
+            config=[ConfigFiles("config", "/etc/blackbox", {"blackbox.yml": self.config})],
+            liveness=HttpCheck("/-/healthy", "http"),
+            readiness=HttpCheck("/-/healthy", "http"),
+            # Unprivileged ICMP for the exporter's own group instead of the NET_RAW capability.
+            sysctls={"net.ipv4.ping_group_range": "65534 65534"},
+        )
+        self.deployed = platform.deploy(spec, self)
+        self.address = f"{self.deployed.host}:9115"
+        self.scrape_targets = [ScrapeTarget("blackbox-exporter", "blackbox-exporter", "http")]
+        self.register_outputs({"address": self.address})
+
+
+class DatabaseExporter(pulumi.ComponentResource):
+    """postgres-exporter or redis-exporter: one process whose connection string is a secret."""
+
+    KINDS = {
+        # kind: (image key, port, uid, env var that takes the connection string, health path)
+        "postgres": ("postgresExporter", 9187, 65534, "DATA_SOURCE_NAME", "/"),
+        "redis": ("redisExporter", 9121, 59000, "REDIS_ADDR", "/health"),
+    }
+
+    def __init__(self, name: str, *, kind: str, settings: Settings, platform: KubernetesPlatform,
+                 connection: pulumi.Output, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(f"football-monitoring:exporters:{kind.capitalize()}Exporter", name, None, opts)
+        image_key, port, uid, env_name, health = self.KINDS[kind]
+        resources = settings.exporters.postgres if kind == "postgres" else settings.exporters.redis
+        spec = ServiceSpec(
+            name=f"{kind}-exporter",
+            component="exporter",
+            image=settings.images[image_key],
+            ports=[Port("metrics", port)],
+            resources=resources,
+            run_as_user=uid,
+            args=[f"--web.listen-address=:{port}"],
+            secret_env={env_name: connection},
+            liveness=HttpCheck(health, "metrics"),
+            readiness=HttpCheck(health, "metrics"),
+        )
+        self.deployed = platform.deploy(spec, self)
+        self.scrape_targets = [ScrapeTarget(f"{kind}-exporter", f"{kind}-exporter", "metrics")]
+        self.register_outputs({})

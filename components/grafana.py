@@ -1,0 +1,83 @@
+"""Grafana: persistent, with a generated admin password, provisioned
+datasources (stable uids) and every dashboard in dashboards/."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_random as random
+
+from . import data
+from .configs import grafana as grafana_config
+from .configs.grafana import DASHBOARDS_DIR, SECRETS_DIR
+from .kubernetes import DeployedService, KubernetesPlatform
+from .settings import Settings
+from .workload import ConfigFiles, DataVolume, HttpCheck, Port, ServiceSpec
+
+HTTP_PORT = 3000
+
+
+class Grafana(pulumi.ComponentResource):
+    internal_url: str
+    external_url: Optional[str]
+    admin_password: pulumi.Output
+
+    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform, prometheus_url: str,
+                 alertmanager_url: str, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:grafana:Grafana", name, None, opts)
+        self.external_url = settings.ingress.url("grafana")
+        internal_url = f"http://grafana.{settings.namespace}.svc:{HTTP_PORT}"
+        password = random.RandomPassword(
+            "grafana-admin-password", length=32, special=False, min_lower=4, min_upper=4, min_numeric=4,
+            opts=pulumi.ResourceOptions(parent=self))
+        # RandomPassword.result is already a secret; say so again so no refactor can lose it.
+        self.admin_password = pulumi.Output.secret(password.result)
+        self.admin_user = settings.grafana.admin_user
+
+        cfg = grafana_config.GrafanaConfig(
+            admin_user=settings.grafana.admin_user,
+            root_url=grafana_config.root_url(self.external_url, internal_url),
+            prometheus_url=prometheus_url,
+            alertmanager_url=alertmanager_url,
+            scrape_interval=settings.prometheus.scrape_interval,
+        )
+        spec = ServiceSpec(
+            name="grafana",
+            component="dashboards",
+            image=settings.images["grafana"],
+            ports=[Port("http", HTTP_PORT)],
+            resources=settings.grafana.resources,
+            run_as_user=472,
+            # The image's own GF_PATHS_* point at paths on the (read-only) root filesystem.
+            env={
+                "GF_PATHS_CONFIG": "/etc/grafana/config/grafana.ini",
+                "GF_PATHS_DATA": "/var/lib/grafana",
+                "GF_PATHS_LOGS": "/var/lib/grafana/log",
+                "GF_PATHS_PLUGINS": "/var/lib/grafana/plugins",
+                "GF_PATHS_PROVISIONING": "/etc/grafana/provisioning",
+            },
+            config=[
+                ConfigFiles("config", "/etc/grafana/config", {"grafana.ini": grafana_config.render_ini(cfg)}),
+                ConfigFiles("datasources", "/etc/grafana/provisioning/datasources",
+                            {"datasources.yaml": grafana_config.render_datasources(cfg)}),
+                ConfigFiles("dashboard-provider", "/etc/grafana/provisioning/dashboards",
+                            {"football-monitoring.yaml": grafana_config.render_dashboard_provider(cfg)}),
+                # Grafana re-reads dashboard files by itself (updateIntervalSeconds), so a
+                # changed dashboard needs no restart.
+                ConfigFiles("dashboards", DASHBOARDS_DIR, data.dashboards(), reload=True),
+                ConfigFiles("admin", SECRETS_DIR, {"admin-password": self.admin_password}, secret=True),
+            ],
+            data=DataVolume("/var/lib/grafana", settings.grafana.storage_size),
+            scratch_paths=["/tmp"],
+            liveness=HttpCheck("/api/health", "http"),
+            readiness=HttpCheck("/api/health", "http"),
+        )
+        self.deployed: DeployedService = platform.deploy(spec, self)
+        self.internal_url = self.deployed.url("http")
+        if self.external_url:
+            platform.expose(self.deployed, "http", settings.ingress.hosts["grafana"],
+                            class_name=settings.ingress.class_name, tls_secret_name=settings.ingress.tls_secret_name,
+                            cluster_issuer=settings.ingress.cluster_issuer, parent=self)
+        self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url,
+                               "admin_password": self.admin_password})

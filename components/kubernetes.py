@@ -1,0 +1,356 @@
+"""Kubernetes realisation of ``ServiceSpec``: the hardened defaults live here.
+
+Every container gets an exact image, requests and limits, startup/liveness/
+readiness probes, a fixed non-root uid, a read-only root filesystem, no
+capabilities, no privilege escalation and the RuntimeDefault seccomp profile.
+Pods get no API credentials unless the service declares the access it needs.
+The exceptions are the ``HOST_ACCESS`` entries of ``components.workload``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .settings import Resources
+from .workload import HOST_ACCESS, PART_OF, ConfigFiles, HttpCheck, ServiceSpec
+
+RELOADER_PORT = 8080
+RELOADER_RESOURCES = Resources(cpu_request="5m", memory_request="16Mi", cpu_limit=None, memory_limit="64Mi")
+
+
+@dataclass
+class DeployedService:
+    name: str
+    namespace: str
+    spec: ServiceSpec
+    workload: pulumi.CustomResource
+    service: Optional[k8s.core.v1.Service]
+
+    @property
+    def host(self) -> str:
+        return f"{self.name}.{self.namespace}.svc"
+
+    def url(self, port_name: str, path: str = "") -> str:
+        return f"http://{self.host}:{self._port(port_name)}{path}"
+
+    def replica_addresses(self, port_name: str) -> list[str]:
+        """Stable per-replica host:port addresses (StatefulSets only)."""
+        port = self._port(port_name)
+        return [f"{self.name}-{i}.{self.name}-headless.{self.namespace}.svc:{port}"
+                for i in range(self.spec.replicas)]
+
+    def _port(self, port_name: str) -> int:
+        for port in list(self.spec.ports) + list(self.spec.cluster_peers):
+            if port.name == port_name:
+                return port.port
+        raise KeyError(f"{self.name} has no port named {port_name}")
+
+
+def content_checksum(files: dict) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+class KubernetesPlatform:
+    """Places services into one namespace of one cluster."""
+
+    def __init__(self, *, namespace: str, environment: str, provider: k8s.Provider,
+                 storage_class: Optional[str], protect_data: bool, reloader_image: str):
+        self.namespace = namespace
+        self.environment = environment
+        self.provider = provider
+        self.storage_class = storage_class
+        self.protect_data = protect_data
+        self.reloader_image = reloader_image
+
+    # -- labels -----------------------------------------------------------------
+    def selector(self, spec: ServiceSpec) -> dict:
+        return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/instance": f"{spec.name}-{self.environment}"}
+
+    def labels(self, spec: ServiceSpec) -> dict:
+        return {
+            **self.selector(spec),
+            "app.kubernetes.io/component": spec.component,
+            "app.kubernetes.io/part-of": PART_OF,
+            "app.kubernetes.io/managed-by": "pulumi",
+            "app.kubernetes.io/version": spec.version[:63],
+        }
+
+    def meta(self, name: str, spec: Optional[ServiceSpec] = None, namespaced: bool = True, **extra) -> dict:
+        meta = {"name": name, "labels": self.labels(spec) if spec else {"app.kubernetes.io/part-of": PART_OF}}
+        if namespaced:
+            meta["namespace"] = self.namespace
+        meta.update(extra)
+        return meta
+
+    def opts(self, parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
+
+    def stateful_opts(self, parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
+        # PVCs from volumeClaimTemplates are not Pulumi resources; the retention
+        # policy on the StatefulSet keeps them, protection keeps the StatefulSet.
+        return self.opts(parent, protect=self.protect_data, retain_on_delete=self.protect_data, **kwargs)
+
+    # -- the service --------------------------------------------------------------
+    def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService:
+        volumes, mounts, annotations = self._config_volumes(spec, parent)
+        if spec.data:
+            mounts.append({"name": "data", "mountPath": spec.data.mount_path})
+        for i, path in enumerate(spec.scratch_paths):
+            volumes.append({"name": f"scratch-{i}", "emptyDir": {"sizeLimit": "256Mi"}})
+            mounts.append({"name": f"scratch-{i}", "mountPath": path})
+
+        pod_spec: dict = {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": spec.run_as_user,
+                "runAsGroup": spec.run_as_user,
+                "fsGroup": spec.run_as_user,
+                "fsGroupChangePolicy": "OnRootMismatch",
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [self._main_container(spec, mounts, self._secret_env(spec, parent))],
+            "volumes": volumes,
+            "terminationGracePeriodSeconds": 60 if spec.data else 30,
+        }
+        if spec.sysctls:
+            pod_spec["securityContext"]["sysctls"] = [{"name": k, "value": v} for k, v in spec.sysctls.items()]
+        if spec.reloader:
+            pod_spec["containers"].append(self._reloader_container(spec))
+
+        pod_spec["serviceAccountName"] = self._service_account(spec, parent)
+        pod_spec["automountServiceAccountToken"] = bool(spec.api_access)
+
+        if spec.host_access:
+            self._apply_host_access(spec, pod_spec)
+        if spec.every_node:
+            # Node-level exporters must run on tainted nodes too, or those nodes go unwatched.
+            pod_spec["tolerations"] = [{"operator": "Exists"}]
+        elif spec.replicas > 1:
+            pod_spec["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                "weight": 100,
+                "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                    "labelSelector": {"matchLabels": self.selector(spec)}},
+            }]}}
+
+        template = {"metadata": {"labels": self.labels(spec), "annotations": annotations}, "spec": pod_spec}
+        workload = self._workload(spec, template, parent)
+        service = self._services(spec, parent)
+        return DeployedService(spec.name, self.namespace, spec, workload, service)
+
+    def _secret_env(self, spec: ServiceSpec, parent: pulumi.Resource) -> list:
+        if not spec.secret_env:
+            return []
+        object_name = f"{spec.name}-env"
+        keys = {name: name.lower().replace("_", "-") for name in spec.secret_env}
+        k8s.core.v1.Secret(object_name, metadata=self.meta(object_name, spec), type="Opaque",
+                           string_data={keys[n]: pulumi.Output.secret(v) for n, v in spec.secret_env.items()},
+                           opts=self.opts(parent))
+        return [{"name": n, "valueFrom": {"secretKeyRef": {"name": object_name, "key": keys[n]}}} for n in spec.secret_env]
+
+    def _main_container(self, spec: ServiceSpec, mounts: list, secret_env: list) -> dict:
+        container = {
+            "name": spec.name,
+            "image": spec.image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": list(spec.args),
+            "ports": [{"name": p.name, "containerPort": p.port, "protocol": p.protocol}
+                      for p in list(spec.ports) + list(spec.cluster_peers)],
+            "resources": spec.resources.to_kubernetes(),
+            "securityContext": _container_security(),
+            "volumeMounts": mounts,
+        }
+        env = [{"name": k, "value": v} for k, v in spec.env.items()]
+        env += [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": path}}} for k, path in spec.env_from_pod.items()]
+        env += secret_env
+        if env:
+            container["env"] = env
+        if spec.liveness:
+            container["startupProbe"] = _http_probe(spec.liveness, period=10, failures=60)
+            container["livenessProbe"] = _http_probe(spec.liveness, period=15, failures=4)
+        if spec.readiness:
+            container["readinessProbe"] = _http_probe(spec.readiness, period=10, failures=3)
+        return container
+
+    def _reloader_container(self, spec: ServiceSpec) -> dict:
+        watched = [c for c in spec.config if c.reload]
+        return {
+            "name": "config-reloader",
+            "image": self.reloader_image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": [f"--listen-address=:{RELOADER_PORT}", f"--reload-url={spec.reloader.reload_url}"]
+            + [f"--watched-dir={c.mount_path}" for c in watched],
+            "ports": [{"name": "reloader-web", "containerPort": RELOADER_PORT, "protocol": "TCP"}],
+            "resources": RELOADER_RESOURCES.to_kubernetes(),
+            "securityContext": _container_security(),
+            "volumeMounts": [{"name": f"config-{c.name}", "mountPath": c.mount_path, "readOnly": True} for c in watched],
+            "livenessProbe": {"tcpSocket": {"port": "reloader-web"}, "periodSeconds": 30, "failureThreshold": 3},
+            "readinessProbe": {"tcpSocket": {"port": "reloader-web"}, "periodSeconds": 30},
+        }
+
+    def _config_volumes(self, spec: ServiceSpec, parent: pulumi.Resource):
+        volumes, mounts, annotations = [], [], {}
+        rolling: dict = {}
+        for cfg in spec.config:
+            object_name = f"{spec.name}-{cfg.name}"
+            if cfg.secret:
+                k8s.core.v1.Secret(
+                    object_name, metadata=self.meta(object_name, spec), type="Opaque",
+                    string_data={k: pulumi.Output.secret(v) for k, v in cfg.files.items()},
+                    opts=self.opts(parent))
+                volumes.append({"name": f"config-{cfg.name}", "secret": {"secretName": object_name, "defaultMode": 0o440}})
+            else:
+                k8s.core.v1.ConfigMap(object_name, metadata=self.meta(object_name, spec), data=dict(cfg.files),
+                                      opts=self.opts(parent))
+                volumes.append({"name": f"config-{cfg.name}", "configMap": {"name": object_name, "defaultMode": 0o444}})
+                if not cfg.reload:
+                    rolling[cfg.name] = cfg.files
+            mounts.append({"name": f"config-{cfg.name}", "mountPath": cfg.mount_path, "readOnly": True})
+        if rolling:
+            # Files the service only reads at start: a change must roll the pods.
+            annotations["football-monitoring/config-checksum"] = content_checksum(rolling)
+        return volumes, mounts, annotations
+
+    def _service_account(self, spec: ServiceSpec, parent: pulumi.Resource) -> str:
+        k8s.core.v1.ServiceAccount(spec.name, metadata=self.meta(spec.name, spec),
+                                   automount_service_account_token=bool(spec.api_access), opts=self.opts(parent))
+        if spec.api_access:
+            cluster_name = f"{self.namespace}-{spec.name}"
+            rules = []
+            for rule in spec.api_access:
+                if rule.non_resource_urls:
+                    rules.append({"nonResourceURLs": list(rule.non_resource_urls), "verbs": list(rule.verbs)})
+                else:
+                    rules.append({"apiGroups": list(rule.api_groups), "resources": list(rule.resources),
+                                  "verbs": list(rule.verbs)})
+            k8s.rbac.v1.ClusterRole(cluster_name, metadata=self.meta(cluster_name, spec, namespaced=False),
+                                    rules=rules, opts=self.opts(parent))
+            k8s.rbac.v1.ClusterRoleBinding(
+                cluster_name, metadata=self.meta(cluster_name, spec, namespaced=False),
+                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
+                subjects=[{"kind": "ServiceAccount", "name": spec.name, "namespace": self.namespace}],
+                opts=self.opts(parent))
+        return spec.name
+
+    def _apply_host_access(self, spec: ServiceSpec, pod_spec: dict) -> None:
+        access = HOST_ACCESS[spec.host_access]
+        pod_spec["hostNetwork"] = access.host_network
+        pod_spec["hostPID"] = access.host_pid
+        if access.host_network:
+            pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+        container = pod_spec["containers"][0]
+        for i, (host_path, mount_path) in enumerate(access.host_paths.items()):
+            pod_spec["volumes"].append({"name": f"host-{i}", "hostPath": {"path": host_path}})
+            mount = {"name": f"host-{i}", "mountPath": mount_path, "readOnly": True}
+            if host_path == "/":
+                mount["mountPropagation"] = "HostToContainer"
+            container["volumeMounts"].append(mount)
+
+    def _workload(self, spec: ServiceSpec, template: dict, parent: pulumi.Resource) -> pulumi.CustomResource:
+        selector = {"matchLabels": self.selector(spec)}
+        metadata = self.meta(spec.name, spec)
+        if spec.every_node:
+            return k8s.apps.v1.DaemonSet(spec.name, metadata=metadata, spec={
+                "selector": selector, "template": template,
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "20%"}},
+                "revisionHistoryLimit": 5,
+            }, opts=self.opts(parent))
+        if spec.data:
+            claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.data.size}}}
+            if self.storage_class:
+                claim["storageClassName"] = self.storage_class
+            return k8s.apps.v1.StatefulSet(spec.name, metadata=metadata, spec={
+                "replicas": spec.replicas,
+                "serviceName": f"{spec.name}-headless",
+                "podManagementPolicy": "Parallel",
+                "selector": selector,
+                "template": template,
+                "updateStrategy": {"type": "RollingUpdate"},
+                "revisionHistoryLimit": 5,
+                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": self.selector(spec)}, "spec": claim}],
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            }, opts=self.stateful_opts(parent))
+        return k8s.apps.v1.Deployment(spec.name, metadata=metadata, spec={
+            "replicas": spec.replicas, "selector": selector, "template": template, "revisionHistoryLimit": 5,
+        }, opts=self.opts(parent))
+
+    def _services(self, spec: ServiceSpec, parent: pulumi.Resource) -> Optional[k8s.core.v1.Service]:
+        if spec.every_node:
+            return None  # scraped per pod through discovery; a Service would only hide which node answered
+        ports = [{"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol} for p in spec.ports]
+        service_spec = {"selector": self.selector(spec), "ports": ports, "type": "ClusterIP"}
+        if spec.session_affinity:
+            service_spec["sessionAffinity"] = "ClientIP"
+        service = k8s.core.v1.Service(spec.name, metadata=self.meta(spec.name, spec), spec=service_spec,
+                                      opts=self.opts(parent))
+        if spec.data:
+            peer_ports = [{"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol}
+                          for p in list(spec.ports) + list(spec.cluster_peers)]
+            headless = f"{spec.name}-headless"
+            k8s.core.v1.Service(headless, metadata=self.meta(headless, spec), spec={
+                "clusterIP": "None",
+                "selector": self.selector(spec),
+                "ports": peer_ports,
+                # Peers must find each other before they are ready, or a cluster never forms.
+                "publishNotReadyAddresses": bool(spec.cluster_peers),
+            }, opts=self.opts(parent))
+        return service
+
+    # -- exposure -------------------------------------------------------------------
+    def expose(self, deployed: DeployedService, port_name: str, host: str, *, class_name: Optional[str],
+               tls_secret_name: Optional[str], cluster_issuer: Optional[str], parent: pulumi.Resource) -> None:
+        annotations = {}
+        if cluster_issuer:
+            annotations["cert-manager.io/cluster-issuer"] = cluster_issuer
+        spec: dict = {"rules": [{"host": host, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": deployed.name, "port": {"name": port_name}}},
+        }]}}]}
+        if class_name:
+            spec["ingressClassName"] = class_name
+        if tls_secret_name:
+            spec["tls"] = [{"hosts": [host], "secretName": tls_secret_name}]
+        k8s.networking.v1.Ingress(deployed.name, metadata=self.meta(deployed.name, deployed.spec, annotations=annotations),
+                                  spec=spec, opts=self.opts(parent))
+
+
+def _container_security() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _http_probe(check: HttpCheck, *, period: int, failures: int) -> dict:
+    return {"httpGet": {"path": check.path, "port": check.port}, "periodSeconds": period,
+            "timeoutSeconds": 5, "failureThreshold": failures}
+
+
+def namespace(name: str, provider: k8s.Provider, parent: pulumi.Resource) -> k8s.core.v1.Namespace:
+    return k8s.core.v1.Namespace(name, metadata={
+        "name": name,
+        "labels": {
+            "app.kubernetes.io/part-of": PART_OF,
+            # node-exporter needs host namespaces (see HOST_ACCESS); everything else would
+            # pass "restricted", which is what warnings and audit report against.
+            "pod-security.kubernetes.io/enforce": "privileged",
+            "pod-security.kubernetes.io/warn": "baseline",
+            "pod-security.kubernetes.io/audit": "restricted",
+        },
+    }, opts=pulumi.ResourceOptions(parent=parent, provider=provider))
+
+
+def provider(name: str, context: Optional[str], parent: Optional[pulumi.Resource] = None) -> k8s.Provider:
+    # Mutable ConfigMaps: a config change updates the ConfigMap in place, so
+    # reloading services pick it up without a restart; services that need one
+    # roll through their checksum annotation instead.
+    return k8s.Provider(name, context=context, enable_config_map_mutable=True,
+                        opts=pulumi.ResourceOptions(parent=parent) if parent else None)

@@ -1,0 +1,102 @@
+"""Prometheus: a StatefulSet (an HA pair in prod) with its TSDB on a volume.
+
+Config and rule changes reach it through a reload (a sidecar watches the
+mounted files and calls /-/reload), never through a restart that would replay
+the WAL or lose data.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pulumi
+
+from . import data
+from .configs import prometheus as prometheus_config
+from .configs.prometheus import RULES_DIR, ScrapeTarget
+from .kubernetes import DeployedService, KubernetesPlatform
+from .settings import Settings
+from .workload import AccessRule, ConfigFiles, DataVolume, HttpCheck, Port, Reloader, ServiceSpec
+
+WEB_PORT = 9090
+
+# What service discovery reads, and nothing more: get/list/watch only.
+DISCOVERY_ACCESS = (
+    AccessRule(api_groups=[""], resources=["nodes", "services", "pods"]),
+    AccessRule(api_groups=["discovery.k8s.io"], resources=["endpointslices"]),
+    # kubelet and cAdvisor metrics straight from each kubelet (no API-server proxy,
+    # which would need the far broader nodes/proxy permission).
+    AccessRule(api_groups=[""], resources=["nodes/metrics"], verbs=["get"]),
+    AccessRule(non_resource_urls=["/metrics", "/metrics/cadvisor"], verbs=["get"]),
+)
+
+
+def config_text(settings: Settings, alertmanagers: Sequence[str], components: Sequence[ScrapeTarget],
+                blackbox_address: str) -> str:
+    prom = settings.prometheus
+    return prometheus_config.render(prometheus_config.PrometheusConfig(
+        environment=settings.environment,
+        namespace=settings.namespace,
+        scrape_interval=prom.scrape_interval,
+        scrape_timeout=prom.scrape_timeout,
+        evaluation_interval=prom.evaluation_interval,
+        alertmanagers=alertmanagers,
+        components=components,
+        blackbox_address=blackbox_address,
+        http_probes=settings.probes.http,
+        tcp_probes=settings.probes.tcp,
+        icmp_probes=settings.probes.icmp,
+        kubelet_insecure_skip_verify=prom.kubelet_insecure_skip_verify,
+    ))
+
+
+class Prometheus(pulumi.ComponentResource):
+    internal_url: str
+    external_url: Optional[str]
+
+    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+                 alertmanagers: Sequence[str], components: Sequence[ScrapeTarget], blackbox_address: str,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:prometheus:Prometheus", name, None, opts)
+        prom = settings.prometheus
+        self.config = config_text(settings, alertmanagers, components, blackbox_address)
+        self.external_url = settings.ingress.url("prometheus")
+        internal_url = f"http://prometheus.{settings.namespace}.svc:{WEB_PORT}"
+
+        spec = ServiceSpec(
+            name="prometheus",
+            component="metrics",
+            image=settings.images["prometheus"],
+            ports=[Port("web", WEB_PORT)],
+            resources=prom.resources,
+            run_as_user=65534,
+            args=[
+                "--config.file=/etc/prometheus/config/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+                f"--storage.tsdb.retention.time={prom.retention}",
+                f"--storage.tsdb.retention.size={prom.retention_size}",
+                "--web.enable-lifecycle",
+                f"--web.external-url={self.external_url or internal_url}",
+                "--web.route-prefix=/",
+            ],
+            # External label replica=${POD_NAME}; Prometheus 3 expands it at load time.
+            env_from_pod={"POD_NAME": "metadata.name"},
+            config=[
+                ConfigFiles("config", "/etc/prometheus/config", {"prometheus.yml": self.config}, reload=True),
+                ConfigFiles("rules", RULES_DIR, data.rule_files(), reload=True),
+            ],
+            data=DataVolume("/prometheus", prom.storage_size),
+            liveness=HttpCheck("/-/healthy", "web"),
+            readiness=HttpCheck("/-/ready", "web"),
+            replicas=prom.replicas,
+            api_access=DISCOVERY_ACCESS,
+            reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload"),
+            session_affinity=True,
+        )
+        self.deployed: DeployedService = platform.deploy(spec, self)
+        self.internal_url = self.deployed.url("web")
+        if self.external_url:
+            platform.expose(self.deployed, "web", settings.ingress.hosts["prometheus"],
+                            class_name=settings.ingress.class_name, tls_secret_name=settings.ingress.tls_secret_name,
+                            cluster_issuer=settings.ingress.cluster_issuer, parent=self)
+        self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url})

@@ -1,0 +1,713 @@
+"""Typed, validated settings for one stack.
+
+Every per-environment knob is declared once in ``SCHEMA`` with its default and
+its parser. ``load_settings`` reads the stack's configuration, rejects unknown
+keys and bad values with one message that lists every problem (key, value,
+what is allowed), and only then returns a frozen ``Settings`` object. Nothing
+is declared in Pulumi before this has succeeded, so bad input can never leave
+a half-applied stack.
+
+Secrets (receiver URLs, database DSNs) are never parsed into plain values:
+they stay ``pulumi.Output`` objects marked secret.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+import pulumi
+
+PROJECT = "football-monitoring"
+
+DEFAULT_IMAGES = {
+    "prometheus": "quay.io/prometheus/prometheus:v3.5.0",
+    "alertmanager": "quay.io/prometheus/alertmanager:v0.28.1",
+    "grafana": "docker.io/grafana/grafana:12.1.1",
+    "nodeExporter": "quay.io/prometheus/node-exporter:v1.9.1",
+    "kubeStateMetrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.16.0",
+    "blackboxExporter": "quay.io/prometheus/blackbox-exporter:v0.27.0",
+    "postgresExporter": "quay.io/prometheuscommunity/postgres-exporter:v0.17.1",
+    "redisExporter": "docker.io/oliver006/redis_exporter:v1.74.0",
+    "configReloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.85.0",
+}
+
+
+class SettingsError(pulumi.RunError):
+    """Raised before any resource exists; Pulumi prints it without a traceback."""
+
+
+class _Invalid(Exception):
+    def __init__(self, allowed: str):
+        super().__init__(allowed)
+        self.allowed = allowed
+
+
+# ---------------------------------------------------------------------------
+# Value parsers: each takes the raw value and returns the typed value, or
+# raises _Invalid with a description of what is allowed.
+
+_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a Prometheus duration string such as ``1d12h`` or ``30s``."""
+    match = _DURATION_RE.match(text)
+    if not text or not match:
+        raise ValueError(text)
+    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS) if g)
+
+
+def _duration(minimum: float = 1, maximum: float = 10 * 365 * 86400) -> Callable[[Any], str]:
+    allowed = "a Prometheus duration such as 30s, 5m, 36h or 15d"
+
+    def parse(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Invalid(allowed)
+        try:
+            seconds = duration_seconds(value)
+        except ValueError:
+            raise _Invalid(allowed) from None
+        if not minimum <= seconds <= maximum:
+            raise _Invalid(f"{allowed}, between {_human_seconds(minimum)} and {_human_seconds(maximum)}")
+        return value
+
+    return parse
+
+
+def _human_seconds(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds}s"
+
+
+_PROM_SIZE_RE = re.compile(r"^(\d+)(B|KB|MB|GB|TB|PB)$")
+_PROM_SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4, "PB": 1024**5}
+
+
+def prometheus_size_bytes(text: str) -> int:
+    match = _PROM_SIZE_RE.match(text)
+    if not match:
+        raise ValueError(text)
+    return int(match.group(1)) * _PROM_SIZE_UNITS[match.group(2)]
+
+
+def _prometheus_size(value: Any) -> str:
+    allowed = "a size in Prometheus units such as 500MB, 40GB or 2TB (B, KB, MB, GB, TB, PB)"
+    if not isinstance(value, str) or not _PROM_SIZE_RE.match(value) or prometheus_size_bytes(value) == 0:
+        raise _Invalid(allowed)
+    return value
+
+
+_QUANTITY_RE = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+_QUANTITY_UNITS = {
+    None: 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+}
+
+
+def quantity_bytes(text: str) -> float:
+    match = _QUANTITY_RE.match(text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _QUANTITY_UNITS[match.group(2)]
+
+
+def _storage(value: Any) -> str:
+    allowed = "a Kubernetes storage quantity with a unit, such as 512Mi, 20Gi or 1Ti"
+    if not isinstance(value, str):
+        raise _Invalid(allowed)
+    match = _QUANTITY_RE.match(value)
+    if not match or match.group(2) is None or quantity_bytes(value) < 2**20:
+        raise _Invalid(allowed)
+    return value
+
+
+def _memory(value: Any) -> str:
+    allowed = "a Kubernetes memory quantity such as 64Mi, 512Mi or 2Gi"
+    if not isinstance(value, str):
+        raise _Invalid(allowed)
+    match = _QUANTITY_RE.match(value)
+    if not match or match.group(2) is None or quantity_bytes(value) < 4 * 2**20:
+        raise _Invalid(allowed)
+    return value
+
+
+_CPU_RE = re.compile(r"^(?:[1-9]\d*m|\d+(?:\.\d{1,3})?)$")
+
+
+def cpu_millicores(text: str) -> float:
+    return float(text[:-1]) if text.endswith("m") else float(text) * 1000
+
+
+def _cpu(value: Any) -> str:
+    allowed = "a Kubernetes CPU quantity such as 50m, 500m or 2"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _CPU_RE.match(value) or cpu_millicores(value) <= 0:
+        raise _Invalid(allowed)
+    return value
+
+
+def _integer(minimum: int, maximum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        allowed = f"a whole number from {minimum} to {maximum}"
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise _Invalid(allowed)
+        return value
+
+    return parse
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise _Invalid("true or false")
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise _Invalid("one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _dns_label(value: Any) -> str:
+    if not isinstance(value, str) or not _DNS_LABEL_RE.match(value):
+        raise _Invalid("a DNS label: lower-case letters, digits and '-', at most 63 characters, "
+                       "starting and ending with a letter or digit")
+    return value
+
+
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+
+
+def _optional_hostname(value: Any) -> Optional[str]:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _HOSTNAME_RE.match(value):
+        raise _Invalid("a lower-case DNS host name such as grafana.example.org, or empty")
+    return value
+
+
+def _optional_text(value: Any) -> Optional[str]:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise _Invalid("a string")
+    return value
+
+
+_IMAGE_RE = re.compile(
+    r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+
+def _image(value: Any) -> str:
+    allowed = ("an image reference with registry, repository and an exact version tag or digest, "
+               "such as quay.io/prometheus/prometheus:v3.5.0 (not 'latest')")
+    if not isinstance(value, str):
+        raise _Invalid(allowed)
+    match = _IMAGE_RE.match(value)
+    if not match or not (match.group("tag") or match.group("digest")) or match.group("tag") in ("latest", "main", "master"):
+        raise _Invalid(allowed)
+    if "." not in value.split("/")[0] and ":" not in value.split("/")[0]:
+        raise _Invalid(allowed)
+    return value
+
+
+_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[^\s]*)?$")
+_HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+$")
+
+
+# ---------------------------------------------------------------------------
+# Schema: nested mapping of setting name -> Field, or a nested section.
+
+
+@dataclass(frozen=True)
+class Field:
+    parse: Callable[[Any], Any]
+    default: Any
+    doc: str
+
+
+def _resources(cpu: str, memory: str, cpu_limit: Optional[str], memory_limit: str, what: str) -> dict:
+    return {
+        "requests": {
+            "cpu": Field(_cpu, cpu, f"CPU request of {what}"),
+            "memory": Field(_memory, memory, f"memory request of {what}"),
+        },
+        "limits": {
+            # A CPU limit throttles scrapes and rule evaluation under bursts, so the
+            # default leaves CPU unlimited and bounds only memory.
+            "cpu": Field(lambda v: None if v in (None, "") else _cpu(v), cpu_limit,
+                         f"CPU limit of {what} (empty: no CPU limit)"),
+            "memory": Field(_memory, memory_limit, f"memory limit of {what}"),
+        },
+    }
+
+
+def _probe_list(kind: str) -> Callable[[Any], tuple]:
+    """Probe targets: a list of {name, target} objects."""
+
+    if kind == "http":
+        check, example = _URL_RE.match, "http://football-prediction-api.app.svc:8000/health"
+    elif kind == "tcp":
+        check, example = _HOSTPORT_RE.match, "postgres.app.svc:5432"
+    else:
+        check, example = _HOST_RE.match, "postgres.app.svc"
+    allowed = f"a list of {{name, target}} objects, name a DNS label, target like {example}"
+
+    def parse(value: Any) -> tuple:
+        if value in (None, ""):
+            return ()
+        if not isinstance(value, list):
+            raise _Invalid(allowed)
+        seen = set()
+        result = []
+        for item in value:
+            if not isinstance(item, dict) or set(item) != {"name", "target"}:
+                raise _Invalid(allowed)
+            name, target = item["name"], item["target"]
+            if not isinstance(name, str) or not _DNS_LABEL_RE.match(name) or name in seen:
+                raise _Invalid(allowed + " (names unique)")
+            if not isinstance(target, str) or not check(target):
+                raise _Invalid(allowed)
+            seen.add(name)
+            result.append(ProbeTarget(name=name, target=target))
+        return tuple(result)
+
+    return parse
+
+
+SCHEMA: dict = {
+    "environment": Field(_dns_label, None, "environment label on every series and alert (default: the stack name)"),
+    "platform": Field(_choice("kubernetes"), "kubernetes", "where the stack runs"),
+    "namespace": Field(_dns_label, "monitoring", "Kubernetes namespace the stack creates and deploys into"),
+    "kubeContext": Field(_optional_text, None, "kubeconfig context to deploy to (empty: the current context)"),
+    "storageClass": Field(_optional_text, None, "StorageClass of every volume (empty: the cluster default)"),
+    "protectData": Field(_boolean, False,
+                         "protect stateful resources from deletion and replacement (true in prod)"),
+    "ingress": {
+        "className": Field(_optional_text, None, "IngressClass of the UI ingresses"),
+        "tlsSecretName": Field(_optional_text, None, "TLS Secret used by the UI ingresses (empty: plain HTTP)"),
+        "clusterIssuer": Field(_optional_text, None, "cert-manager ClusterIssuer that issues tlsSecretName"),
+        "grafanaHost": Field(_optional_hostname, None, "public host of Grafana (empty: no ingress)"),
+        "prometheusHost": Field(_optional_hostname, None, "public host of Prometheus (empty: no ingress)"),
+        "alertmanagerHost": Field(_optional_hostname, None, "public host of Alertmanager (empty: no ingress)"),
+    },
+    "prometheus": {
+        "replicas": Field(_integer(1, 4), 1, "Prometheus replicas; 2 runs an HA pair scraping the same targets"),
+        "retention": Field(_duration(3600, 5 * 365 * 86400), "15d", "how long samples are kept"),
+        "retentionSize": Field(_prometheus_size, "8GB",
+                               "size cap of the TSDB; must fit in 85% of storageSize"),
+        "storageSize": Field(_storage, "10Gi", "size of each Prometheus volume"),
+        "scrapeInterval": Field(_duration(1, 300), "30s", "default scrape interval"),
+        "scrapeTimeout": Field(_duration(1, 300), "10s", "default scrape timeout (at most scrapeInterval)"),
+        "evaluationInterval": Field(_duration(1, 300), "30s", "rule evaluation interval"),
+        "kubeletInsecureSkipVerify": Field(
+            _boolean, False,
+            "skip TLS verification of kubelet serving certificates (only for clusters whose kubelet "
+            "certificates are not signed by the cluster CA, such as kind)"),
+        "resources": _resources("250m", "1Gi", None, "2Gi", "each Prometheus"),
+    },
+    "alertmanager": {
+        "replicas": Field(_integer(1, 5), 1, "Alertmanager replicas; more than 1 forms one gossip cluster"),
+        "retention": Field(_duration(3600, 365 * 86400), "120h", "how long silences and the notification log are kept"),
+        "storageSize": Field(_storage, "1Gi", "size of each Alertmanager volume"),
+        "resources": _resources("25m", "64Mi", None, "256Mi", "each Alertmanager"),
+    },
+    "grafana": {
+        "adminUser": Field(_dns_label, "admin", "name of Grafana's admin user (its password is generated)"),
+        "storageSize": Field(_storage, "2Gi", "size of Grafana's volume"),
+        "resources": _resources("50m", "128Mi", None, "512Mi", "Grafana"),
+    },
+    "exporters": {
+        "nodeExporter": {"resources": _resources("20m", "32Mi", None, "128Mi", "node-exporter")},
+        "kubeStateMetrics": {"resources": _resources("20m", "64Mi", None, "256Mi", "kube-state-metrics")},
+        "blackbox": {"resources": _resources("10m", "32Mi", None, "128Mi", "blackbox-exporter")},
+        "postgres": {
+            "enabled": Field(_boolean, True, "deploy postgres-exporter (needs the postgresDsn secret)"),
+            "resources": _resources("10m", "32Mi", None, "128Mi", "postgres-exporter"),
+        },
+        "redis": {
+            "enabled": Field(_boolean, True, "deploy redis-exporter (needs the redisUrl secret)"),
+            "resources": _resources("10m", "32Mi", None, "128Mi", "redis-exporter"),
+        },
+    },
+    "probes": {
+        "http": Field(_probe_list("http"), [
+            {"name": "api-health", "target": "http://football-prediction-api.football-prediction.svc:8000/health"},
+        ], "HTTP targets probed with the http_2xx module"),
+        "tcp": Field(_probe_list("tcp"), [
+            {"name": "postgres", "target": "postgres.football-prediction.svc:5432"},
+            {"name": "redis", "target": "redis.football-prediction.svc:6379"},
+        ], "host:port targets probed with the tcp_connect module"),
+        "icmp": Field(_probe_list("icmp"), [], "hosts probed with the icmp module"),
+    },
+    "images": {name: Field(_image, image, f"{name} image") for name, image in DEFAULT_IMAGES.items()},
+}
+
+
+@dataclass(frozen=True)
+class SecretSetting:
+    doc: str
+    placeholder: str  # a valid, obviously fake value for offline renders
+    required_when: Callable[[dict], bool] = lambda values: True
+
+
+SECRETS: dict[str, SecretSetting] = {
+    "alertmanagerWebhookUrl": SecretSetting(
+        "URL of the webhook receiver that Alertmanager's default route notifies",
+        "https://secret.invalid/alertmanagerWebhookUrl"),
+    "postgresDsn": SecretSetting(
+        "PostgreSQL connection string for postgres-exporter, e.g. "
+        "postgresql://monitor:PASSWORD@postgres.app.svc:5432/football?sslmode=require",
+        "postgresql://monitor:secret-placeholder@postgres.invalid:5432/postgres?sslmode=disable",
+        lambda values: values["exporters"]["postgres"]["enabled"]),
+    "redisUrl": SecretSetting(
+        "Redis URL for redis-exporter, e.g. redis://:PASSWORD@redis.app.svc:6379",
+        "redis://:secret-placeholder@redis.invalid:6379",
+        lambda values: values["exporters"]["redis"]["enabled"]),
+}
+
+
+# ---------------------------------------------------------------------------
+# Typed result.
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    name: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: str
+    memory_request: str
+    cpu_limit: Optional[str]
+    memory_limit: str
+
+    @staticmethod
+    def of(raw: Mapping) -> "Resources":
+        return Resources(raw["requests"]["cpu"], raw["requests"]["memory"],
+                         raw["limits"]["cpu"], raw["limits"]["memory"])
+
+    def to_kubernetes(self) -> dict:
+        limits = {"memory": self.memory_limit}
+        if self.cpu_limit:
+            limits["cpu"] = self.cpu_limit
+        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request}, "limits": limits}
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    class_name: Optional[str]
+    tls_secret_name: Optional[str]
+    cluster_issuer: Optional[str]
+    hosts: Mapping[str, Optional[str]]  # component name -> host
+
+    def url(self, component: str) -> Optional[str]:
+        host = self.hosts.get(component)
+        if not host:
+            return None
+        return f"{'https' if self.tls_secret_name else 'http'}://{host}"
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    replicas: int
+    retention: str
+    retention_size: str
+    storage_size: str
+    scrape_interval: str
+    scrape_timeout: str
+    evaluation_interval: str
+    kubelet_insecure_skip_verify: bool
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class AlertmanagerSettings:
+    replicas: int
+    retention: str
+    storage_size: str
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class GrafanaSettings:
+    admin_user: str
+    storage_size: str
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    node_exporter: Resources
+    kube_state_metrics: Resources
+    blackbox: Resources
+    postgres_enabled: bool
+    postgres: Resources
+    redis_enabled: bool
+    redis: Resources
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    http: tuple
+    tcp: tuple
+    icmp: tuple
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret settings; values are secret Outputs, None where not required."""
+    alertmanager_webhook_url: pulumi.Output
+    postgres_dsn: Optional[pulumi.Output]
+    redis_url: Optional[pulumi.Output]
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    environment: str
+    platform: str
+    namespace: str
+    kube_context: Optional[str]
+    storage_class: Optional[str]
+    protect_data: bool
+    ingress: IngressSettings
+    prometheus: PrometheusSettings
+    alertmanager: AlertmanagerSettings
+    grafana: GrafanaSettings
+    exporters: ExporterSettings
+    probes: ProbeSettings
+    images: Mapping[str, str]
+    secrets: Secrets = field(repr=False)
+
+
+# ---------------------------------------------------------------------------
+# Loading.
+
+
+def _all_keys(schema: Mapping, prefix: str = "") -> list[str]:
+    keys = []
+    for name, spec in schema.items():
+        path = f"{prefix}{name}"
+        keys.append(path)
+        if isinstance(spec, dict):
+            keys.extend(_all_keys(spec, path + "."))
+    return keys
+
+
+def _fmt(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+def _resolve(schema: Mapping, raw: Any, path: str, errors: list[str], known: list[str]) -> dict:
+    """Apply defaults and parsers to ``raw`` (a dict or None) following ``schema``."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.append(f"{PROJECT}:{path} = {_fmt(raw)} is not valid: expected an object with keys "
+                      + ", ".join(schema))
+        raw = {}
+    result = {}
+    for name in raw:
+        if name not in schema:
+            full = f"{path}.{name}" if path else name
+            hint = difflib.get_close_matches(full, known, n=1)
+            errors.append(f"{PROJECT}:{full} is not a known setting"
+                          + (f"; did you mean {hint[0]}?" if hint else "")
+                          + " (see docs/settings.md)")
+    for name, spec in schema.items():
+        full = f"{path}.{name}" if path else name
+        if isinstance(spec, dict):
+            result[name] = _resolve(spec, raw.get(name), full, errors, known)
+            continue
+        value = raw.get(name, spec.default)
+        try:
+            result[name] = spec.parse(value) if value is not None or spec.default is not None else None
+        except _Invalid as exc:
+            errors.append(f"{PROJECT}:{full} = {_fmt(value)} is not valid: expected {exc.allowed}")
+            result[name] = None
+    return result
+
+
+def _raw_config() -> dict[str, Any]:
+    """Every configuration value of this project, as the engine (or a test) supplied it."""
+    from pulumi.runtime import config as runtime_config
+
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {key[len(PROJECT) + 1:]: value for key, value in merged.items() if key.startswith(PROJECT + ":")}
+
+
+def _secret_keys() -> set[str]:
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    return {key[len(PROJECT) + 1:] for key in keys if key.startswith(PROJECT + ":")}
+
+
+def _decode(value: Any) -> Any:
+    """Config values arrive as strings; objects and lists arrive JSON-encoded."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _cross_checks(values: dict, errors: list[str]) -> None:
+    prom = values["prometheus"]
+    if prom["retentionSize"] and prom["storageSize"]:
+        cap = 0.85 * quantity_bytes(prom["storageSize"])
+        if prometheus_size_bytes(prom["retentionSize"]) > cap:
+            errors.append(
+                f"{PROJECT}:prometheus.retentionSize = {prom['retentionSize']!r} is not valid: expected at most "
+                f"85% of prometheus.storageSize ({prom['storageSize']}, so at most {int(cap // 2**30)}GB) so "
+                f"that size-based retention acts before the volume fills")
+    if prom["scrapeTimeout"] and prom["scrapeInterval"]:
+        if duration_seconds(prom["scrapeTimeout"]) > duration_seconds(prom["scrapeInterval"]):
+            errors.append(f"{PROJECT}:prometheus.scrapeTimeout = {prom['scrapeTimeout']!r} is not valid: "
+                          f"expected at most prometheus.scrapeInterval ({prom['scrapeInterval']})")
+    ingress = values["ingress"]
+    if ingress["clusterIssuer"] and not ingress["tlsSecretName"]:
+        errors.append(f"{PROJECT}:ingress.clusterIssuer = {ingress['clusterIssuer']!r} is not valid: "
+                      "expected only together with ingress.tlsSecretName, the Secret it issues")
+    for section, spec in (("prometheus", values["prometheus"]), ("alertmanager", values["alertmanager"]),
+                          ("grafana", values["grafana"])):
+        res = spec["resources"]
+        _check_request_within_limit(f"{section}.resources", res, errors)
+    for name, spec in values["exporters"].items():
+        _check_request_within_limit(f"exporters.{name}.resources", spec["resources"], errors)
+
+
+def _check_request_within_limit(path: str, res: dict, errors: list[str]) -> None:
+    req, lim = res["requests"], res["limits"]
+    if req["memory"] and lim["memory"] and quantity_bytes(req["memory"]) > quantity_bytes(lim["memory"]):
+        errors.append(f"{PROJECT}:{path}.requests.memory = {req['memory']!r} is not valid: "
+                      f"expected at most {path}.limits.memory ({lim['memory']})")
+    if req["cpu"] and lim["cpu"] and cpu_millicores(req["cpu"]) > cpu_millicores(lim["cpu"]):
+        errors.append(f"{PROJECT}:{path}.requests.cpu = {req['cpu']!r} is not valid: "
+                      f"expected at most {path}.limits.cpu ({lim['cpu']})")
+
+
+def load_settings(stack: Optional[str] = None) -> Settings:
+    """Read, validate and type the configuration of the current (or given) stack."""
+    stack = stack or pulumi.get_stack()
+    raw = {key: _decode(value) for key, value in _raw_config().items()}
+    secret_keys = _secret_keys()
+    errors: list[str] = []
+    known = _all_keys(SCHEMA) + list(SECRETS)
+
+    plain = {key: value for key, value in raw.items() if key not in SECRETS}
+    values = _resolve(SCHEMA, plain, "", errors, known)
+    if values["environment"] is None and "environment" not in plain:
+        try:
+            values["environment"] = _dns_label(stack)
+        except _Invalid as exc:
+            errors.append(f"{PROJECT}:environment is not set and the stack name {stack!r} cannot stand in "
+                          f"for it: expected {exc.allowed}")
+
+    for key, spec in SECRETS.items():
+        if key in raw and key not in secret_keys:
+            errors.append(f"{PROJECT}:{key} is set in plain text: it is a secret, set it with "
+                          f"`pulumi config set --secret {PROJECT}:{key} <value>`")
+    if not errors:
+        _cross_checks(values, errors)
+        for key, spec in SECRETS.items():
+            if spec.required_when(values) and key not in raw:
+                errors.append(f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
+                              f"`pulumi config set --secret {PROJECT}:{key} <value>`")
+
+    if errors:
+        raise SettingsError("invalid settings for stack {!r}:\n  - {}".format(stack, "\n  - ".join(errors)))
+
+    config = pulumi.Config(PROJECT)
+
+    def secret(key: str) -> Optional[pulumi.Output]:
+        if not SECRETS[key].required_when(values):
+            return None
+        return config.require_secret(key)
+
+    return _typed(stack, values, Secrets(
+        alertmanager_webhook_url=secret("alertmanagerWebhookUrl"),
+        postgres_dsn=secret("postgresDsn"),
+        redis_url=secret("redisUrl"),
+    ))
+
+
+def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
+    prom, am, graf, exp, ing = v["prometheus"], v["alertmanager"], v["grafana"], v["exporters"], v["ingress"]
+    return Settings(
+        stack=stack,
+        environment=v["environment"],
+        platform=v["platform"],
+        namespace=v["namespace"],
+        kube_context=v["kubeContext"],
+        storage_class=v["storageClass"],
+        protect_data=v["protectData"],
+        ingress=IngressSettings(
+            class_name=ing["className"], tls_secret_name=ing["tlsSecretName"],
+            cluster_issuer=ing["clusterIssuer"],
+            hosts={"grafana": ing["grafanaHost"], "prometheus": ing["prometheusHost"],
+                   "alertmanager": ing["alertmanagerHost"]}),
+        prometheus=PrometheusSettings(
+            replicas=prom["replicas"], retention=prom["retention"], retention_size=prom["retentionSize"],
+            storage_size=prom["storageSize"], scrape_interval=prom["scrapeInterval"],
+            scrape_timeout=prom["scrapeTimeout"], evaluation_interval=prom["evaluationInterval"],
+            kubelet_insecure_skip_verify=prom["kubeletInsecureSkipVerify"],
+            resources=Resources.of(prom["resources"])),
+        alertmanager=AlertmanagerSettings(
+            replicas=am["replicas"], retention=am["retention"], storage_size=am["storageSize"],
+            resources=Resources.of(am["resources"])),
+        grafana=GrafanaSettings(admin_user=graf["adminUser"], storage_size=graf["storageSize"],
+                                resources=Resources.of(graf["resources"])),
+        exporters=ExporterSettings(
+            node_exporter=Resources.of(exp["nodeExporter"]["resources"]),
+            kube_state_metrics=Resources.of(exp["kubeStateMetrics"]["resources"]),
+            blackbox=Resources.of(exp["blackbox"]["resources"]),
+            postgres_enabled=exp["postgres"]["enabled"], postgres=Resources.of(exp["postgres"]["resources"]),
+            redis_enabled=exp["redis"]["enabled"], redis=Resources.of(exp["redis"]["resources"])),
+        probes=ProbeSettings(http=v["probes"]["http"], tcp=v["probes"]["tcp"], icmp=v["probes"]["icmp"]),
+        images=dict(v["images"]),
+        secrets=secrets,
+    )
+
+
+def reference() -> list[tuple[str, str, str]]:
+    """(key, default, description) for every setting, for docs/settings.md."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(schema: Mapping, prefix: str) -> None:
+        for name, spec in schema.items():
+            if isinstance(spec, dict):
+                walk(spec, f"{prefix}{name}.")
+            else:
+                default = "" if spec.default is None else json.dumps(spec.default) if not isinstance(spec.default, str) else spec.default
+                rows.append((prefix + name, default, spec.doc))
+
+    walk(SCHEMA, "")
+    for key, spec in SECRETS.items():
+        rows.append((key, "(secret)", spec.doc))
+    return rows

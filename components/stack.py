@@ -1,0 +1,88 @@
+"""Wires the components of one environment together and returns its outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from . import kubernetes
+from .alertmanager import Alertmanager
+from .configs.prometheus import ScrapeTarget
+from .exporters import BlackboxExporter, DatabaseExporter, KubeStateMetrics, NodeExporter
+from .grafana import Grafana
+from .prometheus import Prometheus
+from .settings import Settings
+
+# The stack's own services, scraped through pod discovery in its namespace.
+SELF_TARGETS = [
+    ScrapeTarget("prometheus", "prometheus", "web"),
+    ScrapeTarget("alertmanager", "alertmanager", "web"),
+    ScrapeTarget("grafana", "grafana", "http"),
+]
+
+
+class MonitoringStack(pulumi.ComponentResource):
+    """The metrics half of the FootballPrediction monitoring system on Kubernetes."""
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("football-monitoring:stack:MonitoringStack", name, None, opts)
+        provider = kubernetes.provider("kubernetes", settings.kube_context, parent=self)
+        ns = kubernetes.namespace(settings.namespace, provider, self)
+        platform = kubernetes.KubernetesPlatform(
+            namespace=settings.namespace,
+            environment=settings.environment,
+            provider=provider,
+            storage_class=settings.storage_class,
+            protect_data=settings.protect_data,
+            reloader_image=settings.images["configReloader"],
+        )
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+
+        exporters: list = [
+            NodeExporter("node-exporter", settings=settings, platform=platform, opts=in_namespace),
+            KubeStateMetrics("kube-state-metrics", settings=settings, platform=platform, opts=in_namespace),
+        ]
+        blackbox = BlackboxExporter("blackbox-exporter", settings=settings, platform=platform, opts=in_namespace)
+        exporters.append(blackbox)
+        if settings.exporters.postgres_enabled:
+            exporters.append(DatabaseExporter("postgres-exporter", kind="postgres", settings=settings,
+                                              platform=platform, connection=settings.secrets.postgres_dsn,
+                                              opts=in_namespace))
+        if settings.exporters.redis_enabled:
+            exporters.append(DatabaseExporter("redis-exporter", kind="redis", settings=settings, platform=platform,
+                                              connection=settings.secrets.redis_url, opts=in_namespace))
+
+        self.alertmanager = Alertmanager("alertmanager", settings=settings, platform=platform, opts=in_namespace)
+        targets = SELF_TARGETS + [t for exporter in exporters for t in exporter.scrape_targets]
+        self.prometheus = Prometheus(
+            "prometheus", settings=settings, platform=platform,
+            alertmanagers=self.alertmanager.replica_addresses, components=targets,
+            blackbox_address=blackbox.address, opts=in_namespace)
+        self.grafana = Grafana("grafana", settings=settings, platform=platform,
+                               prometheus_url=self.prometheus.internal_url,
+                               alertmanager_url=self.alertmanager.internal_url, opts=in_namespace)
+        self.outputs = stack_outputs(settings, self)
+        self.register_outputs(self.outputs)
+
+
+def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
+    outputs: dict[str, Any] = {
+        "environment": settings.environment,
+        "namespace": settings.namespace,
+        "grafanaUrl": stack.grafana.internal_url,
+        "prometheusUrl": stack.prometheus.internal_url,
+        "alertmanagerUrl": stack.alertmanager.internal_url,
+        "grafanaAdminUser": stack.grafana.admin_user,
+        "grafanaAdminPassword": stack.grafana.admin_password,
+    }
+    for key, url in (("grafanaExternalUrl", stack.grafana.external_url),
+                     ("prometheusExternalUrl", stack.prometheus.external_url),
+                     ("alertmanagerExternalUrl", stack.alertmanager.external_url)):
+        if url:
+            outputs[key] = url
+    return outputs
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    return MonitoringStack("football-monitoring", settings).outputs

@@ -1,0 +1,130 @@
+"""Platform-neutral description of a service.
+
+A component says *what* runs (image, arguments, ports, config files, secret
+files, persistent data, health endpoints, resources, where it runs); a platform
+module (``components.kubernetes``) turns that into resources with the hardened
+defaults applied in one place. Components do not build pod specs themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence, Union
+
+import pulumi
+
+from .settings import Resources
+
+PART_OF = "football-monitoring"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    path: str
+    port: str  # a Port name
+
+
+@dataclass(frozen=True)
+class ConfigFiles:
+    """Files mounted read-only into the main container at ``mount_path``.
+
+    ``secret`` files land in a Kubernetes Secret (their content may be an
+    Output), others in a ConfigMap. ``reload`` says the service notices a
+    change itself (a reloader sidecar or its own polling); otherwise a change
+    rolls the pods through a checksum annotation.
+    """
+
+    name: str
+    mount_path: str
+    files: Mapping[str, Union[str, pulumi.Output]]
+    secret: bool = False
+    reload: bool = False
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    mount_path: str
+    size: str
+
+
+@dataclass(frozen=True)
+class HostAccess:
+    """An exception to the hardened defaults, with the reason it is needed."""
+
+    reason: str
+    host_network: bool = False
+    host_pid: bool = False
+    host_paths: Mapping[str, str] = field(default_factory=dict)  # host path -> mount path (read-only)
+
+
+# The only exceptions to "no host access". Keep this list short; each entry
+# says why the hardened default cannot hold.
+HOST_ACCESS = {
+    "node-metrics": HostAccess(
+        reason=("node-exporter reports the node, not its container: it reads the host's /proc, /sys "
+                "and filesystems (read-only) and needs the host network and PID namespaces to see "
+                "the node's interfaces and processes."),
+        host_network=True,
+        host_pid=True,
+        host_paths={"/proc": "/host/proc", "/sys": "/host/sys", "/": "/host/root"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One RBAC rule the service needs against the platform's API (read-only by design)."""
+
+    api_groups: Sequence[str] = ()
+    resources: Sequence[str] = ()
+    verbs: Sequence[str] = ("get", "list", "watch")
+    non_resource_urls: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Reloader:
+    """A sidecar that watches the service's reloadable config and asks it to reload."""
+
+    reload_url: str
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    component: str
+    image: str
+    ports: Sequence[Port]
+    resources: Resources
+    run_as_user: int
+    args: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    # Secret values (Outputs) given to the process as environment variables through a
+    # Kubernetes Secret reference; the pod spec never holds the value itself.
+    secret_env: Mapping[str, pulumi.Output] = field(default_factory=dict)
+    # Environment variables filled from the pod's own fields (POD_NAME, POD_IP).
+    env_from_pod: Mapping[str, str] = field(default_factory=dict)
+    config: Sequence[ConfigFiles] = ()
+    data: Optional[DataVolume] = None
+    scratch_paths: Sequence[str] = ()  # writable emptyDir mounts (e.g. /tmp)
+    liveness: Optional[HttpCheck] = None
+    readiness: Optional[HttpCheck] = None
+    replicas: int = 1
+    every_node: bool = False  # one instance per node
+    host_access: Optional[str] = None  # key of HOST_ACCESS
+    api_access: Sequence[AccessRule] = ()  # empty: no API credentials are mounted at all
+    cluster_peers: Sequence[Port] = ()  # ports of the peer-to-peer mesh (stable per-replica names)
+    reloader: Optional[Reloader] = None
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    session_affinity: bool = False  # keep one client on one replica (consistent dashboards across an HA pair)
+
+    @property
+    def version(self) -> str:
+        tail = self.image.rsplit("/", 1)[-1]
+        return tail.split("@")[0].split(":", 1)[1] if ":" in tail else tail.split("@", 1)[-1]
