@@ -22,6 +22,7 @@ from typing import Any, Optional
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -29,6 +30,7 @@ from pulumi.runtime.sync_await import _sync_await
 from .settings import PROJECT, SECRETS
 
 ROOT = Path(__file__).resolve().parent.parent
+LAST_RECORDER: "Optional[_Recorder]" = None  # what the latest run declared, even if it failed
 GENERATED_SECRET = "generated-secret-placeholder"
 
 
@@ -38,7 +40,10 @@ class Recorded:
     name: str
     inputs: dict
     custom: bool
-    options: dict = field(default_factory=dict)
+    parent_type: str = ""  # type token of the parent ("pulumi:pulumi:Stack" at the top)
+    protect: bool = False
+    retain_on_delete: bool = False
+    urn: str = ""
 
     @property
     def kind(self) -> str:
@@ -53,8 +58,8 @@ class RunResult:
     secret_outputs: set[str]
 
     def kubernetes_objects(self) -> list[dict]:
-        return [kubernetes_object(r) for r in self.resources if r.type.startswith("kubernetes:") and
-                r.type != "pulumi:providers:kubernetes"]
+        objects = [kubernetes_object(r) for r in self.resources if r.type.startswith("kubernetes:")]
+        return sorted(objects, key=lambda o: (o["kind"], o["metadata"]["name"]))
 
     def find(self, kind: str, name: Optional[str] = None) -> list[dict]:
         return [o for o in self.kubernetes_objects()
@@ -68,12 +73,13 @@ class RunResult:
 
 
 class _Recorder(pulumi.runtime.Mocks):
+    """Records what the program declares; resource options come from the monitor below."""
+
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        inputs = copy.deepcopy(args.inputs)
-        self.resources.append(Recorded(args.typ, args.name, inputs, bool(args.custom)))
+        inputs = _unwrap_secrets(copy.deepcopy(args.inputs))
         state = dict(inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = GENERATED_SECRET
@@ -81,6 +87,40 @@ class _Recorder(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Sees each registration request whole: parent, protect and retainOnDelete included."""
+
+    def __init__(self, recorder: _Recorder) -> None:
+        super().__init__(recorder)
+        self.recorder = recorder
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = _unwrap_secrets(rpc.deserialize_properties(request.object))
+        parent_type = request.parent.split("::")[-2].split("$")[-1] if request.parent else ""
+        self.recorder.resources.append(Recorded(
+            request.type, request.name, copy.deepcopy(dict(inputs)), request.custom, parent_type,
+            request.protect, request.retainOnDelete, response.urn))
+        return response
+
+
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a serialized secret value
+_SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    """Mocks see secret inputs in their wire form; recorded inputs hold the plain value."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG) == _SECRET_SIG_VALUE:
+            return _unwrap_secrets(value.get("value"))
+        return {k: _unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v) for v in value]
+    return value
 
 
 def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tuple[dict[str, str], list[str]]:
@@ -115,9 +155,11 @@ def run(stack: str, overrides: Optional[dict[str, Any]] = None, *, config: Optio
 
     if config is None:
         config, secret_keys = stack_config(stack, overrides)
-    recorder = _Recorder()
+    global LAST_RECORDER
+    recorder = LAST_RECORDER = _Recorder()
     pulumi_settings.reset_options(project=PROJECT, stack=stack)
-    pulumi_mocks.set_mocks(recorder, project=PROJECT, stack=stack, preview=False)
+    pulumi_mocks.set_mocks(recorder, project=PROJECT, stack=stack, preview=False,
+                           monitor=_RecordingMonitor(recorder))
     pulumi.runtime.set_all_config(config, secret_keys or [])
     outputs: dict[str, Any] = {}
 

@@ -1,0 +1,1 @@
+"""football-monitoring: the FootballPrediction monitoring system as Pulumi components."""

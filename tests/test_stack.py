@@ -1,0 +1,279 @@
+"""What each stack's program declares, checked under Pulumi's mock runtime."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from components import offline
+from components.settings import PROJECT, SECRETS
+
+COMPONENT_TYPES = {
+    "football-monitoring:stack:MonitoringStack",
+    "football-monitoring:prometheus:Prometheus",
+    "football-monitoring:alertmanager:Alertmanager",
+    "football-monitoring:grafana:Grafana",
+    "football-monitoring:exporters:NodeExporter",
+    "football-monitoring:exporters:KubeStateMetrics",
+    "football-monitoring:exporters:BlackboxExporter",
+    "football-monitoring:exporters:PostgresExporter",
+    "football-monitoring:exporters:RedisExporter",
+}
+
+
+def containers(obj: dict) -> list[dict]:
+    return obj["spec"]["template"]["spec"]["containers"]
+
+
+def args_of(obj: dict) -> list[str]:
+    return containers(obj)[0]["args"]
+
+
+def workloads(result) -> list[dict]:
+    return [o for o in result.kubernetes_objects() if o["kind"] in ("StatefulSet", "Deployment", "DaemonSet")]
+
+
+def test_components_and_parenting(runs):
+    for result in runs.values():
+        types = {r.type for r in result.resources}
+        assert COMPONENT_TYPES <= types
+        for r in result.resources:
+            if r.type == "football-monitoring:stack:MonitoringStack":
+                assert r.parent_type == "pulumi:pulumi:Stack"
+            else:
+                # Everything hangs under one of our components, never loose at the stack root.
+                assert r.parent_type.startswith("football-monitoring:"), (r.type, r.name, r.parent_type)
+        kube_children = {r.parent_type for r in result.resources if r.type.startswith("kubernetes:")}
+        assert kube_children <= COMPONENT_TYPES
+
+
+@pytest.mark.parametrize("stack, prometheus, alertmanager", [("dev", 1, 1), ("prod", 2, 3)])
+def test_replicas(runs, stack, prometheus, alertmanager):
+    result = runs[stack]
+    assert result.one("StatefulSet", "prometheus")["spec"]["replicas"] == prometheus
+    assert result.one("StatefulSet", "alertmanager")["spec"]["replicas"] == alertmanager
+    assert result.one("StatefulSet", "grafana")["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize("stack, retention, size, volume", [("dev", "3d", "4GB", "5Gi"), ("prod", "30d", "85GB", "100Gi")])
+def test_prometheus_retention_and_volume(runs, stack, retention, size, volume):
+    sts = runs[stack].one("StatefulSet", "prometheus")
+    args = args_of(sts)
+    assert f"--storage.tsdb.retention.time={retention}" in args
+    assert f"--storage.tsdb.retention.size={size}" in args
+    assert "--web.enable-lifecycle" in args
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == volume
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+
+
+@pytest.mark.parametrize("stack, sizes", [
+    ("dev", {"alertmanager": "512Mi", "grafana": "1Gi"}),
+    ("prod", {"alertmanager": "2Gi", "grafana": "10Gi"}),
+])
+def test_stateful_volumes(runs, stack, sizes):
+    for name, size in sizes.items():
+        sts = runs[stack].one("StatefulSet", name)
+        assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == size
+
+
+def test_prometheus_ha_pair_has_environment_and_replica_labels(prod):
+    config = yaml.safe_load(prod.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    assert config["global"]["external_labels"] == {"environment": "prod", "replica": "${POD_NAME}"}
+    env = containers(prod.one("StatefulSet", "prometheus"))[0]["env"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
+    # Alerts from both replicas must look identical to Alertmanager.
+    assert {"regex": "replica", "action": "labeldrop"} in config["alerting"]["alert_relabel_configs"]
+
+
+def test_prometheus_sends_to_every_alertmanager_replica(runs):
+    for stack, replicas in (("dev", 1), ("prod", 3)):
+        result = runs[stack]
+        namespace = result.outputs["namespace"]
+        config = yaml.safe_load(result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+        targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+        assert targets == [f"alertmanager-{i}.alertmanager-headless.{namespace}.svc:9093" for i in range(replicas)]
+
+
+def test_alertmanager_cluster_in_prod_and_single_in_dev(dev, prod):
+    args = args_of(prod.one("StatefulSet", "alertmanager"))
+    peers = [a for a in args if a.startswith("--cluster.peer=")]
+    assert peers == [f"--cluster.peer=alertmanager-{i}.alertmanager-headless.monitoring.svc:9094" for i in range(3)]
+    assert "--cluster.listen-address=0.0.0.0:9094" in args
+    headless = prod.one("Service", "alertmanager-headless")["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert {p["protocol"] for p in headless["ports"] if p["port"] == 9094} == {"TCP", "UDP"}
+
+    dev_args = args_of(dev.one("StatefulSet", "alertmanager"))
+    assert "--cluster.listen-address=" in dev_args
+    assert not [a for a in dev_args if a.startswith("--cluster.peer=")]
+
+
+def test_config_changes_reload_prometheus_and_alertmanager(runs):
+    for result in runs.values():
+        for name, url, watched in (
+                ("prometheus", "http://127.0.0.1:9090/-/reload", ["/etc/prometheus/config", "/etc/prometheus/rules"]),
+                ("alertmanager", "http://127.0.0.1:9093/-/reload", ["/etc/alertmanager/config"])):
+            sts = result.one("StatefulSet", name)
+            reloader = [c for c in containers(sts) if c["name"] == "config-reloader"]
+            assert len(reloader) == 1
+            assert f"--reload-url={url}" in reloader[0]["args"]
+            assert [a.split("=", 1)[1] for a in reloader[0]["args"] if a.startswith("--watched-dir=")] == watched
+            # No checksum annotation: a config change must not restart them (TSDB, silences stay live).
+            assert "football-monitoring/config-checksum" not in sts["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_config_change_rolls_pods_that_only_read_config_at_start(monkeypatch):
+    def checksum(result, kind, name):
+        return result.one(kind, name)["spec"]["template"]["metadata"]["annotations"]["football-monitoring/config-checksum"]
+
+    before = offline.run("dev")
+    after = offline.run("dev", {"prometheus": {"scrapeInterval": "15s", "scrapeTimeout": "10s"}})
+    # Grafana's datasource file carries the scrape interval: its pods must roll.
+    assert checksum(before, "StatefulSet", "grafana") != checksum(after, "StatefulSet", "grafana")
+    # Blackbox config did not change: its pods stay.
+    assert checksum(before, "Deployment", "blackbox-exporter") == checksum(after, "Deployment", "blackbox-exporter")
+
+
+def test_rbac_is_read_only_and_limited_to_discovery(prod):
+    role = prod.one("ClusterRole", "monitoring-prometheus")
+    verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
+    assert verbs <= {"get", "list", "watch"}
+    resources = {r for rule in role["rules"] for r in rule.get("resources", [])}
+    assert resources == {"nodes", "services", "pods", "endpointslices", "nodes/metrics"}
+    assert "secrets" not in resources and "nodes/proxy" not in resources
+    ksm = prod.one("ClusterRole", "monitoring-kube-state-metrics")
+    assert {verb for rule in ksm["rules"] for verb in rule["verbs"]} == {"list", "watch"}
+    ksm_resources = {r for rule in ksm["rules"] for r in rule["resources"]}
+    assert "secrets" not in ksm_resources and "configmaps" not in ksm_resources
+    ksm_flag = [a for a in args_of(prod.one("Deployment", "kube-state-metrics")) if a.startswith("--resources=")][0]
+    assert set(ksm_flag.split("=", 1)[1].split(",")) == ksm_resources
+    binding = prod.one("ClusterRoleBinding", "monitoring-prometheus")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}]
+
+
+def test_only_discovery_services_get_api_credentials(prod):
+    with_token = {o["metadata"]["name"] for o in workloads(prod)
+                  if o["spec"]["template"]["spec"]["automountServiceAccountToken"]}
+    assert with_token == {"prometheus", "kube-state-metrics"}
+
+
+def test_exporters(prod):
+    node = prod.one("DaemonSet", "node-exporter")
+    pod = node["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["hostPID"] is True
+    host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    assert host_paths == {"/proc", "/sys", "/"}
+    assert all(m["readOnly"] for m in containers(node)[0]["volumeMounts"])
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+
+    blackbox = yaml.safe_load(prod.one("ConfigMap", "blackbox-exporter-config")["data"]["blackbox.yml"])
+    assert set(blackbox["modules"]) == {"http_2xx", "tcp_connect", "icmp"}
+
+    for name, env_name in (("postgres-exporter", "DATA_SOURCE_NAME"), ("redis-exporter", "REDIS_ADDR")):
+        env = containers(prod.one("Deployment", name))[0]["env"]
+        assert env == [{"name": env_name, "valueFrom": {"secretKeyRef": {"name": f"{name}-env",
+                                                                           "key": env_name.lower().replace("_", "-")}}}]
+
+
+def test_probe_targets_from_settings(prod):
+    config = yaml.safe_load(prod.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    http = jobs["blackbox-http"]
+    assert http["params"] == {"module": ["http_2xx"]}
+    assert http["static_configs"] == [{"targets": ["http://football-prediction-api.football-prediction.svc:8000/health"],
+                                       "labels": {"probe": "api-health"}}]
+    assert [sc["labels"]["probe"] for sc in jobs["blackbox-tcp"]["static_configs"]] == ["postgres", "redis"]
+    assert "blackbox-icmp" not in jobs  # no icmp targets configured in prod
+
+
+def test_every_scrape_job_labels_the_environment(runs):
+    for stack, result in runs.items():
+        config = yaml.safe_load(result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+        expected = {
+            "prometheus", "alertmanager", "grafana", "node-exporter", "kube-state-metrics", "blackbox-exporter",
+            "postgres-exporter", "redis-exporter", "apiserver", "kubelet", "cadvisor", "blackbox-http",
+            "blackbox-tcp", "kubernetes-pods", "kubernetes-services",
+        }
+        assert {job["job_name"] for job in config["scrape_configs"]} == expected
+        for job in config["scrape_configs"]:
+            assert {"target_label": "environment", "replacement": stack, "action": "replace"} in job["relabel_configs"]
+
+
+def test_grafana_provisioning(prod):
+    datasources = yaml.safe_load(prod.one("ConfigMap", "grafana-datasources")["data"]["datasources.yaml"])
+    by_uid = {d["uid"]: d for d in datasources["datasources"]}
+    assert by_uid["prometheus"]["url"] == "http://prometheus.monitoring.svc:9090"
+    assert by_uid["alertmanager"]["url"] == "http://alertmanager.monitoring.svc:9093"
+    ini = prod.one("ConfigMap", "grafana-config")["data"]["grafana.ini"]
+    assert "[auth.anonymous]\nenabled = false" in ini
+    assert "allow_sign_up = false" in ini
+    assert "root_url = https://grafana.football-prediction.example.org/" in ini
+    dashboards = prod.one("ConfigMap", "grafana-dashboards")["data"]
+    from components import data
+    assert dashboards == data.dashboards() and "stack-health.json" in dashboards
+    uids = {json.loads(text)["uid"] for text in dashboards.values()}
+    assert len(uids) == len(dashboards)
+
+
+def test_ingress_only_where_a_host_is_set(dev, prod):
+    assert not dev.find("Ingress")
+    ingress = prod.one("Ingress", "grafana")
+    assert ingress["spec"]["tls"] == [{"hosts": ["grafana.football-prediction.example.org"], "secretName": "monitoring-tls"}]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt-prod"}
+    assert [i["metadata"]["name"] for i in prod.find("Ingress")] == ["grafana"]
+
+
+def test_stateful_resources_protected_in_prod_only(dev, prod):
+    def flags(result):
+        return {(r.name, r.protect, r.retain_on_delete) for r in result.resources if r.type == "kubernetes:apps/v1:StatefulSet"}
+
+    assert flags(prod) == {("prometheus", True, True), ("alertmanager", True, True), ("grafana", True, True)}
+    assert flags(dev) == {("prometheus", False, False), ("alertmanager", False, False), ("grafana", False, False)}
+
+
+def test_outputs(dev, prod):
+    assert set(dev.outputs) == {"environment", "namespace", "grafanaUrl", "prometheusUrl", "alertmanagerUrl",
+                                "grafanaAdminUser", "grafanaAdminPassword"}
+    assert prod.outputs["grafanaExternalUrl"] == "https://grafana.football-prediction.example.org"
+    assert prod.outputs["prometheusUrl"] == "http://prometheus.monitoring.svc:9090"
+    for result in (dev, prod):
+        assert result.secret_outputs == {"grafanaAdminPassword"}
+
+
+SENTINELS = {
+    "alertmanagerWebhookUrl": "https://hooks.example.org/sentinel-webhook-5f1c",
+    "postgresDsn": "postgresql://monitor:sentinel-pg-pass-77a2@db.example.org:5432/football",
+    "redisUrl": "redis://:sentinel-redis-pass-91bd@redis.example.org:6379",
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_secret_outside_kubernetes_secrets(stack):
+    config, secret_keys = offline.stack_config(stack)
+    for key, value in SENTINELS.items():
+        config[f"{PROJECT}:{key}"] = value
+    assert set(SENTINELS) == set(SECRETS)
+    result = offline.run(stack, config=config, secret_keys=secret_keys)
+    needles = list(SENTINELS.values()) + ["sentinel-pg-pass-77a2", "sentinel-redis-pass-91bd", offline.GENERATED_SECRET]
+
+    found_in_secrets = set()
+    for obj in result.kubernetes_objects():
+        text = json.dumps(obj)
+        hits = {n for n in needles if n in text}
+        if obj["kind"] == "Secret":
+            found_in_secrets |= hits
+        else:
+            assert not hits, f"{obj['kind']} {obj['metadata']['name']} holds a secret"
+    # Each secret did reach the Secret that delivers it.
+    assert found_in_secrets >= set(SENTINELS.values()) | {offline.GENERATED_SECRET}
+    for key, value in result.outputs.items():
+        if key not in result.secret_outputs:
+            assert not any(n in json.dumps(value) for n in needles), key
+    # No env var carries a value that came from a secret.
+    for obj in workloads(result):
+        for container in containers(obj):
+            for env in container.get("env", []):
+                assert "value" not in env or not any(n in env["value"] for n in needles)
