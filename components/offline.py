@@ -12,7 +12,7 @@ passwords by a fixed marker, so nothing it writes can hold a real secret.
 
 from __future__ import annotations
 
-import asyncio
+import atexit
 import copy
 import json
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from .settings import PROJECT, SECRETS
 
@@ -89,6 +89,18 @@ class _Recorder(pulumi.runtime.Mocks):
         return {}
 
 
+# The mock monitor runs in reused worker threads that each make an event loop;
+# closing those at exit (not at interpreter teardown) keeps shutdown quiet.
+_WORKER_LOOPS: set = set()
+
+
+@atexit.register
+def _close_worker_loops() -> None:
+    for loop in list(_WORKER_LOOPS):
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """Sees each registration request whole: parent, protect and retainOnDelete included."""
 
@@ -98,6 +110,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
+        _WORKER_LOOPS.add(_ensure_event_loop())
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = _unwrap_secrets(rpc.deserialize_properties(request.object))
@@ -113,13 +126,15 @@ _SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 
 
 def _unwrap_secrets(value: Any) -> Any:
-    """Mocks see secret inputs in their wire form; recorded inputs hold the plain value."""
+    """Inputs as the program gave them: secrets unwrapped from their wire form, whole numbers whole."""
     if isinstance(value, dict):
         if value.get(_SECRET_SIG) == _SECRET_SIG_VALUE:
             return _unwrap_secrets(value.get("value"))
         return {k: _unwrap_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_unwrap_secrets(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the wire format carries every number as a double
     return value
 
 

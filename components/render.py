@@ -49,7 +49,7 @@ def config_files(result: offline.RunResult) -> dict[str, str]:
             if not content or obj["kind"] == "Secret" and obj["metadata"]["name"].endswith("-env"):
                 continue  # environment Secrets hold single values, not files
             for name, text in content.items():
-                files[f"{obj['metadata']['name']}/{name}"] = text
+                files[f"{obj['metadata']['name']}/{name}"] = text.replace(offline.GENERATED_SECRET, SECRET_MARK)
     return files
 
 

@@ -1,0 +1,29 @@
+"""README and the settings reference say what the code does."""
+
+from __future__ import annotations
+
+import re
+
+from components import offline
+from scripts.settings_reference import markdown
+from tests.conftest import ROOT
+
+
+def test_settings_reference_is_current():
+    assert (ROOT / "docs" / "settings.md").read_text() == markdown(), \
+        "docs/settings.md is stale: run .venv/bin/python scripts/settings_reference.py > docs/settings.md"
+
+
+def test_readme_lists_every_stack_output(dev, prod):
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", readme, flags=re.M))
+    everything = offline.run("prod", {"ingress": {"prometheusHost": "p.example.org",
+                                                  "alertmanagerHost": "a.example.org"}})
+    assert set(everything.outputs) <= documented
+    assert set(dev.outputs) | set(prod.outputs) <= documented
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "\n    scripts/test\n" in readme
+    assert "exec scripts/test" in (ROOT / ".ci" / "run").read_text()
