@@ -186,6 +186,8 @@ class KubernetesPlatform:
             "args": [f"--listen-address=:{RELOADER_PORT}", f"--reload-url={spec.reloader.reload_url}"]
             + [f"--watched-dir={c.mount_path}" for c in watched],
             "ports": [{"name": "reloader-web", "containerPort": RELOADER_PORT, "protocol": "TCP"}],
+            # The reloader derives a StatefulSet ordinal from POD_NAME and complains without it.
+            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
             "resources": RELOADER_RESOURCES.to_kubernetes(),
             "securityContext": _container_security(),
             "volumeMounts": [{"name": f"config-{c.name}", "mountPath": c.mount_path, "readOnly": True} for c in watched],
