@@ -27,16 +27,33 @@ class Alertmanager(pulumi.ComponentResource):
     external_url: Optional[str]
 
     def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 dingtalk_url: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:alertmanager:Alertmanager", name, None, opts)
         am = settings.alertmanager
         self.external_url = settings.ingress.url("alertmanager")
         internal_url = f"http://alertmanager.{settings.namespace}.svc:{WEB_PORT}"
+        secrets = settings.secrets
         # The rendered file names the receivers' URLs, so it is a secret as a whole
         # and lives in a Kubernetes Secret, never in a ConfigMap.
-        self.config = settings.secrets.alertmanager_webhook_url.apply(
-            lambda url: alertmanager_config.render(alertmanager_config.AlertmanagerConfig(
-                environment=settings.environment, webhook_url=url)))
+        self.config = pulumi.Output.all(
+            secrets.alertmanager_webhook_url, secrets.heartbeat_url, secrets.escalation_webhook_url,
+        ).apply(lambda urls: alertmanager_config.render(alertmanager_config.AlertmanagerConfig(
+            environment=settings.environment,
+            webhook_url=urls[0],
+            heartbeat_url=urls[1],
+            escalation_url=urls[2],
+            timings=settings.alerting.timings,
+            teams=settings.alerting.teams,
+            quiet=settings.alerting.quiet,
+            slack=settings.alerting.slack,
+            email=settings.alerting.email,
+            dingtalk_url=dingtalk_url,
+        )))
+        credentials = {}
+        if secrets.slack_api_url is not None:
+            credentials["slack-api-url"] = secrets.slack_api_url
+        if secrets.smtp_password is not None:
+            credentials["smtp-password"] = secrets.smtp_password
 
         args = [
             f"--config.file={CONFIG_DIR}/alertmanager.yml",
@@ -64,7 +81,12 @@ class Alertmanager(pulumi.ComponentResource):
             run_as_user=65534,
             args=args,
             env_from_pod={"POD_IP": "status.podIP"},
-            config=[ConfigFiles("config", CONFIG_DIR, {"alertmanager.yml": self.config}, secret=True, reload=True)],
+            config=[
+                ConfigFiles("config", CONFIG_DIR, {"alertmanager.yml": self.config}, secret=True, reload=True),
+                ConfigFiles("templates", alertmanager_config.TEMPLATES_DIR, alertmanager_config.templates(),
+                            reload=True),
+            ] + ([ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True,
+                              reload=True)] if credentials else []),
             data=DataVolume("/alertmanager", am.storage_size),
             liveness=HttpCheck("/-/healthy", "web"),
             readiness=HttpCheck("/-/ready", "web"),

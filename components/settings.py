@@ -33,6 +33,7 @@ DEFAULT_IMAGES = {
     "postgresExporter": "quay.io/prometheuscommunity/postgres-exporter:v0.17.1",
     "redisExporter": "docker.io/oliver006/redis_exporter:v1.74.0",
     "configReloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.85.0",
+    "dingtalkRelay": "docker.io/timonwong/prometheus-webhook-dingtalk:v2.1.0",
 }
 
 
@@ -231,6 +232,54 @@ def _image(value: Any) -> str:
     return value
 
 
+TEAMS = ("platform", "backend", "data", "security")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SLACK_CHANNEL_RE = re.compile(r"^[#@][a-z0-9._-]{1,80}$")
+
+
+def _teams(value: Any) -> dict:
+    allowed = ("an object of teams (" + ", ".join(TEAMS) + ") each with optional slackChannel "
+               "(#channel) and email (address)")
+    if not isinstance(value, dict) or set(value) - set(TEAMS):
+        raise _Invalid(allowed)
+    result = {}
+    for team in TEAMS:
+        contact = value.get(team) or {}
+        if not isinstance(contact, dict) or set(contact) - {"slackChannel", "email"}:
+            raise _Invalid(allowed)
+        channel, email = contact.get("slackChannel"), contact.get("email")
+        if channel is not None and (not isinstance(channel, str) or not _SLACK_CHANNEL_RE.match(channel)):
+            raise _Invalid(allowed)
+        if email is not None and (not isinstance(email, str) or not _EMAIL_RE.match(email)):
+            raise _Invalid(allowed)
+        result[team] = TeamContact(slack_channel=channel, email=email)
+    return result
+
+
+def _optional_email(value: Any) -> Optional[str]:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _EMAIL_RE.match(value):
+        raise _Invalid("an e-mail address, or empty")
+    return value
+
+
+def _optional_hostport(value: Any) -> Optional[str]:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _HOSTPORT_RE.match(value):
+        raise _Invalid("host:port such as smtp.example.org:587, or empty")
+    return value
+
+
+def _timings(group_wait: str, group_interval: str, repeat_interval: str, what: str) -> dict:
+    return {
+        "groupWait": Field(_duration(0, 3600), group_wait, f"how long Alertmanager gathers {what} alerts before the first notification"),
+        "groupInterval": Field(_duration(1, 6 * 3600), group_interval, f"how often a changed {what} group is notified again"),
+        "repeatInterval": Field(_duration(1, 7 * 86400), repeat_interval, f"how often a still-firing {what} group is repeated"),
+    }
+
+
 _URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[^\s]*)?$")
 _HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+$")
@@ -361,6 +410,28 @@ SCHEMA: dict = {
         ], "host:port targets probed with the tcp_connect module"),
         "icmp": Field(_probe_list("icmp"), [], "hosts probed with the icmp module"),
     },
+    "alerting": {
+        "quiet": Field(_boolean, False,
+                       "only critical alerts reach people; warnings and info go to the default webhook alone (dev)"),
+        "teams": Field(_teams, {}, "where each team hears about its alerts: {platform: {slackChannel, email}, ...}"),
+        "slack": {"enabled": Field(_boolean, False, "notify teams' Slack channels (needs the slackApiUrl secret)")},
+        "email": {
+            "enabled": Field(_boolean, False, "notify teams by e-mail (needs smarthost and from)"),
+            "smarthost": Field(_optional_hostport, None, "SMTP server host:port"),
+            "from": Field(_optional_email, None, "sender address"),
+            "username": Field(_optional_text, None, "SMTP user (its password is the smtpPassword secret)"),
+            "requireTls": Field(_boolean, True, "require STARTTLS to the SMTP server"),
+        },
+        "dingtalk": {"enabled": Field(_boolean, False,
+                                      "notify critical alerts to DingTalk through a relay (needs dingtalkWebhookUrl)")},
+        "heartbeat": {"enabled": Field(_boolean, False,
+                                       "send the always-firing Watchdog to an external dead man's switch (heartbeatUrl)")},
+        "escalation": {"enabled": Field(_boolean, False,
+                                        "also send every critical alert to an on-call paging webhook (escalationWebhookUrl)")},
+        "critical": _timings("30s", "5m", "1h", "critical"),
+        "warning": _timings("1m", "10m", "6h", "warning"),
+        "info": _timings("5m", "30m", "24h", "info"),
+    },
     "images": {name: Field(_image, image, f"{name} image") for name, image in DEFAULT_IMAGES.items()},
 }
 
@@ -370,6 +441,7 @@ class SecretSetting:
     doc: str
     placeholder: str  # a valid, obviously fake value for offline renders
     required_when: Callable[[dict], bool] = lambda values: True
+    optional: bool = False  # read when set, never demanded
 
 
 SECRETS: dict[str, SecretSetting] = {
@@ -385,11 +457,69 @@ SECRETS: dict[str, SecretSetting] = {
         "Redis URL for redis-exporter, e.g. redis://:PASSWORD@redis.app.svc:6379",
         "redis://:secret-placeholder@redis.invalid:6379",
         lambda values: values["exporters"]["redis"]["enabled"]),
+    "slackApiUrl": SecretSetting(
+        "Slack incoming-webhook URL (mounted as a file, read through api_url_file)",
+        "https://secret.invalid/slackApiUrl",
+        lambda values: values["alerting"]["slack"]["enabled"]),
+    "smtpPassword": SecretSetting(
+        "password of alerting.email.username (mounted as a file, read through auth_password_file)",
+        "smtp-password-placeholder",
+        lambda values: values["alerting"]["email"]["enabled"] and bool(values["alerting"]["email"]["username"])),
+    "dingtalkWebhookUrl": SecretSetting(
+        "DingTalk robot URL with its access_token, held by the DingTalk relay",
+        "https://secret.invalid/dingtalkWebhookUrl?access_token=placeholder",
+        lambda values: values["alerting"]["dingtalk"]["enabled"]),
+    "dingtalkSecret": SecretSetting(
+        "DingTalk robot signing secret (when the robot has signing on)",
+        "SECplaceholder",
+        lambda values: values["alerting"]["dingtalk"]["enabled"], optional=True),
+    "heartbeatUrl": SecretSetting(
+        "dead man's switch URL that expects the Watchdog every few minutes",
+        "https://secret.invalid/heartbeatUrl",
+        lambda values: values["alerting"]["heartbeat"]["enabled"]),
+    "escalationWebhookUrl": SecretSetting(
+        "on-call paging webhook that receives every critical alert",
+        "https://secret.invalid/escalationWebhookUrl",
+        lambda values: values["alerting"]["escalation"]["enabled"]),
 }
 
 
 # ---------------------------------------------------------------------------
 # Typed result.
+
+
+@dataclass(frozen=True)
+class TeamContact:
+    slack_channel: Optional[str]
+    email: Optional[str]
+
+
+@dataclass(frozen=True)
+class Timings:
+    group_wait: str
+    group_interval: str
+    repeat_interval: str
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    enabled: bool
+    smarthost: Optional[str]
+    sender: Optional[str]
+    username: Optional[str]
+    require_tls: bool
+
+
+@dataclass(frozen=True)
+class AlertingSettings:
+    quiet: bool
+    teams: Mapping[str, TeamContact]
+    slack: bool
+    email: EmailSettings
+    dingtalk: bool
+    heartbeat: bool
+    escalation: bool
+    timings: Mapping[str, Timings]  # by severity
 
 
 @dataclass(frozen=True)
@@ -479,10 +609,16 @@ class ProbeSettings:
 
 @dataclass(frozen=True)
 class Secrets:
-    """Secret settings; values are secret Outputs, None where not required."""
+    """Secret settings; values are secret Outputs, None where not needed."""
     alertmanager_webhook_url: pulumi.Output
-    postgres_dsn: Optional[pulumi.Output]
-    redis_url: Optional[pulumi.Output]
+    postgres_dsn: Optional[pulumi.Output] = None
+    redis_url: Optional[pulumi.Output] = None
+    slack_api_url: Optional[pulumi.Output] = None
+    smtp_password: Optional[pulumi.Output] = None
+    dingtalk_webhook_url: Optional[pulumi.Output] = None
+    dingtalk_secret: Optional[pulumi.Output] = None
+    heartbeat_url: Optional[pulumi.Output] = None
+    escalation_webhook_url: Optional[pulumi.Output] = None
 
 
 @dataclass(frozen=True)
@@ -500,6 +636,7 @@ class Settings:
     grafana: GrafanaSettings
     exporters: ExporterSettings
     probes: ProbeSettings
+    alerting: AlertingSettings
     images: Mapping[str, str]
     secrets: Secrets = field(repr=False)
 
@@ -591,6 +728,17 @@ def _cross_checks(values: dict, errors: list[str]) -> None:
             errors.append(f"{PROJECT}:prometheus.scrapeTimeout = {prom['scrapeTimeout']!r} is not valid: "
                           f"expected at most prometheus.scrapeInterval ({prom['scrapeInterval']})")
     ingress = values["ingress"]
+    email = values["alerting"]["email"]
+    if email["enabled"]:
+        for key in ("smarthost", "from"):
+            if not email[key]:
+                errors.append(f"{PROJECT}:alerting.email.{key} is not set: expected a value when "
+                              "alerting.email.enabled is true")
+    teams = values["alerting"]["teams"] or {}
+    for channel, attr in (("slack", "slack_channel"), ("email", "email")):
+        if values["alerting"][channel]["enabled"] and not any(getattr(t, attr) for t in teams.values()):
+            errors.append(f"{PROJECT}:alerting.teams = {{}} is not valid: expected at least one team with "
+                          f"{'slackChannel' if channel == 'slack' else 'email'} when alerting.{channel}.enabled is true")
     if ingress["clusterIssuer"] and not ingress["tlsSecretName"]:
         errors.append(f"{PROJECT}:ingress.clusterIssuer = {ingress['clusterIssuer']!r} is not valid: "
                       "expected only together with ingress.tlsSecretName, the Secret it issues")
@@ -636,7 +784,7 @@ def load_settings(stack: Optional[str] = None) -> Settings:
     if not errors:
         _cross_checks(values, errors)
         for key, spec in SECRETS.items():
-            if spec.required_when(values) and key not in raw:
+            if spec.required_when(values) and not spec.optional and key not in raw:
                 errors.append(f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
                               f"`pulumi config set --secret {PROJECT}:{key} <value>`")
 
@@ -646,19 +794,20 @@ def load_settings(stack: Optional[str] = None) -> Settings:
     config = pulumi.Config(PROJECT)
 
     def secret(key: str) -> Optional[pulumi.Output]:
-        if not SECRETS[key].required_when(values):
+        if not SECRETS[key].required_when(values) or key not in raw:
             return None
         return config.require_secret(key)
 
-    return _typed(stack, values, Secrets(
-        alertmanager_webhook_url=secret("alertmanagerWebhookUrl"),
-        postgres_dsn=secret("postgresDsn"),
-        redis_url=secret("redisUrl"),
-    ))
+    return _typed(stack, values, Secrets(**{_snake(key): secret(key) for key in SECRETS}))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
     prom, am, graf, exp, ing = v["prometheus"], v["alertmanager"], v["grafana"], v["exporters"], v["ingress"]
+    al = v["alerting"]
     return Settings(
         stack=stack,
         environment=v["environment"],
@@ -690,6 +839,15 @@ def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
             postgres_enabled=exp["postgres"]["enabled"], postgres=Resources.of(exp["postgres"]["resources"]),
             redis_enabled=exp["redis"]["enabled"], redis=Resources.of(exp["redis"]["resources"])),
         probes=ProbeSettings(http=v["probes"]["http"], tcp=v["probes"]["tcp"], icmp=v["probes"]["icmp"]),
+        alerting=AlertingSettings(
+            quiet=al["quiet"], teams=al["teams"], slack=al["slack"]["enabled"],
+            email=EmailSettings(enabled=al["email"]["enabled"], smarthost=al["email"]["smarthost"],
+                                sender=al["email"]["from"], username=al["email"]["username"],
+                                require_tls=al["email"]["requireTls"]),
+            dingtalk=al["dingtalk"]["enabled"], heartbeat=al["heartbeat"]["enabled"],
+            escalation=al["escalation"]["enabled"],
+            timings={sev: Timings(al[sev]["groupWait"], al[sev]["groupInterval"], al[sev]["repeatInterval"])
+                     for sev in ("critical", "warning", "info")}),
         images=dict(v["images"]),
         secrets=secrets,
     )

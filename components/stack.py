@@ -9,6 +9,7 @@ import pulumi
 from . import kubernetes
 from .alertmanager import Alertmanager
 from .configs.prometheus import ScrapeTarget
+from .dingtalk import DingTalkRelay
 from .exporters import BlackboxExporter, DatabaseExporter, KubeStateMetrics, NodeExporter
 from .grafana import Grafana
 from .prometheus import Prometheus
@@ -53,7 +54,10 @@ class MonitoringStack(pulumi.ComponentResource):
             exporters.append(DatabaseExporter("redis-exporter", kind="redis", settings=settings, platform=platform,
                                               connection=settings.secrets.redis_url, opts=in_namespace))
 
-        self.alertmanager = Alertmanager("alertmanager", settings=settings, platform=platform, opts=in_namespace)
+        dingtalk = (DingTalkRelay("dingtalk-relay", settings=settings, platform=platform, opts=in_namespace)
+                    if settings.alerting.dingtalk else None)
+        self.alertmanager = Alertmanager("alertmanager", settings=settings, platform=platform,
+                                         dingtalk_url=dingtalk.url if dingtalk else None, opts=in_namespace)
         targets = SELF_TARGETS + [t for exporter in exporters for t in exporter.scrape_targets]
         self.prometheus = Prometheus(
             "prometheus", settings=settings, platform=platform,

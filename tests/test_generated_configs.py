@@ -39,19 +39,6 @@ def test_kubernetes_discovery_blocks_match_documented_schema(runs):
     assert kubernetes_sd_problems(broken)
 
 
-def test_alertmanager_config_passes_amtool(runs, tmp_path):
-    amtool = require_tool("amtool")
-    for stack, result in runs.items():
-        secret = result.one("Secret", "alertmanager-config")
-        path = tmp_path / f"{stack}-alertmanager.yml"
-        path.write_text(secret["stringData"]["alertmanager.yml"])
-        proc = run([amtool, "check-config", str(path)])
-        assert proc.returncode == 0, f"{stack}: {proc.stdout}{proc.stderr}"
-        config = yaml.safe_load(path.read_text())
-        assert config["route"]["receiver"] == "default-webhook"
-        assert config["receivers"][0]["webhook_configs"][0]["send_resolved"] is True
-
-
 def test_blackbox_config_passes_blackbox_exporter(prod, tmp_path):
     exporter = require_tool("prometheus-blackbox-exporter")
     path = tmp_path / "blackbox.yml"

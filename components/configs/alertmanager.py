@@ -1,33 +1,143 @@
-"""alertmanager.yml. Routing and receivers grow with the alerting work; the
-foundation sends everything to one webhook whose URL is a stack secret."""
+"""alertmanager.yml from settings and the data files in alerting/.
+
+Route tree: the Watchdog goes to the heartbeat receiver; then one branch per
+severity, and under it one route per team. Critical reaches every channel the
+team has (Slack, e-mail, DingTalk) plus the default webhook, and, with
+escalation on, the paging webhook too; warnings reach Slack and the webhook;
+info only the webhook. A quiet environment (dev) sends warnings to the webhook
+alone. Receiver credentials that Alertmanager can read from files (Slack URL,
+SMTP password) are mounted files; the webhook URLs sit in the config itself,
+which therefore lives in a Kubernetes Secret as a whole.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
 
 import yaml
+
+from ..settings import EmailSettings, TeamContact, Timings
+
+ALERTING_DIR = Path(__file__).resolve().parent.parent.parent / "alerting"
+TEMPLATES_DIR = "/etc/alertmanager/templates"
+CREDENTIALS_DIR = "/etc/alertmanager/credentials"
+SLACK_URL_FILE = f"{CREDENTIALS_DIR}/slack-api-url"
+SMTP_PASSWORD_FILE = f"{CREDENTIALS_DIR}/smtp-password"
+SEVERITIES = ("critical", "warning", "info")
 
 
 @dataclass(frozen=True)
 class AlertmanagerConfig:
     environment: str
-    webhook_url: str  # secret: the rendered file lives only in a Kubernetes Secret
+    webhook_url: str
+    timings: Mapping[str, Timings]
+    teams: Mapping[str, TeamContact] = field(default_factory=dict)
+    quiet: bool = False
+    slack: bool = False
+    email: Optional[EmailSettings] = None
+    dingtalk_url: Optional[str] = None  # the relay's in-cluster URL
+    heartbeat_url: Optional[str] = None
+    escalation_url: Optional[str] = None
+    templates_dir: str = TEMPLATES_DIR
+    credentials_dir: str = CREDENTIALS_DIR
+
+
+def templates() -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((ALERTING_DIR / "templates").glob("*.tmpl"))}
+
+
+def inhibitions() -> list[dict]:
+    rules = yaml.safe_load((ALERTING_DIR / "inhibitions.yaml").read_text())
+    return [{k: v for k, v in rule.items() if k != "name"} for rule in rules]
+
+
+def _webhook(url: str, send_resolved: bool = True) -> dict:
+    return {"url": url, "send_resolved": send_resolved, "max_alerts": 50}
+
+
+def _team_receiver(cfg: AlertmanagerConfig, team: str, severity: str) -> dict:
+    contact = cfg.teams.get(team, TeamContact(None, None))
+    receiver: dict = {"name": f"{team}-{severity}", "webhook_configs": [_webhook(cfg.webhook_url)]}
+    if cfg.slack and contact.slack_channel:
+        receiver["slack_configs"] = [{
+            "api_url_file": f"{cfg.credentials_dir}/slack-api-url",
+            "channel": contact.slack_channel,
+            "send_resolved": True,
+            "title": '{{ template "football.title" . }}',
+            "text": '{{ template "football.text" . }}',
+            "color": '{{ if eq .Status "firing" }}danger{{ else }}good{{ end }}',
+        }]
+    if severity == "critical" and cfg.email and cfg.email.enabled and contact.email:
+        receiver["email_configs"] = [{
+            "to": contact.email,
+            "send_resolved": True,
+            "headers": {"Subject": '{{ template "football.email.subject" . }}'},
+            "html": '{{ template "football.email.html" . }}',
+        }]
+    if severity == "critical" and cfg.dingtalk_url:
+        receiver["webhook_configs"].append(_webhook(cfg.dingtalk_url))
+    return receiver
+
+
+def _timing(t: Timings) -> dict:
+    return {"group_wait": t.group_wait, "group_interval": t.group_interval, "repeat_interval": t.repeat_interval}
 
 
 def render(cfg: AlertmanagerConfig) -> str:
+    teams = sorted(set(cfg.teams) | {"platform", "backend", "data", "security"})
+    receivers: list[dict] = [{"name": "default-webhook", "webhook_configs": [_webhook(cfg.webhook_url)]}]
+    routes: list[dict] = []
+
+    watchdog = {"receiver": "heartbeat" if cfg.heartbeat_url else "watchdog-drop",
+                "matchers": ['alertname="Watchdog"'],
+                # The heartbeat must arrive often and on time, whatever the other groups do.
+                "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"}
+    if cfg.heartbeat_url:
+        receivers.append({"name": "heartbeat", "webhook_configs": [_webhook(cfg.heartbeat_url, send_resolved=False)]})
+    else:
+        receivers.append({"name": "watchdog-drop"})  # no receiver configured: swallow it rather than page
+    routes.append(watchdog)
+
+    for severity in SEVERITIES:
+        branch: dict = {"receiver": "default-webhook", "matchers": [f'severity="{severity}"'],
+                        **_timing(cfg.timings[severity]), "routes": []}
+        people = severity == "critical" or (severity == "warning" and not cfg.quiet)
+        if severity == "critical" and cfg.escalation_url:
+            receivers.append({"name": "escalation", "webhook_configs": [_webhook(cfg.escalation_url)]})
+            branch["routes"].append({"receiver": "escalation", "matchers": ['severity="critical"'], "continue": True})
+        if people:
+            for team in teams:
+                receivers.append(_team_receiver(cfg, team, severity))
+                branch["routes"].append({"receiver": f"{team}-{severity}", "matchers": [f'team="{team}"']})
+        if branch["routes"]:
+            # An alert without a known team still reaches the webhook, even after a
+            # `continue` route (escalation) has matched it.
+            branch["routes"].append({"receiver": "default-webhook"})
+        else:
+            del branch["routes"]
+        routes.append(branch)
+
+    global_cfg: dict = {"resolve_timeout": "5m"}
+    if cfg.email and cfg.email.enabled:
+        global_cfg.update({"smtp_smarthost": cfg.email.smarthost, "smtp_from": cfg.email.sender,
+                           "smtp_require_tls": cfg.email.require_tls})
+        if cfg.email.username:
+            global_cfg["smtp_auth_username"] = cfg.email.username
+            global_cfg["smtp_auth_password_file"] = f"{cfg.credentials_dir}/smtp-password"
+
     document = {
-        "global": {"resolve_timeout": "5m"},
+        "global": global_cfg,
+        "templates": [f"{cfg.templates_dir}/*.tmpl"],
         "route": {
             "receiver": "default-webhook",
             "group_by": ["alertname", "environment", "service"],
-            "group_wait": "30s",
-            "group_interval": "5m",
-            "repeat_interval": "4h",
+            **_timing(cfg.timings["warning"]),
+            "routes": routes,
         },
-        "receivers": [{
-            "name": "default-webhook",
-            "webhook_configs": [{"url": cfg.webhook_url, "send_resolved": True, "max_alerts": 50}],
-        }],
+        "inhibit_rules": inhibitions(),
+        "receivers": receivers,
     }
-    return "# Generated by football-monitoring; edit the settings, not this file.\n" + yaml.safe_dump(
+    return "# Generated by football-monitoring; edit the settings and alerting/, not this file.\n" + yaml.safe_dump(
         document, sort_keys=False, default_flow_style=False, width=120)
