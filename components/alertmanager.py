@@ -9,29 +9,24 @@ from typing import Optional
 import pulumi
 
 from .configs import alertmanager as alertmanager_config
-from .kubernetes import DeployedService, KubernetesPlatform
 from .settings import Settings
-from .workload import ConfigFiles, DataVolume, HttpCheck, Port, Reloader, ServiceSpec
+from .workload import ConfigFiles, DataVolume, HttpCheck, Platform, Port, Reloader, ServiceSpec
 
 WEB_PORT = 9093
 MESH_PORT = 9094
 CONFIG_DIR = "/etc/alertmanager/config"
 
 
-def peer_addresses(namespace: str, replicas: int, port: int = MESH_PORT) -> list[str]:
-    return [f"alertmanager-{i}.alertmanager-headless.{namespace}.svc:{port}" for i in range(replicas)]
-
-
 class Alertmanager(pulumi.ComponentResource):
     internal_url: str
     external_url: Optional[str]
 
-    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+    def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  dingtalk_url: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:alertmanager:Alertmanager", name, None, opts)
         am = settings.alertmanager
         self.external_url = settings.ingress.url("alertmanager")
-        internal_url = f"http://alertmanager.{settings.namespace}.svc:{WEB_PORT}"
+        internal_url = f"http://{platform.host_of('alertmanager')}:{WEB_PORT}"
         secrets = settings.secrets
         # The rendered file names the receivers' URLs, so it is a secret as a whole
         # and lives in a Kubernetes Secret, never in a ConfigMap.
@@ -66,7 +61,7 @@ class Alertmanager(pulumi.ComponentResource):
             args += [f"--cluster.listen-address=0.0.0.0:{MESH_PORT}",
                      f"--cluster.advertise-address=$(POD_IP):{MESH_PORT}",
                      "--cluster.reconnect-timeout=5m"]
-            args += [f"--cluster.peer={peer}" for peer in peer_addresses(settings.namespace, am.replicas)]
+            args += [f"--cluster.peer={host}:{MESH_PORT}" for host in platform.replica_hosts("alertmanager", am.replicas)]
         else:
             # A lone replica must not wait for peers that will never come.
             args.append("--cluster.listen-address=")
@@ -93,7 +88,7 @@ class Alertmanager(pulumi.ComponentResource):
             replicas=am.replicas,
             reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload"),
         )
-        self.deployed: DeployedService = platform.deploy(spec, self)
+        self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("web")
         self.replica_addresses = self.deployed.replica_addresses("web")
         if self.external_url:

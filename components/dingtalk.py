@@ -10,9 +10,8 @@ from typing import Optional
 import pulumi
 import yaml
 
-from .kubernetes import KubernetesPlatform
 from .settings import Settings
-from .workload import ConfigFiles, HttpCheck, Port, ServiceSpec
+from .workload import ConfigFiles, HttpCheck, Platform, Port, ServiceSpec
 
 PORT = 8060
 TARGET = "football"
@@ -28,7 +27,7 @@ def relay_config(robot_url: str, signing_secret: Optional[str]) -> str:
 class DingTalkRelay(pulumi.ComponentResource):
     url: str
 
-    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+    def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:dingtalk:DingTalkRelay", name, None, opts)
         secrets = settings.secrets

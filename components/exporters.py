@@ -15,9 +15,8 @@ import pulumi
 
 from .configs import blackbox as blackbox_config
 from .configs.prometheus import ScrapeTarget
-from .kubernetes import KubernetesPlatform
 from .settings import Settings
-from .workload import AccessRule, ConfigFiles, HttpCheck, Port, ServiceSpec
+from .workload import AccessRule, ConfigFiles, HttpCheck, Platform, Port, ServiceSpec
 
 # kube-state-metrics reports exactly these resources; its RBAC is built from the
 # same table, so it can list/watch what it reports and nothing else (no Secrets,
@@ -34,7 +33,7 @@ KUBE_STATE_RESOURCES = {
 
 
 class NodeExporter(pulumi.ComponentResource):
-    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+    def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:exporters:NodeExporter", name, None, opts)
         ignored_devices = r"^(veth.*|cali.*|[a-f0-9]{15})$"
@@ -66,7 +65,7 @@ class NodeExporter(pulumi.ComponentResource):
 
 
 class KubeStateMetrics(pulumi.ComponentResource):
-    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+    def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:exporters:KubeStateMetrics", name, None, opts)
         resources = sorted(r for group in KUBE_STATE_RESOURCES.values() for r in group)
@@ -90,7 +89,7 @@ class KubeStateMetrics(pulumi.ComponentResource):
 
 
 class BlackboxExporter(pulumi.ComponentResource):
-    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+    def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:exporters:BlackboxExporter", name, None, opts)
         self.config = blackbox_config.render()
@@ -109,7 +108,7 @@ class BlackboxExporter(pulumi.ComponentResource):
             sysctls={"net.ipv4.ping_group_range": "65534 65534"},
         )
         self.deployed = platform.deploy(spec, self)
-        self.address = f"{self.deployed.host}:9115"
+        self.address = self.deployed.address("http")
         self.scrape_targets = [ScrapeTarget("blackbox-exporter", "blackbox-exporter", "http")]
         self.register_outputs({"address": self.address})
 
@@ -123,7 +122,7 @@ class DatabaseExporter(pulumi.ComponentResource):
         "redis": ("redisExporter", 9121, 59000, "REDIS_ADDR", "/health"),
     }
 
-    def __init__(self, name: str, *, kind: str, settings: Settings, platform: KubernetesPlatform,
+    def __init__(self, name: str, *, kind: str, settings: Settings, platform: Platform,
                  connection: pulumi.Output, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(f"football-monitoring:exporters:{kind.capitalize()}Exporter", name, None, opts)
         image_key, port, uid, env_name, health = self.KINDS[kind]

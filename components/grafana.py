@@ -11,9 +11,8 @@ import pulumi_random as random
 from . import data
 from .configs import grafana as grafana_config
 from .configs.grafana import DASHBOARDS_DIR, SECRETS_DIR
-from .kubernetes import DeployedService, KubernetesPlatform
 from .settings import Settings
-from .workload import ConfigFiles, DataVolume, HttpCheck, Port, ServiceSpec
+from .workload import ConfigFiles, DataVolume, HttpCheck, Platform, Port, ServiceSpec
 
 HTTP_PORT = 3000
 
@@ -23,11 +22,11 @@ class Grafana(pulumi.ComponentResource):
     external_url: Optional[str]
     admin_password: pulumi.Output
 
-    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform, prometheus_url: str,
+    def __init__(self, name: str, *, settings: Settings, platform: Platform, prometheus_url: str,
                  alertmanager_url: str, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:grafana:Grafana", name, None, opts)
         self.external_url = settings.ingress.url("grafana")
-        internal_url = f"http://grafana.{settings.namespace}.svc:{HTTP_PORT}"
+        internal_url = f"http://{platform.host_of('grafana')}:{HTTP_PORT}"
         password = random.RandomPassword(
             "grafana-admin-password", length=32, special=False, min_lower=4, min_upper=4, min_numeric=4,
             opts=pulumi.ResourceOptions(parent=self))
@@ -73,7 +72,7 @@ class Grafana(pulumi.ComponentResource):
             liveness=HttpCheck("/api/health", "http"),
             readiness=HttpCheck("/api/health", "http"),
         )
-        self.deployed: DeployedService = platform.deploy(spec, self)
+        self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("http")
         if self.external_url:
             platform.expose(self.deployed, "http", settings.ingress.hosts["grafana"],

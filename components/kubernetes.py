@@ -11,45 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from .settings import Resources
-from .workload import HOST_ACCESS, PART_OF, ConfigFiles, HttpCheck, ServiceSpec
+from .workload import HOST_ACCESS, PART_OF, DeployedService, HttpCheck, ServiceSpec
 
 RELOADER_PORT = 8080
 RELOADER_RESOURCES = Resources(cpu_request="5m", memory_request="16Mi", cpu_limit=None, memory_limit="64Mi")
-
-
-@dataclass
-class DeployedService:
-    name: str
-    namespace: str
-    spec: ServiceSpec
-    workload: pulumi.CustomResource
-    service: Optional[k8s.core.v1.Service]
-
-    @property
-    def host(self) -> str:
-        return f"{self.name}.{self.namespace}.svc"
-
-    def url(self, port_name: str, path: str = "") -> str:
-        return f"http://{self.host}:{self._port(port_name)}{path}"
-
-    def replica_addresses(self, port_name: str) -> list[str]:
-        """Stable per-replica host:port addresses (StatefulSets only)."""
-        port = self._port(port_name)
-        return [f"{self.name}-{i}.{self.name}-headless.{self.namespace}.svc:{port}"
-                for i in range(self.spec.replicas)]
-
-    def _port(self, port_name: str) -> int:
-        for port in list(self.spec.ports) + list(self.spec.cluster_peers):
-            if port.name == port_name:
-                return port.port
-        raise KeyError(f"{self.name} has no port named {port_name}")
 
 
 def content_checksum(files: dict) -> str:
@@ -59,6 +30,8 @@ def content_checksum(files: dict) -> str:
 class KubernetesPlatform:
     """Places services into one namespace of one cluster."""
 
+    kind = "kubernetes"
+
     def __init__(self, *, namespace: str, environment: str, provider: k8s.Provider,
                  storage_class: Optional[str], protect_data: bool, reloader_image: str):
         self.namespace = namespace
@@ -67,6 +40,13 @@ class KubernetesPlatform:
         self.storage_class = storage_class
         self.protect_data = protect_data
         self.reloader_image = reloader_image
+
+    def host_of(self, name: str) -> str:
+        return f"{name}.{self.namespace}.svc"
+
+    def replica_hosts(self, name: str, replicas: int) -> list[str]:
+        # StatefulSet pods behind the headless Service have stable DNS names.
+        return [f"{name}-{i}.{name}-headless.{self.namespace}.svc" for i in range(replicas)]
 
     # -- labels -----------------------------------------------------------------
     def selector(self, spec: ServiceSpec) -> dict:
@@ -140,8 +120,9 @@ class KubernetesPlatform:
 
         template = {"metadata": {"labels": self.labels(spec), "annotations": annotations}, "spec": pod_spec}
         workload = self._workload(spec, template, parent)
-        service = self._services(spec, parent)
-        return DeployedService(spec.name, self.namespace, spec, workload, service)
+        self._services(spec, parent)
+        return DeployedService(spec, self.host_of(spec.name),
+                               self.replica_hosts(spec.name, spec.replicas) if spec.data else [], workload)
 
     def _secret_env(self, spec: ServiceSpec, parent: pulumi.Resource) -> list:
         if not spec.secret_env:
@@ -281,15 +262,14 @@ class KubernetesPlatform:
             "replicas": spec.replicas, "selector": selector, "template": template, "revisionHistoryLimit": 5,
         }, opts=self.opts(parent))
 
-    def _services(self, spec: ServiceSpec, parent: pulumi.Resource) -> Optional[k8s.core.v1.Service]:
+    def _services(self, spec: ServiceSpec, parent: pulumi.Resource) -> None:
         if spec.every_node:
-            return None  # scraped per pod through discovery; a Service would only hide which node answered
+            return  # scraped per pod through discovery; a Service would only hide which node answered
         ports = [{"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol} for p in spec.ports]
         service_spec = {"selector": self.selector(spec), "ports": ports, "type": "ClusterIP"}
         if spec.session_affinity:
             service_spec["sessionAffinity"] = "ClientIP"
-        service = k8s.core.v1.Service(spec.name, metadata=self.meta(spec.name, spec), spec=service_spec,
-                                      opts=self.opts(parent))
+        k8s.core.v1.Service(spec.name, metadata=self.meta(spec.name, spec), spec=service_spec, opts=self.opts(parent))
         if spec.data:
             peer_ports = [{"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol}
                           for p in list(spec.ports) + list(spec.cluster_peers)]
@@ -301,7 +281,6 @@ class KubernetesPlatform:
                 # Peers must find each other before they are ready, or a cluster never forms.
                 "publishNotReadyAddresses": bool(spec.cluster_peers),
             }, opts=self.opts(parent))
-        return service
 
     # -- exposure -------------------------------------------------------------------
     def expose(self, deployed: DeployedService, port_name: str, host: str, *, class_name: Optional[str],

@@ -14,9 +14,8 @@ import pulumi
 from . import data
 from .configs import prometheus as prometheus_config
 from .configs.prometheus import RULES_DIR, ScrapeTarget
-from .kubernetes import DeployedService, KubernetesPlatform
 from .settings import Settings
-from .workload import AccessRule, ConfigFiles, DataVolume, HttpCheck, Port, Reloader, ServiceSpec
+from .workload import AccessRule, ConfigFiles, DataVolume, HttpCheck, Platform, Port, Reloader, ServiceSpec
 
 WEB_PORT = 9090
 
@@ -54,14 +53,14 @@ class Prometheus(pulumi.ComponentResource):
     internal_url: str
     external_url: Optional[str]
 
-    def __init__(self, name: str, *, settings: Settings, platform: KubernetesPlatform,
+    def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  alertmanagers: Sequence[str], components: Sequence[ScrapeTarget], blackbox_address: str,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:prometheus:Prometheus", name, None, opts)
         prom = settings.prometheus
         self.config = config_text(settings, alertmanagers, components, blackbox_address)
         self.external_url = settings.ingress.url("prometheus")
-        internal_url = f"http://prometheus.{settings.namespace}.svc:{WEB_PORT}"
+        internal_url = f"http://{platform.host_of('prometheus')}:{WEB_PORT}"
 
         spec = ServiceSpec(
             name="prometheus",
@@ -93,7 +92,7 @@ class Prometheus(pulumi.ComponentResource):
             reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload"),
             session_affinity=True,
         )
-        self.deployed: DeployedService = platform.deploy(spec, self)
+        self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("web")
         if self.external_url:
             platform.expose(self.deployed, "web", settings.ingress.hosts["prometheus"],

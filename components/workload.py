@@ -9,7 +9,7 @@ defaults applied in one place. Components do not build pod specs themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Protocol, Sequence, Union
 
 import pulumi
 
@@ -128,3 +128,47 @@ class ServiceSpec:
     def version(self) -> str:
         tail = self.image.rsplit("/", 1)[-1]
         return tail.split("@")[0].split(":", 1)[1] if ":" in tail else tail.split("@", 1)[-1]
+
+
+@dataclass
+class DeployedService:
+    """What a platform made of a ServiceSpec, and how other services reach it."""
+
+    spec: ServiceSpec
+    host: str  # the name other services use to reach it
+    replica_hosts: Sequence[str]  # stable per-replica names
+    workload: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def port(self, port_name: str) -> int:
+        for port in list(self.spec.ports) + list(self.spec.cluster_peers):
+            if port.name == port_name:
+                return port.port
+        raise KeyError(f"{self.name} has no port named {port_name}")
+
+    def address(self, port_name: str) -> str:
+        return f"{self.host}:{self.port(port_name)}"
+
+    def url(self, port_name: str, path: str = "") -> str:
+        return f"http://{self.address(port_name)}{path}"
+
+    def replica_addresses(self, port_name: str) -> list[str]:
+        return [f"{host}:{self.port(port_name)}" for host in self.replica_hosts]
+
+
+class Platform(Protocol):
+    """Where services run: Kubernetes (components.kubernetes) or one Docker host (components.docker)."""
+
+    kind: str  # "kubernetes" or "docker"
+
+    def host_of(self, name: str) -> str: ...
+
+    def replica_hosts(self, name: str, replicas: int) -> list[str]: ...
+
+    def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService: ...
+
+    def expose(self, deployed: DeployedService, port_name: str, host: str, *, class_name: Optional[str],
+               tls_secret_name: Optional[str], cluster_issuer: Optional[str], parent: pulumi.Resource) -> None: ...
