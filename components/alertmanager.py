@@ -25,7 +25,7 @@ class Alertmanager(pulumi.ComponentResource):
                  dingtalk_url: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:alertmanager:Alertmanager", name, None, opts)
         am = settings.alertmanager
-        self.external_url = settings.ingress.url("alertmanager")
+        self.external_url = platform.public_url("alertmanager")
         internal_url = f"http://{platform.host_of('alertmanager')}:{WEB_PORT}"
         secrets = settings.secrets
         # The rendered file names the receivers' URLs, so it is a secret as a whole
@@ -92,7 +92,5 @@ class Alertmanager(pulumi.ComponentResource):
         self.internal_url = self.deployed.url("web")
         self.replica_addresses = self.deployed.replica_addresses("web")
         if self.external_url:
-            platform.expose(self.deployed, "web", settings.ingress.hosts["alertmanager"],
-                            class_name=settings.ingress.class_name, tls_secret_name=settings.ingress.tls_secret_name,
-                            cluster_issuer=settings.ingress.cluster_issuer, parent=self)
+            platform.expose(self.deployed, "web", parent=self)
         self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url})

@@ -1,10 +1,12 @@
-"""The exporters: node-exporter, kube-state-metrics, blackbox, PostgreSQL, Redis.
+"""The exporters: node-exporter, kube-state-metrics, blackbox, PostgreSQL, Redis, cAdvisor.
 
-cAdvisor runs inside every kubelet already and the kubelet serves its
-metrics at /metrics/cadvisor; Prometheus scrapes that endpoint (jobs kubelet
-and cadvisor). A separate cAdvisor DaemonSet would need privileged access to
-the container runtime and /dev/kmsg on every node to report the same
-containers a second time, so the stack does not run one on Kubernetes.
+On Kubernetes, cAdvisor runs inside every kubelet already and the kubelet
+serves its metrics at /metrics/cadvisor; Prometheus scrapes that endpoint
+(jobs kubelet and cadvisor). A separate cAdvisor DaemonSet would need
+privileged access to the container runtime and /dev/kmsg on every node to
+report the same containers a second time, so the stack runs cAdvisor itself
+only on a Docker host, where nothing else reports containers.
+kube-state-metrics reports Kubernetes objects and runs only there.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ class NodeExporter(pulumi.ComponentResource):
             host_access="node-metrics",
         )
         self.deployed = platform.deploy(spec, self)
-        self.scrape_targets = [ScrapeTarget("node-exporter", "node-exporter", "metrics", instance_from_node=True)]
+        self.scrape_targets = [ScrapeTarget(
+            "node-exporter", "node-exporter", "metrics", instance_from_node=True,
+            addresses=[self.deployed.address("metrics")],
+            # On a Docker host there is one node; name it like Kubernetes would (instance = node).
+            labels={"instance": f"{settings.environment}-docker-host", "node": f"{settings.environment}-docker-host"})]
         self.register_outputs({})
 
 
@@ -84,7 +90,7 @@ class KubeStateMetrics(pulumi.ComponentResource):
         )
         self.deployed = platform.deploy(spec, self)
         self.scrape_targets = [ScrapeTarget("kube-state-metrics", "kube-state-metrics", "http-metrics",
-                                            honor_labels=True)]
+                                            honor_labels=True, addresses=[self.deployed.address("http-metrics")])]
         self.register_outputs({})
 
 
@@ -109,7 +115,8 @@ class BlackboxExporter(pulumi.ComponentResource):
         )
         self.deployed = platform.deploy(spec, self)
         self.address = self.deployed.address("http")
-        self.scrape_targets = [ScrapeTarget("blackbox-exporter", "blackbox-exporter", "http")]
+        self.scrape_targets = [ScrapeTarget("blackbox-exporter", "blackbox-exporter", "http",
+                                            addresses=[self.address])]
         self.register_outputs({"address": self.address})
 
 
@@ -140,5 +147,31 @@ class DatabaseExporter(pulumi.ComponentResource):
             readiness=HttpCheck(health, "metrics"),
         )
         self.deployed = platform.deploy(spec, self)
-        self.scrape_targets = [ScrapeTarget(f"{kind}-exporter", f"{kind}-exporter", "metrics")]
+        self.scrape_targets = [ScrapeTarget(f"{kind}-exporter", f"{kind}-exporter", "metrics",
+                                            addresses=[self.deployed.address("metrics")])]
+        self.register_outputs({})
+
+
+class CAdvisor(pulumi.ComponentResource):
+    """Container metrics on a Docker host (see the module docstring)."""
+
+    def __init__(self, name: str, *, settings: Settings, platform: Platform,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:exporters:CAdvisor", name, None, opts)
+        spec = ServiceSpec(
+            name="cadvisor",
+            component="exporter",
+            image=settings.images["cadvisor"],
+            ports=[Port("http", 8080)],
+            resources=settings.exporters.node_exporter,
+            run_as_user=65534,
+            args=["--docker_only=true", "--housekeeping_interval=30s", "--store_container_labels=false",
+                  "--whitelisted_container_labels=app.kubernetes.io/name,football-monitoring/environment",
+                  "--disable_metrics=percpu,sched,tcp,udp,disk,diskIO,hugetlb,referenced_memory,advtcp,process"],
+            liveness=HttpCheck("/healthz", "http"),
+            readiness=HttpCheck("/healthz", "http"),
+            host_access="container-metrics",
+        )
+        self.deployed = platform.deploy(spec, self)
+        self.scrape_targets = [ScrapeTarget("cadvisor", "cadvisor", "http", addresses=[self.deployed.address("http")])]
         self.register_outputs({})

@@ -25,7 +25,7 @@ class Grafana(pulumi.ComponentResource):
     def __init__(self, name: str, *, settings: Settings, platform: Platform, prometheus_url: str,
                  alertmanager_url: str, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:grafana:Grafana", name, None, opts)
-        self.external_url = settings.ingress.url("grafana")
+        self.external_url = platform.public_url("grafana")
         internal_url = f"http://{platform.host_of('grafana')}:{HTTP_PORT}"
         password = random.RandomPassword(
             "grafana-admin-password", length=32, special=False, min_lower=4, min_upper=4, min_numeric=4,
@@ -75,8 +75,6 @@ class Grafana(pulumi.ComponentResource):
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("http")
         if self.external_url:
-            platform.expose(self.deployed, "http", settings.ingress.hosts["grafana"],
-                            class_name=settings.ingress.class_name, tls_secret_name=settings.ingress.tls_secret_name,
-                            cluster_issuer=settings.ingress.cluster_issuer, parent=self)
+            platform.expose(self.deployed, "http", parent=self)
         self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url,
                                "admin_password": self.admin_password})

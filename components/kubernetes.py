@@ -16,7 +16,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .settings import Resources
+from .settings import IngressSettings, Resources
 from .workload import HOST_ACCESS, PART_OF, DeployedService, HttpCheck, ServiceSpec
 
 RELOADER_PORT = 8080
@@ -33,8 +33,10 @@ class KubernetesPlatform:
     kind = "kubernetes"
 
     def __init__(self, *, namespace: str, environment: str, provider: k8s.Provider,
-                 storage_class: Optional[str], protect_data: bool, reloader_image: str):
+                 storage_class: Optional[str], protect_data: bool, reloader_image: str,
+                 ingress: Optional[IngressSettings] = None):
         self.namespace = namespace
+        self.ingress = ingress
         self.environment = environment
         self.provider = provider
         self.storage_class = storage_class
@@ -283,19 +285,26 @@ class KubernetesPlatform:
             }, opts=self.opts(parent))
 
     # -- exposure -------------------------------------------------------------------
-    def expose(self, deployed: DeployedService, port_name: str, host: str, *, class_name: Optional[str],
-               tls_secret_name: Optional[str], cluster_issuer: Optional[str], parent: pulumi.Resource) -> None:
+    def public_url(self, name: str) -> Optional[str]:
+        return self.ingress.url(name) if self.ingress else None
+
+    def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None:
+        """An Ingress for a UI whose host is set in the ingress settings."""
+        ingress = self.ingress
+        host = ingress.hosts.get(deployed.name) if ingress else None
+        if not host:
+            return
         annotations = {}
-        if cluster_issuer:
-            annotations["cert-manager.io/cluster-issuer"] = cluster_issuer
+        if ingress.cluster_issuer:
+            annotations["cert-manager.io/cluster-issuer"] = ingress.cluster_issuer
         spec: dict = {"rules": [{"host": host, "http": {"paths": [{
             "path": "/", "pathType": "Prefix",
             "backend": {"service": {"name": deployed.name, "port": {"name": port_name}}},
         }]}}]}
-        if class_name:
-            spec["ingressClassName"] = class_name
-        if tls_secret_name:
-            spec["tls"] = [{"hosts": [host], "secretName": tls_secret_name}]
+        if ingress.class_name:
+            spec["ingressClassName"] = ingress.class_name
+        if ingress.tls_secret_name:
+            spec["tls"] = [{"hosts": [host], "secretName": ingress.tls_secret_name}]
         k8s.networking.v1.Ingress(deployed.name, metadata=self.meta(deployed.name, deployed.spec, annotations=annotations),
                                   spec=spec, opts=self.opts(parent))
 

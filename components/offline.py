@@ -44,6 +44,7 @@ class Recorded:
     protect: bool = False
     retain_on_delete: bool = False
     urn: str = ""
+    secret_inputs: frozenset = frozenset()  # top-level inputs that carry a secret value
 
     @property
     def kind(self) -> str:
@@ -60,6 +61,17 @@ class RunResult:
     def kubernetes_objects(self) -> list[dict]:
         objects = [kubernetes_object(r) for r in self.resources if r.type.startswith("kubernetes:")]
         return sorted(objects, key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+    def containers(self) -> list[Recorded]:
+        """Docker containers, when the stack runs on a Docker host."""
+        return sorted((r for r in self.resources if r.type == "docker:index/container:Container"),
+                      key=lambda r: r.name)
+
+    def container(self, name: str) -> Recorded:
+        found = [c for c in self.containers() if c.name == name]
+        if len(found) != 1:
+            raise LookupError(f"expected one container {name}, found {len(found)}")
+        return found[0]
 
     def find(self, kind: str, name: Optional[str] = None) -> list[dict]:
         return [o for o in self.kubernetes_objects()
@@ -113,16 +125,26 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         _WORKER_LOOPS.add(_ensure_event_loop())
         if request.type == "pulumi:pulumi:Stack":
             return response
-        inputs = _unwrap_secrets(rpc.deserialize_properties(request.object))
+        wire = rpc.deserialize_properties(request.object)
+        secret_inputs = frozenset(k for k, v in wire.items() if _holds_secret(v))
+        inputs = _unwrap_secrets(wire)
         parent_type = request.parent.split("::")[-2].split("$")[-1] if request.parent else ""
         self.recorder.resources.append(Recorded(
             request.type, request.name, copy.deepcopy(dict(inputs)), request.custom, parent_type,
-            request.protect, request.retainOnDelete, response.urn))
+            request.protect, request.retainOnDelete, response.urn, secret_inputs))
         return response
 
 
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a serialized secret value
 _SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get(_SECRET_SIG) == _SECRET_SIG_VALUE or any(_holds_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(v) for v in value)
+    return False
 
 
 def _unwrap_secrets(value: Any) -> Any:

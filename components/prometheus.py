@@ -31,7 +31,7 @@ DISCOVERY_ACCESS = (
 
 
 def config_text(settings: Settings, alertmanagers: Sequence[str], components: Sequence[ScrapeTarget],
-                blackbox_address: str) -> str:
+                blackbox_address: str, discovery: str = "kubernetes") -> str:
     prom = settings.prometheus
     return prometheus_config.render(prometheus_config.PrometheusConfig(
         environment=settings.environment,
@@ -46,6 +46,8 @@ def config_text(settings: Settings, alertmanagers: Sequence[str], components: Se
         tcp_probes=settings.probes.tcp,
         icmp_probes=settings.probes.icmp,
         kubelet_insecure_skip_verify=prom.kubelet_insecure_skip_verify,
+        discovery=discovery,
+        static_targets=settings.static_targets,
     ))
 
 
@@ -58,8 +60,9 @@ class Prometheus(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:prometheus:Prometheus", name, None, opts)
         prom = settings.prometheus
-        self.config = config_text(settings, alertmanagers, components, blackbox_address)
-        self.external_url = settings.ingress.url("prometheus")
+        discovery = "kubernetes" if platform.kind == "kubernetes" else "static"
+        self.config = config_text(settings, alertmanagers, components, blackbox_address, discovery)
+        self.external_url = platform.public_url("prometheus")
         internal_url = f"http://{platform.host_of('prometheus')}:{WEB_PORT}"
 
         spec = ServiceSpec(
@@ -95,7 +98,5 @@ class Prometheus(pulumi.ComponentResource):
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("web")
         if self.external_url:
-            platform.expose(self.deployed, "web", settings.ingress.hosts["prometheus"],
-                            class_name=settings.ingress.class_name, tls_secret_name=settings.ingress.tls_secret_name,
-                            cluster_issuer=settings.ingress.cluster_issuer, parent=self)
+            platform.expose(self.deployed, "web", parent=self)
         self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url})

@@ -53,10 +53,62 @@ def config_files(result: offline.RunResult) -> dict[str, str]:
     return files
 
 
+def compose_view(result: offline.RunResult, secret_values: set[str]) -> dict:
+    """A docker-compose-like listing of the containers a Docker-host stack runs (not for `docker compose`)."""
+    services = {}
+    for c in result.containers():
+        i = c.inputs
+        env = [(e.split("=", 1)[0] + "=" + SECRET_MARK) if any(v in e for v in secret_values) else e
+               for e in i.get("envs", [])]
+        service = {
+            "container_name": i["name"],
+            "image": next(r.inputs["name"] for r in result.resources
+                          if r.type == "docker:index/remoteImage:RemoteImage" and r.name == f"{c.name}-image"),
+            "command": i.get("command", []),
+            "environment": env,
+            "user": i.get("user"),
+            "read_only": i.get("readOnly"),
+            "cap_drop": i.get("capabilities", {}).get("drops", []),
+            "security_opt": i.get("securityOpts", []),
+            "restart": i.get("restart"),
+            "mem_limit": f"{i.get('memory')}m",
+            "healthcheck": i.get("healthcheck"),
+            "networks": [a for n in i.get("networksAdvanced", []) for a in n.get("aliases", [])],
+            "network_mode": i.get("networkMode"),
+            "ports": [f"{p['ip']}:{p['external']}:{p['internal']}" for p in i.get("ports", [])],
+            "volumes": [f"{v.get('volumeName', '(per-container)')}:{v['containerPath']}" for v in i.get("volumes", [])],
+            "mounts": [f"{m['source']}:{m['target']}:ro" for m in i.get("mounts", [])],
+            "files": [u["file"] for u in i.get("uploads", [])],
+        }
+        services[c.name] = {k: v for k, v in service.items() if v not in (None, [], {})}
+    return {"services": services}
+
+
+def container_files(result: offline.RunResult) -> dict[str, str]:
+    files = {}
+    for c in result.containers():
+        for upload in c.inputs.get("uploads", []):
+            files[f"{c.name}{upload['file']}"] = upload["content"].replace(offline.GENERATED_SECRET, SECRET_MARK)
+    return files
+
+
 def write(result: offline.RunResult, out: Path) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
     written = []
+    if result.containers():
+        from .settings import SECRETS
+        secret_values = {spec.placeholder for spec in SECRETS.values()} | {offline.GENERATED_SECRET}
+        path = out / "docker" / "containers.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# What the Docker host runs (a review listing, not a compose file).\n"
+                        + yaml.safe_dump(compose_view(result, secret_values), sort_keys=False, width=120))
+        written.append(path)
+        for rel, text in container_files(result).items():
+            path = out / "config" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
     for obj in result.kubernetes_objects():
         path = out / "kubernetes" / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     written = write(result, out)
-    print(f"{args.stack}: {len(result.kubernetes_objects())} Kubernetes objects and "
-          f"{len(config_files(result))} config files written to {out}/ ({len(written)} files)")
+    if result.containers():
+        print(f"{args.stack}: {len(result.containers())} Docker containers and {len(container_files(result))} "
+              f"config files written to {out}/ ({len(written)} files)")
+    else:
+        print(f"{args.stack}: {len(result.kubernetes_objects())} Kubernetes objects and "
+              f"{len(config_files(result))} config files written to {out}/ ({len(written)} files)")
     return 0
 
 

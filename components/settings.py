@@ -34,6 +34,7 @@ DEFAULT_IMAGES = {
     "redisExporter": "docker.io/oliver006/redis_exporter:v1.74.0",
     "configReloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.85.0",
     "dingtalkRelay": "docker.io/timonwong/prometheus-webhook-dingtalk:v2.1.0",
+    "cadvisor": "gcr.io/cadvisor/cadvisor:v0.49.1",
 }
 
 
@@ -272,6 +273,35 @@ def _optional_hostport(value: Any) -> Optional[str]:
     return value
 
 
+def _ipv4(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", value) \
+            or any(int(part) > 255 for part in value.split(".")):
+        raise _Invalid("an IPv4 address such as 127.0.0.1 (0.0.0.0 publishes on every interface)")
+    return value
+
+
+def _port_or_zero(value: Any) -> int:
+    return _integer(0, 65535)(value)
+
+
+def _static_targets(value: Any) -> tuple:
+    allowed = "a list of {job, target} objects, job a DNS label, target host:port"
+    if value in (None, ""):
+        return ()
+    if not isinstance(value, list):
+        raise _Invalid(allowed)
+    result = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"job", "target"}:
+            raise _Invalid(allowed)
+        if not isinstance(item["job"], str) or not _DNS_LABEL_RE.match(item["job"]):
+            raise _Invalid(allowed)
+        if not isinstance(item["target"], str) or not _HOSTPORT_RE.match(item["target"]):
+            raise _Invalid(allowed)
+        result.append(StaticTarget(job=item["job"], target=item["target"]))
+    return tuple(result)
+
+
 def _timings(group_wait: str, group_interval: str, repeat_interval: str, what: str) -> dict:
     return {
         "groupWait": Field(_duration(0, 3600), group_wait, f"how long Alertmanager gathers {what} alerts before the first notification"),
@@ -347,7 +377,8 @@ def _probe_list(kind: str) -> Callable[[Any], tuple]:
 
 SCHEMA: dict = {
     "environment": Field(_dns_label, None, "environment label on every series and alert (default: the stack name)"),
-    "platform": Field(_choice("kubernetes"), "kubernetes", "where the stack runs"),
+    "platform": Field(_choice("kubernetes", "docker"), "kubernetes",
+                      "where the stack runs: a Kubernetes cluster, or a single Docker host"),
     "namespace": Field(_dns_label, "monitoring", "Kubernetes namespace the stack creates and deploys into"),
     "kubeContext": Field(_optional_text, None, "kubeconfig context to deploy to (empty: the current context)"),
     "storageClass": Field(_optional_text, None, "StorageClass of every volume (empty: the cluster default)"),
@@ -410,6 +441,16 @@ SCHEMA: dict = {
         ], "host:port targets probed with the tcp_connect module"),
         "icmp": Field(_probe_list("icmp"), [], "hosts probed with the icmp module"),
     },
+    "docker": {
+        "host": Field(_optional_text, None, "Docker daemon to deploy to, e.g. unix:///var/run/docker.sock or "
+                      "ssh://user@host (empty: DOCKER_HOST or the local daemon)"),
+        "bindAddress": Field(_ipv4, "127.0.0.1", "host address published UI ports listen on"),
+        "grafanaPort": Field(_port_or_zero, 3000, "host port of Grafana (0: not published)"),
+        "prometheusPort": Field(_port_or_zero, 9090, "host port of Prometheus (0: not published)"),
+        "alertmanagerPort": Field(_port_or_zero, 9093, "host port of Alertmanager (0: not published)"),
+    },
+    "staticTargets": Field(_static_targets, [], "extra scrape targets by address: a list of {job, target} "
+                           "(host:port), e.g. the FootballPrediction API on a Docker host"),
     "alerting": {
         "quiet": Field(_boolean, False,
                        "only critical alerts reach people; warnings and info go to the default webhook alone (dev)"),
@@ -486,6 +527,26 @@ SECRETS: dict[str, SecretSetting] = {
 
 # ---------------------------------------------------------------------------
 # Typed result.
+
+
+@dataclass(frozen=True)
+class StaticTarget:
+    job: str
+    target: str
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    host: Optional[str]
+    bind_address: str
+    ports: Mapping[str, int]  # published host port per UI, 0 = not published
+
+    def url(self, name: str) -> Optional[str]:
+        port = self.ports.get(name)
+        if not port:
+            return None
+        host = "localhost" if self.bind_address in ("127.0.0.1", "0.0.0.0") else self.bind_address
+        return f"http://{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -636,6 +697,8 @@ class Settings:
     grafana: GrafanaSettings
     exporters: ExporterSettings
     probes: ProbeSettings
+    static_targets: tuple
+    docker: DockerSettings
     alerting: AlertingSettings
     images: Mapping[str, str]
     secrets: Secrets = field(repr=False)
@@ -728,6 +791,11 @@ def _cross_checks(values: dict, errors: list[str]) -> None:
             errors.append(f"{PROJECT}:prometheus.scrapeTimeout = {prom['scrapeTimeout']!r} is not valid: "
                           f"expected at most prometheus.scrapeInterval ({prom['scrapeInterval']})")
     ingress = values["ingress"]
+    if values["platform"] == "docker":
+        for section in ("prometheus", "alertmanager"):
+            if values[section]["replicas"] != 1:
+                errors.append(f"{PROJECT}:{section}.replicas = {values[section]['replicas']} is not valid on platform "
+                              "docker: expected 1 (replicas on one host share its fate; HA needs Kubernetes)")
     email = values["alerting"]["email"]
     if email["enabled"]:
         for key in ("smarthost", "from"):
@@ -839,6 +907,11 @@ def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
             postgres_enabled=exp["postgres"]["enabled"], postgres=Resources.of(exp["postgres"]["resources"]),
             redis_enabled=exp["redis"]["enabled"], redis=Resources.of(exp["redis"]["resources"])),
         probes=ProbeSettings(http=v["probes"]["http"], tcp=v["probes"]["tcp"], icmp=v["probes"]["icmp"]),
+        static_targets=v["staticTargets"],
+        docker=DockerSettings(host=v["docker"]["host"], bind_address=v["docker"]["bindAddress"],
+                              ports={"grafana": v["docker"]["grafanaPort"],
+                                     "prometheus": v["docker"]["prometheusPort"],
+                                     "alertmanager": v["docker"]["alertmanagerPort"]}),
         alerting=AlertingSettings(
             quiet=al["quiet"], teams=al["teams"], slack=al["slack"]["enabled"],
             email=EmailSettings(enabled=al["email"]["enabled"], smarthost=al["email"]["smarthost"],

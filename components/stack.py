@@ -2,48 +2,66 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pulumi
 
-from . import kubernetes
+from . import docker, kubernetes
+from .alertmanager import WEB_PORT as ALERTMANAGER_PORT
 from .alertmanager import Alertmanager
 from .configs.prometheus import ScrapeTarget
 from .dingtalk import DingTalkRelay
-from .exporters import BlackboxExporter, DatabaseExporter, KubeStateMetrics, NodeExporter
+from .exporters import BlackboxExporter, CAdvisor, DatabaseExporter, KubeStateMetrics, NodeExporter
+from .grafana import HTTP_PORT as GRAFANA_PORT
 from .grafana import Grafana
+from .prometheus import WEB_PORT as PROMETHEUS_PORT
 from .prometheus import Prometheus
 from .settings import Settings
 
-# The stack's own services, scraped through pod discovery in its namespace.
+# The stack's own services and their metrics ports.
 SELF_TARGETS = [
-    ScrapeTarget("prometheus", "prometheus", "web"),
-    ScrapeTarget("alertmanager", "alertmanager", "web"),
-    ScrapeTarget("grafana", "grafana", "http"),
+    (ScrapeTarget("prometheus", "prometheus", "web"), PROMETHEUS_PORT),
+    (ScrapeTarget("alertmanager", "alertmanager", "web"), ALERTMANAGER_PORT),
+    (ScrapeTarget("grafana", "grafana", "http"), GRAFANA_PORT),
 ]
 
 
 class MonitoringStack(pulumi.ComponentResource):
-    """The metrics half of the FootballPrediction monitoring system on Kubernetes."""
+    """The metrics half of the FootballPrediction monitoring system, on Kubernetes or one Docker host."""
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("football-monitoring:stack:MonitoringStack", name, None, opts)
-        provider = kubernetes.provider("kubernetes", settings.kube_context, parent=self)
-        ns = kubernetes.namespace(settings.namespace, provider, self)
-        platform = kubernetes.KubernetesPlatform(
-            namespace=settings.namespace,
-            environment=settings.environment,
-            provider=provider,
-            storage_class=settings.storage_class,
-            protect_data=settings.protect_data,
-            reloader_image=settings.images["configReloader"],
-        )
-        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        if settings.platform == "kubernetes":
+            provider = kubernetes.provider("kubernetes", settings.kube_context, parent=self)
+            ns = kubernetes.namespace(settings.namespace, provider, self)
+            platform = kubernetes.KubernetesPlatform(
+                namespace=settings.namespace,
+                environment=settings.environment,
+                provider=provider,
+                storage_class=settings.storage_class,
+                protect_data=settings.protect_data,
+                reloader_image=settings.images["configReloader"],
+                ingress=settings.ingress,
+            )
+            in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        else:
+            provider = docker.provider("docker", settings.docker.host, parent=self)
+            platform = docker.DockerPlatform(
+                environment=settings.environment,
+                provider=provider,
+                network=docker.network(settings.environment, provider, self),
+                settings=settings.docker,
+                protect_data=settings.protect_data,
+            )
+            in_namespace = pulumi.ResourceOptions(parent=self)
 
-        exporters: list = [
-            NodeExporter("node-exporter", settings=settings, platform=platform, opts=in_namespace),
-            KubeStateMetrics("kube-state-metrics", settings=settings, platform=platform, opts=in_namespace),
-        ]
+        exporters: list = [NodeExporter("node-exporter", settings=settings, platform=platform, opts=in_namespace)]
+        if platform.kind == "kubernetes":
+            exporters.append(KubeStateMetrics("kube-state-metrics", settings=settings, platform=platform,
+                                              opts=in_namespace))
+        else:
+            exporters.append(CAdvisor("cadvisor", settings=settings, platform=platform, opts=in_namespace))
         blackbox = BlackboxExporter("blackbox-exporter", settings=settings, platform=platform, opts=in_namespace)
         exporters.append(blackbox)
         if settings.exporters.postgres_enabled:
@@ -58,7 +76,8 @@ class MonitoringStack(pulumi.ComponentResource):
                     if settings.alerting.dingtalk else None)
         self.alertmanager = Alertmanager("alertmanager", settings=settings, platform=platform,
                                          dingtalk_url=dingtalk.url if dingtalk else None, opts=in_namespace)
-        targets = SELF_TARGETS + [t for exporter in exporters for t in exporter.scrape_targets]
+        targets = [replace(t, addresses=[f"{platform.host_of(t.app)}:{port}"])
+                   for t, port in SELF_TARGETS] + [t for exporter in exporters for t in exporter.scrape_targets]
         self.prometheus = Prometheus(
             "prometheus", settings=settings, platform=platform,
             alertmanagers=self.alertmanager.replica_addresses, components=targets,

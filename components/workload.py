@@ -62,6 +62,8 @@ class HostAccess:
     host_network: bool = False
     host_pid: bool = False
     host_paths: Mapping[str, str] = field(default_factory=dict)  # host path -> mount path (read-only)
+    run_as_root: bool = False
+    devices: Sequence[str] = ()
 
 
 # The only exceptions to "no host access". Keep this list short; each entry
@@ -74,6 +76,16 @@ HOST_ACCESS = {
         host_network=True,
         host_pid=True,
         host_paths={"/proc": "/host/proc", "/sys": "/host/sys", "/": "/host/root"},
+    ),
+    # Only on a Docker host: on Kubernetes the kubelet's built-in cAdvisor is scraped instead.
+    "container-metrics": HostAccess(
+        reason=("cAdvisor reads every container's cgroups and the Docker daemon's state, which only root "
+                "may read, through read-only mounts of the host's /, /var/run, /sys, /var/lib/docker and "
+                "/dev/disk; /dev/kmsg lets it count OOM kills."),
+        host_paths={"/": "/rootfs", "/var/run": "/var/run", "/sys": "/sys",
+                    "/var/lib/docker": "/var/lib/docker", "/dev/disk": "/dev/disk"},
+        run_as_root=True,
+        devices=("/dev/kmsg",),
     ),
 }
 
@@ -170,5 +182,7 @@ class Platform(Protocol):
 
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService: ...
 
-    def expose(self, deployed: DeployedService, port_name: str, host: str, *, class_name: Optional[str],
-               tls_secret_name: Optional[str], cluster_issuer: Optional[str], parent: pulumi.Resource) -> None: ...
+    def public_url(self, name: str) -> Optional[str]:
+        """Where a person reaches the service, if it is exposed at all."""
+
+    def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None: ...

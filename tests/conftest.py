@@ -13,17 +13,30 @@ sys.path.insert(0, str(ROOT))
 
 from components import offline  # noqa: E402
 
-STACKS = ("dev", "prod")
+# The dev stack runs on a Docker host; the Kubernetes checks use dev's settings on
+# Kubernetes (the one-line switch a team makes when dev moves to a cluster).
+KUBERNETES = {"platform": "kubernetes"}
+
+
+def run_on_kubernetes(stack: str, overrides: dict | None = None, **kwargs) -> offline.RunResult:
+    return offline.run(stack, {**KUBERNETES, **(overrides or {})}, **kwargs)
 
 
 @pytest.fixture(scope="session")
 def runs() -> dict[str, offline.RunResult]:
-    return {stack: offline.run(stack) for stack in STACKS}
+    """dev and prod, both on Kubernetes."""
+    return {"dev": run_on_kubernetes("dev"), "prod": offline.run("prod")}
 
 
 @pytest.fixture(scope="session")
 def dev(runs) -> offline.RunResult:
     return runs["dev"]
+
+
+@pytest.fixture(scope="session")
+def docker_dev() -> offline.RunResult:
+    """The dev stack as Pulumi.dev.yaml has it: on a Docker host."""
+    return offline.run("dev")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import yaml
 from components import offline
 from components.configs import alertmanager as am
 from tests.config_checks import run
-from tests.conftest import require_tool
+from tests.conftest import require_tool, run_on_kubernetes
 
 
 def write_config(result, tmp_path):
@@ -91,7 +91,7 @@ def test_credentials_are_files_from_a_secret(prod):
 
 
 def test_timings_come_from_settings():
-    result = offline.run("dev", {"alerting": {"quiet": True, "critical": {"groupWait": "1s", "groupInterval": "2s",
+    result = run_on_kubernetes("dev", {"alerting": {"quiet": True, "critical": {"groupWait": "1s", "groupInterval": "2s",
                                                                            "repeatInterval": "1m"}}})
     config = yaml.safe_load(result.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"])
     critical = [r for r in config["route"]["routes"] if r["matchers"] == ['severity="critical"']][0]

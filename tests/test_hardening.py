@@ -63,7 +63,7 @@ def test_every_container_is_hardened(runs):
 
 
 def test_host_access_only_where_listed(runs):
-    assert set(HOST_ACCESS) == {"node-metrics"} and HOST_ACCESS["node-metrics"].reason
+    assert set(HOST_ACCESS) == {"node-metrics", "container-metrics"} and all(a.reason for a in HOST_ACCESS.values())
     for result in runs.values():
         for obj, pod in pod_specs(result):
             uses_host = pod.get("hostNetwork") or pod.get("hostPID") or any("hostPath" in v for v in pod["volumes"])

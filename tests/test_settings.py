@@ -17,7 +17,8 @@ def fail_with(overrides: dict, stack: str = "dev", secrets_as_plain: tuple = ())
     return str(info.value)
 
 
-def test_defaults_apply_and_stack_files_override(dev, prod):
+def test_defaults_apply_and_stack_files_override(dev, prod, docker_dev):
+    assert docker_dev.containers() and not docker_dev.kubernetes_objects()
     assert dev.outputs["namespace"] == "monitoring-dev"
     assert prod.outputs["namespace"] == "monitoring"
     assert dev.one("StatefulSet", "prometheus")["spec"]["replicas"] == 1
@@ -58,7 +59,19 @@ def test_defaults_apply_and_stack_files_override(dev, prod):
     ({"protectData": "yes"},
      "football-monitoring:protectData = 'yes' is not valid: expected true or false"),
     ({"platform": "nomad"},
-     "football-monitoring:platform = 'nomad' is not valid: expected one of kubernetes"),
+     "football-monitoring:platform = 'nomad' is not valid: expected one of kubernetes, docker"),
+    ({"platform": "docker", "prometheus": {"replicas": 2}},
+     "football-monitoring:prometheus.replicas = 2 is not valid on platform docker: expected 1"),
+    ({"docker": {"bindAddress": "localhost"}},
+     "football-monitoring:docker.bindAddress = 'localhost' is not valid: expected an IPv4 address"),
+    ({"staticTargets": [{"job": "api", "target": "no-port"}]},
+     "football-monitoring:staticTargets = "),
+    ({"alerting": {"teams": {"marketing": {"email": "m@example.org"}}}},
+     "football-monitoring:alerting.teams = "),
+    ({"alerting": {"slack": {"enabled": True}}},
+     "expected at least one team with slackChannel when alerting.slack.enabled is true"),
+    ({"alerting": {"email": {"enabled": True}}},
+     "football-monitoring:alerting.email.smarthost is not set: expected a value when alerting.email.enabled is true"),
 ])
 def test_bad_value_fails_with_key_value_and_what_is_allowed(overrides, expected):
     message = fail_with(overrides)
@@ -94,7 +107,8 @@ def test_missing_required_secret_says_how_to_set_it():
 
 
 def test_exporter_secret_not_needed_when_exporter_disabled():
-    config, secret_keys = offline.stack_config("dev", {"exporters": {"postgres": {"enabled": False}}})
+    config, secret_keys = offline.stack_config("dev", {"platform": "kubernetes",
+                                                       "exporters": {"postgres": {"enabled": False}}})
     del config[f"{PROJECT}:postgresDsn"]
     result = offline.run("dev", config=config, secret_keys=secret_keys)
     assert not result.find("Deployment", "postgres-exporter")

@@ -9,6 +9,7 @@ import yaml
 
 from components import offline
 from components.settings import PROJECT, SECRETS
+from tests.conftest import KUBERNETES, run_on_kubernetes
 
 COMPONENT_TYPES = {
     "football-monitoring:stack:MonitoringStack",
@@ -134,8 +135,8 @@ def test_config_change_rolls_pods_that_only_read_config_at_start(monkeypatch):
     def checksum(result, kind, name):
         return result.one(kind, name)["spec"]["template"]["metadata"]["annotations"]["football-monitoring/config-checksum"]
 
-    before = offline.run("dev")
-    after = offline.run("dev", {"prometheus": {"scrapeInterval": "15s", "scrapeTimeout": "10s"}})
+    before = run_on_kubernetes("dev")
+    after = run_on_kubernetes("dev", {"prometheus": {"scrapeInterval": "15s", "scrapeTimeout": "10s"}})
     # Grafana's datasource file carries the scrape interval: its pods must roll.
     assert checksum(before, "StatefulSet", "grafana") != checksum(after, "StatefulSet", "grafana")
     # Blackbox config did not change: its pods stay.
@@ -268,7 +269,7 @@ USED = {
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_no_secret_outside_kubernetes_secrets(stack):
-    config, secret_keys = offline.stack_config(stack)
+    config, secret_keys = offline.stack_config(stack, KUBERNETES)
     for key, value in SENTINELS.items():
         config[f"{PROJECT}:{key}"] = value
     assert set(SENTINELS) == set(SECRETS)

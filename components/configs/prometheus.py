@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import yaml
 
-from ..settings import ProbeTarget
+from ..settings import ProbeTarget, StaticTarget
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 RULES_DIR = "/etc/prometheus/rules"
@@ -15,13 +15,15 @@ RULES_DIR = "/etc/prometheus/rules"
 
 @dataclass(frozen=True)
 class ScrapeTarget:
-    """A stack component scraped through pod discovery in the stack's namespace."""
+    """A stack component: found by pod discovery on Kubernetes, by address elsewhere."""
 
     job: str
     app: str  # app.kubernetes.io/name of its pods
     port: str  # container port name
     instance_from_node: bool = False  # per-node exporters: instance = node name
     honor_labels: bool = False
+    addresses: Sequence[str] = ()  # host:port, for static discovery
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra target labels, for static discovery
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class PrometheusConfig:
     kubelet_insecure_skip_verify: bool = False
     replica_label: str = "${POD_NAME}"  # expanded per pod (expand-external-labels)
     rule_files: Sequence[str] = field(default_factory=lambda: [f"{RULES_DIR}/*.yaml"])
+    # "kubernetes": service discovery through the API; "static": addresses (a Docker host)
+    discovery: str = "kubernetes"
+    static_targets: Sequence[StaticTarget] = ()
 
 
 def _environment_label(environment: str) -> dict:
@@ -57,6 +62,15 @@ def _kubernetes_auth(insecure: bool = False) -> dict:
 
 
 def _component_job(cfg: PrometheusConfig, target: ScrapeTarget) -> dict:
+    if cfg.discovery == "static":
+        job = {
+            "job_name": target.job,
+            "static_configs": [{"targets": list(target.addresses), **({"labels": dict(target.labels)} if target.labels else {})}],
+            "relabel_configs": [_environment_label(cfg.environment)],
+        }
+        if target.honor_labels:
+            job["honor_labels"] = True
+        return job
     relabel = [
         {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "regex": target.app, "action": "keep"},
         {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": target.port, "action": "keep"},
@@ -140,8 +154,29 @@ def _annotated_jobs(cfg: PrometheusConfig) -> list[dict]:
     return [pods, job("kubernetes-services", "service", "endpointslice")]
 
 
+def _static_target_jobs(cfg: PrometheusConfig) -> list[dict]:
+    by_job: dict[str, list[str]] = {}
+    for target in cfg.static_targets:
+        by_job.setdefault(target.job, []).append(target.target)
+    return [{"job_name": job, "static_configs": [{"targets": targets}],
+             "relabel_configs": [_environment_label(cfg.environment)]} for job, targets in by_job.items()]
+
+
 def scrape_jobs(cfg: PrometheusConfig) -> list[dict]:
     jobs = [_component_job(cfg, target) for target in cfg.components]
+    for job_name, module, targets in (("blackbox-http", "http_2xx", cfg.http_probes),
+                                      ("blackbox-tcp", "tcp_connect", cfg.tcp_probes),
+                                      ("blackbox-icmp", "icmp", cfg.icmp_probes)):
+        if targets:
+            jobs.append(_probe_job(cfg, job_name, module, targets))
+    jobs.extend(_static_target_jobs(cfg))
+    if cfg.discovery == "kubernetes":
+        jobs.extend(_kubernetes_jobs(cfg))
+    return jobs
+
+
+def _kubernetes_jobs(cfg: PrometheusConfig) -> list[dict]:
+    jobs = []
     jobs.append({
         "job_name": "apiserver",
         **_kubernetes_auth(),
@@ -155,11 +190,6 @@ def scrape_jobs(cfg: PrometheusConfig) -> list[dict]:
     jobs.append(_kubelet_job(cfg, "kubelet", "/metrics"))
     # cAdvisor: the kubelet's built-in endpoint (see components/exporters.py for why).
     jobs.append(_kubelet_job(cfg, "cadvisor", "/metrics/cadvisor"))
-    for job_name, module, targets in (("blackbox-http", "http_2xx", cfg.http_probes),
-                                      ("blackbox-tcp", "tcp_connect", cfg.tcp_probes),
-                                      ("blackbox-icmp", "icmp", cfg.icmp_probes)):
-        if targets:
-            jobs.append(_probe_job(cfg, job_name, module, targets))
     jobs.extend(_annotated_jobs(cfg))
     return jobs
 

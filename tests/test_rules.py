@@ -1,0 +1,266 @@
+"""Prometheus alerting and recording rules: promtool checks, promtool unit tests, and the
+conventions every alert must follow (labels, annotations, runbooks, test coverage).
+
+Every failure here fails; nothing is skipped. promtool must be on PATH
+(scripts/install-test-tools.sh installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import rules_support as rs  # noqa: E402
+
+PROMTOOL_TIMEOUT = 180  # seconds per promtool invocation
+
+RULE_FILES = rs.rule_files()
+RULE_TEST_FILES = rs.rule_test_files()
+ALL_RULES = rs.load_rules(RULE_FILES)
+ALERTS = [rule for rule in ALL_RULES if rule.is_alert]
+
+
+def _ids(paths):
+    return [path.name for path in paths]
+
+
+# --------------------------------------------------------------------------------------
+# promtool
+# --------------------------------------------------------------------------------------
+
+
+PROMTOOL_MISSING = (
+    "promtool not found on PATH: run scripts/install-test-tools.sh "
+    "(or install the Prometheus 'promtool' binary) and re-run the tests"
+)
+
+
+@pytest.fixture(scope="session")
+def promtool_runs():
+    """Start every promtool invocation at once on a thread pool; tests wait on their own.
+
+    The unit tests of a few files simulate hours or a week of samples; running them
+    concurrently keeps the whole module within seconds of the slowest file.
+    Without promtool this yields {} and every promtool test FAILS (never skips).
+    """
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        yield {}
+        return
+    # Longest first: larger test files tend to simulate longer periods.
+    jobs = [("test", path) for path in sorted(RULE_TEST_FILES, key=lambda p: -p.stat().st_size)]
+    jobs += [("check", path) for path in RULE_FILES]
+    workers = max(2, os.cpu_count() or 2)
+    futures: dict[tuple[str, Path], Future] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for kind, path in jobs:
+            futures[(kind, path)] = pool.submit(_run_promtool, promtool, kind, path)
+        yield futures
+
+
+def test_promtool_is_installed():
+    if shutil.which("promtool") is None:
+        pytest.fail(PROMTOOL_MISSING, pytrace=False)
+
+
+def _run_promtool(promtool: str, kind: str, path: Path) -> subprocess.CompletedProcess:
+    # `promtool test rules` resolves rule_files relative to the test file; run from its dir.
+    return subprocess.run(
+        [promtool, kind, "rules", path.name],
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        timeout=PROMTOOL_TIMEOUT,
+        check=False,
+    )
+
+
+def _assert_promtool_ok(runs: dict, key: tuple[str, Path], what: str) -> None:
+    if not runs:
+        pytest.fail(PROMTOOL_MISSING, pytrace=False)
+    result = runs[key].result()
+    if result.returncode != 0:
+        pytest.fail(
+            f"{what} failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}",
+            pytrace=False,
+        )
+
+
+def test_there_are_rule_files_and_tests():
+    assert RULE_FILES, "no rules/*.yaml found"
+    assert RULE_TEST_FILES, "no rules/tests/*.yaml found"
+    assert ALERTS, "no alerting rules found"
+
+
+def test_every_domain_has_a_rule_file_and_a_test_file():
+    stems = {path.stem for path in RULE_FILES}
+    test_stems = {path.stem for path in RULE_TEST_FILES}
+    missing = sorted((set(rs.DOMAIN_TEAMS) | {rs.RECORDING_FILE}) - stems)
+    assert not missing, f"missing rule files: {missing}"
+    unknown = sorted(stems - set(rs.DOMAIN_TEAMS) - {rs.RECORDING_FILE})
+    assert not unknown, f"rule files without a known domain/team (update rules_support.DOMAIN_TEAMS): {unknown}"
+    missing_tests = sorted(f"{d}_test.yaml" for d in rs.DOMAIN_TEAMS if f"{d}_test" not in test_stems)
+    assert not missing_tests, f"missing promtool test files in rules/tests/: {missing_tests}"
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=_ids(RULE_FILES))
+def test_promtool_check_rules(promtool_runs, path):
+    _assert_promtool_ok(promtool_runs, ("check", path), f"promtool check rules {path.name}")
+
+
+@pytest.mark.parametrize("path", RULE_TEST_FILES, ids=_ids(RULE_TEST_FILES))
+def test_promtool_test_rules(promtool_runs, path):
+    _assert_promtool_ok(promtool_runs, ("test", path), f"promtool test rules {path.name}")
+
+
+# --------------------------------------------------------------------------------------
+# PromQL syntax (independent of promtool's version)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=[f"{r.file.name}:{r.name}" for r in ALL_RULES])
+def test_expr_parses(rule):
+    import promql_parser
+
+    expr = rule.data.get("expr")
+    assert isinstance(expr, str) and expr.strip(), f"{rule.name}: empty expr"
+    try:
+        promql_parser.parse(expr)
+    except Exception as exc:  # the parser raises ValueError; be broad on purpose
+        pytest.fail(f"{rule.file.name}: {rule.name}: expr does not parse: {exc}\n{expr}", pytrace=False)
+
+
+# --------------------------------------------------------------------------------------
+# Conventions
+# --------------------------------------------------------------------------------------
+
+
+def test_alert_names_are_unique_and_camel_case():
+    counts = Counter(rule.name for rule in ALERTS)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
+    assert not duplicates, f"alert names defined more than once: {duplicates}"
+    bad = sorted(name for name in counts if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name or ""))
+    assert not bad, f"alert names must be CamelCase: {bad}"
+
+
+def test_recording_rules_for_dashboards_exist():
+    recorded = Counter(rule.name for rule in ALL_RULES if not rule.is_alert)
+    duplicates = sorted(name for name, count in recorded.items() if count > 1)
+    assert not duplicates, f"recording rules defined more than once: {duplicates}"
+    missing = sorted(rs.REQUIRED_RECORDING_RULES - set(recorded))
+    assert not missing, f"recording rules used by the dashboards are missing: {missing}"
+    misplaced = sorted(r.name for r in ALL_RULES if not r.is_alert and r.domain != rs.RECORDING_FILE)
+    assert not misplaced, f"recording rules belong in rules/recording.yaml: {misplaced}"
+    alerts_in_recording = sorted(r.name for r in ALERTS if r.domain == rs.RECORDING_FILE)
+    assert not alerts_in_recording, f"alerts in rules/recording.yaml: {alerts_in_recording}"
+
+
+@pytest.mark.parametrize("alert", ALERTS, ids=[a.name for a in ALERTS])
+def test_alert_labels_and_annotations(alert):
+    problems = []
+    labels, annotations = alert.labels, alert.annotations
+    if labels.get("severity") not in rs.SEVERITIES:
+        problems.append(f"severity {labels.get('severity')!r} not in {sorted(rs.SEVERITIES)}")
+    if not (labels.get("team") or labels.get("service")):
+        problems.append("needs a team or service label")
+    expected_team = rs.DOMAIN_TEAMS.get(alert.domain)
+    if expected_team and labels.get("team") != expected_team:
+        problems.append(f"team {labels.get('team')!r}, expected {expected_team!r} for {alert.file.name}")
+    if not labels.get("service"):
+        problems.append("missing service label")
+    for key in ("summary", "description", "runbook_url"):
+        if not str(annotations.get(key) or "").strip():
+            problems.append(f"missing annotation {key}")
+    if "$value" not in str(annotations.get("description", "")):
+        problems.append("description must include the value ({{ $value | humanize... }})")
+    expected_url = f"{rs.RUNBOOK_URL_BASE}{alert.name}.md"
+    if annotations.get("runbook_url") != expected_url:
+        problems.append(f"runbook_url {annotations.get('runbook_url')!r}, expected {expected_url!r}")
+    assert not problems, f"{alert.file.name}: {alert.name}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("alert", ALERTS, ids=[a.name for a in ALERTS])
+def test_critical_alerts_page_within_five_minutes(alert):
+    if alert.labels.get("severity") != "critical":
+        return
+    assert alert.for_seconds <= rs.MAX_CRITICAL_FOR_SECONDS, (
+        f"{alert.name}: critical with for={alert.data.get('for')}; "
+        "for + scrape + evaluation + group_wait must stay within 5m, so for <= 3m "
+        "(make slow-burn conditions warnings)"
+    )
+
+
+@pytest.mark.parametrize("alert", ALERTS, ids=[a.name for a in ALERTS])
+def test_runbook_exists_with_sections(alert):
+    path = rs.runbook_path(alert.name)
+    assert path.is_file(), f"{alert.name}: runbook {path.relative_to(rs.ROOT)} does not exist"
+    sections = rs.runbook_sections(path.read_text(encoding="utf-8"))
+    for name in rs.RUNBOOK_SECTIONS:
+        assert name in sections, f"{path.name}: missing section '## {name}'"
+        assert sections[name].strip(), f"{path.name}: section '## {name}' is empty"
+    for name in ("Diagnosis", "Mitigation"):
+        assert "```" in sections[name] or "`" in sections[name], (
+            f"{path.name}: section '## {name}' has no command or query"
+        )
+    assert "```" in sections["Diagnosis"], f"{path.name}: Diagnosis needs a code block (PromQL/kubectl)"
+
+
+# --------------------------------------------------------------------------------------
+# Test coverage: every alert is shown firing and shown silent
+# --------------------------------------------------------------------------------------
+
+ALERT_CASES = rs.load_alert_test_cases(RULE_TEST_FILES)
+
+
+@pytest.mark.parametrize("alert", ALERTS, ids=[a.name for a in ALERTS])
+def test_alert_has_firing_and_silent_test_cases(alert):
+    # Only cases from test files that actually load the file defining the alert count.
+    cases = [
+        case
+        for case in ALERT_CASES
+        if case.alertname == alert.name and alert.file.resolve() in case.rule_files
+    ]
+    firing = [case for case in cases if case.exp_alerts]
+    silent = [case for case in cases if not case.exp_alerts]
+    assert firing, f"{alert.name}: no promtool case where it fires (alert_rule_test with non-empty exp_alerts)"
+    if alert.name in rs.ALWAYS_FIRING:
+        assert len(firing) >= 2 and not silent, f"{alert.name}: always-firing alert must be tested firing at >= 2 times"
+    else:
+        assert silent, f"{alert.name}: no promtool case where it must stay silent (alert_rule_test with exp_alerts: [])"
+
+    for case in firing:
+        for expected in case.exp_alerts:
+            exp_labels = expected.get("exp_labels") or {}
+            exp_annotations = expected.get("exp_annotations") or {}
+            where = f"{case.test_file.name} at {case.eval_time}"
+            for key in ("severity", "team", "service"):
+                assert key in exp_labels, f"{alert.name}: {where}: exp_labels lacks {key}"
+            assert exp_labels.get("severity") == alert.labels.get("severity"), (
+                f"{alert.name}: {where}: severity {exp_labels.get('severity')!r} differs from the rule"
+            )
+            for key in ("summary", "description", "runbook_url"):
+                assert key in exp_annotations, f"{alert.name}: {where}: exp_annotations lacks {key}"
+
+
+def test_alert_tests_name_existing_alerts():
+    known = {alert.name for alert in ALERTS}
+    unknown = sorted({case.alertname for case in ALERT_CASES} - known)
+    assert not unknown, f"promtool tests reference unknown alerts: {unknown}"
+
+
+def test_rule_test_files_use_30s_evaluation_interval():
+    for path in RULE_TEST_FILES:
+        document = rs.load_yaml(path) or {}
+        assert str(document.get("evaluation_interval")) == "30s", (
+            f"{path.name}: evaluation_interval must be 30s (the production rule evaluation interval)"
+        )
