@@ -10,7 +10,7 @@ import pulumi
 
 from .configs import alertmanager as alertmanager_config
 from .settings import Settings
-from .workload import ConfigFiles, DataVolume, HttpCheck, Platform, Port, Reloader, ServiceSpec
+from .workload import ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, Reloader, ServiceSpec
 
 WEB_PORT = 9093
 MESH_PORT = 9094
@@ -87,6 +87,11 @@ class Alertmanager(pulumi.ComponentResource):
             readiness=HttpCheck("/-/ready", "web"),
             replicas=am.replicas,
             reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload"),
+            allow_in=[Flow("prometheus", [(WEB_PORT, "TCP")]), Flow("grafana", [(WEB_PORT, "TCP")]),
+                      Flow("alertmanager", [(WEB_PORT, "TCP"), (MESH_PORT, "TCP"), (MESH_PORT, "UDP")]),
+                      Flow(INGRESS, [(WEB_PORT, "TCP")])],
+            # Receivers (Slack, SMTP, webhooks on any port) are outside; peers gossip on the mesh port.
+            allow_out=[Flow("alertmanager", [(MESH_PORT, "TCP"), (MESH_PORT, "UDP")]), Flow(ANYWHERE)],
         )
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("web")

@@ -11,7 +11,7 @@ import pulumi
 import yaml
 
 from .settings import Settings
-from .workload import ConfigFiles, HttpCheck, Platform, Port, ServiceSpec
+from .workload import ANYWHERE, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec
 
 PORT = 8060
 TARGET = "football"
@@ -44,6 +44,8 @@ class DingTalkRelay(pulumi.ComponentResource):
             config=[ConfigFiles("config", "/etc/dingtalk", {"config.yml": config}, secret=True)],
             liveness=HttpCheck("/-/healthy", "http"),
             readiness=HttpCheck("/-/ready", "http"),
+            allow_in=[Flow("alertmanager", [(PORT, "TCP")])],
+            allow_out=[Flow(ANYWHERE, [(443, "TCP")])],
         )
         deployed = platform.deploy(spec, self)
         self.url = deployed.url("http", f"/dingtalk/{TARGET}/send")

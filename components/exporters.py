@@ -18,11 +18,13 @@ import pulumi
 from .configs import blackbox as blackbox_config
 from .configs.prometheus import ScrapeTarget
 from .settings import Settings
-from .workload import AccessRule, ConfigFiles, HttpCheck, Platform, Port, ServiceSpec
+from .workload import ANYWHERE, AccessRule, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec
 
 # kube-state-metrics reports exactly these resources; its RBAC is built from the
 # same table, so it can list/watch what it reports and nothing else (no Secrets,
 # no ConfigMaps).
+API_SERVER_PORTS = [(443, "TCP"), (6443, "TCP")]
+
 KUBE_STATE_RESOURCES = {
     "": ["namespaces", "nodes", "persistentvolumeclaims", "persistentvolumes", "pods", "resourcequotas",
          "services", "limitranges"],
@@ -87,6 +89,8 @@ class KubeStateMetrics(pulumi.ComponentResource):
             readiness=HttpCheck("/readyz", "telemetry"),
             api_access=[AccessRule(api_groups=[group], resources=names, verbs=["list", "watch"])
                         for group, names in KUBE_STATE_RESOURCES.items()],
+            allow_in=[Flow("prometheus", [(8080, "TCP"), (8081, "TCP")])],
+            allow_out=[Flow(ANYWHERE, API_SERVER_PORTS)],
         )
         self.deployed = platform.deploy(spec, self)
         self.scrape_targets = [ScrapeTarget("kube-state-metrics", "kube-state-metrics", "http-metrics",
@@ -112,6 +116,8 @@ class BlackboxExporter(pulumi.ComponentResource):
             readiness=HttpCheck("/-/healthy", "http"),
             # Unprivileged ICMP for the exporter's own group instead of the NET_RAW capability.
             sysctls={"net.ipv4.ping_group_range": "65534 65534"},
+            allow_in=[Flow("prometheus", [(9115, "TCP")])],
+            allow_out=[Flow(ANYWHERE)],  # probe targets are wherever settings say
         )
         self.deployed = platform.deploy(spec, self)
         self.address = self.deployed.address("http")
@@ -124,15 +130,15 @@ class DatabaseExporter(pulumi.ComponentResource):
     """postgres-exporter or redis-exporter: one process whose connection string is a secret."""
 
     KINDS = {
-        # kind: (image key, port, uid, env var that takes the connection string, health path)
-        "postgres": ("postgresExporter", 9187, 65534, "DATA_SOURCE_NAME", "/"),
-        "redis": ("redisExporter", 9121, 59000, "REDIS_ADDR", "/health"),
+        # kind: (image key, port, uid, env var that takes the connection string, health path, server port)
+        "postgres": ("postgresExporter", 9187, 65534, "DATA_SOURCE_NAME", "/", 5432),
+        "redis": ("redisExporter", 9121, 59000, "REDIS_ADDR", "/health", 6379),
     }
 
     def __init__(self, name: str, *, kind: str, settings: Settings, platform: Platform,
                  connection: pulumi.Output, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(f"football-monitoring:exporters:{kind.capitalize()}Exporter", name, None, opts)
-        image_key, port, uid, env_name, health = self.KINDS[kind]
+        image_key, port, uid, env_name, health, db_port = self.KINDS[kind]
         resources = settings.exporters.postgres if kind == "postgres" else settings.exporters.redis
         spec = ServiceSpec(
             name=f"{kind}-exporter",
@@ -145,6 +151,8 @@ class DatabaseExporter(pulumi.ComponentResource):
             secret_env={env_name: connection},
             liveness=HttpCheck(health, "metrics"),
             readiness=HttpCheck(health, "metrics"),
+            allow_in=[Flow("prometheus", [(port, "TCP")])],
+            allow_out=[Flow(ANYWHERE, [(db_port, "TCP")])],
         )
         self.deployed = platform.deploy(spec, self)
         self.scrape_targets = [ScrapeTarget(f"{kind}-exporter", f"{kind}-exporter", "metrics",

@@ -12,7 +12,7 @@ from . import data
 from .configs import grafana as grafana_config
 from .configs.grafana import DASHBOARDS_DIR, SECRETS_DIR
 from .settings import Settings
-from .workload import ConfigFiles, DataVolume, HttpCheck, Platform, Port, ServiceSpec
+from .workload import ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, ServiceSpec
 
 HTTP_PORT = 3000
 
@@ -71,6 +71,8 @@ class Grafana(pulumi.ComponentResource):
             scratch_paths=["/tmp"],
             liveness=HttpCheck("/api/health", "http"),
             readiness=HttpCheck("/api/health", "http"),
+            allow_in=[Flow(INGRESS, [(HTTP_PORT, "TCP")]), Flow("prometheus", [(HTTP_PORT, "TCP")])],
+            allow_out=[Flow("prometheus", [(9090, "TCP")]), Flow("alertmanager", [(9093, "TCP")])],
         )
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("http")

@@ -17,9 +17,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .settings import IngressSettings, Resources
-from .workload import HOST_ACCESS, PART_OF, DeployedService, HttpCheck, ServiceSpec
+from .workload import ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, DeployedService, Flow, HttpCheck, ServiceSpec
 
 RELOADER_PORT = 8080
+DNS_EGRESS = {
+    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+}
 RELOADER_RESOURCES = Resources(cpu_request="5m", memory_request="16Mi", cpu_limit=None, memory_limit="64Mi")
 
 
@@ -34,9 +39,12 @@ class KubernetesPlatform:
 
     def __init__(self, *, namespace: str, environment: str, provider: k8s.Provider,
                  storage_class: Optional[str], protect_data: bool, reloader_image: str,
-                 ingress: Optional[IngressSettings] = None):
+                 ingress: Optional[IngressSettings] = None, priority_class: Optional[str] = None,
+                 ingress_namespace: str = "ingress-nginx"):
         self.namespace = namespace
         self.ingress = ingress
+        self.priority_class = priority_class
+        self.ingress_namespace = ingress_namespace
         self.environment = environment
         self.provider = provider
         self.storage_class = storage_class
@@ -114,15 +122,29 @@ class KubernetesPlatform:
             # Node-level exporters must run on tainted nodes too, or those nodes go unwatched.
             pod_spec["tolerations"] = [{"operator": "Exists"}]
         elif spec.replicas > 1:
+            # Replicas on one node (or in one zone) fail together; spread them, but never
+            # leave a replica unscheduled because the cluster is small.
             pod_spec["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
                 "weight": 100,
                 "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
                                     "labelSelector": {"matchLabels": self.selector(spec)}},
             }]}}
+            pod_spec["topologySpreadConstraints"] = [{
+                "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": self.selector(spec)},
+            }]
+        if self.priority_class:
+            pod_spec["priorityClassName"] = self.priority_class
 
         template = {"metadata": {"labels": self.labels(spec), "annotations": annotations}, "spec": pod_spec}
         workload = self._workload(spec, template, parent)
         self._services(spec, parent)
+        self._network_policy(spec, parent)
+        if spec.replicas > 1 and not spec.every_node:
+            # Voluntary disruptions (node drains, upgrades) take one replica at a time.
+            k8s.policy.v1.PodDisruptionBudget(spec.name, metadata=self.meta(spec.name, spec), spec={
+                "maxUnavailable": 1, "selector": {"matchLabels": self.selector(spec)},
+            }, opts=self.opts(parent))
         return DeployedService(spec, self.host_of(spec.name),
                                self.replica_hosts(spec.name, spec.replicas) if spec.data else [], workload)
 
@@ -284,6 +306,51 @@ class KubernetesPlatform:
                 "publishNotReadyAddresses": bool(spec.cluster_peers),
             }, opts=self.opts(parent))
 
+    # -- isolation ------------------------------------------------------------------
+    def _peer(self, peer: str) -> list:
+        if peer == ANYWHERE:
+            return []  # no "from"/"to": every address
+        if peer == INGRESS:
+            return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.ingress_namespace}}}]
+        return [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": peer,
+                                                 "app.kubernetes.io/part-of": PART_OF}}}]
+
+    @staticmethod
+    def _ports(flow: Flow) -> list:
+        return [{"port": port, "protocol": protocol} for port, protocol in flow.ports]
+
+    def _network_policy(self, spec: ServiceSpec, parent: pulumi.Resource) -> None:
+        access = HOST_ACCESS.get(spec.host_access) if spec.host_access else None
+        if access and access.host_network:
+            return  # policies do not apply to pods in the host's network namespace
+        ingress = []
+        for flow in spec.allow_in:
+            if flow.peer == INGRESS and not (self.ingress and self.ingress.hosts.get(spec.name)):
+                continue  # not exposed: no door for the ingress controller
+            rule: dict = {}
+            peers = self._peer(flow.peer)
+            if peers:
+                rule["from"] = peers
+            if flow.ports:
+                rule["ports"] = self._ports(flow)
+            ingress.append(rule)
+        egress = [DNS_EGRESS]
+        for flow in spec.allow_out:
+            rule = {}
+            peers = self._peer(flow.peer)
+            if peers:
+                rule["to"] = peers
+            if flow.ports:
+                rule["ports"] = self._ports(flow)
+            egress.append(rule)
+        name = spec.name
+        k8s.networking.v1.NetworkPolicy(f"{name}-network", metadata=self.meta(name, spec), spec={
+            "podSelector": {"matchLabels": self.selector(spec)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": egress,
+        }, opts=self.opts(parent))
+
     # -- exposure -------------------------------------------------------------------
     def public_url(self, name: str) -> Optional[str]:
         return self.ingress.url(name) if self.ingress else None
@@ -297,6 +364,11 @@ class KubernetesPlatform:
         annotations = {}
         if ingress.cluster_issuer:
             annotations["cert-manager.io/cluster-issuer"] = ingress.cluster_issuer
+        if deployed.name != "grafana" and ingress.auth_url:
+            # Grafana has its own login; the others only pass an authenticating proxy.
+            annotations["nginx.ingress.kubernetes.io/auth-url"] = ingress.auth_url
+            if ingress.auth_signin:
+                annotations["nginx.ingress.kubernetes.io/auth-signin"] = ingress.auth_signin
         spec: dict = {"rules": [{"host": host, "http": {"paths": [{
             "path": "/", "pathType": "Prefix",
             "backend": {"service": {"name": deployed.name, "port": {"name": port_name}}},
@@ -344,3 +416,22 @@ def provider(name: str, context: Optional[str], parent: Optional[pulumi.Resource
     # roll through their checksum annotation instead.
     return k8s.Provider(name, context=context, enable_config_map_mutable=True,
                         opts=pulumi.ResourceOptions(parent=parent) if parent else None)
+
+
+def default_deny(namespace: k8s.core.v1.Namespace, name: str, provider: k8s.Provider,
+                 parent: pulumi.Resource) -> k8s.networking.v1.NetworkPolicy:
+    """Nothing in the namespace talks or is talked to unless a service's own policy allows it."""
+    return k8s.networking.v1.NetworkPolicy("default-deny", metadata={
+        "name": "default-deny", "namespace": name, "labels": {"app.kubernetes.io/part-of": PART_OF},
+    }, spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[namespace]))
+
+
+def priority_class(name: str, provider: k8s.Provider, parent: pulumi.Resource) -> k8s.scheduling.v1.PriorityClass:
+    # Above ordinary workloads so monitoring survives the resource pressure it must report,
+    # far below system-cluster-critical (2000000000).
+    return k8s.scheduling.v1.PriorityClass(name, metadata={"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+                                           value=1000000, global_default=False,
+                                           preemption_policy="PreemptLowerPriority",
+                                           description="The football-monitoring stack",
+                                           opts=pulumi.ResourceOptions(parent=parent, provider=provider))

@@ -15,7 +15,8 @@ from . import data
 from .configs import prometheus as prometheus_config
 from .configs.prometheus import RULES_DIR, ScrapeTarget
 from .settings import Settings
-from .workload import AccessRule, ConfigFiles, DataVolume, HttpCheck, Platform, Port, Reloader, ServiceSpec
+from .workload import (ANYWHERE, INGRESS, AccessRule, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
+                       Reloader, ServiceSpec)
 
 WEB_PORT = 9090
 
@@ -94,6 +95,10 @@ class Prometheus(pulumi.ComponentResource):
             api_access=DISCOVERY_ACCESS,
             reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload"),
             session_affinity=True,
+            allow_in=[Flow("grafana", [(WEB_PORT, "TCP")]), Flow("prometheus", [(WEB_PORT, "TCP")]),
+                      Flow(INGRESS, [(WEB_PORT, "TCP")])],
+            # Targets live anywhere: every namespace, every node's kubelet, the API server.
+            allow_out=[Flow(ANYWHERE)],
         )
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("web")

@@ -391,6 +391,11 @@ SCHEMA: dict = {
         "grafanaHost": Field(_optional_hostname, None, "public host of Grafana (empty: no ingress)"),
         "prometheusHost": Field(_optional_hostname, None, "public host of Prometheus (empty: no ingress)"),
         "alertmanagerHost": Field(_optional_hostname, None, "public host of Alertmanager (empty: no ingress)"),
+        "controllerNamespace": Field(_dns_label, "ingress-nginx",
+                                     "namespace of the ingress controller (network policies let it reach the UIs)"),
+        "authUrl": Field(_optional_text, None, "external authentication URL (nginx auth-url, e.g. an oauth2-proxy "
+                         "/oauth2/auth) required in front of Prometheus and Alertmanager, which have no login"),
+        "authSignin": Field(_optional_text, None, "where unauthenticated users are sent (nginx auth-signin)"),
     },
     "prometheus": {
         "replicas": Field(_integer(1, 4), 1, "Prometheus replicas; 2 runs an HA pair scraping the same targets"),
@@ -614,6 +619,9 @@ class IngressSettings:
     tls_secret_name: Optional[str]
     cluster_issuer: Optional[str]
     hosts: Mapping[str, Optional[str]]  # component name -> host
+    controller_namespace: str = "ingress-nginx"
+    auth_url: Optional[str] = None
+    auth_signin: Optional[str] = None
 
     def url(self, component: str) -> Optional[str]:
         host = self.hosts.get(component)
@@ -807,6 +815,11 @@ def _cross_checks(values: dict, errors: list[str]) -> None:
         if values["alerting"][channel]["enabled"] and not any(getattr(t, attr) for t in teams.values()):
             errors.append(f"{PROJECT}:alerting.teams = {{}} is not valid: expected at least one team with "
                           f"{'slackChannel' if channel == 'slack' else 'email'} when alerting.{channel}.enabled is true")
+    for ui in ("prometheus", "alertmanager"):
+        if ingress[f"{ui}Host"] and not ingress["authUrl"]:
+            errors.append(f"{PROJECT}:ingress.{ui}Host = {ingress[f'{ui}Host']!r} is not valid without "
+                          f"ingress.authUrl: {ui} has no login of its own, so it is exposed only behind an "
+                          "authenticating proxy (e.g. oauth2-proxy); use kubectl port-forward otherwise")
     if ingress["clusterIssuer"] and not ingress["tlsSecretName"]:
         errors.append(f"{PROJECT}:ingress.clusterIssuer = {ingress['clusterIssuer']!r} is not valid: "
                       "expected only together with ingress.tlsSecretName, the Secret it issues")
@@ -888,7 +901,8 @@ def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
             class_name=ing["className"], tls_secret_name=ing["tlsSecretName"],
             cluster_issuer=ing["clusterIssuer"],
             hosts={"grafana": ing["grafanaHost"], "prometheus": ing["prometheusHost"],
-                   "alertmanager": ing["alertmanagerHost"]}),
+                   "alertmanager": ing["alertmanagerHost"]},
+            controller_namespace=ing["controllerNamespace"], auth_url=ing["authUrl"], auth_signin=ing["authSignin"]),
         prometheus=PrometheusSettings(
             replicas=prom["replicas"], retention=prom["retention"], retention_size=prom["retentionSize"],
             storage_size=prom["storageSize"], scrape_interval=prom["scrapeInterval"],

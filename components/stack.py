@@ -35,6 +35,8 @@ class MonitoringStack(pulumi.ComponentResource):
         if settings.platform == "kubernetes":
             provider = kubernetes.provider("kubernetes", settings.kube_context, parent=self)
             ns = kubernetes.namespace(settings.namespace, provider, self)
+            deny = kubernetes.default_deny(ns, settings.namespace, provider, self)
+            priority = kubernetes.priority_class(f"{settings.namespace}-monitoring", provider, self)
             platform = kubernetes.KubernetesPlatform(
                 namespace=settings.namespace,
                 environment=settings.environment,
@@ -43,8 +45,10 @@ class MonitoringStack(pulumi.ComponentResource):
                 protect_data=settings.protect_data,
                 reloader_image=settings.images["configReloader"],
                 ingress=settings.ingress,
+                priority_class=f"{settings.namespace}-monitoring",
+                ingress_namespace=settings.ingress.controller_namespace,
             )
-            in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+            in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns, deny, priority])
         else:
             provider = docker.provider("docker", settings.docker.host, parent=self)
             platform = docker.DockerPlatform(
@@ -78,6 +82,10 @@ class MonitoringStack(pulumi.ComponentResource):
                                          dingtalk_url=dingtalk.url if dingtalk else None, opts=in_namespace)
         targets = [replace(t, addresses=[f"{platform.host_of(t.app)}:{port}"])
                    for t, port in SELF_TARGETS] + [t for exporter in exporters for t in exporter.scrape_targets]
+        if platform.kind == "kubernetes":
+            # The reload sidecars count the reloads they trigger (security rules tell them from
+            # reloads by hand); on a Docker host a config change restarts the container instead.
+            targets.append(ScrapeTarget("config-reloader", "prometheus|alertmanager", "reloader-web"))
         self.prometheus = Prometheus(
             "prometheus", settings=settings, platform=platform,
             alertmanagers=self.alertmanager.replica_addresses, components=targets,

@@ -100,6 +100,23 @@ class AccessRule:
     non_resource_urls: Sequence[str] = ()
 
 
+# Peers of a Flow besides the stack's own services (named by their app name).
+ANYWHERE = "anywhere"  # any address, inside or outside the cluster
+INGRESS = "ingress"  # the ingress controller that serves the UIs
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Traffic a service accepts (allow_in) or starts (allow_out), for network isolation.
+
+    ``peer`` is another service of the stack (its name), ANYWHERE or INGRESS;
+    ``ports`` are (port, protocol) pairs, empty meaning every port.
+    """
+
+    peer: str
+    ports: Sequence[tuple] = ()
+
+
 @dataclass(frozen=True)
 class Reloader:
     """A sidecar that watches the service's reloadable config and asks it to reload."""
@@ -135,6 +152,8 @@ class ServiceSpec:
     reloader: Optional[Reloader] = None
     sysctls: Mapping[str, str] = field(default_factory=dict)
     session_affinity: bool = False  # keep one client on one replica (consistent dashboards across an HA pair)
+    allow_in: Sequence[Flow] = ()
+    allow_out: Sequence[Flow] = ()  # DNS is always allowed
 
     @property
     def version(self) -> str:

@@ -17,8 +17,8 @@ def test_settings_reference_is_current():
 def test_readme_lists_every_stack_output(dev, prod):
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(\w+)` \|", readme, flags=re.M))
-    everything = offline.run("prod", {"ingress": {"prometheusHost": "p.example.org",
-                                                  "alertmanagerHost": "a.example.org"}})
+    everything = offline.run("prod", {"ingress": {"prometheusHost": "p.example.org", "alertmanagerHost": "a.example.org",
+                                                  "authUrl": "https://auth.example.org/oauth2/auth"}})
     assert set(everything.outputs) <= documented
     assert set(dev.outputs) | set(prod.outputs) <= documented
 

@@ -201,7 +201,7 @@ def test_every_scrape_job_labels_the_environment(runs):
         expected = {
             "prometheus", "alertmanager", "grafana", "node-exporter", "kube-state-metrics", "blackbox-exporter",
             "postgres-exporter", "redis-exporter", "apiserver", "kubelet", "cadvisor", "blackbox-http",
-            "blackbox-tcp", "kubernetes-pods", "kubernetes-services",
+            "blackbox-tcp", "kubernetes-pods", "kubernetes-services", "config-reloader",
         }
         assert {job["job_name"] for job in config["scrape_configs"]} == expected
         for job in config["scrape_configs"]:
