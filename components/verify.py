@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
 import re
@@ -1082,9 +1083,11 @@ def _confirm_routing(ctx: Context, run_id: str, alerts: list[TestAlert], plan: l
                          f"inhibited by {state.get('inhibitedBy')}), so it is not delivered")
     extra = f"; also reached: {', '.join(untargeted)}" if untargeted else ""
     if wrong:
+        bad = {line.split(":", 1)[0] for line in wrong}
+        routed_ok = sum(1 for alert in alerts if alert.receiver not in bad)
         return Result(FAIL, "alertmanager.delivery.routing",
-                      f"{len(alerts) - len([w for w in wrong if ':' in w])} of {len(alerts) + len(problems)} "
-                      f"test alerts routed to their receiver{extra}", wrong + plan,
+                      f"{routed_ok} of {len(alerts) + len(problems)} test alerts routed to their receiver{extra}",
+                      wrong + plan,
                       action="check the route tree (amtool config routes test ...) and active silences")
     return Result(PASS, "alertmanager.delivery.routing",
                   f"{len(alerts)} test alerts routed to their receivers by Alertmanager{extra}", plan)
@@ -1352,7 +1355,7 @@ def parser() -> argparse.ArgumentParser:
                    help="run only checks with this name or prefix (prometheus, alertmanager.cluster, ...)")
     p.add_argument("--timeout", type=float, default=10.0, help="timeout of each HTTP request (default 10s)")
     p.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify TLS certificates")
-    p.add_argument("--json", action="store_true", help="print the results as JSON at the end")
+    p.add_argument("--json", action="store_true", help="print only a JSON document of the results")
     p.add_argument("-v", "--verbose", action="store_true", help="details of passing checks too")
     return p
 
@@ -1384,7 +1387,7 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout,
                       receivers=args.receiver, skip_receivers=args.skip_receiver, receiver_labels=receiver_labels,
                       grafana_password_file=args.grafana_password_file, only=args.only)
     secrets = [v for k, v in outputs.items() if "password" in k.lower() and isinstance(v, str)]
-    report = Report(out, verbose=args.verbose, redact=secrets)
+    report = Report(io.StringIO() if args.json else out, verbose=args.verbose, redact=secrets)
     endpoints = {name: find_endpoint(s, outputs, getattr(args, s.option), resolver) for name, s in SERVICES.items()}
     ctx = Context(outputs, endpoints, Http(args.timeout, args.insecure_skip_tls_verify), options, report)
 
@@ -1397,8 +1400,9 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout,
     report.line()
     run_checks(ctx)
     report.summary()
-    if args.json:
-        out.write(json.dumps([r.__dict__ for r in report.results], indent=2) + "\n")
+    if args.json:  # only the JSON document on stdout
+        out.write(report._clean(json.dumps({"exit": report.exit_code(), "results": [r.__dict__ for r in report.results]},
+                                           indent=2)) + "\n")
     return report.exit_code()
 
 

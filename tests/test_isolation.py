@@ -1,0 +1,98 @@
+"""Network isolation, disruption budgets, scheduling priority and exposure on Kubernetes."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import offline
+from components.settings import SettingsError
+
+
+def policy(result, name):
+    return result.one("NetworkPolicy", name)["spec"]
+
+
+def allowed_from(spec) -> set:
+    peers = set()
+    for rule in spec["ingress"]:
+        for peer in rule.get("from", [{"anywhere": True}]):
+            if "podSelector" in peer:
+                peers.add(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+            elif "namespaceSelector" in peer:
+                peers.add("ns:" + peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+            else:
+                peers.add("anywhere")
+    return peers
+
+
+def test_namespace_denies_by_default(runs):
+    for result in runs.values():
+        deny = result.one("NetworkPolicy", "default-deny")["spec"]
+        assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_only_the_flows_the_stack_needs(prod):
+    assert allowed_from(policy(prod, "prometheus")) == {"grafana", "prometheus"}  # no ingress host in prod
+    assert allowed_from(policy(prod, "grafana")) == {"ns:ingress-nginx", "prometheus"}
+    assert allowed_from(policy(prod, "alertmanager")) == {"prometheus", "grafana", "alertmanager"}
+    for exporter in ("kube-state-metrics", "blackbox-exporter", "postgres-exporter", "redis-exporter"):
+        assert allowed_from(policy(prod, exporter)) == {"prometheus"}, exporter
+    assert allowed_from(policy(prod, "dingtalk-relay")) == {"alertmanager"}
+    grafana_out = policy(prod, "grafana")["egress"]
+    assert [r["ports"] for r in grafana_out[1:]] == [[{"port": 9090, "protocol": "TCP"}], [{"port": 9093, "protocol": "TCP"}]]
+    postgres_out = policy(prod, "postgres-exporter")["egress"]
+    assert postgres_out[1] == {"ports": [{"port": 5432, "protocol": "TCP"}]}
+    # Every policy lets its pods resolve names, and nothing else implicitly.
+    for obj in prod.find("NetworkPolicy"):
+        if obj["metadata"]["name"] != "default-deny":
+            assert obj["spec"]["egress"][0]["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    # hostNetwork pods are outside network policy; none is pretended for node-exporter.
+    assert not prod.find("NetworkPolicy", "node-exporter")
+
+
+def test_every_pod_has_a_policy(runs):
+    for result in runs.values():
+        covered = {o["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+                   for o in result.find("NetworkPolicy")}
+        for obj in result.kubernetes_objects():
+            if obj["kind"] in ("Deployment", "StatefulSet"):
+                assert obj["metadata"]["name"] in covered, obj["metadata"]["name"]
+
+
+def test_disruption_budgets_for_replicated_components(dev, prod):
+    budgets = {o["metadata"]["name"]: o["spec"] for o in prod.find("PodDisruptionBudget")}
+    assert set(budgets) == {"prometheus", "alertmanager"}
+    assert all(b["maxUnavailable"] == 1 for b in budgets.values())
+    assert not dev.find("PodDisruptionBudget")  # one replica: a budget would only block node drains
+
+
+def test_replicas_spread_over_nodes_and_zones(prod):
+    for name in ("prometheus", "alertmanager"):
+        pod = prod.one("StatefulSet", name)["spec"]["template"]["spec"]
+        assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0][
+            "podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def test_priority_class_for_every_pod(runs):
+    for stack, result in runs.items():
+        namespace = result.outputs["namespace"]
+        assert result.one("PriorityClass", f"{namespace}-monitoring")["value"] == 1000000
+        for obj in result.kubernetes_objects():
+            if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
+                assert obj["spec"]["template"]["spec"]["priorityClassName"] == f"{namespace}-monitoring"
+
+
+def test_prometheus_and_alertmanager_exposed_only_behind_authentication():
+    with pytest.raises(SettingsError) as info:
+        offline.run("prod", {"ingress": {"prometheusHost": "prometheus.example.org"}})
+    assert "football-monitoring:ingress.prometheusHost = 'prometheus.example.org' is not valid without ingress.authUrl" in str(info.value)
+    result = offline.run("prod", {"ingress": {"prometheusHost": "prometheus.example.org",
+                                              "grafanaHost": "grafana.example.org",
+                                              "authUrl": "https://auth.example.org/oauth2/auth",
+                                              "authSignin": "https://auth.example.org/oauth2/start"}})
+    annotations = result.one("Ingress", "prometheus")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/auth-url"] == "https://auth.example.org/oauth2/auth"
+    assert annotations["nginx.ingress.kubernetes.io/auth-signin"] == "https://auth.example.org/oauth2/start"
+    assert "nginx.ingress.kubernetes.io/auth-url" not in result.one("Ingress", "grafana")["metadata"]["annotations"]
+    assert allowed_from(policy(result, "prometheus")) == {"grafana", "prometheus", "ns:ingress-nginx"}
