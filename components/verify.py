@@ -1117,9 +1117,9 @@ def _delivery_results(outcomes: list[Outcome], integrations: dict[str, dict[str,
         users = sorted({r.receiver for r in groups.values() if integration in integrations.get(r.receiver, {})
                         and (receiver is None or r.receiver == receiver)})
         label = f"{receiver}/{integration}" if receiver else integration
-        numbers = (f"{integration}: {outcome.delivered:.0f} of {outcome.expected} notifications delivered, "
-                   f"{outcome.failed:.0f} failed attempts ({outcome.attempted:.0f} notifications attempted) "
-                   f"for {', '.join(users)}")
+        numbers = (f"{integration}: {outcome.delivered:.0f} delivered ({outcome.expected} expected for the test "
+                   f"alerts), {outcome.failed:.0f} failed attempts, {outcome.attempted:.0f} notifications started; "
+                   f"receivers {', '.join(users)}")
         check_name = f"alertmanager.delivery[{label}]"
         if outcome.ok:
             results.append(Result(PASS, check_name, numbers))
@@ -1127,11 +1127,12 @@ def _delivery_results(outcomes: list[Outcome], integrations: dict[str, dict[str,
             who = (f"receiver {receiver}" if receiver else
                    f"one of the receivers using {integration} ({', '.join(users)})")
             results.append(Result(FAIL, check_name, f"{integration} unreachable: {numbers}",
-                                  [f"Alertmanager could not deliver through {who}; its log names the URL: "
-                                   f"kubectl -n <namespace> logs statefulset/alertmanager | grep -i 'notify'"]
+                                  [f"Alertmanager could not deliver through {who}; its log names the receiver and "
+                                   "the error: kubectl -n <namespace> logs alertmanager-0 | grep 'Notify attempt failed'"]
                                   + ([] if per_receiver else
-                                     ["the metrics carry no receiver name (Alertmanager < 0.28): rerun with "
-                                      "--receiver NAME to find which one fails"]),
+                                     [f"this Alertmanager's metrics carry no receiver name, so a failure of any "
+                                      f"{integration} notification during the test counts (including retries of "
+                                      "earlier failed notifications)"]),
                                   action="fix the receiver's URL or credentials (stack secrets), or its network "
                                          "egress; see docs/runbooks/AlertmanagerNotificationsFailing.md"))
         else:

@@ -433,6 +433,7 @@ def local_urls(stack: Stack, alertmanager: Optional[str] = None) -> list[str]:
 def test_healthy_stack_passes_and_every_receiver_gets_a_test_alert(stack, capture):
     before = len(capture.received())
     code, output = run_verify("--stack", "prod", *local_urls(stack), "--delivery-timeout", "30")
+    print(output)  # the report an operator reads (pytest -s shows it)
     assert code == 0, output
     assert not lines(output, "FAIL"), output
     checks = {line.split()[1] for line in lines(output, "PASS")}
@@ -507,13 +508,8 @@ def test_unreachable_receiver_fails_with_its_integration(stack, generated, captu
         alertmanager = start_alertmanager(procs, "alertmanager-broken", am_yml, [], None)
         code, output = run_verify("--outputs", str(stack.outputs_file), "--alertmanager-url", alertmanager,
                                   "--alertmanager-replicas", "1", "--only", "alertmanager", "--delivery-timeout", "20")
-        # Narrowing down: the receivers share the webhook metric, so test one receiver at a time.
-        code_one, output_one = run_verify("--outputs", str(stack.outputs_file), "--alertmanager-url", alertmanager,
-                                          "--alertmanager-replicas", "1", "--only", "alertmanager.delivery",
-                                          "--receiver", "escalation", "--delivery-timeout", "20")
-        code_ok, output_ok = run_verify("--outputs", str(stack.outputs_file), "--alertmanager-url", alertmanager,
-                                        "--only", "alertmanager.delivery", "--receiver", "backend-warning",
-                                        "--delivery-timeout", "20")
+        # Alertmanager 0.25's metrics carry no receiver name; its log says which receiver fails.
+        log = procs.all[0].log.read_text()
     finally:
         procs.stop()
     assert code == 1, output
@@ -521,8 +517,8 @@ def test_unreachable_receiver_fails_with_its_integration(stack, generated, captu
                      r"escalation", output, re.M), output
     assert re.search(r"^PASS  alertmanager\.delivery\[slack\]", output, re.M), output
     assert re.search(r"^PASS  alertmanager\.delivery\.resolve", output, re.M), output
-    assert code_one == 1 and "FAIL  alertmanager.delivery[webhook]" in output_one, output_one
-    assert code_ok == 0, output_ok
+    assert "grep 'Notify attempt failed'" in output
+    assert re.search(r'receiver=escalation integration=webhook\[0\] msg="Notify attempt failed', log), log[-2000:]
 
 
 def test_grafana_wrong_password_and_unhealthy_datasource(stack, workdir):
