@@ -279,7 +279,8 @@ class KubernetesPlatform:
                 "template": template,
                 "updateStrategy": {"type": "RollingUpdate"},
                 "revisionHistoryLimit": 5,
-                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": self.selector(spec)}, "spec": claim}],
+                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": {
+                    **self.selector(spec), "app.kubernetes.io/part-of": PART_OF}}, "spec": claim}],
                 "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             }, opts=self.stateful_opts(parent))
         return k8s.apps.v1.Deployment(spec.name, metadata=metadata, spec={

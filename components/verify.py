@@ -138,6 +138,7 @@ class Response:
         return self.body.decode("utf-8", "replace")
 
 
+MAX_BODY = 64 << 20  # /api/v1/targets of a large cluster is tens of MiB; a truncated body would not parse
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
 
 
@@ -169,7 +170,7 @@ class Http:
         opener = self._direct if _LOOPBACK.match(host) else self._proxied  # port-forwards bypass proxies
         try:
             with opener.open(request, timeout=timeout or self.timeout) as response:
-                return Response(response.status, response.read(4 << 20), url)
+                return Response(response.status, response.read(MAX_BODY), url)
         except urllib.error.HTTPError as error:
             try:
                 payload = error.read(1 << 16)
@@ -395,17 +396,17 @@ def run_checks(ctx: Context, checks: Iterable[Check] = ()) -> None:
     checks = list(checks) or CHECKS
     selected = [c for c in checks if not ctx.options.only
                 or any(c.name == p or c.name.startswith(p.rstrip(".") + ".") for p in ctx.options.only)]
-    reported: set[str] = set()
-    for service in dict.fromkeys(s for c in selected for s in c.needs):
-        endpoint = ctx.endpoints[service]
-        if endpoint.url is None:
-            reported.add(service)
-            if endpoint.absent:
-                ctx.report.add(Result(SKIP, f"{service}.url", endpoint.problem))
-            else:
-                ctx.report.add(Result(FAIL, f"{service}.url", f"no reachable URL for {service}",
-                                      action=endpoint.problem))
+    announced: set[str] = set()
     for c in selected:
+        for service in c.needs:  # a service without a usable URL: one line, before its first check
+            endpoint = ctx.endpoints[service]
+            if endpoint.url is None and service not in announced:
+                announced.add(service)
+                if endpoint.absent:
+                    ctx.report.add(Result(SKIP, f"{service}.url", endpoint.problem))
+                else:
+                    ctx.report.add(Result(FAIL, f"{service}.url", f"no reachable URL for {service}",
+                                          action=endpoint.problem))
         missing = [s for s in c.needs if ctx.endpoints[s].url is None]
         if missing:
             if not all(ctx.endpoints[s].absent for s in missing):
@@ -424,7 +425,11 @@ def run_checks(ctx: Context, checks: Iterable[Check] = ()) -> None:
             produced = Result(FAIL, c.name, f"check crashed: {type(error).__name__}: {error}",
                               action="report this as a bug of components/verify.py")
         results = produced if isinstance(produced, list) else [produced] if produced else []
+        namespace = ctx.outputs.get("namespace")
         for result in results:
+            if isinstance(namespace, str) and namespace:
+                result.action = result.action.replace("<namespace>", namespace)
+                result.details = [d.replace("<namespace>", namespace) for d in result.details]
             ctx.report.add(result)
         if c.gate and any(r.status == FAIL for r in results):
             for service in c.needs:
