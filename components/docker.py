@@ -56,6 +56,14 @@ class DockerPlatform:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
 
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService:
+        if spec.schedule or spec.external_secrets:
+            # Docker has no scheduler and no Secrets to mount by name; settings validation
+            # keeps such services off a Docker host, this keeps it from happening silently.
+            raise ValueError(f"{spec.name}: scheduled jobs and external Secrets need platform kubernetes")
+        if spec.init or spec.sidecars or spec.shared_volumes or spec.run_once or spec.command:
+            # The logging stack needs these; settings refuse logging on a Docker host (logging.enabled).
+            raise ValueError(f"{spec.name}: init steps, sidecars, shared volumes and run-once jobs need platform "
+                             "kubernetes")
         access = HOST_ACCESS[spec.host_access] if spec.host_access else None
         image = docker.RemoteImage(f"{spec.name}-image", name=spec.image, keep_locally=True, opts=self.opts(parent))
         volumes, uploads = [], []

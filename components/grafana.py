@@ -3,6 +3,7 @@ datasources (stable uids) and every dashboard in dashboards/."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
@@ -17,13 +18,29 @@ from .workload import ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platfor
 HTTP_PORT = 3000
 
 
+@dataclass(frozen=True)
+class LogsAccess:
+    """The logging stack's Elasticsearch as Grafana's logs datasource (read-only user)."""
+
+    url: str
+    password: pulumi.Output  # secret; a file in Grafana's Secret
+    ca_cert_pem: pulumi.Output
+    peer: str = "elasticsearch"
+    port: int = 9200
+
+    def secret_files(self) -> dict:
+        return {"logs-password": self.password, "logs-ca.crt": self.ca_cert_pem}
+
+
 class Grafana(pulumi.ComponentResource):
     internal_url: str
     external_url: Optional[str]
     admin_password: pulumi.Output
 
     def __init__(self, name: str, *, settings: Settings, platform: Platform, prometheus_url: str,
-                 alertmanager_url: str, opts: Optional[pulumi.ResourceOptions] = None):
+                 alertmanager_url: str, jaeger_url: Optional[str] = None, logs_datasource: Optional[str] = None,
+                 logs: Optional["LogsAccess"] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:grafana:Grafana", name, None, opts)
         self.external_url = platform.public_url("grafana")
         internal_url = f"http://{platform.host_of('grafana')}:{HTTP_PORT}"
@@ -40,6 +57,9 @@ class Grafana(pulumi.ComponentResource):
             prometheus_url=prometheus_url,
             alertmanager_url=alertmanager_url,
             scrape_interval=settings.prometheus.scrape_interval,
+            jaeger_url=jaeger_url,
+            logs_datasource=logs_datasource,
+            logs_url=logs.url if logs else None,
         )
         spec = ServiceSpec(
             name="grafana",
@@ -65,14 +85,17 @@ class Grafana(pulumi.ComponentResource):
                 # Grafana re-reads dashboard files by itself (updateIntervalSeconds), so a
                 # changed dashboard needs no restart.
                 ConfigFiles("dashboards", DASHBOARDS_DIR, data.dashboards(), reload=True),
-                ConfigFiles("admin", SECRETS_DIR, {"admin-password": self.admin_password}, secret=True),
+                ConfigFiles("admin", SECRETS_DIR, {"admin-password": self.admin_password,
+                                                   **(logs.secret_files() if logs else {})}, secret=True),
             ],
             data=DataVolume("/var/lib/grafana", settings.grafana.storage_size),
             scratch_paths=["/tmp"],
             liveness=HttpCheck("/api/health", "http"),
             readiness=HttpCheck("/api/health", "http"),
             allow_in=[Flow(INGRESS, [(HTTP_PORT, "TCP")]), Flow("prometheus", [(HTTP_PORT, "TCP")])],
-            allow_out=[Flow("prometheus", [(9090, "TCP")]), Flow("alertmanager", [(9093, "TCP")])],
+            allow_out=[Flow("prometheus", [(9090, "TCP")]), Flow("alertmanager", [(9093, "TCP")])]
+            + ([Flow("jaeger", [(16686, "TCP")])] if jaeger_url else [])
+            + ([Flow(logs.peer, [(logs.port, "TCP")])] if logs else []),
         )
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("http")

@@ -17,7 +17,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .settings import IngressSettings, Resources
-from .workload import ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, DeployedService, Flow, HttpCheck, ServiceSpec
+from .workload import (ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, CommandCheck, DeployedService, Flow, HttpCheck,
+                       ServiceSpec)
 
 RELOADER_PORT = 8080
 DNS_EGRESS = {
@@ -26,6 +27,7 @@ DNS_EGRESS = {
     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
 }
 RELOADER_RESOURCES = Resources(cpu_request="5m", memory_request="16Mi", cpu_limit=None, memory_limit="64Mi")
+JOB_TTL_SECONDS = 7 * 86400  # finished run-once Jobs stay a week for their logs, then go
 
 
 def content_checksum(files: dict) -> str:
@@ -94,6 +96,14 @@ class KubernetesPlatform:
         for i, path in enumerate(spec.scratch_paths):
             volumes.append({"name": f"scratch-{i}", "emptyDir": {"sizeLimit": "256Mi"}})
             mounts.append({"name": f"scratch-{i}", "mountPath": path})
+        for i, shared in enumerate(spec.shared_volumes):
+            volumes.append({"name": f"shared-{i}", "persistentVolumeClaim": {"claimName": shared.claim_name}})
+            mounts.append({"name": f"shared-{i}", "mountPath": shared.mount_path})
+        annotations.update(spec.pod_annotations)
+        secret_env = self._secret_env(spec, parent)
+        for i, external in enumerate(spec.external_secrets):
+            volumes.append({"name": f"external-{i}", "secret": {"secretName": external.secret_name, "defaultMode": 0o440}})
+            mounts.append({"name": f"external-{i}", "mountPath": external.mount_path, "readOnly": True})
 
         pod_spec: dict = {
             "securityContext": {
@@ -104,7 +114,7 @@ class KubernetesPlatform:
                 "fsGroupChangePolicy": "OnRootMismatch",
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "containers": [self._main_container(spec, mounts, self._secret_env(spec, parent))],
+            "containers": [self._main_container(spec, mounts, secret_env)],
             "volumes": volumes,
             "terminationGracePeriodSeconds": 60 if spec.data else 30,
         }
@@ -112,6 +122,9 @@ class KubernetesPlatform:
             pod_spec["securityContext"]["sysctls"] = [{"name": k, "value": v} for k, v in spec.sysctls.items()]
         if spec.reloader:
             pod_spec["containers"].append(self._reloader_container(spec))
+        if spec.init:
+            pod_spec["initContainers"] = [self._init_container(spec, step, mounts, secret_env) for step in spec.init]
+        pod_spec["containers"] += [self._sidecar_container(sidecar) for sidecar in spec.sidecars]
 
         pod_spec["serviceAccountName"] = self._service_account(spec, parent)
         pod_spec["automountServiceAccountToken"] = bool(spec.api_access)
@@ -137,6 +150,11 @@ class KubernetesPlatform:
             pod_spec["priorityClassName"] = self.priority_class
 
         template = {"metadata": {"labels": self.labels(spec), "annotations": annotations}, "spec": pod_spec}
+        if spec.run_once:
+            pod_spec["restartPolicy"] = "OnFailure"
+            workload = self._job(spec, template, parent)
+            self._network_policy(spec, parent)
+            return DeployedService(spec, self.host_of(spec.name), [], workload)
         workload = self._workload(spec, template, parent)
         self._services(spec, parent)
         self._network_policy(spec, parent)
@@ -164,6 +182,7 @@ class KubernetesPlatform:
             "image": spec.image,
             "imagePullPolicy": "IfNotPresent",
             "args": list(spec.args),
+            **({"command": list(spec.command)} if spec.command else {}),
             "ports": [{"name": p.name, "containerPort": p.port, "protocol": p.protocol}
                       for p in list(spec.ports) + list(spec.cluster_peers)],
             "resources": spec.resources.to_kubernetes(),
@@ -180,6 +199,42 @@ class KubernetesPlatform:
             container["livenessProbe"] = _http_probe(spec.liveness, period=15, failures=4)
         if spec.readiness:
             container["readinessProbe"] = _http_probe(spec.readiness, period=10, failures=3)
+        return container
+
+    def _init_container(self, spec: ServiceSpec, step, mounts: list, secret_env: list) -> dict:
+        """A step before the service starts: same mounts and environment, same hardening."""
+        container = {
+            "name": step.name,
+            "image": step.image or spec.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": list(step.command),
+            "resources": spec.resources.to_kubernetes(),
+            "securityContext": _container_security(),
+            "volumeMounts": [dict(m) for m in mounts],
+        }
+        env = [{"name": k, "value": v} for k, v in spec.env.items()]
+        env += [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": path}}} for k, path in spec.env_from_pod.items()]
+        env += secret_env
+        if env:
+            container["env"] = env
+        return container
+
+    def _sidecar_container(self, sidecar) -> dict:
+        security = _container_security()
+        security["runAsUser"] = sidecar.run_as_user
+        container = {
+            "name": sidecar.name,
+            "image": sidecar.image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": list(sidecar.args),
+            "ports": [{"name": sidecar.port.name, "containerPort": sidecar.port.port, "protocol": sidecar.port.protocol}],
+            "resources": sidecar.resources.to_kubernetes(),
+            "securityContext": security,
+            "livenessProbe": _http_probe(sidecar.health, period=30, failures=3),
+            "readinessProbe": _http_probe(sidecar.health, period=30, failures=3),
+        }
+        if sidecar.env:
+            container["env"] = [{"name": k, "value": v} for k, v in sidecar.env.items()]
         return container
 
     def _reloader_container(self, spec: ServiceSpec) -> dict:
@@ -248,6 +303,13 @@ class KubernetesPlatform:
         access = HOST_ACCESS[spec.host_access]
         pod_spec["hostNetwork"] = access.host_network
         pod_spec["hostPID"] = access.host_pid
+        if access.run_as_root:
+            # Still no capabilities, no escalation, read-only root filesystem (see HOST_ACCESS).
+            pod_spec["securityContext"].update({"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0})
+            pod_spec["securityContext"].pop("fsGroup", None)
+            pod_spec["securityContext"].pop("fsGroupChangePolicy", None)
+            for c in pod_spec["containers"][:1]:
+                c["securityContext"]["runAsNonRoot"] = False
         if access.host_network:
             pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
         container = pod_spec["containers"][0]
@@ -257,10 +319,26 @@ class KubernetesPlatform:
             if host_path == "/":
                 mount["mountPropagation"] = "HostToContainer"
             container["volumeMounts"].append(mount)
+        for i, (host_path, mount_path) in enumerate(access.writable_host_paths.items()):
+            pod_spec["volumes"].append({"name": f"host-rw-{i}", "hostPath": {"path": host_path,
+                                                                               "type": "DirectoryOrCreate"}})
+            container["volumeMounts"].append({"name": f"host-rw-{i}", "mountPath": mount_path})
 
     def _workload(self, spec: ServiceSpec, template: dict, parent: pulumi.Resource) -> pulumi.CustomResource:
         selector = {"matchLabels": self.selector(spec)}
         metadata = self.meta(spec.name, spec)
+        if spec.schedule:
+            # A job runs to completion: restarted on failure, never two at once, a short history.
+            job_template = {**template, "spec": {**template["spec"], "restartPolicy": "OnFailure"}}
+            return k8s.batch.v1.CronJob(spec.name, metadata=metadata, spec={
+                "schedule": spec.schedule,
+                "concurrencyPolicy": "Forbid",
+                "startingDeadlineSeconds": 3600,
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {"metadata": {"labels": self.labels(spec)},
+                                "spec": {"backoffLimit": 3, "activeDeadlineSeconds": 3600, "template": job_template}},
+            }, opts=self.opts(parent))
         if spec.every_node:
             return k8s.apps.v1.DaemonSet(spec.name, metadata=metadata, spec={
                 "selector": selector, "template": template,
@@ -287,9 +365,28 @@ class KubernetesPlatform:
             "replicas": spec.replicas, "selector": selector, "template": template, "revisionHistoryLimit": 5,
         }, opts=self.opts(parent))
 
+    def _job(self, spec: ServiceSpec, template: dict, parent: pulumi.Resource) -> pulumi.CustomResource:
+        """A run-once service: a Job whose name carries the hash of what it applies, so changed
+        content runs a new Job (the old one is deleted) and unchanged content runs nothing."""
+        plain = {c.name: dict(c.files) for c in spec.config if not c.secret}
+        digest = content_checksum({"config": plain, "args": list(spec.args), "env": dict(spec.env),
+                                   "image": spec.image, "annotations": dict(spec.pod_annotations)})[:10]
+        name = f"{spec.name}-{digest}"
+        return k8s.batch.v1.Job(name, metadata=self.meta(name, spec), spec={
+            "backoffLimit": 6,
+            "activeDeadlineSeconds": 3600,
+            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+            "template": template,
+        # pulumi up waits for the Job to complete: a failed run fails the deploy. Its first run also
+        # waits for the services it configures, hence the longer timeout.
+        }, opts=self.opts(parent, delete_before_replace=True,
+                          custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")))
+
     def _services(self, spec: ServiceSpec, parent: pulumi.Resource) -> None:
         if spec.every_node:
             return  # scraped per pod through discovery; a Service would only hide which node answered
+        if spec.schedule:
+            return  # a job serves nothing
         ports = [{"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol} for p in spec.ports]
         service_spec = {"selector": self.selector(spec), "ports": ports, "type": "ClusterIP"}
         if spec.session_affinity:
@@ -392,7 +489,10 @@ def _container_security() -> dict:
     }
 
 
-def _http_probe(check: HttpCheck, *, period: int, failures: int) -> dict:
+def _http_probe(check, *, period: int, failures: int) -> dict:
+    if isinstance(check, CommandCheck):
+        return {"exec": {"command": list(check.command)}, "periodSeconds": period,
+                "timeoutSeconds": 10, "failureThreshold": failures}
     return {"httpGet": {"path": check.path, "port": check.port}, "periodSeconds": period,
             "timeoutSeconds": 5, "failureThreshold": failures}
 

@@ -32,6 +32,13 @@ from .settings import PROJECT, SECRETS
 ROOT = Path(__file__).resolve().parent.parent
 LAST_RECORDER: "Optional[_Recorder]" = None  # what the latest run declared, even if it failed
 GENERATED_SECRET = "generated-secret-placeholder"
+# pulumi-tls outputs under mocks: PEM-shaped placeholders; private keys carry GENERATED_SECRET so
+# the secrets checks see where a key would land.
+PLACEHOLDER_KEY_PEM = f"-----BEGIN PRIVATE KEY-----\n{GENERATED_SECRET}\n-----END PRIVATE KEY-----\n"
+
+
+def placeholder_pem(kind: str, name: str) -> str:
+    return f"-----BEGIN {kind}-----\nplaceholder-{name}\n-----END {kind}-----\n"
 
 
 @dataclass
@@ -95,6 +102,13 @@ class _Recorder(pulumi.runtime.Mocks):
         state = dict(inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = GENERATED_SECRET
+        elif args.typ == "tls:index/privateKey:PrivateKey":
+            state.update(privateKeyPem=PLACEHOLDER_KEY_PEM, privateKeyPemPkcs8=PLACEHOLDER_KEY_PEM,
+                         publicKeyPem=placeholder_pem("PUBLIC KEY", args.name))
+        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            state["certPem"] = placeholder_pem("CERTIFICATE", args.name)
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            state["certRequestPem"] = placeholder_pem("CERTIFICATE REQUEST", args.name)
         return [f"{args.name}-id", state]
 
     def call(self, args: pulumi.runtime.MockCallArgs):

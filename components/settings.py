@@ -35,6 +35,18 @@ DEFAULT_IMAGES = {
     "configReloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.85.0",
     "dingtalkRelay": "docker.io/timonwong/prometheus-webhook-dingtalk:v2.1.0",
     "cadvisor": "gcr.io/cadvisor/cadvisor:v0.49.1",
+    # The logging stack: one Elastic release for all four (they must match), the last 8.x minor.
+    "elasticsearch": "docker.elastic.co/elasticsearch/elasticsearch:8.19.17",
+    "kibana": "docker.elastic.co/kibana/kibana:8.19.17",
+    "logstash": "docker.elastic.co/logstash/logstash:8.19.17",
+    "filebeat": "docker.elastic.co/beats/filebeat:8.19.17",
+    "elasticsearchExporter": "quay.io/prometheuscommunity/elasticsearch-exporter:v1.9.0",
+    "logstashExporter": "docker.io/kuskoman/logstash-exporter:v1.9.1",
+    "beatExporter": "docker.io/trustpilot/beat-exporter:0.4.0",
+    "curl": "docker.io/curlimages/curl:8.15.0",
+    "jaeger": "docker.io/jaegertracing/jaeger:2.15.0",
+    "jaegerIndexCleaner": "docker.io/jaegertracing/jaeger-es-index-cleaner:2.15.0",
+    "otelCollector": "docker.io/otel/opentelemetry-collector-contrib:0.139.0",
 }
 
 
@@ -206,6 +218,32 @@ def _optional_hostname(value: Any) -> Optional[str]:
     return value
 
 
+def _optional_boolean(value: Any) -> Optional[bool]:
+    if value in (None, ""):
+        return None
+    return _boolean(value)
+
+
+_ES_CRON_RE = re.compile(r"^[0-9*?/,LW#A-Za-z-]+( [0-9*?/,LW#A-Za-z-]+){5,6}$")
+
+
+def _es_cron(value: Any) -> str:
+    if not isinstance(value, str) or not _ES_CRON_RE.match(value.strip()):
+        raise _Invalid("an Elasticsearch cron expression with seconds first, such as '0 30 1 * * ?' (01:30 every day)")
+    return value.strip()
+
+
+_ENDPOINT_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?$")
+
+
+def _optional_endpoint(value: Any) -> Optional[str]:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _ENDPOINT_RE.match(value):
+        raise _Invalid("a host or host:port of an S3-compatible service, such as minio.storage.svc:9000, or empty (AWS S3)")
+    return value
+
+
 def _optional_text(value: Any) -> Optional[str]:
     if value in (None, ""):
         return None
@@ -282,6 +320,18 @@ def _ipv4(value: Any) -> str:
 
 def _port_or_zero(value: Any) -> int:
     return _integer(0, 65535)(value)
+
+
+def _percentage(value: Any) -> float:
+    allowed = "a percentage above 0 and at most 100, such as 100, 10 or 0.5"
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _Invalid(allowed) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
+        raise _Invalid(allowed)
+    return value
 
 
 def _static_targets(value: Any) -> tuple:
@@ -391,6 +441,7 @@ SCHEMA: dict = {
         "grafanaHost": Field(_optional_hostname, None, "public host of Grafana (empty: no ingress)"),
         "prometheusHost": Field(_optional_hostname, None, "public host of Prometheus (empty: no ingress)"),
         "alertmanagerHost": Field(_optional_hostname, None, "public host of Alertmanager (empty: no ingress)"),
+        "jaegerHost": Field(_optional_hostname, None, "public host of the Jaeger UI (empty: no ingress; needs authUrl)"),
         "controllerNamespace": Field(_dns_label, "ingress-nginx",
                                      "namespace of the ingress controller (network policies let it reach the UIs)"),
         "authUrl": Field(_optional_text, None, "external authentication URL (nginx auth-url, e.g. an oauth2-proxy "
@@ -453,6 +504,7 @@ SCHEMA: dict = {
         "grafanaPort": Field(_port_or_zero, 3000, "host port of Grafana (0: not published)"),
         "prometheusPort": Field(_port_or_zero, 9090, "host port of Prometheus (0: not published)"),
         "alertmanagerPort": Field(_port_or_zero, 9093, "host port of Alertmanager (0: not published)"),
+        "jaegerPort": Field(_port_or_zero, 16686, "host port of the Jaeger UI when tracing is enabled (0: not published)"),
     },
     "staticTargets": Field(_static_targets, [], "extra scrape targets by address: a list of {job, target} "
                            "(host:port), e.g. the FootballPrediction API on a Docker host"),
@@ -478,8 +530,98 @@ SCHEMA: dict = {
         "warning": _timings("1m", "10m", "6h", "warning"),
         "info": _timings("5m", "30m", "24h", "info"),
     },
+    "tracing": {
+        "enabled": Field(_boolean, False, "deploy tracing: Jaeger v2 receiving OpenTelemetry (OTLP) spans, "
+                         "a Jaeger datasource in Grafana (see docs/tracing.md)"),
+        "storage": Field(_choice("memory", "badger", "elasticsearch"), "badger",
+                         "where spans are kept: memory or badger (one all-in-one Jaeger), or elasticsearch "
+                         "(the logging stack's; collectors and query scale separately)"),
+        "retentionDays": Field(_integer(1, 90), 3, "days spans are kept (Badger TTL; Elasticsearch daily indices "
+                               "older than this are deleted every night)"),
+        "memoryMaxTraces": Field(_integer(1000, 1000000), 50000, "traces the memory store holds before dropping the oldest"),
+        "storageSize": Field(_storage, "5Gi", "size of the Badger volume"),
+        "indexPrefix": Field(_dns_label, "jaeger", "prefix of Jaeger's Elasticsearch indices"),
+        "indexShards": Field(_integer(1, 20), 1, "primary shards of each daily Jaeger index"),
+        "indexReplicas": Field(_integer(0, 3), 1, "replica shards of each daily Jaeger index"),
+        "collector": {
+            "replicas": Field(_integer(1, 10), 1, "Jaeger collectors behind the OTLP Service (more than 1 needs "
+                              "storage elasticsearch)"),
+            "resources": _resources("100m", "256Mi", None, "1Gi", "each Jaeger collector (or the all-in-one Jaeger)"),
+        },
+        "query": {"resources": _resources("50m", "128Mi", None, "512Mi", "Jaeger query (storage elasticsearch)")},
+        "gateway": {
+            "enabled": Field(_boolean, False, "put an OpenTelemetry Collector gateway (memory limiter, sampling, "
+                             "batching) in front of Jaeger; Kubernetes only"),
+            "replicas": Field(_integer(1, 10), 1, "gateway replicas (1 with tail sampling: a trace must reach one replica)"),
+            "resources": _resources("100m", "256Mi", None, "1Gi", "each gateway"),
+        },
+        "sampling": {
+            "mode": Field(_choice("probabilistic", "tail"), "probabilistic",
+                          "probabilistic (by trace id) or tail (after the trace: every error and slow trace kept, "
+                          "plus percentage of the rest)"),
+            "percentage": Field(_percentage, 100, "share of traces kept, in percent (below 100 needs the gateway)"),
+            "slowTraceThreshold": Field(_duration(0.001, 600), "2s", "tail sampling keeps every trace slower than this"),
+        },
+    },
+    "logging": {
+        "enabled": Field(_optional_boolean, None,
+                         "deploy the logging stack (Elasticsearch, Logstash, Kibana, Filebeat); empty: on with platform "
+                         "kubernetes, off with docker, where it is not supported yet"),
+        "retentionDays": Field(_integer(1, 3650), 7,
+                               "days a log index is kept after it rolled over (the lifecycle policy's delete phase)"),
+        "elasticsearch": {
+            "nodes": Field(_integer(1, 9), 1,
+                           "Elasticsearch nodes, each master-eligible and data; 1 runs discovery.type single-node, "
+                           "3 or more a cluster that survives the loss of one node (2 is refused)"),
+            "storageSize": Field(_storage, "10Gi", "size of each Elasticsearch data volume"),
+            "heapPercent": Field(_integer(25, 75), 50,
+                                 "JVM heap as a share of the memory limit, in percent (Elastic: about half; the rest "
+                                 "is filesystem cache)"),
+            "resources": _resources("500m", "2Gi", None, "2Gi", "each Elasticsearch node"),
+        },
+        "logstash": {
+            "replicas": Field(_integer(1, 5), 1, "Logstash replicas, each with its own persistent queue volume"),
+            "storageSize": Field(_storage, "5Gi", "size of each Logstash persistent-queue volume (the queue may "
+                                 "use 80% of it)"),
+            "resources": _resources("250m", "1Gi", None, "1536Mi", "each Logstash"),
+        },
+        "kibana": {
+            "host": Field(_optional_hostname, None, "public host of Kibana (empty: no ingress)"),
+            "resources": _resources("100m", "1Gi", None, "1Gi", "Kibana"),
+        },
+        "filebeat": {"resources": _resources("50m", "128Mi", None, "384Mi", "each Filebeat (one per node)")},
+        "exporters": {"resources": _resources("10m", "32Mi", None, "128Mi",
+                                              "each logging metrics exporter (Elasticsearch, Logstash, Filebeat)")},
+        "snapshot": {
+            "enabled": Field(_boolean, False, "back up the log data streams with a snapshot lifecycle policy"),
+            "type": Field(_choice("s3", "fs"), "s3",
+                          "snapshot repository: s3 (AWS S3 or an S3-compatible service; needs the "
+                          "loggingSnapshotAccessKey and loggingSnapshotSecretKey secrets) or fs (a shared "
+                          "ReadWriteMany volume, claimName)"),
+            "bucket": Field(_optional_text, None, "S3 bucket of the repository (type s3)"),
+            "endpoint": Field(_optional_endpoint, None,
+                              "host[:port] of an S3-compatible service (type s3; empty: AWS S3), reached over HTTPS"),
+            "basePath": Field(_optional_text, "football-logs", "path inside the bucket (type s3)"),
+            "claimName": Field(_optional_text, None,
+                               "existing ReadWriteMany PersistentVolumeClaim mounted on every node (type fs)"),
+            "schedule": Field(_es_cron, "0 30 1 * * ?", "when snapshots are taken (Elasticsearch cron, UTC)"),
+            "retentionDays": Field(_integer(1, 3650), 30, "days a snapshot is kept (at least 5 are always kept)"),
+        },
+    },
     "images": {name: Field(_image, image, f"{name} image") for name, image in DEFAULT_IMAGES.items()},
 }
+
+
+def logging_enabled(values: dict) -> bool:
+    """logging.enabled, where empty means: on Kubernetes yes, on a Docker host no."""
+    enabled = values["logging"]["enabled"]
+    return values["platform"] == "kubernetes" if enabled is None else bool(enabled)
+
+
+def _s3_snapshots(values: dict) -> bool:
+    snapshot = values["logging"]["snapshot"]
+    return logging_enabled(values) and snapshot["enabled"] and snapshot["type"] == "s3"
+
 
 
 @dataclass(frozen=True)
@@ -527,6 +669,12 @@ SECRETS: dict[str, SecretSetting] = {
         "on-call paging webhook that receives every critical alert",
         "https://secret.invalid/escalationWebhookUrl",
         lambda values: values["alerting"]["escalation"]["enabled"]),
+    "loggingSnapshotAccessKey": SecretSetting(
+        "access key of the S3 snapshot repository (logging.snapshot.type s3), kept in the Elasticsearch keystore",
+        "snapshot-access-key-placeholder", _s3_snapshots),
+    "loggingSnapshotSecretKey": SecretSetting(
+        "secret key of the S3 snapshot repository (logging.snapshot.type s3), kept in the Elasticsearch keystore",
+        "snapshot-secret-key-placeholder", _s3_snapshots),
 }
 
 
@@ -677,6 +825,36 @@ class ProbeSettings:
 
 
 @dataclass(frozen=True)
+class SnapshotSettings:
+    enabled: bool
+    type: str  # "s3" or "fs"
+    bucket: Optional[str]
+    endpoint: Optional[str]
+    base_path: Optional[str]
+    claim_name: Optional[str]
+    schedule: str
+    retention_days: int
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    enabled: bool
+    retention_days: int
+    nodes: int
+    storage_size: str
+    heap_percent: int
+    elasticsearch: Resources
+    logstash_replicas: int
+    logstash_storage_size: str
+    logstash: Resources
+    kibana_host: Optional[str]
+    kibana: Resources
+    filebeat: Resources
+    exporters: Resources
+    snapshot: SnapshotSettings
+
+
+@dataclass(frozen=True)
 class Secrets:
     """Secret settings; values are secret Outputs, None where not needed."""
     alertmanager_webhook_url: pulumi.Output
@@ -688,6 +866,29 @@ class Secrets:
     dingtalk_secret: Optional[pulumi.Output] = None
     heartbeat_url: Optional[pulumi.Output] = None
     escalation_webhook_url: Optional[pulumi.Output] = None
+    logging_snapshot_access_key: Optional[pulumi.Output] = None
+    logging_snapshot_secret_key: Optional[pulumi.Output] = None
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    enabled: bool
+    storage: str  # memory | badger | elasticsearch
+    retention_days: int
+    memory_max_traces: int
+    storage_size: str
+    index_prefix: str
+    index_shards: int
+    index_replicas: int
+    collector_replicas: int
+    collector: Resources
+    query: Resources
+    gateway_enabled: bool
+    gateway_replicas: int
+    gateway: Resources
+    sampling_mode: str  # probabilistic | tail
+    sampling_percentage: float
+    slow_trace_threshold: str
 
 
 @dataclass(frozen=True)
@@ -710,6 +911,8 @@ class Settings:
     alerting: AlertingSettings
     images: Mapping[str, str]
     secrets: Secrets = field(repr=False)
+    tracing: Optional[TracingSettings] = None
+    logging: Optional[LoggingSettings] = None
 
 
 # ---------------------------------------------------------------------------
@@ -815,7 +1018,7 @@ def _cross_checks(values: dict, errors: list[str]) -> None:
         if values["alerting"][channel]["enabled"] and not any(getattr(t, attr) for t in teams.values()):
             errors.append(f"{PROJECT}:alerting.teams = {{}} is not valid: expected at least one team with "
                           f"{'slackChannel' if channel == 'slack' else 'email'} when alerting.{channel}.enabled is true")
-    for ui in ("prometheus", "alertmanager"):
+    for ui in ("prometheus", "alertmanager", "jaeger"):
         if ingress[f"{ui}Host"] and not ingress["authUrl"]:
             errors.append(f"{PROJECT}:ingress.{ui}Host = {ingress[f'{ui}Host']!r} is not valid without "
                           f"ingress.authUrl: {ui} has no login of its own, so it is exposed only behind an "
@@ -829,6 +1032,77 @@ def _cross_checks(values: dict, errors: list[str]) -> None:
         _check_request_within_limit(f"{section}.resources", res, errors)
     for name, spec in values["exporters"].items():
         _check_request_within_limit(f"exporters.{name}.resources", spec["resources"], errors)
+    _tracing_checks(values, errors)
+    _logging_checks(values, errors)
+
+
+def _tracing_checks(values: dict, errors: list[str]) -> None:
+    tracing = values["tracing"]
+    if not tracing["enabled"]:
+        return
+    storage, platform = tracing["storage"], values["platform"]
+    if storage == "elasticsearch":
+        if not isinstance(values.get("logging"), dict):
+            errors.append(f"{PROJECT}:tracing.storage = 'elasticsearch' needs the logging stack's Elasticsearch, "
+                          "which this project does not deploy yet: expected memory or badger")
+        elif not logging_enabled(values):
+            errors.append(f"{PROJECT}:tracing.storage = 'elasticsearch' needs the logging stack's Elasticsearch: "
+                          "expected logging.enabled = true, or tracing.storage memory or badger")
+        if platform == "docker":
+            errors.append(f"{PROJECT}:tracing.storage = 'elasticsearch' is not valid on platform docker: expected "
+                          "memory or badger (the nightly index cleanup is a Kubernetes CronJob)")
+    elif tracing["collector"]["replicas"] != 1:
+        errors.append(f"{PROJECT}:tracing.collector.replicas = {tracing['collector']['replicas']} is not valid with "
+                      f"tracing.storage {storage!r}: expected 1 (memory and Badger live inside one Jaeger process; "
+                      "scale collectors with storage elasticsearch)")
+    gateway, sampling = tracing["gateway"], tracing["sampling"]
+    if gateway["enabled"] and platform == "docker":
+        errors.append(f"{PROJECT}:tracing.gateway.enabled = true is not valid on platform docker: expected false "
+                      "(on one host the all-in-one Jaeger receives OTLP itself)")
+    if sampling["percentage"] is not None and sampling["percentage"] < 100 and not gateway["enabled"]:
+        errors.append(f"{PROJECT}:tracing.sampling.percentage = {sampling['percentage']} is not valid without "
+                      "tracing.gateway.enabled: expected 100 (the sampler runs in the OpenTelemetry Collector gateway)")
+    if sampling["mode"] == "tail" and gateway["enabled"] and gateway["replicas"] != 1:
+        errors.append(f"{PROJECT}:tracing.gateway.replicas = {gateway['replicas']} is not valid with "
+                      "tracing.sampling.mode 'tail': expected 1 (tail sampling decides on whole traces, and the "
+                      "spans of one trace would be spread over the replicas)")
+    for path, res in (("tracing.collector.resources", tracing["collector"]["resources"]),
+                      ("tracing.query.resources", tracing["query"]["resources"]),
+                      ("tracing.gateway.resources", gateway["resources"])):
+        _check_request_within_limit(path, res, errors)
+
+
+def _settle_logging(values: dict, errors: list[str]) -> None:
+    """Turn an empty logging.enabled into the platform's default (before any cross-check reads it)."""
+    logging = values["logging"]
+    if values["platform"] == "docker" and logging["enabled"]:
+        errors.append(f"{PROJECT}:logging.enabled = true is not valid on platform docker: expected false or empty "
+                      "(the logging stack needs Kubernetes for now: init containers, a per-node log shipper "
+                      "with host access, and a bootstrap Job)")
+    logging["enabled"] = logging_enabled(values)
+
+
+def _logging_checks(values: dict, errors: list[str]) -> None:
+    logging = values["logging"]
+    if not logging_enabled(values):
+        return
+    nodes = logging["elasticsearch"]["nodes"]
+    if nodes == 2:
+        errors.append(f"{PROJECT}:logging.elasticsearch.nodes = 2 is not valid: expected 1 (a single node) or 3 or "
+                      "more (two master-eligible nodes cannot elect a master once either is gone)")
+    limit = logging["elasticsearch"]["resources"]["limits"]["memory"]
+    if limit and quantity_bytes(limit) < 2**30:
+        errors.append(f"{PROJECT}:logging.elasticsearch.resources.limits.memory = {limit!r} is not valid: expected at "
+                      "least 1Gi (the JVM heap takes logging.elasticsearch.heapPercent of it)")
+    snapshot = logging["snapshot"]
+    if snapshot["enabled"] and snapshot["type"] == "s3" and not snapshot["bucket"]:
+        errors.append(f"{PROJECT}:logging.snapshot.bucket is not set: expected a bucket when logging.snapshot.enabled "
+                      "is true and logging.snapshot.type is s3")
+    if snapshot["enabled"] and snapshot["type"] == "fs" and not snapshot["claimName"]:
+        errors.append(f"{PROJECT}:logging.snapshot.claimName is not set: expected an existing ReadWriteMany "
+                      "PersistentVolumeClaim when logging.snapshot.type is fs (every node must see the repository)")
+    for name in ("elasticsearch", "logstash", "kibana", "filebeat", "exporters"):
+        _check_request_within_limit(f"logging.{name}.resources", logging[name]["resources"], errors)
 
 
 def _check_request_within_limit(path: str, res: dict, errors: list[str]) -> None:
@@ -851,6 +1125,8 @@ def load_settings(stack: Optional[str] = None) -> Settings:
 
     plain = {key: value for key, value in raw.items() if key not in SECRETS}
     values = _resolve(SCHEMA, plain, "", errors, known)
+    if values["platform"]:
+        _settle_logging(values, errors)
     if values["environment"] is None and "environment" not in plain:
         try:
             values["environment"] = _dns_label(stack)
@@ -901,7 +1177,8 @@ def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
             class_name=ing["className"], tls_secret_name=ing["tlsSecretName"],
             cluster_issuer=ing["clusterIssuer"],
             hosts={"grafana": ing["grafanaHost"], "prometheus": ing["prometheusHost"],
-                   "alertmanager": ing["alertmanagerHost"]},
+                   "alertmanager": ing["alertmanagerHost"], "jaeger": ing["jaegerHost"],
+                   "kibana": v["logging"]["kibana"]["host"]},
             controller_namespace=ing["controllerNamespace"], auth_url=ing["authUrl"], auth_signin=ing["authSignin"]),
         prometheus=PrometheusSettings(
             replicas=prom["replicas"], retention=prom["retention"], retention_size=prom["retentionSize"],
@@ -925,7 +1202,8 @@ def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
         docker=DockerSettings(host=v["docker"]["host"], bind_address=v["docker"]["bindAddress"],
                               ports={"grafana": v["docker"]["grafanaPort"],
                                      "prometheus": v["docker"]["prometheusPort"],
-                                     "alertmanager": v["docker"]["alertmanagerPort"]}),
+                                     "alertmanager": v["docker"]["alertmanagerPort"],
+                                     "jaeger": v["docker"]["jaegerPort"]}),
         alerting=AlertingSettings(
             quiet=al["quiet"], teams=al["teams"], slack=al["slack"]["enabled"],
             email=EmailSettings(enabled=al["email"]["enabled"], smarthost=al["email"]["smarthost"],
@@ -937,7 +1215,38 @@ def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
                      for sev in ("critical", "warning", "info")}),
         images=dict(v["images"]),
         secrets=secrets,
+        tracing=_typed_tracing(v["tracing"]),
+        logging=_typed_logging(v),
     )
+
+
+def _typed_logging(v: dict) -> LoggingSettings:
+    lg, es, snap = v["logging"], v["logging"]["elasticsearch"], v["logging"]["snapshot"]
+    return LoggingSettings(
+        enabled=logging_enabled(v), retention_days=lg["retentionDays"],
+        nodes=es["nodes"], storage_size=es["storageSize"], heap_percent=es["heapPercent"],
+        elasticsearch=Resources.of(es["resources"]),
+        logstash_replicas=lg["logstash"]["replicas"], logstash_storage_size=lg["logstash"]["storageSize"],
+        logstash=Resources.of(lg["logstash"]["resources"]),
+        kibana_host=lg["kibana"]["host"], kibana=Resources.of(lg["kibana"]["resources"]),
+        filebeat=Resources.of(lg["filebeat"]["resources"]), exporters=Resources.of(lg["exporters"]["resources"]),
+        snapshot=SnapshotSettings(
+            enabled=snap["enabled"], type=snap["type"], bucket=snap["bucket"], endpoint=snap["endpoint"],
+            base_path=snap["basePath"], claim_name=snap["claimName"], schedule=snap["schedule"],
+            retention_days=snap["retentionDays"]))
+
+
+def _typed_tracing(tr: dict) -> TracingSettings:
+    return TracingSettings(
+        enabled=tr["enabled"], storage=tr["storage"], retention_days=tr["retentionDays"],
+        memory_max_traces=tr["memoryMaxTraces"], storage_size=tr["storageSize"], index_prefix=tr["indexPrefix"],
+        index_shards=tr["indexShards"], index_replicas=tr["indexReplicas"],
+        collector_replicas=tr["collector"]["replicas"], collector=Resources.of(tr["collector"]["resources"]),
+        query=Resources.of(tr["query"]["resources"]),
+        gateway_enabled=tr["gateway"]["enabled"], gateway_replicas=tr["gateway"]["replicas"],
+        gateway=Resources.of(tr["gateway"]["resources"]),
+        sampling_mode=tr["sampling"]["mode"], sampling_percentage=tr["sampling"]["percentage"],
+        slow_trace_threshold=tr["sampling"]["slowTraceThreshold"])
 
 
 def reference() -> list[tuple[str, str, str]]:

@@ -14,10 +14,12 @@ from .configs.prometheus import ScrapeTarget
 from .dingtalk import DingTalkRelay
 from .exporters import BlackboxExporter, CAdvisor, DatabaseExporter, KubeStateMetrics, NodeExporter
 from .grafana import HTTP_PORT as GRAFANA_PORT
-from .grafana import Grafana
+from .grafana import Grafana, LogsAccess
+from .logging import deploy as deploy_logging
 from .prometheus import WEB_PORT as PROMETHEUS_PORT
 from .prometheus import Prometheus
 from .settings import Settings
+from .tracing import ElasticsearchConnection, Jaeger, OtelGateway
 
 # The stack's own services and their metrics ports.
 SELF_TARGETS = [
@@ -86,13 +88,26 @@ class MonitoringStack(pulumi.ComponentResource):
             # The reload sidecars count the reloads they trigger (security rules tell them from
             # reloads by hand); on a Docker host a config change restarts the container instead.
             targets.append(ScrapeTarget("config-reloader", "prometheus|alertmanager", "reloader-web"))
+        # Logging first: tracing may keep its spans in the logging stack's Elasticsearch.
+        self.logging = deploy_logging(settings, platform, in_namespace)
+        targets += self.logging.scrape_targets if self.logging else []
+        self.jaeger, self.otel_gateway = deploy_tracing(settings, platform, self, in_namespace)
+        for tracing in (self.jaeger, self.otel_gateway):
+            targets += tracing.scrape_targets if tracing else []
         self.prometheus = Prometheus(
             "prometheus", settings=settings, platform=platform,
             alertmanagers=self.alertmanager.replica_addresses, components=targets,
             blackbox_address=blackbox.address, opts=in_namespace)
         self.grafana = Grafana("grafana", settings=settings, platform=platform,
                                prometheus_url=self.prometheus.internal_url,
-                               alertmanager_url=self.alertmanager.internal_url, opts=in_namespace)
+                               alertmanager_url=self.alertmanager.internal_url,
+                               jaeger_url=self.jaeger.internal_url if self.jaeger else None,
+                               logs_datasource=logs_datasource_uid(settings),
+                               logs=LogsAccess(url=self.logging.elasticsearch_url,
+                                               password=self.logging.grafana_password,
+                                               ca_cert_pem=self.logging.elasticsearch.ca_cert_pem)
+                               if self.logging else None,
+                               opts=in_namespace)
         self.outputs = stack_outputs(settings, self)
         self.register_outputs(self.outputs)
 
@@ -112,7 +127,67 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
                      ("alertmanagerExternalUrl", stack.alertmanager.external_url)):
         if url:
             outputs[key] = url
+    logging = getattr(stack, "logging", None)
+    if logging:
+        outputs["elasticsearchUrl"] = logging.elasticsearch.internal_url
+        outputs["kibanaUrl"] = logging.kibana.internal_url
+        if logging.kibana.external_url:
+            outputs["kibanaExternalUrl"] = logging.kibana.external_url
+        # A read-only monitoring user (cluster health, index stats), for scripts/verify and people.
+        outputs["elasticsearchUser"] = "fm-exporter"
+        outputs["elasticsearchPassword"] = logging.exporter_password
+    jaeger, gateway = getattr(stack, "jaeger", None), getattr(stack, "otel_gateway", None)
+    if jaeger:
+        # Where the FootballPrediction app sends spans (OTEL_EXPORTER_OTLP_ENDPOINT, docs/tracing.md).
+        ingest = gateway or jaeger
+        outputs["jaegerUrl"] = jaeger.internal_url
+        outputs["otlpGrpcEndpoint"] = ingest.otlp_grpc_endpoint
+        outputs["otlpHttpEndpoint"] = ingest.otlp_http_endpoint
+        if jaeger.external_url:
+            outputs["jaegerExternalUrl"] = jaeger.external_url
     return outputs
+
+
+def deploy_tracing(settings: Settings, platform, stack: MonitoringStack, opts: pulumi.ResourceOptions):
+    """Jaeger and, when enabled, the OpenTelemetry Collector gateway in front of it."""
+    tracing = settings.tracing
+    if not tracing or not tracing.enabled:
+        return None, None
+    jaeger = Jaeger("jaeger", settings=settings, platform=platform,
+                    elasticsearch=tracing_elasticsearch(settings, stack), gateway=tracing.gateway_enabled, opts=opts)
+    gateway = None
+    if tracing.gateway_enabled:
+        gateway = OtelGateway("otel-gateway", settings=settings, platform=platform,
+                              jaeger_otlp_address=jaeger.otlp_grpc_address, jaeger_app=jaeger.collector.name,
+                              opts=opts)
+    return jaeger, gateway
+
+
+def logging_enabled(settings: Settings) -> bool:
+    return bool(getattr(getattr(settings, "logging", None), "enabled", False))
+
+
+def logs_datasource_uid(settings: Settings):
+    """Grafana's Elasticsearch logs datasource (uid `logs`, provisioned by the logging stack), if deployed."""
+    return "logs" if logging_enabled(settings) else None
+
+
+def tracing_elasticsearch(settings: Settings, stack: MonitoringStack):
+    """The logging stack's Elasticsearch as Jaeger's span store (tracing.storage = elasticsearch).
+
+    Settings validation admits storage elasticsearch only with logging enabled; the logging
+    component (deployed first) then hands over its connection: in-cluster URL, the user
+    fm-jaeger (index privileges on `<indexPrefix>-jaeger-*`) with its generated password, and
+    the Secret with its CA certificate. Its Elasticsearch lets jaeger-collector, jaeger and
+    jaeger-es-index-cleaner in.
+    """
+    if settings.tracing.storage != "elasticsearch":
+        return None
+    connection = getattr(getattr(stack, "logging", None), "elasticsearch_connection", None)
+    if not isinstance(connection, ElasticsearchConnection):
+        raise RuntimeError("tracing.storage = 'elasticsearch': the logging stack gave no Elasticsearch connection "
+                           "(components/logging: Logging.elasticsearch_connection)")
+    return connection
 
 
 def build(settings: Settings) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import argparse
 import base64
 import io
 import json
-import os
 import re
 import socket
 import ssl
@@ -297,7 +296,7 @@ class Options:
 @dataclass
 class Context:
     outputs: dict
-    endpoints: dict[str, Endpoint]
+    endpoints: dict[str, Endpoint]  # an Endpoints: found on first use
     http: Http
     options: Options
     report: Report
@@ -370,9 +369,6 @@ class Context:
         return None, "unknown (pass --alertmanager-replicas)"
 
 
-CheckResult = Optional["Result | list[Result]"]
-
-
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -392,10 +388,25 @@ def check(name: str, *, needs: tuple[str, ...], gate: bool = False):
     return register
 
 
+def select_checks(only: list[str], checks: Iterable[Check] = ()) -> list[Check]:
+    return [c for c in (list(checks) or CHECKS) if not only
+            or any(c.name == p or c.name.startswith(p.rstrip(".") + ".") for p in only)]
+
+
+class Endpoints(dict):
+    """Service name -> Endpoint, found (and its host resolved) on first use only."""
+
+    def __init__(self, find: Callable[[str], Endpoint]) -> None:
+        super().__init__()
+        self._find = find
+
+    def __missing__(self, service: str) -> Endpoint:
+        self[service] = endpoint = self._find(service)
+        return endpoint
+
+
 def run_checks(ctx: Context, checks: Iterable[Check] = ()) -> None:
-    checks = list(checks) or CHECKS
-    selected = [c for c in checks if not ctx.options.only
-                or any(c.name == p or c.name.startswith(p.rstrip(".") + ".") for p in ctx.options.only)]
+    selected = select_checks(ctx.options.only, checks)
     announced: set[str] = set()
     for c in selected:
         for service in c.needs:  # a service without a usable URL: one line, before its first check
@@ -477,7 +488,8 @@ def prometheus_targets(ctx: Context) -> Result:
                       action="open each target's scrape URL from the Prometheus pod (kubectl exec ... wget -qO- URL) "
                              "and see docs/runbooks/TargetDown.md")
     if health["unknown"]:
-        pending = [f"not scraped yet: job={t.get('labels', {}).get('job')} instance={t.get('labels', {}).get('instance')}"
+        pending = [f"not scraped yet: job={t.get('labels', {}).get('job')} "
+                   f"instance={t.get('labels', {}).get('instance')}"
                    for t in targets if t.get("health") not in ("up", "down")]
         return Result(WARN, "prometheus.targets", numbers, pending,
                       action="rerun after one scrape interval")
@@ -574,7 +586,8 @@ def prometheus_alertmanagers(ctx: Context) -> Result:
     numbers = f"connected to {len(active)} Alertmanager(s)" + (f", expected {expected} ({source})" if expected else
                                                                 f"; expected count {source}")
     action = ("check that every Alertmanager pod runs and that Prometheus resolves each "
-              "alertmanager-N.alertmanager-headless address; see docs/runbooks/PrometheusNotConnectedToAlertmanagers.md")
+              "alertmanager-N.alertmanager-headless address; "
+              "see docs/runbooks/PrometheusNotConnectedToAlertmanagers.md")
     if not active or (expected and len(active) < expected):
         return Result(FAIL, "prometheus.alertmanagers", numbers, details, action=action)
     if expected and len(active) > expected:
@@ -1057,7 +1070,10 @@ def alertmanager_delivery(ctx: Context) -> list[Result]:
         results.append(_confirm_routing(ctx, run_id, alerts, plan_details, plan_problems, untargeted))
         outcomes = _wait_for_delivery(ctx, counters, before, expected, timeout)
         results += _delivery_results(outcomes, integrations, groups, timeout, before.per_receiver)
-    finally:
+    except (Unreachable, ValueError) as error:
+        results.append(Result(FAIL, name, f"lost Alertmanager during the test: {error}",
+                              action="check the Alertmanager pod and rerun"))
+    finally:  # also on Ctrl-C: nobody stays paged
         results.append(_resolve(ctx, payload, starts))
     return results
 
@@ -1133,7 +1149,8 @@ def _delivery_results(outcomes: list[Outcome], integrations: dict[str, dict[str,
                    f"one of the receivers using {integration} ({', '.join(users)})")
             results.append(Result(FAIL, check_name, f"{integration} unreachable: {numbers}",
                                   [f"Alertmanager could not deliver through {who}; its log names the receiver and "
-                                   "the error: kubectl -n <namespace> logs alertmanager-0 | grep 'Notify attempt failed'"]
+                                   "the error: kubectl -n <namespace> logs alertmanager-0 "
+                                   "| grep 'Notify attempt failed'"]
                                   + ([] if per_receiver else
                                      [f"this Alertmanager's metrics carry no receiver name, so a failure of any "
                                       f"{integration} notification during the test counts (including retries of "
@@ -1394,21 +1411,23 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout,
                       grafana_password_file=args.grafana_password_file, only=args.only)
     secrets = [v for k, v in outputs.items() if "password" in k.lower() and isinstance(v, str)]
     report = Report(io.StringIO() if args.json else out, verbose=args.verbose, redact=secrets)
-    endpoints = {name: find_endpoint(s, outputs, getattr(args, s.option), resolver) for name, s in SERVICES.items()}
+    endpoints = Endpoints(lambda name: find_endpoint(SERVICES[name], outputs, getattr(args, SERVICES[name].option),
+                                                     resolver))
     ctx = Context(outputs, endpoints, Http(args.timeout, args.insecure_skip_tls_verify), options, report)
 
     title = args.stack or Path(args.outputs).name
     report.line(f"football-monitoring verify: {title} (environment {outputs.get('environment', '?')}), "
                 f"{_iso(datetime.now(timezone.utc))}")
-    for endpoint in endpoints.values():
+    for service in dict.fromkeys(s for c in select_checks(options.only) for s in c.needs):
+        endpoint = endpoints[service]
         if endpoint.url:
             report.line(f"  {endpoint.service:<14} {endpoint.url}  ({endpoint.source})")
     report.line()
     run_checks(ctx)
     report.summary()
     if args.json:  # only the JSON document on stdout
-        out.write(report._clean(json.dumps({"exit": report.exit_code(), "results": [r.__dict__ for r in report.results]},
-                                           indent=2)) + "\n")
+        document = {"exit": report.exit_code(), "results": [r.__dict__ for r in report.results]}
+        out.write(report._clean(json.dumps(document, indent=2)) + "\n")
     return report.exit_code()
 
 

@@ -32,6 +32,48 @@ class HttpCheck:
 
 
 @dataclass(frozen=True)
+class CommandCheck:
+    """A probe that runs a command in the container (for endpoints an HTTP GET cannot reach,
+    e.g. behind TLS and authentication); exit status 0 means healthy."""
+
+    command: Sequence[str]
+
+
+@dataclass(frozen=True)
+class InitStep:
+    """A command run to completion before the service starts, in an init container with the
+    service's own mounts, environment and hardened security context (image: the service's own
+    unless given)."""
+
+    name: str
+    command: Sequence[str]
+    image: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A helper container next to the service (e.g. a metrics exporter reading its local API)."""
+
+    name: str
+    image: str
+    port: "Port"
+    resources: Resources
+    health: "HttpCheck"
+    args: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    run_as_user: int = 65534
+
+
+@dataclass(frozen=True)
+class SharedVolume:
+    """An existing volume claim mounted read-write into every replica (e.g. a ReadWriteMany
+    snapshot repository shared by all Elasticsearch nodes)."""
+
+    claim_name: str
+    mount_path: str
+
+
+@dataclass(frozen=True)
 class ConfigFiles:
     """Files mounted read-only into the main container at ``mount_path``.
 
@@ -49,6 +91,16 @@ class ConfigFiles:
 
 
 @dataclass(frozen=True)
+class ExternalSecret:
+    """A Secret that something outside this service creates (another component, an
+    operator, cert-manager), mounted read-only at ``mount_path`` by name. Its content never
+    passes through the program; only Kubernetes can realise it."""
+
+    secret_name: str
+    mount_path: str
+
+
+@dataclass(frozen=True)
 class DataVolume:
     mount_path: str
     size: str
@@ -63,6 +115,9 @@ class HostAccess:
     host_pid: bool = False
     host_paths: Mapping[str, str] = field(default_factory=dict)  # host path -> mount path (read-only)
     run_as_root: bool = False
+    # host path -> mount path, writable (created on the host if missing); state that must
+    # survive the pod, such as a log shipper's read positions.
+    writable_host_paths: Mapping[str, str] = field(default_factory=dict)
     devices: Sequence[str] = ()
 
 
@@ -86,6 +141,17 @@ HOST_ACCESS = {
                     "/var/lib/docker": "/var/lib/docker", "/dev/disk": "/dev/disk"},
         run_as_root=True,
         devices=("/dev/kmsg",),
+    ),
+    # Only on Kubernetes (logging is not offered on a Docker host yet).
+    "log-collection": HostAccess(
+        reason=("Filebeat ships every container's log files, which the kubelet writes on the node as "
+                "root-owned files (mode 0640) under /var/log/pods (/var/log/containers links there): it "
+                "mounts them read-only and runs as uid 0, still with every capability dropped, no "
+                "privilege escalation and a read-only root filesystem. Its registry (read positions) "
+                "lives in a writable host directory so a restarted pod neither re-sends nor skips lines."),
+        host_paths={"/var/log/pods": "/var/log/pods", "/var/log/containers": "/var/log/containers"},
+        run_as_root=True,
+        writable_host_paths={"/var/lib/football-monitoring/filebeat": "/usr/share/filebeat/data"},
     ),
 }
 
@@ -142,8 +208,8 @@ class ServiceSpec:
     config: Sequence[ConfigFiles] = ()
     data: Optional[DataVolume] = None
     scratch_paths: Sequence[str] = ()  # writable emptyDir mounts (e.g. /tmp)
-    liveness: Optional[HttpCheck] = None
-    readiness: Optional[HttpCheck] = None
+    liveness: Optional[Union[HttpCheck, CommandCheck]] = None
+    readiness: Optional[Union[HttpCheck, CommandCheck]] = None
     replicas: int = 1
     every_node: bool = False  # one instance per node
     host_access: Optional[str] = None  # key of HOST_ACCESS
@@ -154,6 +220,19 @@ class ServiceSpec:
     session_affinity: bool = False  # keep one client on one replica (consistent dashboards across an HA pair)
     allow_in: Sequence[Flow] = ()
     allow_out: Sequence[Flow] = ()  # DNS is always allowed
+    external_secrets: Sequence[ExternalSecret] = ()  # Secrets made elsewhere, mounted by name
+    # A cron schedule ("15 0 * * *"): the service is a job that runs to completion on that
+    # schedule (no Service, no probes) instead of a long-running server. Kubernetes only.
+    schedule: Optional[str] = None
+    init: Sequence[InitStep] = ()  # run in order before the service starts
+    command: Sequence[str] = ()  # replaces the image's entrypoint (empty: the image's own)
+    sidecars: Sequence[Sidecar] = ()
+    shared_volumes: Sequence[SharedVolume] = ()
+    # Run to completion once per content of its config (a Kubernetes Job named after that
+    # content's hash, so a change runs it again), instead of a long-running service.
+    run_once: bool = False
+    # Extra annotations of the pod template (e.g. a checksum of Secret inputs the pods read at start).
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def version(self) -> str:

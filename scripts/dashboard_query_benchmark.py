@@ -1,6 +1,6 @@
 """Every Grafana panel query of dashboards/ against a real Prometheus over synthetic history.
 
-    .venv/bin/python scripts/dashboard_query_benchmark.py                 # 20 API pods, 7 days, 60 s step
+    .venv/bin/python scripts/dashboard_query_benchmark.py                 # 20 API pods, 7 days, 30 s step (~15 min)
     .venv/bin/python scripts/dashboard_query_benchmark.py --days 1 --step 30 --api-pods 5
     .venv/bin/python scripts/dashboard_query_benchmark.py --keep /tmp/fm-bench   # keep the TSDB
 
@@ -12,14 +12,14 @@ Pipeline (also what tests/test_dashboard_queries.py runs, on a tiny fleet):
    each into a block; windows run in parallel worker processes (--workers).
 2. `prometheus` (loopback, free port, minimal config loading rules/recording.yaml)
    serves that TSDB; `promtool tsdb create-blocks-from rules` back-fills the recording
-   rules over the same range. Rules that read other recording rules need those in the
-   TSDB first, so rules/recording.yaml is split by dependency level into temporary
-   files and each level is back-filled after the previous one was moved in and
+   rules of rules/*.yaml (today all in recording.yaml) over the same range. Rules that
+   read other recording rules need those in the TSDB first, so the rules are split by
+   dependency level into temporary files and each level is back-filled after the previous one was moved in and
    Prometheus restarted.
 3. Unless --no-settle, the benchmark waits until Prometheus has compacted the
    back-filled 2 h blocks (and the overlapping rule blocks) the way a long-running
    server would have, so that queries read a realistic block layout.
-4. Every dashboard is loaded the way Grafana 11 would: variables resolved through the
+4. Every dashboard is loaded the way Grafana (12.x) would: variables resolved through the
    label-values API (All -> the variable's allValue, single-value variables -> the
    first value in sort order), then every panel target runs once per time range
    (default: last 24 h and last 7 d, ending at the last sample):
@@ -40,7 +40,6 @@ stopped; temporary directories are removed unless --keep.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import math
 import multiprocessing
@@ -223,7 +222,7 @@ class Prometheus:
         self.proc = subprocess.Popen(
             [self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.tsdb}",
              f"--storage.tsdb.retention.time={self.retention}", f"--web.listen-address=127.0.0.1:{self.port}",
-             "--log.level=warn", "--web.enable-admin-api"],
+             "--log.level=warn"],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         logf.close()
         deadline = time.monotonic() + timeout
@@ -306,14 +305,20 @@ def _http_json(url: str, data: Optional[bytes], timeout: float) -> dict:
             return {"status": "error", "errorType": f"http {e.code}", "error": body.decode(errors="replace")[:500]}
 
 
-def recording_rule_levels(rules_path: Path) -> list[dict]:
-    """rules_path's groups split by dependency level: [ {groups: ...}, ... ], level 0 first.
+def recording_rule_levels(rule_files: list[Path]) -> list[dict]:
+    """The recording rules of rule_files split by dependency level: [{groups: ...}, ...], level 0 first.
 
-    A rule's level is 0 if its expression reads no recording rule of the file, else one more
-    than the highest level it reads. Group names and intervals are kept.
+    A rule's level is 0 if its expression reads no recording rule, else one more than the
+    highest level it reads. Group names (prefixed by the file when two files share one) and
+    intervals are kept; alerting rules are left out.
     """
-    doc = yaml.safe_load(Path(rules_path).read_text())
-    records = {r["record"]: r["expr"] for g in doc["groups"] for r in g["rules"] if "record" in r}
+    groups = []  # (name, group dict)
+    for path in rule_files:
+        for doc in yaml.safe_load_all(Path(path).read_text()):
+            for g in pn._groups(doc):
+                groups.append((g.get("name"), g, Path(path).stem))
+    names = [n for n, _g, _f in groups]
+    records = {r["record"]: r["expr"] for _n, g, _f in groups for r in g.get("rules") or [] if "record" in r}
     level: dict[str, int] = {}
 
     def lvl(name: str, stack=()) -> int:
@@ -329,20 +334,22 @@ def recording_rule_levels(rules_path: Path) -> list[dict]:
         lvl(name)
     out = []
     for k in range(max(level.values(), default=-1) + 1):
-        groups = []
-        for g in doc["groups"]:
-            rules = [r for r in g["rules"] if "record" in r and level[r["record"]] == k]
+        level_groups = []
+        for name, g, stem in groups:
+            rules = [r for r in g.get("rules") or [] if "record" in r and level[r["record"]] == k]
             if rules:
-                groups.append({**{key: v for key, v in g.items() if key != "rules"}, "rules": rules})
-        out.append({"groups": groups})
+                unique = name if names.count(name) == 1 else f"{stem}/{name}"
+                level_groups.append({**{key: v for key, v in g.items() if key != "rules"}, "name": unique,
+                                     "rules": rules})
+        out.append({"groups": level_groups})
     return out
 
 
-def backfill_rules(prom: Prometheus, promtool: str, rules_path: Path, start: int, end: int, work: Path,
+def backfill_rules(prom: Prometheus, promtool: str, rule_files: list[Path], start: int, end: int, work: Path,
                    progress: Optional[Callable[[str], None]] = None) -> float:
-    """Back-fill rules_path's recording rules over [start, end] level by level; returns seconds."""
+    """Back-fill the recording rules of rule_files over [start, end] level by level; returns seconds."""
     t0 = time.perf_counter()
-    for k, doc in enumerate(recording_rule_levels(rules_path)):
+    for k, doc in enumerate(recording_rule_levels(rule_files)):
         rule_file = work / f"recording-level{k}.yaml"
         rule_file.write_text(yaml.safe_dump(doc, sort_keys=False))
         out = work / f"rule-blocks-{k}"
@@ -601,10 +608,11 @@ def resolve_variables(prom: Prometheus, path: Path, tr: TimeRange, environment: 
     return values
 
 
-def run_query(prom: Prometheus, target: Target, tr: TimeRange, values: dict[str, str], repeat: int) -> Result:
+def run_query(prom: Prometheus, target: Target, tr: TimeRange, values: dict[str, str], repeat: int,
+              as_range: bool = False) -> Result:
     query = interpolate(target.expr, values)
     res = Result(target, tr.label, query)
-    if target.instant:
+    if target.instant and not as_range:
         path, params = "/api/v1/query", {"query": query, "time": tr.end, "stats": "all"}
     else:
         path, params = "/api/v1/query_range", {"query": query, "start": tr.start, "end": tr.aligned_end,
@@ -645,13 +653,14 @@ def run_query(prom: Prometheus, target: Target, tr: TimeRange, values: dict[str,
 
 
 def run_dashboards(prom: Prometheus, ranges: list[TimeRange], environment: str, repeat: int = 1,
-                   root: Path = ROOT, progress: Optional[Callable[[str], None]] = None) -> list[Result]:
+                   root: Path = ROOT, progress: Optional[Callable[[str], None]] = None,
+                   as_range: bool = False) -> list[Result]:
     results: list[Result] = []
     for tr in ranges:
         for path in pn.dashboard_files(root):
             values = resolve_variables(prom, path, tr, environment, results, repeat)
             for target in dashboard_targets(path):
-                results.append(run_query(prom, target, tr, values, repeat))
+                results.append(run_query(prom, target, tr, values, repeat, as_range))
         if progress:
             times = [r.median for r in results if r.range == tr.label]
             progress(f"  range {tr.label}: {len(times)} queries, {sum(times):.1f} s in total")
@@ -773,7 +782,7 @@ class PipelineResult:
 def run_pipeline(spec: sf.FleetSpec, ranges_seconds: list[tuple[str, int]], work: Path, promtool: str,
                  prometheus: str, workers: int = 1, repeat: int = 1, max_seconds: float = 1.0, settle: bool = False,
                  settle_timeout: float = 900, root: Path = ROOT,
-                 progress: Optional[Callable[[str], None]] = None) -> PipelineResult:
+                 progress: Optional[Callable[[str], None]] = None, as_range: bool = False) -> PipelineResult:
     spec = spec.resolved()
     work = Path(work)
     tsdb = work / "tsdb"
@@ -793,7 +802,7 @@ def run_pipeline(spec: sf.FleetSpec, ranges_seconds: list[tuple[str, int]], work
         start_s = prom.start()
         if progress:
             progress(f"prometheus on {prom.url} ready in {start_s:.1f} s")
-        rules_s = backfill_rules(prom, promtool, rules_path, spec.start, spec.end, work, progress)
+        rules_s = backfill_rules(prom, promtool, pn.rule_files(root), spec.start, spec.end, work, progress)
         if progress:
             progress(f"recording rules back-filled in {rules_s:.1f} s")
         settle_s = 0.0
@@ -806,7 +815,7 @@ def run_pipeline(spec: sf.FleetSpec, ranges_seconds: list[tuple[str, int]], work
         blocks = len(block_metas(tsdb))
         ranges = [TimeRange(label, secs, spec.end) for label, secs in ranges_seconds]
         t0 = time.perf_counter()
-        results = run_dashboards(prom, ranges, spec.environment, repeat, root, progress)
+        results = run_dashboards(prom, ranges, spec.environment, repeat, root, progress, as_range)
         qs = time.perf_counter() - t0
     return PipelineResult(spec, bf, rules_s, settle_s, size, blocks, results, judge(results, max_seconds), qs, tsdb)
 
@@ -826,12 +835,14 @@ def main(argv=None) -> int:
     ap.add_argument("--nodes", type=int, default=sf.FleetSpec.nodes)
     ap.add_argument("--handlers", type=int, default=sf.FleetSpec.handlers)
     ap.add_argument("--days", type=float, default=7.0, help="history length (default 7)")
-    ap.add_argument("--step", type=int, default=60, help="seconds between samples (default 60)")
+    ap.add_argument("--step", type=int, default=30, help="seconds between samples (default 30, the scrape interval)")
     ap.add_argument("--ranges", type=_parse_range, nargs="+", default=[("24h", 86400), ("7d", 7 * 86400)],
                     help="dashboard time ranges, ending at the last sample (default 24h 7d)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per query; the median is reported (default 3)")
     ap.add_argument("--max-seconds", type=float, default=1.0, help="fail when a query's median exceeds this")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel window workers")
+    ap.add_argument("--as-range", action="store_true",
+                    help="run instant targets (stat/gauge/table) as range queries too, instead of as Grafana does")
     ap.add_argument("--no-settle", action="store_true", help="do not wait for Prometheus to compact the blocks")
     ap.add_argument("--settle-timeout", type=float, default=1200)
     ap.add_argument("--keep", type=Path, help="work directory to use and keep (default: a removed temp dir)")
@@ -852,7 +863,7 @@ def main(argv=None) -> int:
         log(f"prometheus {subprocess.run([prometheus, '--version'], capture_output=True, text=True).stdout.splitlines()[0]}"
             f"; {os.cpu_count()} CPUs; work dir {work}")
         res = run_pipeline(spec, a.ranges, work, promtool, prometheus, a.workers, a.repeat, a.max_seconds,
-                           not a.no_settle, a.settle_timeout, ROOT, log)
+                           not a.no_settle, a.settle_timeout, ROOT, log, a.as_range)
     finally:
         if cleanup is not None:
             cleanup.cleanup()

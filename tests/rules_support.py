@@ -25,6 +25,8 @@ DOMAIN_TEAMS = {
     "infrastructure": "platform",
     "kubernetes": "platform",
     "meta-monitoring": "platform",
+    "logging": "platform",
+    "tracing": "platform",
     "application": "backend",
     "database": "backend",
     "cache": "backend",

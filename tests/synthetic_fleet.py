@@ -21,6 +21,18 @@ build/prod/config/prometheus-config/prometheus.yml):
   ``probes``; prod configures no ICMP probe), postgres_exporter,
   redis_exporter, Prometheus (HA pair), Alertmanager (3), Grafana, and
   ``up``/``scrape_*`` for every target;
+* families are typed as OpenMetrics wants them: counters declared on the name without
+  ``_total`` (the exporters' counters that lack the suffix, pg_stat_database_* and
+  node_vmstat_pgmajfault, are declared ``unknown`` so that their names stay as scraped), info
+  metrics on the name without ``_info``; ``probe_ssl_earliest_cert_expiry`` only exists for
+  https probe targets (prod has none);
+* ``tracing``: Jaeger v2 in its Elasticsearch shape (query service, 2 collectors) behind 2
+  OTel Collector gateways (components/tracing.py), with the collectors' own telemetry;
+* ``logging``: the logging stack's exporters (components/logging/): cluster health and
+  per-node disk, heap and indexing of a 3-node Elasticsearch, 2 Logstash pipelines, and every
+  node's Filebeat;
+* ``logging``: Elasticsearch (3 nodes) with its exporter, Logstash (2, exporter sidecar) and
+  Filebeat on every node (components/logging/);
 * ``incidents``: one extra worker pod crash-loops all the time (restart every
   20 min, down/CrashLoopBackOff in the last 8 min of each cycle, including the
   end of the range), with the alert it fires (KubePodCrashLooping) and the
@@ -42,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import time
 import zlib
@@ -129,12 +140,13 @@ class FleetSpec:
     nodes: int = 5
     handlers: int = 30
     seconds: int = 7 * 86400  # length of the history
-    step: int = 60  # seconds between samples (the stack scrapes every 30 s)
+    step: int = 30  # seconds between samples (the stack scrapes every 30 s)
     end: Optional[int] = None  # unix seconds of the last sample; default: now, rounded down to `step`
     environment: str = "prod"
     incidents: bool = True
+    tracing: bool = True  # Jaeger (Elasticsearch shape) + OTel gateway; off by default in the stack's settings
+    logging: bool = True  # Elasticsearch (3 nodes) + exporter, Logstash (2), Filebeat on every node; off by default
     probes: dict = field(default_factory=lambda: stack_probes("prod"))
-    seed: int = 42
 
     def resolved(self) -> "FleetSpec":
         """A copy with `end` fixed (now, rounded down to the step, if unset)."""
@@ -196,10 +208,6 @@ class Window:
 # value models: each returns, for one window, a list of value strings (or None
 # where the series has no sample)
 # --------------------------------------------------------------------------
-
-
-def _fmt(v: float, fmt: str) -> str:
-    return fmt % v
 
 
 class Model:
@@ -399,7 +407,6 @@ def build(spec: FleetSpec) -> list[Family]:
     spec = spec.resolved()
     env = spec.environment
     b = _Builder()
-    rnd = random.Random(spec.seed)
     app_ns, mon_ns = "football-prediction", "monitoring"
     nodes = [f"ip-10-0-{i + 1}-{10 + 7 * i}.eu-west-1.compute.internal" for i in range(spec.nodes)]
     start, end = spec.start, spec.end
@@ -451,6 +458,29 @@ def build(spec: FleetSpec) -> list[Family]:
         if name == "grafana":
             p["pvc"] = "grafana-data"
         pods.append(p)
+    if spec.tracing:  # components/tracing.py, storage elasticsearch: query service, collectors, gateway
+        for name, replicas, cpu, mem in (("jaeger", 1, 0.02, 120e6), ("jaeger-collector", 2, 0.15, 260e6),
+                                         ("otel-gateway", 2, 0.2, 300e6)):
+            for i in range(replicas):
+                pods.append(dict(ns=mon_ns, pod=f"{name}-{_pod_suffix(name, 'rs')[:4]}b7f9-{_pod_suffix(name, i)}",
+                                 container=name, owner=("deployment", name), job=name, port=8888, cpu=cpu, mem=mem,
+                                 kind="tracing"))
+    if spec.logging:  # the logging stack: Elasticsearch, its exporter, Logstash (+ exporter sidecar), Filebeat
+        for i in range(3):
+            pods.append(dict(ns=mon_ns, pod=f"elasticsearch-{i}", container="elasticsearch",
+                             owner=("statefulset", "elasticsearch"), job=None, port=9200, cpu=0.6, mem=3.5e9,
+                             kind="es", pvc=f"data-elasticsearch-{i}"))
+        pods.append(dict(ns=mon_ns, pod=f"elasticsearch-exporter-{_pod_suffix('esx', 'rs')[:4]}d4c2-"
+                                        f"{_pod_suffix('esx')}", container="elasticsearch-exporter",
+                         owner=("deployment", "elasticsearch-exporter"), job="elasticsearch-exporter", port=9114,
+                         cpu=0.01, mem=25e6, kind="mon"))
+        for i in range(2):
+            pods.append(dict(ns=mon_ns, pod=f"logstash-{i}", container="logstash", owner=("statefulset", "logstash"),
+                             job="logstash", port=9198, cpu=0.4, mem=1.2e9, kind="logstash", pvc=f"queue-logstash-{i}"))
+        for n in nodes:
+            pods.append(dict(ns=mon_ns, pod=f"filebeat-{_pod_suffix('fb', n)}", container="filebeat",
+                             owner=("daemonset", "filebeat"), job="filebeat", port=9479, cpu=0.05, mem=90e6,
+                             kind="filebeat", node=n))
     for n in nodes:
         pods.append(dict(ns=mon_ns, pod=f"node-exporter-{_pod_suffix('ne', n)}", container="node-exporter",
                          owner=("daemonset", "node-exporter"), job="node-exporter", port=9100, cpu=0.02, mem=22e6,
@@ -477,7 +507,7 @@ def build(spec: FleetSpec) -> list[Family]:
             lab["container"] = p["container"]  # kubernetes-pods job
         else:
             lab["node"] = p["node"]
-        if p["job"] == "node-exporter":
+        if p["job"] in ("node-exporter", "filebeat"):
             lab["instance"] = p["node"]
         targets.append((lab, {"api": 900, "worker": 260, "crash": 260}.get(p["kind"], 700), p is crash_pod))
     for n in nodes:
@@ -667,7 +697,8 @@ def build(spec: FleetSpec) -> list[Family]:
         for ns, pvc, pn_ in pvcs:
             if pn_ != n:
                 continue
-            cap = {"prometheus": 100, "alertmanager": 2, "grafana": 10, "postgres": 50, "redis": 8}
+            cap = {"prometheus": 100, "alertmanager": 2, "grafana": 10, "postgres": 50, "redis": 8,
+                   "elasticsearch": 200, "logstash": 20}
             size = next(v for k, v in cap.items() if k in pvc) * 2 ** 30
             used = 0.2 + 0.5 * _h("pvc", pvc)
             vlab = dict(klab, namespace=ns, persistentvolumeclaim=pvc)
@@ -955,6 +986,150 @@ def build(spec: FleetSpec) -> list[Family]:
         b.add("grafana_http_request_duration_seconds", "histogram", hlab,
               Histogram(rate, GRAFANA_BUCKETS, 0.03, 0.8, slow=0.05, offset=rate * DAY))
 
+    # ---------------------------------------------------------------- tracing: OTel Collector telemetry
+    gateways = [p for p in pods if p["job"] == "otel-gateway"]
+    collectors = [p for p in pods if p["job"] == "jaeger-collector"]
+    spans = pod_rps * spec.api_pods * 8  # spans/s the application sends (8 per request)
+    sampled = 0.1  # the gateway keeps 10 %
+    for group, exporter, accepted in ((gateways, "otlp/jaeger", spans / max(1, len(gateways))),
+                                      (collectors, "jaeger_storage_exporter",
+                                       spans * sampled / max(1, len(collectors)))):
+        for p in group:
+            tlab = dict(environment=env, job=p["job"], instance=f"{p['ip']}:{p['port']}", namespace=mon_ns,
+                        pod=p["pod"], node=p["node"], service_name=p["job"], service_version="2.15.0")
+            for transport, share in (("grpc", 0.9), ("http", 0.1)):
+                rlab = dict(tlab, receiver="otlp", transport=transport)
+                rate = accepted * share
+                off = _counter_offset(rate, (p["pod"], transport))
+                b.add("otelcol_receiver_accepted_spans_total", "counter", rlab, Counter(rate, offset=off))
+                b.add("otelcol_receiver_refused_spans_total", "counter", rlab,
+                      Counter(rate * 0.0005, offset=off * 0.0005))
+            elab = dict(tlab, exporter=exporter)
+            kept = accepted * (sampled if p["job"] == "otel-gateway" else 1.0)
+            off = _counter_offset(kept, (p["pod"], exporter))
+            b.add("otelcol_exporter_sent_spans_total", "counter", elab, Counter(kept * 0.9995, offset=off))
+            b.add("otelcol_exporter_send_failed_spans_total", "counter", elab,
+                  Counter(kept * 0.0005, offset=off * 0.0005))
+            b.add("otelcol_exporter_enqueue_failed_spans_total", "counter", elab, Const(0))
+            b.add("otelcol_exporter_queue_size", "gauge", elab,
+                  Gauge(40, diurnal=0.8, wiggle=0.6, lo=0, integer=True, fmt="%d"))
+            b.add("otelcol_exporter_queue_capacity", "gauge", elab, Const(1000))
+            if p["job"] == "jaeger-collector":
+                for kind, share in (("span", 1.0), ("service", 0.01)):
+                    blab = dict(tlab, kind=kind, role="primary")
+                    rate = kept * share / 50  # documents per bulk request
+                    off = _counter_offset(rate, (p["pod"], kind))
+                    b.add("jaeger_storage_bulk_index_attempts_total", "counter", blab, Counter(rate, offset=off))
+                    b.add("jaeger_storage_bulk_index_inserts_total", "counter", blab,
+                          Counter(rate * 0.999, offset=off * 0.999))
+                    b.add("jaeger_storage_bulk_index_errors_total", "counter", blab,
+                          Counter(rate * 0.001, offset=off * 0.001))
+
+    # ---------------------------------------------------------------- logging (components/logging/)
+    # elasticsearch_exporter (--es.all) on a 3-node cluster, logstash-exporter next to 2 Logstash
+    # pods, beat-exporter next to every node's Filebeat; every line the fleet logs passes all three.
+    log_lines = pod_rps * spec.api_pods * 3  # lines/s: about 3 per request, all services together
+    cluster = f"football-logs-{env}"
+    eslab = dict(environment=env, job="elasticsearch-exporter", instance=f"{ip('elasticsearch-exporter')}:9114",
+                 namespace=mon_ns, pod=f"elasticsearch-exporter-{_pod_suffix('esx', 'rs')[:4]}c5d8-{_pod_suffix('esx')}",
+                 node=node_of("elasticsearch-exporter"), cluster=cluster)
+    for color, value in (("green", 1), ("yellow", 0), ("red", 0)):
+        b.add("elasticsearch_cluster_health_status", "gauge", dict(eslab, color=color), Const(value))
+    b.add("elasticsearch_cluster_health_up", "gauge", eslab, Const(1))
+    b.add("elasticsearch_cluster_health_number_of_nodes", "gauge", eslab, Const(3))
+    b.add("elasticsearch_cluster_health_unassigned_shards", "gauge", eslab, Const(0))
+    for i in range(3):
+        nlab = dict(eslab, name=f"elasticsearch-{i}", host=ip("elasticsearch", i), es_master_node="true",
+                    es_data_node="true", es_ingest_node="true", es_client_node="true")
+        flab = dict(nlab, mount="/usr/share/elasticsearch/data (/dev/nvme1n1)", path="/usr/share/elasticsearch/data")
+        b.add("elasticsearch_filesystem_data_size_bytes", "gauge", flab, Const(200 * 2**30))
+        b.add("elasticsearch_filesystem_data_available_bytes", "gauge", flab,
+              Gauge(120 * 2**30 * (1 + 0.1 * _h("es-disk", i)), diurnal=0.02, wiggle=0.01, fmt="%d", integer=True))
+        b.add("elasticsearch_jvm_memory_max_bytes", "gauge", dict(nlab, area="heap"), Const(4 * 2**30))
+        b.add("elasticsearch_jvm_memory_used_bytes", "gauge", dict(nlab, area="heap"),
+              Gauge(2.4 * 2**30, diurnal=0.2, wiggle=0.15, fmt="%d", integer=True))
+        rate = log_lines / 3
+        b.add("elasticsearch_indices_indexing_index_total", "counter", nlab,
+              Counter(rate, offset=_counter_offset(rate, ("es-index", i))))
+    for i in range(2):
+        llab = dict(environment=env, job="logstash", instance=f"{ip('logstash', i)}:9198", namespace=mon_ns,
+                    pod=f"logstash-{i}", node=node_of("logstash", i), pipeline="football")
+        rate = log_lines / 2
+        off = _counter_offset(rate, ("logstash", i))
+        # The exporter exposes these without _total (and the queue count as a counter): kept as scraped.
+        b.add("logstash_stats_pipeline_events_in", "unknown", llab, Counter(rate, offset=off))
+        b.add("logstash_stats_pipeline_events_out", "unknown", llab, Counter(rate * 0.999, offset=off * 0.999))
+        b.add("logstash_stats_pipeline_queue_events_count", "unknown", llab,
+              Gauge(200, diurnal=0.8, wiggle=0.5, lo=0, integer=True, fmt="%d"))
+    for n in nodes:
+        fblab = dict(environment=env, job="filebeat", instance=n, namespace=mon_ns,
+                     pod=f"filebeat-{_pod_suffix('filebeat', n)}", node=n)
+        rate = log_lines / len(nodes)
+        off = _counter_offset(rate, ("filebeat", n))
+        b.add("filebeat_libbeat_pipeline_events", "unknown", dict(fblab, type="published"), Counter(rate, offset=off))
+        b.add("filebeat_libbeat_output_events", "unknown", dict(fblab, type="acked"),
+              Counter(rate * 0.9999, offset=off * 0.9999))
+        b.add("filebeat_libbeat_output_write_errors_total", "counter", fblab,
+              Counter(rate * 1e-4, offset=off * 1e-4, fmt="%.3f"))
+
+    # ---------------------------------------------------------------- logging: Elasticsearch, Logstash, Filebeat
+    # Counters without _total (logstash, the untyped beat counters) are declared `unknown`.
+    esx = next((p for p in pods if p["job"] == "elasticsearch-exporter"), None)
+    if esx is not None:
+        xlab = dict(environment=env, job="elasticsearch-exporter", instance=f"{esx['ip']}:{esx['port']}",
+                    namespace=mon_ns, pod=esx["pod"], node=esx["node"], cluster="football-logs")
+        es_nodes = [p for p in pods if p["kind"] == "es"]
+        b.add("elasticsearch_cluster_health_up", "gauge", xlab, Const(1))
+        for color in ("green", "yellow", "red"):
+            b.add("elasticsearch_cluster_health_status", "gauge", dict(xlab, color=color),
+                  Const(1 if color == "green" else 0))
+        b.add("elasticsearch_cluster_health_number_of_nodes", "gauge", xlab, Const(len(es_nodes)))
+        b.add("elasticsearch_cluster_health_active_shards", "gauge", xlab, Const(84))
+        for name in ("unassigned", "initializing", "relocating"):
+            b.add(f"elasticsearch_cluster_health_{name}_shards", "gauge", xlab, Const(0))
+        docs_rate = spec.api_pods * pod_rps * 1.5 / len(es_nodes)  # log lines per second per node
+        for p in es_nodes:
+            nlab = dict(xlab, name=p["pod"], host=p["ip"], es_data_node="true", es_master_node="true")
+            size = 200 * 2 ** 30
+            b.add("elasticsearch_filesystem_data_size_bytes", "gauge", dict(nlab, mount="/usr/share/elasticsearch/data"),
+                  Const(size))
+            b.add("elasticsearch_filesystem_data_available_bytes", "gauge",
+                  dict(nlab, mount="/usr/share/elasticsearch/data"),
+                  Func(lambda t, s=size: s * (0.55 - 0.02 * ((t - start) % DAY) / DAY), "%d"))
+            for area, mx, used in (("heap", 2 * 2 ** 30, 0.62), ("non-heap", 0, 0.0)):
+                b.add("elasticsearch_jvm_memory_max_bytes", "gauge", dict(nlab, area=area), Const(mx))
+                b.add("elasticsearch_jvm_memory_used_bytes", "gauge", dict(nlab, area=area),
+                      Gauge(mx * used if mx else 180e6, wiggle=0.2, integer=True, fmt="%d"))
+            b.add("elasticsearch_indices_docs", "gauge", nlab,
+                  Func(lambda t, r=docs_rate: r * (DAY * 7 + (t - start) % DAY), "%d"))
+            b.add("elasticsearch_indices_indexing_index_total", "counter", nlab,
+                  Counter(docs_rate, offset=docs_rate * 20 * DAY))
+    for p in (q for q in pods if q["kind"] == "logstash"):
+        llab = dict(environment=env, job="logstash", instance=f"{p['ip']}:{p['port']}", namespace=mon_ns,
+                    pod=p["pod"], node=p["node"], pipeline="main")
+        rate = spec.api_pods * pod_rps * 1.5 / 2
+        b.add("logstash_stats_pipeline_up", "gauge", llab, Const(1))
+        for name, share in (("in", 1.0), ("filtered", 0.999), ("out", 0.999)):
+            b.add(f"logstash_stats_pipeline_events_{name}", "unknown", llab,
+                  Counter(rate * share, offset=rate * 10 * DAY * share))
+        b.add("logstash_stats_pipeline_queue_events_count", "unknown", llab,
+              Gauge(150, diurnal=0.8, wiggle=0.7, lo=0, integer=True, fmt="%d"))
+        b.add("logstash_stats_jvm_mem_heap_used_percent", "gauge", llab, Gauge(55, wiggle=0.2, fmt="%.0f"))
+    for p in (q for q in pods if q["kind"] == "filebeat"):
+        flab = dict(environment=env, job="filebeat", instance=p["node"], namespace=mon_ns, pod=p["pod"],
+                    node=p["node"])
+        rate = spec.api_pods * pod_rps * 1.5 / max(1, spec.nodes)
+        for typ, share in (("acked", 1.0), ("total", 1.0), ("batches", 1 / 2048), ("failed", 0.0001)):
+            b.add("filebeat_libbeat_output_events", "unknown", dict(flab, type=typ),
+                  Counter(rate * share, offset=rate * share * 10 * DAY))
+        b.add("filebeat_libbeat_output_events", "unknown", dict(flab, type="active"),
+              Gauge(200, diurnal=0.5, wiggle=0.5, lo=0, integer=True, fmt="%d"))
+        for typ in ("published", "total"):
+            b.add("filebeat_libbeat_pipeline_events", "unknown", dict(flab, type=typ),
+                  Counter(rate, offset=rate * 10 * DAY))
+        b.add("filebeat_libbeat_output_write_errors_total", "counter", flab, Counter(0.0002, offset=5))
+        b.add("filebeat_libbeat_output_read_errors_total", "counter", flab, Const(0))
+
     # ---------------------------------------------------------------- ALERTS
     # Watchdog: expr vector(1), so no series labels; `environment` is only an external label.
     b.add("ALERTS", "gauge", dict(alertname="Watchdog", alertstate="firing", service="prometheus", severity="info",
@@ -965,7 +1140,6 @@ def build(spec: FleetSpec) -> list[Family]:
                                       namespace=app_ns, pod=crash_pod["pod"], reason="CrashLoopBackOff",
                                       service="kubernetes", severity="warning", team="platform"),
               Func(lambda t: 1 if t >= start + 1200 else None, "%d"))
-    del rnd
     return list(b.families.values())
 
 

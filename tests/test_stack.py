@@ -21,6 +21,13 @@ COMPONENT_TYPES = {
     "football-monitoring:exporters:BlackboxExporter",
     "football-monitoring:exporters:PostgresExporter",
     "football-monitoring:exporters:RedisExporter",
+    # The logging stack (on by default on Kubernetes).
+    "football-monitoring:logging:Elasticsearch",
+    "football-monitoring:logging:ElasticsearchExporter",
+    "football-monitoring:logging:Logstash",
+    "football-monitoring:logging:Kibana",
+    "football-monitoring:logging:Filebeat",
+    "football-monitoring:logging:LoggingBootstrap",
 }
 OPTIONAL_COMPONENT_TYPES = {"football-monitoring:dingtalk:DingTalkRelay"}
 
@@ -163,7 +170,7 @@ def test_rbac_is_read_only_and_limited_to_discovery(prod):
 def test_only_discovery_services_get_api_credentials(prod):
     with_token = {o["metadata"]["name"] for o in workloads(prod)
                   if o["spec"]["template"]["spec"]["automountServiceAccountToken"]}
-    assert with_token == {"prometheus", "kube-state-metrics"}
+    assert with_token == {"prometheus", "kube-state-metrics", "filebeat"}  # filebeat: pod metadata of log lines
 
 
 def test_exporters(prod):
@@ -202,6 +209,7 @@ def test_every_scrape_job_labels_the_environment(runs):
             "prometheus", "alertmanager", "grafana", "node-exporter", "kube-state-metrics", "blackbox-exporter",
             "postgres-exporter", "redis-exporter", "apiserver", "kubelet", "cadvisor", "blackbox-http",
             "blackbox-tcp", "kubernetes-pods", "kubernetes-services", "config-reloader",
+            "elasticsearch-exporter", "logstash", "filebeat",
         }
         assert {job["job_name"] for job in config["scrape_configs"]} == expected
         for job in config["scrape_configs"]:
@@ -229,24 +237,26 @@ def test_ingress_only_where_a_host_is_set(dev, prod):
     ingress = prod.one("Ingress", "grafana")
     assert ingress["spec"]["tls"] == [{"hosts": ["grafana.football-prediction.example.org"], "secretName": "monitoring-tls"}]
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt-prod"}
-    assert [i["metadata"]["name"] for i in prod.find("Ingress")] == ["grafana"]
+    assert [i["metadata"]["name"] for i in prod.find("Ingress")] == ["grafana", "kibana"]
 
 
 def test_stateful_resources_protected_in_prod_only(dev, prod):
     def flags(result):
         return {(r.name, r.protect, r.retain_on_delete) for r in result.resources if r.type == "kubernetes:apps/v1:StatefulSet"}
 
-    assert flags(prod) == {("prometheus", True, True), ("alertmanager", True, True), ("grafana", True, True)}
-    assert flags(dev) == {("prometheus", False, False), ("alertmanager", False, False), ("grafana", False, False)}
+    stateful = ("prometheus", "alertmanager", "grafana", "elasticsearch", "logstash")
+    assert flags(prod) == {(name, True, True) for name in stateful}
+    assert flags(dev) == {(name, False, False) for name in stateful}
 
 
 def test_outputs(dev, prod):
     assert set(dev.outputs) == {"environment", "namespace", "grafanaUrl", "prometheusUrl", "alertmanagerUrl",
-                                "grafanaAdminUser", "grafanaAdminPassword"}
+                                "grafanaAdminUser", "grafanaAdminPassword", "elasticsearchUrl", "kibanaUrl",
+                                "elasticsearchUser", "elasticsearchPassword"}
     assert prod.outputs["grafanaExternalUrl"] == "https://grafana.football-prediction.example.org"
     assert prod.outputs["prometheusUrl"] == "http://prometheus.monitoring.svc:9090"
     for result in (dev, prod):
-        assert result.secret_outputs == {"grafanaAdminPassword"}
+        assert result.secret_outputs == {"grafanaAdminPassword", "elasticsearchPassword"}
 
 
 SENTINELS = {
@@ -259,6 +269,8 @@ SENTINELS = {
     "dingtalkSecret": "SECsentinel-ding-sign-2b9a",
     "heartbeatUrl": "https://heartbeat.example.org/sentinel-beat-6a0d",
     "escalationWebhookUrl": "https://pager.example.org/sentinel-page-13c5",
+    "loggingSnapshotAccessKey": "sentinel-s3-access-5e2a",
+    "loggingSnapshotSecretKey": "sentinel-s3-secret-c81f",
 }
 # The secrets each stack uses (the others belong to receivers it does not enable).
 USED = {

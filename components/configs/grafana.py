@@ -9,6 +9,9 @@ import yaml
 
 PROMETHEUS_UID = "prometheus"
 ALERTMANAGER_UID = "alertmanager"
+TRACES_UID = "traces"
+LOGS_UID = "logs"
+LOGS_INDEX = "logs-football-*"
 DASHBOARDS_DIR = "/var/lib/grafana-dashboards"
 SECRETS_DIR = "/etc/grafana/secrets"
 
@@ -21,6 +24,10 @@ class GrafanaConfig:
     alertmanager_url: str
     scrape_interval: str
     dashboard_folder: str = "FootballPrediction"
+    jaeger_url: Optional[str] = None  # tracing enabled: a Jaeger datasource
+    logs_datasource: Optional[str] = None  # uid of the Elasticsearch logs datasource, for trace -> logs
+    logs_url: Optional[str] = None  # logging enabled: the Elasticsearch logs datasource (uid LOGS_UID)
+    logs_user: str = "fm-grafana"  # its read-only user; password and CA are files in SECRETS_DIR
 
 
 def render_ini(cfg: GrafanaConfig) -> str:
@@ -94,7 +101,82 @@ def render_datasources(cfg: GrafanaConfig) -> str:
             },
         ],
     }
+    if cfg.jaeger_url:
+        document["datasources"].append(jaeger_datasource(cfg))
+    if cfg.logs_url:
+        document["datasources"].append(logs_datasource(cfg))
     return yaml.safe_dump(document, sort_keys=False)
+
+
+def logs_datasource(cfg: GrafanaConfig) -> dict:
+    """The FootballPrediction logs (Elasticsearch, read-only user), next to the metrics.
+    Password and CA certificate are read from mounted Secret files ($__file{...})."""
+    return {
+        "name": "Logs",
+        "type": "elasticsearch",
+        "uid": LOGS_UID,
+        "access": "proxy",
+        "url": cfg.logs_url,
+        "basicAuth": True,
+        "basicAuthUser": cfg.logs_user,
+        "editable": False,
+        "jsonData": {
+            "index": LOGS_INDEX,
+            "timeField": "@timestamp",
+            "logMessageField": "message",
+            "logLevelField": "log.level",
+            "maxConcurrentShardRequests": 5,
+            "tlsAuthWithCACert": True,
+        },
+        "secureJsonData": {
+            "basicAuthPassword": f"$__file{{{SECRETS_DIR}/logs-password}}",
+            "tlsCACert": f"$__file{{{SECRETS_DIR}/logs-ca.crt}}",
+        },
+    }
+
+
+# Trace -> metrics: the application's RED metrics of the span's service (service.name -> job),
+# from the recording rules the dashboards use.
+TRACE_METRIC_QUERIES = [
+    {"name": "Request rate", "query": "sum(job:http_requests:rate5m{$__tags})"},
+    {"name": "Error ratio", "query": "max(job:http_requests_error_ratio:rate5m{$__tags})"},
+    {"name": "Latency p95", "query": "max(job:http_request_duration_seconds:p95_5m{$__tags})"},
+]
+
+
+def jaeger_datasource(cfg: GrafanaConfig) -> dict:
+    json_data: dict = {
+        "nodeGraph": {"enabled": True},
+        "traceQuery": {"timeShiftEnabled": True, "spanStartTimeShift": "-1h", "spanEndTimeShift": "1h"},
+        "tracesToMetrics": {
+            "datasourceUid": PROMETHEUS_UID,
+            "spanStartTimeShift": "-5m",
+            "spanEndTimeShift": "5m",
+            "tags": [{"key": "service.name", "value": "job"}],
+            "queries": TRACE_METRIC_QUERIES,
+        },
+    }
+    if cfg.logs_datasource:
+        # Trace -> logs: the log lines that carry the trace's id (the app logs trace_id, docs/tracing.md).
+        json_data["tracesToLogsV2"] = {
+            "datasourceUid": cfg.logs_datasource,
+            "spanStartTimeShift": "-5m",
+            "spanEndTimeShift": "5m",
+            "filterByTraceID": True,
+            "filterBySpanID": False,
+            "customQuery": True,
+            # The logging pipeline indexes the app's trace_id as trace.id (elastic/pipeline.yaml).
+            "query": 'trace.id:"${__trace.traceId}"',
+        }
+    return {
+        "name": "Jaeger",
+        "type": "jaeger",
+        "uid": TRACES_UID,
+        "access": "proxy",
+        "url": cfg.jaeger_url,
+        "editable": False,
+        "jsonData": json_data,
+    }
 
 
 def render_dashboard_provider(cfg: GrafanaConfig) -> str:

@@ -39,7 +39,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -50,7 +49,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -253,6 +252,16 @@ def _kill_leftovers() -> None:  # last resort if a caller forgot close()
         proc.stop(timeout=2)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: be killed if the test runner dies without tearing down (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Process:
     def __init__(self, name: str, argv: list[str], log_dir: Path, env: Optional[dict] = None) -> None:
         self.name, self.argv, self.env = name, argv, env
@@ -265,7 +274,7 @@ class Process:
         log = open(self.log_path, "ab")
         env = dict(os.environ, **(self.env or {}))
         self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=env, start_new_session=True)
+                                      env=env, start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         self.started_at = time.time()
         _LIVE.add(self)
@@ -842,6 +851,7 @@ def run_scenario(pipeline: Pipeline, faults: Optional[list[Fault]] = None, *, ba
     resolving = [f.alertname for f in faults if f.check_resolved]
     guarded("resolved notifications at every expected destination",
             lambda: delivered("resolved", result.t_recover, resolving, result.resolved_at), 60, 0.25)
+    pipeline.mark("resolved: " + ", ".join(f"{n} +{t - result.t_recover:.1f}s" for n, t in result.resolved_at.items()))
     if kill_alertmanager and survivor_heartbeat and pipeline.alertmanager_replicas > 1:
         def survivor_beat() -> Optional[float]:
             for n in pipeline.notified("Watchdog", "firing", result.t_kill):
@@ -852,6 +862,8 @@ def run_scenario(pipeline: Pipeline, faults: Optional[list[Fault]] = None, *, ba
         # the heartbeat route repeats every 1m (hard-coded); the survivor sends once that much
         # time has passed since the last heartbeat in the shared notification log
         result.survivor_heartbeat = guarded("a heartbeat from the surviving Alertmanager", survivor_beat, 135, 1)
+        if result.survivor_heartbeat:
+            pipeline.mark(f"heartbeat from the survivor {result.survivor_heartbeat - result.t_kill:.0f}s after the stop")
     time.sleep(3)  # a late duplicate would arrive within a few group intervals
     result.final_alerts = _active_alerts(pipeline)
     result.t_end = pipeline.mark("scenario done")

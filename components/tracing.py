@@ -1,0 +1,228 @@
+"""Tracing: Jaeger v2 (built on the OpenTelemetry Collector) and an optional OTel Collector gateway.
+
+Two shapes, chosen by ``tracing.storage``:
+
+- memory or badger: one all-in-one Jaeger (``jaeger``) receives OTLP, keeps spans (Badger on
+  a volume, with a TTL of the retention days) and serves the UI. This is dev, on Kubernetes or
+  on one Docker host.
+- elasticsearch: collectors (``jaeger-collector``, scaled by replicas behind one Service) write
+  to the logging stack's Elasticsearch in daily indices, a query service (``jaeger``) serves the
+  UI, and a nightly CronJob (``jaeger-es-index-cleaner``) deletes indices older than the
+  retention days, so the indices cannot grow without bound. Kubernetes only.
+
+The optional gateway (``otel-gateway``) sits in front: memory limiter, sampling (rate per
+environment from settings), batching, OTLP export to Jaeger. Applications send OTLP to
+``otlp_grpc_endpoint`` / ``otlp_http_endpoint`` (stack outputs), whichever of the three that is.
+
+Elasticsearch credentials reach Jaeger only as a mounted Secret file (``password_file``) and
+the index cleaner only through a secretKeyRef; the CA certificate is the logging stack's own
+Secret, mounted by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlparse
+
+import pulumi
+
+from .configs import jaeger as jaeger_config
+from .configs import otel_collector as gateway_config
+from .configs.prometheus import ScrapeTarget
+from .settings import Resources, Settings, duration_seconds
+from .workload import (ANYWHERE, INGRESS, ConfigFiles, DataVolume, ExternalSecret, Flow, HttpCheck, Platform, Port,
+                       ServiceSpec)
+
+JAEGER_UID = 10001  # the user of the jaeger and otelcol-contrib images
+CONFIG_DIR = "/etc/jaeger"
+ES_CREDENTIALS_DIR = "/etc/jaeger/es-credentials"
+ES_CA_DIR = "/etc/jaeger/es-ca"
+BADGER_DIR = "/tmp/badger"  # on the data volume mounted at /tmp (the image's own writable /tmp)
+CLEANER_SCHEDULE = "15 0 * * *"  # nightly, after the day's index has rolled over at midnight UTC
+CLEANER_RESOURCES = Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="128Mi")
+OTLP_PORTS = [(jaeger_config.OTLP_GRPC_PORT, "TCP"), (jaeger_config.OTLP_HTTP_PORT, "TCP")]
+GATEWAY = "otel-gateway"
+
+
+@dataclass(frozen=True)
+class ElasticsearchConnection:
+    """How Jaeger reaches the logging stack's Elasticsearch (given by components/logging/)."""
+
+    url: str  # e.g. https://elasticsearch.monitoring.svc:9200
+    username: str
+    password: pulumi.Output  # secret; lands only in a Kubernetes Secret
+    ca_secret_name: Optional[str] = None  # Secret with the CA certificate (https)
+    ca_key: str = "ca.crt"
+    peer: str = "elasticsearch"  # app name of its pods in this stack (network policy), or workload.ANYWHERE
+
+    @property
+    def port(self) -> int:
+        parsed = urlparse(self.url)
+        return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def _config(text: str) -> ConfigFiles:
+    # Read at start: a change rolls the pods (checksum annotation) or replaces the container.
+    return ConfigFiles("config", CONFIG_DIR, {"config.yaml": text})
+
+
+def _ports(ports: dict[str, int]) -> list[Port]:
+    return [Port(name, port) for name, port in ports.items()]
+
+
+class Jaeger(pulumi.ComponentResource):
+    """Jaeger v2: all-in-one (memory/Badger) or collectors + query + index cleaner (Elasticsearch)."""
+
+    internal_url: str
+    external_url: Optional[str]
+    otlp_grpc_endpoint: str
+    otlp_http_endpoint: str
+
+    def __init__(self, name: str, *, settings: Settings, platform: Platform,
+                 elasticsearch: Optional[ElasticsearchConnection] = None, gateway: bool = False,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:tracing:Jaeger", name, None, opts)
+        tracing = settings.tracing
+        self.external_url = platform.public_url("jaeger")
+        # Who may send OTLP to Jaeger: the gateway when there is one, otherwise any client.
+        self._otlp_from = Flow(GATEWAY, OTLP_PORTS) if gateway else Flow(ANYWHERE, OTLP_PORTS)
+        if tracing.storage == "elasticsearch":
+            if elasticsearch is None:
+                raise ValueError("tracing.storage elasticsearch needs an ElasticsearchConnection")
+            self._split(settings, platform, elasticsearch)
+        else:
+            self._all_in_one(settings, platform)
+        self.internal_url = self.query.url("query")
+        self.otlp_grpc_address = self.collector.address("otlp-grpc")
+        self.otlp_grpc_endpoint = self.collector.url("otlp-grpc")
+        self.otlp_http_endpoint = self.collector.url("otlp-http")
+        if self.external_url:
+            platform.expose(self.query, "query", parent=self)
+        served = [self.query] if self.query is self.collector else [self.query, self.collector]
+        self.scrape_targets = [ScrapeTarget(d.name, d.name, "metrics", addresses=[d.address("metrics")])
+                               for d in served]
+        self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url,
+                               "otlp_grpc_endpoint": self.otlp_grpc_endpoint,
+                               "otlp_http_endpoint": self.otlp_http_endpoint})
+
+    # -- one process: memory or Badger ------------------------------------------------
+    def _all_in_one(self, settings: Settings, platform: Platform) -> None:
+        tracing = settings.tracing
+        if tracing.storage == "badger":
+            storage: jaeger_config.Storage = jaeger_config.BadgerStorage(BADGER_DIR, tracing.retention_days)
+        else:
+            storage = jaeger_config.MemoryStorage(tracing.memory_max_traces)
+        cfg = jaeger_config.JaegerConfig(role="all-in-one", storage=storage, service_name="jaeger")
+        self.config = jaeger_config.render(cfg)
+        spec = ServiceSpec(
+            name="jaeger",
+            component="tracing",
+            image=settings.images["jaeger"],
+            ports=_ports(jaeger_config.ports(cfg)),
+            resources=tracing.collector,
+            run_as_user=JAEGER_UID,
+            args=[f"--config={CONFIG_DIR}/config.yaml"],
+            config=[_config(self.config)],
+            # Badger needs a writable, persistent directory; the memory store only a scratch /tmp.
+            data=DataVolume("/tmp", tracing.storage_size) if tracing.storage == "badger" else None,
+            scratch_paths=[] if tracing.storage == "badger" else ["/tmp"],
+            liveness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
+            readiness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
+            allow_in=[self._otlp_from,
+                      Flow("grafana", [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
+                      Flow(INGRESS, [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
+                      Flow("prometheus", [(jaeger_config.METRICS_PORT, "TCP")])],
+        )
+        self.configs = {"jaeger": self.config}
+        self.query = self.collector = platform.deploy(spec, self)
+
+    # -- Elasticsearch: collectors, query, index cleaner ---------------------------------
+    def _split(self, settings: Settings, platform: Platform, es: ElasticsearchConnection) -> None:
+        tracing = settings.tracing
+        storage = jaeger_config.ElasticsearchStorage(
+            urls=[es.url], index_prefix=tracing.index_prefix, retention_days=tracing.retention_days,
+            username=es.username, password_file=f"{ES_CREDENTIALS_DIR}/password",
+            ca_file=f"{ES_CA_DIR}/{es.ca_key}" if es.ca_secret_name else None,
+            shards=tracing.index_shards, replicas=tracing.index_replicas)
+        external = [ExternalSecret(es.ca_secret_name, ES_CA_DIR)] if es.ca_secret_name else []
+        to_es = Flow(es.peer, [(es.port, "TCP")])
+        credentials = ConfigFiles("es-credentials", ES_CREDENTIALS_DIR, {"password": es.password}, secret=True)
+        self.configs = {}
+
+        def server(name: str, role: str, resources: Resources, replicas: int, allow_in: list) -> ServiceSpec:
+            cfg = jaeger_config.JaegerConfig(role=role, storage=storage, service_name=name)
+            self.configs[name] = jaeger_config.render(cfg)
+            return ServiceSpec(
+                name=name, component="tracing", image=settings.images["jaeger"],
+                ports=_ports(jaeger_config.ports(cfg)), resources=resources, run_as_user=JAEGER_UID,
+                args=[f"--config={CONFIG_DIR}/config.yaml"],
+                config=[_config(self.configs[name]), credentials],
+                external_secrets=external, scratch_paths=["/tmp"],
+                liveness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
+                readiness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
+                replicas=replicas,
+                allow_in=allow_in + [Flow("prometheus", [(jaeger_config.METRICS_PORT, "TCP")])],
+                allow_out=[to_es],
+            )
+
+        self.collector = platform.deploy(server(
+            "jaeger-collector", "collector", tracing.collector, tracing.collector_replicas,
+            [self._otlp_from]), self)
+        self.query = platform.deploy(server(
+            "jaeger", "query", tracing.query, 1,
+            [Flow("grafana", [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
+             Flow(INGRESS, [(jaeger_config.QUERY_HTTP_PORT, "TCP")])]), self)
+        self.config = self.configs["jaeger-collector"]
+
+        cleaner_args = [str(tracing.retention_days), es.url, f"--es.index-prefix={tracing.index_prefix}",
+                        f"--es.username={es.username}"]
+        if es.ca_secret_name:
+            cleaner_args += ["--es.tls.enabled=true", f"--es.tls.ca={ES_CA_DIR}/{es.ca_key}"]
+        self.cleaner = platform.deploy(ServiceSpec(
+            name="jaeger-es-index-cleaner", component="tracing", image=settings.images["jaegerIndexCleaner"],
+            ports=[], resources=CLEANER_RESOURCES, run_as_user=JAEGER_UID, args=cleaner_args,
+            # The cleaner reads its password only from the environment (ES_PASSWORD), through a secretKeyRef.
+            secret_env={"ES_PASSWORD": es.password},
+            external_secrets=external, schedule=CLEANER_SCHEDULE, allow_out=[to_es],
+        ), self)
+
+
+class OtelGateway(pulumi.ComponentResource):
+    """OpenTelemetry Collector (contrib) in front of Jaeger: memory limiter, sampling, batching."""
+
+    otlp_grpc_endpoint: str
+    otlp_http_endpoint: str
+
+    def __init__(self, name: str, *, settings: Settings, platform: Platform, jaeger_otlp_address: str,
+                 jaeger_app: str, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:tracing:OtelGateway", name, None, opts)
+        tracing = settings.tracing
+        self.gateway_config = gateway_config.GatewayConfig(
+            jaeger_endpoint=jaeger_otlp_address, sampling_mode=tracing.sampling_mode,
+            sampling_percentage=tracing.sampling_percentage,
+            slow_trace_threshold_ms=int(duration_seconds(tracing.slow_trace_threshold) * 1000))
+        self.config = gateway_config.render(self.gateway_config)
+        spec = ServiceSpec(
+            name=GATEWAY,
+            component="tracing",
+            image=settings.images["otelCollector"],
+            ports=_ports(gateway_config.ports()),
+            resources=tracing.gateway,
+            run_as_user=JAEGER_UID,
+            args=["--config=/etc/otelcol/config.yaml"],
+            config=[ConfigFiles("config", "/etc/otelcol", {"config.yaml": self.config})],
+            scratch_paths=["/tmp"],
+            liveness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
+            readiness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
+            replicas=tracing.gateway_replicas,
+            # Applications in any namespace send OTLP here.
+            allow_in=[Flow(ANYWHERE, OTLP_PORTS), Flow("prometheus", [(gateway_config.METRICS_PORT, "TCP")])],
+            allow_out=[Flow(jaeger_app, [(jaeger_config.OTLP_GRPC_PORT, "TCP")])],
+        )
+        self.deployed = platform.deploy(spec, self)
+        self.otlp_grpc_endpoint = self.deployed.url("otlp-grpc")
+        self.otlp_http_endpoint = self.deployed.url("otlp-http")
+        self.scrape_targets = [ScrapeTarget(GATEWAY, GATEWAY, "metrics", addresses=[self.deployed.address("metrics")])]
+        self.register_outputs({"otlp_grpc_endpoint": self.otlp_grpc_endpoint,
+                               "otlp_http_endpoint": self.otlp_http_endpoint})

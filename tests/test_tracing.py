@@ -1,0 +1,559 @@
+"""Tracing (Jaeger v2, the OpenTelemetry Collector gateway) under Pulumi's mock runtime, dev and prod.
+
+The stacks' files keep `tracing.enabled: false`; these tests run each stack with its own
+tracing values (Pulumi.<stack>.yaml) switched on. Prod keeps its spans in the logging stack's
+Elasticsearch (components/stack.py:tracing_elasticsearch); one test replaces that connection by
+a stand-in with a sentinel password to follow the password exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import kubernetes_validate
+import pulumi
+import pytest
+import yaml
+
+from components import offline, stack as stack_module
+from components.logging import CA_SECRET
+from components.configs import jaeger as jaeger_config
+from components.settings import SettingsError
+from components.tracing import ElasticsearchConnection
+from tests import otel_config_check as occ
+from tests.conftest import ROOT, run_on_kubernetes
+from tests.test_hardening import EXACT_IMAGE, SCHEMA_VERSION
+
+ES_URL = "https://elasticsearch.monitoring.svc:9200"
+ES_USER = "fm-jaeger"  # the logging stack's user for Jaeger (index privileges on jaeger-*)
+ES_PASSWORD = "sentinel-es-pass-3c9e"
+
+
+def tracing_values(stack: str, **changes) -> dict:
+    """The tracing section of Pulumi.<stack>.yaml, switched on, with changes merged in."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    values = copy.deepcopy(document["config"]["football-monitoring:tracing"])
+    values["enabled"] = True
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            values[key] = {**values.get(key, {}), **value}
+        else:
+            values[key] = value
+    return values
+
+
+def es_connection(settings, stack) -> ElasticsearchConnection:
+    return ElasticsearchConnection(url=ES_URL, username=ES_USER, password=pulumi.Output.secret(ES_PASSWORD),
+                                   ca_secret_name=CA_SECRET, ca_key="ca.crt", peer="elasticsearch")
+
+
+def run_prod_with_sentinel(overrides: dict | None = None) -> offline.RunResult:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stack_module, "tracing_elasticsearch", es_connection)
+        return offline.run("prod", {"tracing": tracing_values("prod"), **(overrides or {})})
+
+
+@pytest.fixture(scope="module")
+def dev_k8s() -> offline.RunResult:
+    return run_on_kubernetes("dev", {"tracing": tracing_values("dev")})
+
+
+@pytest.fixture(scope="module")
+def dev_memory() -> offline.RunResult:
+    return run_on_kubernetes("dev", {"tracing": tracing_values("dev", storage="memory")})
+
+
+@pytest.fixture(scope="module")
+def dev_docker() -> offline.RunResult:
+    return offline.run("dev", {"tracing": tracing_values("dev")})
+
+
+@pytest.fixture(scope="module")
+def prod_tracing() -> offline.RunResult:
+    """prod as its file has it, tracing on: the logging stack's Elasticsearch, wired by the stack."""
+    return offline.run("prod", {"tracing": tracing_values("prod")})
+
+
+@pytest.fixture(scope="module")
+def prod_sentinel() -> offline.RunResult:
+    return run_prod_with_sentinel()
+
+
+@pytest.fixture(scope="module")
+def prod_probabilistic() -> offline.RunResult:
+    return offline.run("prod", {"tracing": tracing_values(
+        "prod", gateway={"replicas": 2}, sampling={"mode": "probabilistic", "percentage": 25})})
+
+
+def containers(obj: dict) -> list[dict]:
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return spec["template"]["spec"]["containers"]
+
+
+def pod(obj: dict) -> dict:
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return spec["template"]["spec"]
+
+
+def config_of(result, name: str) -> dict:
+    return yaml.safe_load(result.one("ConfigMap", f"{name}-config")["data"]["config.yaml"])
+
+
+def tracing_workloads(result) -> list[dict]:
+    return [o for o in result.kubernetes_objects()
+            if o["kind"] in ("Deployment", "StatefulSet", "CronJob")
+            and o["metadata"]["labels"].get("app.kubernetes.io/component") == "tracing"]
+
+
+def container_ports(obj: dict) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in containers(obj)[0].get("ports", [])}
+
+
+def allowed_from(policy: dict) -> dict:
+    """peer -> set of ports allowed in."""
+    peers: dict = {}
+    for rule in policy["spec"]["ingress"]:
+        ports = {p["port"] for p in rule.get("ports", [])}
+        for peer in rule.get("from", [{"anywhere": True}]):
+            name = (peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                    or ("ns:" + peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                        if "namespaceSelector" in peer else "anywhere"))
+            peers.setdefault(name, set()).update(ports)
+    return peers
+
+
+def allowed_to(policy: dict) -> dict:
+    peers: dict = {}
+    for rule in policy["spec"]["egress"][1:]:  # [0] is DNS
+        ports = {p["port"] for p in rule.get("ports", [])}
+        for peer in rule.get("to", [{"anywhere": True}]):
+            name = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name", "anywhere")
+            peers.setdefault(name, set()).update(ports)
+    return peers
+
+
+# ---------------------------------------------------------------- dev: one all-in-one Jaeger
+
+
+def test_dev_runs_one_all_in_one_jaeger_with_badger_on_a_volume(dev_k8s):
+    sts = dev_k8s.one("StatefulSet", "jaeger")
+    assert sts["spec"]["replicas"] == 1
+    assert [o["metadata"]["name"] for o in tracing_workloads(dev_k8s)] == ["jaeger"]
+    assert not dev_k8s.find("CronJob") and not dev_k8s.find("Deployment", "otel-gateway")
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "2Gi"  # tracing.storageSize of Pulumi.dev.yaml
+    main = containers(sts)[0]
+    assert main["image"] == "docker.io/jaegertracing/jaeger:2.15.0"
+    assert main["args"] == ["--config=/etc/jaeger/config.yaml"]
+    assert {"name": "data", "mountPath": "/tmp"} in main["volumeMounts"]
+    assert container_ports(sts) == {"query": 16686, "query-grpc": 16685, "otlp-grpc": 4317, "otlp-http": 4318,
+                                    "metrics": 8888, "health": 13133}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/status", "port": "health"}
+    assert main["livenessProbe"]["httpGet"] == {"path": "/status", "port": "health"}
+    service = dev_k8s.one("Service", "jaeger")["spec"]
+    assert {p["name"]: p["port"] for p in service["ports"]} == container_ports(sts)
+
+    backend = config_of(dev_k8s, "jaeger")["extensions"]["jaeger_storage"]["backends"]["traces"]
+    assert backend == {"badger": {"directories": {"keys": "/tmp/badger/keys", "values": "/tmp/badger/values"},
+                                  "ephemeral": False, "ttl": {"spans": "72h"}, "maintenance_interval": "5m"}}
+
+
+def test_dev_memory_store_is_bounded_and_needs_no_volume(dev_memory):
+    deployment = dev_memory.one("Deployment", "jaeger")
+    assert deployment["spec"]["replicas"] == 1
+    assert not dev_memory.find("StatefulSet", "jaeger")
+    assert {"name": "scratch-0", "emptyDir": {"sizeLimit": "256Mi"}} in pod(deployment)["volumes"]
+    backend = config_of(dev_memory, "jaeger")["extensions"]["jaeger_storage"]["backends"]["traces"]
+    assert backend == {"memory": {"max_traces": 50000}}
+
+
+def test_config_change_rolls_jaeger(dev_k8s):
+    after = run_on_kubernetes("dev", {"tracing": tracing_values("dev", retentionDays=5)})
+
+    def checksum(result):
+        return result.one("StatefulSet", "jaeger")["spec"]["template"]["metadata"]["annotations"][
+            "football-monitoring/config-checksum"]
+
+    assert checksum(dev_k8s) != checksum(after)
+    assert config_of(after, "jaeger")["extensions"]["jaeger_storage"]["backends"]["traces"]["badger"]["ttl"] == \
+        {"spans": "120h"}
+
+
+# ---------------------------------------------------------------- prod: collectors, query, Elasticsearch
+
+
+def test_prod_scales_collectors_behind_one_service(prod_tracing):
+    collector = prod_tracing.one("Deployment", "jaeger-collector")
+    assert collector["spec"]["replicas"] == 3
+    assert containers(collector)[0]["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                                     "limits": {"memory": "1Gi"}}
+    assert container_ports(collector) == {"otlp-grpc": 4317, "otlp-http": 4318, "metrics": 8888, "health": 13133}
+    service = prod_tracing.one("Service", "jaeger-collector")["spec"]
+    assert service["type"] == "ClusterIP"
+    assert {p["name"]: p["port"] for p in service["ports"]} == container_ports(collector)
+    budget = prod_tracing.one("PodDisruptionBudget", "jaeger-collector")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert pod(collector)["affinity"]["podAntiAffinity"]
+    query = prod_tracing.one("Deployment", "jaeger")
+    assert query["spec"]["replicas"] == 1
+    assert container_ports(query) == {"query": 16686, "query-grpc": 16685, "metrics": 8888, "health": 13133}
+    # Stateless: spans live in Elasticsearch, nothing in the pods.
+    assert not [o for o in tracing_workloads(prod_tracing) if o["kind"] == "StatefulSet"]
+
+
+def test_prod_stores_spans_in_daily_elasticsearch_indices(prod_tracing):
+    for name, role_has_query in (("jaeger-collector", False), ("jaeger", True)):
+        config = config_of(prod_tracing, name)
+        es = config["extensions"]["jaeger_storage"]["backends"]["traces"]["elasticsearch"]
+        assert es["server_urls"] == [ES_URL]
+        assert es["indices"]["index_prefix"] == "jaeger"
+        for index in ("spans", "services", "dependencies", "sampling"):
+            assert es["indices"][index] == {"date_layout": "2006-01-02", "rollover_frequency": "day",
+                                            "shards": 1, "replicas": 1}
+        assert es["max_span_age"] == "168h"  # 7 retention days
+        assert es["auth"] == {"basic": {"username": ES_USER, "password_file": "/etc/jaeger/es-credentials/password"}}
+        assert es["tls"] == {"ca_file": "/etc/jaeger/es-ca/ca.crt"}
+        assert ("jaeger_query" in config["extensions"]) is role_has_query
+        deployment = prod_tracing.one("Deployment", name)
+        volumes = {v["name"]: v for v in pod(deployment)["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in containers(deployment)[0]["volumeMounts"]}
+        assert volumes[mounts["/etc/jaeger/es-ca"]]["secret"]["secretName"] == CA_SECRET
+        assert volumes[mounts["/etc/jaeger/es-credentials"]]["secret"]["secretName"] == f"{name}-es-credentials"
+        # The logging stack's generated password for Jaeger (a fixed marker under the mocks).
+        assert prod_tracing.one("Secret", f"{name}-es-credentials")["stringData"] == {
+            "password": offline.GENERATED_SECRET}
+    # The logging stack's CA Secret that Jaeger mounts by name exists, with the key Jaeger reads.
+    assert "ca.crt" in prod_tracing.one("Secret", CA_SECRET)["stringData"]
+
+
+def test_prod_deletes_indices_older_than_the_retention(prod_tracing):
+    cron = prod_tracing.one("CronJob", "jaeger-es-index-cleaner")
+    assert cron["spec"]["schedule"] == "15 0 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert pod(cron)["restartPolicy"] == "OnFailure"
+    main = containers(cron)[0]
+    assert main["image"] == "docker.io/jaegertracing/jaeger-es-index-cleaner:2.15.0"
+    assert main["args"] == ["7", ES_URL, "--es.index-prefix=jaeger", f"--es.username={ES_USER}",
+                            "--es.tls.enabled=true", "--es.tls.ca=/etc/jaeger/es-ca/ca.crt"]
+    assert main["env"] == [{"name": "ES_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "jaeger-es-index-cleaner-env", "key": "es-password"}}}]
+    assert not prod_tracing.find("Service", "jaeger-es-index-cleaner")
+
+
+# ---------------------------------------------------------------- ingestion and sampling
+
+
+def test_dev_keeps_every_trace_without_a_gateway(dev_k8s, dev_docker):
+    assert dev_k8s.outputs["otlpGrpcEndpoint"] == "http://jaeger.monitoring-dev.svc:4317"
+    assert dev_k8s.outputs["otlpHttpEndpoint"] == "http://jaeger.monitoring-dev.svc:4318"
+    processors = config_of(dev_k8s, "jaeger")["service"]["pipelines"]["traces"]["processors"]
+    assert processors == ["memory_limiter", "batch"]  # no sampler anywhere: 100%
+    assert dev_docker.outputs["otlpGrpcEndpoint"] == "http://jaeger:4317"
+
+
+def test_prod_tail_samples_ten_percent_and_keeps_errors_and_slow_traces(prod_tracing):
+    gateway = prod_tracing.one("Deployment", "otel-gateway")
+    assert gateway["spec"]["replicas"] == 1
+    assert containers(gateway)[0]["image"] == "docker.io/otel/opentelemetry-collector-contrib:0.139.0"
+    config = config_of(prod_tracing, "otel-gateway")
+    assert config["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "tail_sampling", "batch"]
+    policies = {p["name"]: p for p in config["processors"]["tail_sampling"]["policies"]}
+    assert policies["errors"]["status_code"] == {"status_codes": ["ERROR"]}
+    assert policies["slow"]["latency"] == {"threshold_ms": 2000}
+    assert policies["baseline"]["probabilistic"] == {"sampling_percentage": 10}
+    assert config["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger-collector.monitoring.svc:4317"
+    assert prod_tracing.outputs["otlpGrpcEndpoint"] == "http://otel-gateway.monitoring.svc:4317"
+    assert prod_tracing.outputs["otlpHttpEndpoint"] == "http://otel-gateway.monitoring.svc:4318"
+
+
+def test_probabilistic_sampling_scales_the_gateway(prod_probabilistic):
+    assert prod_probabilistic.one("Deployment", "otel-gateway")["spec"]["replicas"] == 2
+    config = config_of(prod_probabilistic, "otel-gateway")
+    assert config["processors"]["probabilistic_sampler"] == {"sampling_percentage": 25, "hash_seed": 22}
+    assert "tail_sampling" not in config["processors"]
+
+
+# ---------------------------------------------------------------- the generated configs
+
+
+def all_configs(*results) -> list[tuple[str, str, dict, dict]]:
+    """(stack, distribution, config, workload) of every Jaeger and gateway config a run declares."""
+    found = []
+    for result in results:
+        for obj in tracing_workloads(result):
+            name = obj["metadata"]["name"]
+            if obj["kind"] == "CronJob":
+                continue
+            distribution = "contrib" if name == "otel-gateway" else "jaeger"
+            found.append((f"{result.stack}/{name}", distribution, config_of(result, name), obj))
+    return found
+
+
+def test_every_generated_config_passes_the_structural_check(dev_k8s, dev_memory, prod_tracing, prod_probabilistic):
+    checked = all_configs(dev_k8s, dev_memory, prod_tracing, prod_probabilistic)
+    assert len(checked) == 8
+    for where, distribution, config, _ in checked:
+        assert occ.check(config, distribution) == [], where
+
+
+def test_listening_ports_match_container_and_service_ports(dev_k8s, prod_tracing, prod_probabilistic):
+    for result in (dev_k8s, prod_tracing, prod_probabilistic):
+        for where, _, config, obj in all_configs(result):
+            listening = set(occ.listening_ports(config).values())
+            declared = set(container_ports(obj).values())
+            assert listening == declared, where
+            service = result.one("Service", obj["metadata"]["name"])["spec"]
+            assert {p["port"] for p in service["ports"]} == declared, where
+
+
+def test_the_gateway_exports_to_a_port_the_collector_service_has(prod_tracing):
+    endpoint = config_of(prod_tracing, "otel-gateway")["exporters"]["otlp/jaeger"]["endpoint"]
+    host, port = endpoint.rsplit(":", 1)
+    name, namespace = host.split(".")[:2]
+    service = prod_tracing.one("Service", name)
+    assert service["metadata"]["namespace"] == namespace
+    assert int(port) in {p["port"] for p in service["spec"]["ports"] if p["name"] == "otlp-grpc"}
+
+
+def test_the_renderer_refuses_a_split_without_shared_storage():
+    with pytest.raises(ValueError, match="shared store"):
+        jaeger_config.document(jaeger_config.JaegerConfig(role="collector",
+                                                          storage=jaeger_config.MemoryStorage(1000)))
+
+
+# ---------------------------------------------------------------- secrets, schemas, hardening, isolation
+
+
+def test_the_elasticsearch_password_stays_in_secrets(prod_sentinel, prod_tracing):
+    holders = set()
+    for obj in prod_sentinel.kubernetes_objects():
+        if ES_PASSWORD in json.dumps(obj):
+            assert obj["kind"] == "Secret", f"{obj['kind']} {obj['metadata']['name']} holds the password"
+            holders.add(obj["metadata"]["name"])
+    assert holders == {"jaeger-collector-es-credentials", "jaeger-es-credentials", "jaeger-es-index-cleaner-env"}
+    for resource in prod_sentinel.resources:
+        if ES_PASSWORD in json.dumps(resource.inputs):
+            assert resource.type == "kubernetes:core/v1:Secret" and "stringData" in resource.secret_inputs
+    assert not any(ES_PASSWORD in json.dumps(v) for v in prod_sentinel.outputs.values())
+    # With the real wiring: no generated password outside a Secret in any tracing object.
+    for obj in prod_tracing.kubernetes_objects():
+        if obj["kind"] != "Secret" and ("jaeger" in obj["metadata"]["name"] or "otel" in obj["metadata"]["name"]):
+            assert offline.GENERATED_SECRET not in json.dumps(obj), obj["metadata"]["name"]
+
+
+def test_every_tracing_object_validates_against_kubernetes_schemas(dev_k8s, dev_memory, prod_tracing):
+    for result in (dev_k8s, dev_memory, prod_tracing):
+        kinds = set()
+        for obj in result.kubernetes_objects():
+            try:
+                kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
+            kinds.add(obj["kind"])
+    assert "CronJob" in kinds
+
+
+def test_schema_validation_catches_a_broken_cronjob(prod_tracing):
+    cron = copy.deepcopy(prod_tracing.one("CronJob", "jaeger-es-index-cleaner"))
+    cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] = ["OnFailure"]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(cron, SCHEMA_VERSION, strict=True)
+
+
+def test_every_tracing_container_is_hardened(dev_k8s, prod_tracing):
+    checked = 0
+    for result in (dev_k8s, prod_tracing):
+        for obj in tracing_workloads(result):
+            spec = pod(obj)
+            assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
+            assert spec["automountServiceAccountToken"] is False
+            assert spec["priorityClassName"].endswith("-monitoring")
+            for c in spec["containers"]:
+                assert EXACT_IMAGE.match(c["image"]), c["image"]
+                assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                                                "seccompProfile": {"type": "RuntimeDefault"}}
+                assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"]
+                if obj["kind"] != "CronJob":
+                    assert "livenessProbe" in c and "readinessProbe" in c and "startupProbe" in c
+                checked += 1
+    assert checked == 5  # jaeger (dev); jaeger-collector, jaeger, cleaner, otel-gateway (prod)
+
+
+def test_network_flows(dev_k8s, prod_tracing):
+    jaeger = allowed_from(dev_k8s.one("NetworkPolicy", "jaeger"))
+    assert jaeger == {"anywhere": {4317, 4318}, "grafana": {16686}, "prometheus": {8888}}  # no ingress host in dev
+    assert allowed_to(dev_k8s.one("NetworkPolicy", "jaeger")) == {}
+    assert allowed_to(dev_k8s.one("NetworkPolicy", "grafana"))["jaeger"] == {16686}
+
+    assert allowed_from(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"anywhere": {4317, 4318},
+                                                                                "prometheus": {8888}}
+    assert allowed_to(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"jaeger-collector": {4317}}
+    # With a gateway, only the gateway may send spans to the collectors.
+    assert allowed_from(prod_tracing.one("NetworkPolicy", "jaeger-collector")) == {"otel-gateway": {4317, 4318},
+                                                                                    "prometheus": {8888}}
+    assert allowed_from(prod_tracing.one("NetworkPolicy", "jaeger")) == {"grafana": {16686}, "prometheus": {8888}}
+    for name in ("jaeger-collector", "jaeger", "jaeger-es-index-cleaner"):
+        assert allowed_to(prod_tracing.one("NetworkPolicy", name)) == {"elasticsearch": {9200}}, name
+
+
+def test_prometheus_scrapes_every_tracing_service(dev_k8s, prod_tracing, dev_docker):
+    for result, jobs in ((dev_k8s, {"jaeger"}), (prod_tracing, {"jaeger", "jaeger-collector", "otel-gateway"})):
+        config = yaml.safe_load(result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+        found = {j["job_name"]: j for j in config["scrape_configs"] if j["job_name"] in jobs}
+        assert set(found) == jobs
+        for job in found.values():
+            assert {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "metrics",
+                    "action": "keep"} in job["relabel_configs"]
+    docker_prom = [c for c in dev_docker.containers() if c.name == "prometheus"][0]
+    text = {u["file"]: u["content"] for u in docker_prom.inputs["uploads"]}["/etc/prometheus/config/prometheus.yml"]
+    jobs = {j["job_name"]: j for j in yaml.safe_load(text)["scrape_configs"]}
+    assert jobs["jaeger"]["static_configs"][0]["targets"] == ["jaeger:8888"]
+
+
+# ---------------------------------------------------------------- Grafana
+
+
+def datasources(result) -> dict:
+    if result.containers():
+        grafana = result.container("grafana")
+        text = {u["file"]: u["content"] for u in grafana.inputs["uploads"]}[
+            "/etc/grafana/provisioning/datasources/datasources.yaml"]
+    else:
+        text = result.one("ConfigMap", "grafana-datasources")["data"]["datasources.yaml"]
+    return {d["uid"]: d for d in yaml.safe_load(text)["datasources"]}
+
+
+def test_grafana_gets_a_jaeger_datasource_linked_to_metrics_and_logs(prod_tracing, dev_docker):
+    jaeger = datasources(prod_tracing)["traces"]
+    assert jaeger["type"] == "jaeger" and jaeger["url"] == "http://jaeger.monitoring.svc:16686"
+    metrics = jaeger["jsonData"]["tracesToMetrics"]
+    assert metrics["datasourceUid"] == "prometheus"
+    assert metrics["tags"] == [{"key": "service.name", "value": "job"}]
+    recorded = {r["record"] for path in (ROOT / "rules").glob("*.yaml")
+                for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"] if "record" in r}
+    for query in metrics["queries"]:
+        name = query["query"].split("(", 1)[1].split("{", 1)[0]
+        assert name in recorded, query
+    # prod runs the logging stack (on by default on Kubernetes): trace -> logs by trace_id.
+    logs = jaeger["jsonData"]["tracesToLogsV2"]
+    assert logs["datasourceUid"] == "logs" and logs["filterByTraceID"] is True
+    assert re.fullmatch(r'trace[._]id:"\$\{__trace\.traceId\}"', logs["query"]), logs["query"]
+    assert "logs" in datasources(prod_tracing)  # the datasource the link points at is provisioned
+    # A Docker host runs no logging stack: no link to a datasource that does not exist.
+    docker_jaeger = datasources(dev_docker)["traces"]
+    assert docker_jaeger["url"] == "http://jaeger:16686"
+    assert "tracesToLogsV2" not in docker_jaeger["jsonData"]
+
+
+def test_no_jaeger_datasource_without_tracing(prod):
+    assert "traces" not in datasources(prod)
+
+
+# ---------------------------------------------------------------- Docker host and outputs
+
+
+def test_dev_on_a_docker_host(dev_docker, dev_k8s):
+    jaeger = dev_docker.container("jaeger").inputs
+    assert {"volumeName": "fm-dev-jaeger-data", "containerPath": "/tmp"} in jaeger["volumes"]
+    assert jaeger["ports"] == [{"internal": 16686, "external": 16686, "ip": "127.0.0.1", "protocol": "tcp"}]
+    assert jaeger["healthcheck"]["tests"] == ["CMD", "wget", "-q", "--spider", "http://127.0.0.1:13133/status"]
+    assert jaeger["user"] == "10001:10001" and jaeger["readOnly"] is True
+    assert jaeger["networksAdvanced"] == [{"name": "fm-dev", "aliases": ["jaeger"]}]
+    uploads = {u["file"]: u["content"] for u in jaeger["uploads"]}
+    assert uploads["/etc/jaeger/config.yaml"] == dev_k8s.one("ConfigMap", "jaeger-config")["data"]["config.yaml"]
+    assert dev_docker.outputs["jaegerUrl"] == "http://jaeger:16686"
+    assert dev_docker.outputs["jaegerExternalUrl"] == "http://localhost:16686"
+
+
+def test_outputs(dev_k8s, prod_tracing):
+    assert dev_k8s.outputs["jaegerUrl"] == "http://jaeger.monitoring-dev.svc:16686"
+    assert "jaegerExternalUrl" not in dev_k8s.outputs
+    assert prod_tracing.outputs["jaegerUrl"] == "http://jaeger.monitoring.svc:16686"
+    for result in (dev_k8s, prod_tracing):
+        assert not {"jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"} & result.secret_outputs
+
+
+def test_jaeger_ui_exposed_only_behind_authentication():
+    with pytest.raises(SettingsError) as info:
+        run_prod_with_sentinel({"ingress": {"jaegerHost": "jaeger.example.org"}})
+    assert "football-monitoring:ingress.jaegerHost = 'jaeger.example.org' is not valid without ingress.authUrl" \
+        in str(info.value)
+    result = run_prod_with_sentinel({"ingress": {"jaegerHost": "jaeger.example.org", "className": "nginx",
+                                   "authUrl": "https://auth.example.org/oauth2/auth"}})
+    ingress = result.one("Ingress", "jaeger")
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == {"name": "jaeger",
+                                                                                       "port": {"name": "query"}}
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"] == \
+        "https://auth.example.org/oauth2/auth"
+    assert result.outputs["jaegerExternalUrl"] == "http://jaeger.example.org"
+    assert "ns:ingress-nginx" in allowed_from(result.one("NetworkPolicy", "jaeger"))
+
+
+# ---------------------------------------------------------------- bad settings
+
+
+@pytest.mark.parametrize("stack, changes, overrides, expected", [
+    ("prod", {}, {"logging": {"enabled": False}},
+     "football-monitoring:tracing.storage = 'elasticsearch' needs the logging stack's Elasticsearch: expected "
+     "logging.enabled = true"),
+    ("dev", {"storage": "elasticsearch"}, {},
+     "football-monitoring:tracing.storage = 'elasticsearch' is not valid on platform docker"),
+    ("dev", {"collector": {"replicas": 2}}, {"platform": "kubernetes"},
+     "football-monitoring:tracing.collector.replicas = 2 is not valid with tracing.storage 'badger': expected 1"),
+    ("dev", {"gateway": {"enabled": True}}, {},
+     "football-monitoring:tracing.gateway.enabled = true is not valid on platform docker"),
+    ("dev", {"sampling": {"percentage": 10}}, {"platform": "kubernetes"},
+     "football-monitoring:tracing.sampling.percentage = 10 is not valid without tracing.gateway.enabled"),
+    ("prod", {"gateway": {"replicas": 2}}, {},
+     "football-monitoring:tracing.gateway.replicas = 2 is not valid with tracing.sampling.mode 'tail': expected 1"),
+    ("dev", {"sampling": {"percentage": 0}}, {},
+     "football-monitoring:tracing.sampling.percentage = 0 is not valid: expected a percentage above 0"),
+    ("dev", {"storage": "cassandra"}, {},
+     "football-monitoring:tracing.storage = 'cassandra' is not valid: expected one of memory, badger, elasticsearch"),
+    ("dev", {"retentionDays": 0}, {},
+     "football-monitoring:tracing.retentionDays = 0 is not valid: expected a whole number from 1 to 90"),
+])
+def test_bad_tracing_settings_fail_with_a_clear_message(stack, changes, overrides, expected):
+    with pytest.raises(SettingsError) as info:
+        offline.run(stack, {"tracing": tracing_values(stack, **changes), **overrides})
+    assert expected in str(info.value)
+    assert offline.LAST_RECORDER.resources == []
+
+
+def test_tracing_is_off_unless_enabled(dev, prod, docker_dev):
+    for result in (dev, prod, docker_dev):
+        assert not any("jaeger" in r.name or "otel-gateway" in r.name for r in result.resources)
+        assert not {"jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"} & set(result.outputs)
+
+
+def test_checkov_on_the_tracing_manifests(dev_k8s, prod_tracing, tmp_path):
+    """The rendered manifests of both shapes pass checkov, failures only where the skip list says why."""
+    from components import render
+    from tests.test_security_scan import failed_checks, skip_for
+
+    unexplained = []
+    for result in (dev_k8s, prod_tracing):
+        out = tmp_path / result.stack
+        render.write(result, out)
+        # Only the tracing objects: the rest of the stack is test_security_scan's.
+        found = [f for f in failed_checks(out / "kubernetes")
+                 if re.search(r"\.(jaeger[\w-]*|otel-gateway)$", f["resource"])]
+        unexplained += [f"{result.stack}: {f['check_id']} {f['check_name']} on {f['resource']}"
+                        for f in found if not skip_for(f)]
+        if result is prod_tracing:
+            assert any(f["check_id"] == "CKV_K8S_35" and "jaeger-es-index-cleaner" in f["resource"] for f in found)
+    assert unexplained == [], "\n".join(unexplained)
+
+
+def test_readme_documents_the_tracing_outputs(dev_docker, prod_tracing):
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", readme, flags=re.M))
+    with_ingress = run_prod_with_sentinel({"ingress": {"jaegerHost": "jaeger.example.org",
+                                                       "authUrl": "https://auth.example.org/oauth2/auth"}})
+    tracing_outputs = {k for r in (dev_docker, prod_tracing, with_ingress) for k in r.outputs
+                       if k.startswith(("jaeger", "otlp"))}
+    assert tracing_outputs == {"jaegerUrl", "jaegerExternalUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"}
+    assert tracing_outputs <= documented
