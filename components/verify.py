@@ -12,7 +12,7 @@ status is 1 when anything failed, 2 when the outputs cannot be read, else 0. See
 
 Checks are independent functions registered with ``@check(name, needs=(services...))``; a service's
 ``*.ready`` check gates the rest of its checks. Optional services (Elasticsearch, Jaeger) are only
-checked when their URL output (``elasticsearchUrl``, ``jaegerQueryUrl``) or override exists.
+checked when their URL output (``elasticsearchUrl``, ``jaegerUrl``) or override exists.
 
 The Alertmanager delivery check POSTs uniquely labelled test alerts (one per receiver with an
 integration, labels chosen by walking the route tree), confirms through Alertmanager's own
@@ -204,10 +204,11 @@ SERVICES = {
         Service("prometheus", "prometheus_url", ("prometheusExternalUrl", "prometheusUrl"), 9090),
         Service("alertmanager", "alertmanager_url", ("alertmanagerExternalUrl", "alertmanagerUrl"), 9093),
         Service("grafana", "grafana_url", ("grafanaExternalUrl", "grafanaUrl"), 3000),
-        # Logging and tracing are not deployed yet; their checks run once these outputs exist.
+        # Logging (on Kubernetes) and tracing (tracing.enabled) are not in every stack: their checks run
+        # where these outputs exist (components/stack.py:outputs).
         Service("elasticsearch", "elasticsearch_url", ("elasticsearchExternalUrl", "elasticsearchUrl"), 9200,
                 optional=True),
-        Service("jaeger", "jaeger_url", ("jaegerQueryExternalUrl", "jaegerQueryUrl"), 16686, optional=True),
+        Service("jaeger", "jaeger_url", ("jaegerExternalUrl", "jaegerUrl"), 16686, optional=True),
     )
 }
 

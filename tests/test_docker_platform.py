@@ -11,7 +11,7 @@ from components.settings import DEFAULT_IMAGES, PROJECT
 from tests.config_checks import run
 from tests.conftest import require_tool
 
-PUBLISHED = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093}
+PUBLISHED = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "jaeger": 16686}
 
 
 def uploads(container) -> dict[str, str]:
@@ -21,14 +21,16 @@ def uploads(container) -> dict[str, str]:
 def test_network_volumes_and_containers(docker_dev):
     names = {c.name for c in docker_dev.containers()}
     assert names == {"prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "blackbox-exporter",
-                     "postgres-exporter", "redis-exporter"}
+                     "postgres-exporter", "redis-exporter", "jaeger"}  # Jaeger all-in-one (tracing.enabled)
     network = [r for r in docker_dev.resources if r.type == "docker:index/network:Network"]
     assert [n.inputs["name"] for n in network] == ["fm-dev"]
     volumes = {r.inputs["name"] for r in docker_dev.resources if r.type == "docker:index/volume:Volume"}
-    assert volumes == {"fm-dev-prometheus-data", "fm-dev-alertmanager-data", "fm-dev-grafana-data"}
+    assert volumes == {"fm-dev-prometheus-data", "fm-dev-alertmanager-data", "fm-dev-grafana-data",
+                       "fm-dev-jaeger-data"}  # Jaeger's Badger store
     images = {r.inputs["name"] for r in docker_dev.resources if r.type == "docker:index/remoteImage:RemoteImage"}
     assert images == {DEFAULT_IMAGES[k] for k in ("prometheus", "alertmanager", "grafana", "nodeExporter", "cadvisor",
-                                                  "blackboxExporter", "postgresExporter", "redisExporter")}
+                                                  "blackboxExporter", "postgresExporter", "redisExporter",
+                                                  "jaeger")}
     prometheus = docker_dev.container("prometheus").inputs
     assert {"volumeName": "fm-dev-prometheus-data", "containerPath": "/prometheus"} in prometheus["volumes"]
     assert "--storage.tsdb.retention.time=3d" in prometheus["command"]
@@ -64,6 +66,7 @@ def test_only_the_uis_are_published_on_localhost(docker_dev):
             assert ports == [], c.name
     assert docker_dev.outputs["grafanaExternalUrl"] == "http://localhost:3000"
     assert docker_dev.outputs["prometheusExternalUrl"] == "http://localhost:9090"
+    assert docker_dev.outputs["jaegerExternalUrl"] == "http://localhost:16686"
     assert docker_dev.outputs["grafanaUrl"] == "http://grafana:3000"
 
 
@@ -96,10 +99,13 @@ def test_config_files_come_from_the_same_renderers_as_on_kubernetes(docker_dev, 
     assert {p.rsplit("/", 1)[1]: t for p, t in files["grafana"].items() if "dashboards/" in p and p.endswith(".json")} == dashboards
     # Only the addresses differ: service names on the Docker network instead of cluster DNS.
     kube_ds = dev.one("ConfigMap", "grafana-datasources")["data"]["datasources.yaml"]
-    # ...and the logs datasource, whose logging stack runs on Kubernetes only.
+    # ...and the logs datasource, whose logging stack runs on Kubernetes only, with the traces
+    # datasource's link to it.
     kube_doc = yaml.safe_load(kube_ds)
-    kube_ds = yaml.safe_dump({**kube_doc, "datasources": [d for d in kube_doc["datasources"] if d["uid"] != "logs"]},
-                             sort_keys=False)
+    kube_datasources = [d for d in kube_doc["datasources"] if d["uid"] != "logs"]
+    traces = next(d for d in kube_datasources if d["uid"] == "traces")
+    assert traces["jsonData"].pop("tracesToLogsV2")["datasourceUid"] == "logs"
+    kube_ds = yaml.safe_dump({**kube_doc, "datasources": kube_datasources}, sort_keys=False)
     assert files["grafana"]["/etc/grafana/provisioning/datasources/datasources.yaml"] == \
         kube_ds.replace(".monitoring-dev.svc", "")
     docker_prom = yaml.safe_load(files["prometheus"]["/etc/prometheus/config/prometheus.yml"])
@@ -112,7 +118,7 @@ def test_prometheus_finds_targets_by_address(docker_dev, tmp_path):
     config = yaml.safe_load(text)
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) == {"prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "blackbox-exporter",
-                         "postgres-exporter", "redis-exporter", "blackbox-http", "blackbox-tcp"}
+                         "postgres-exporter", "redis-exporter", "blackbox-http", "blackbox-tcp", "jaeger"}
     assert not any("kubernetes_sd_configs" in j for j in jobs.values())
     assert jobs["node-exporter"]["static_configs"][0]["targets"] == ["host.docker.internal:9100"]
     assert jobs["postgres-exporter"]["static_configs"][0]["targets"] == ["postgres-exporter:9187"]

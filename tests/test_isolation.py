@@ -40,6 +40,7 @@ def test_only_the_flows_the_stack_needs(prod):
     assert allowed_from(policy(prod, "dingtalk-relay")) == {"alertmanager"}
     grafana_out = policy(prod, "grafana")["egress"]
     assert [r["ports"] for r in grafana_out[1:]] == [[{"port": 9090, "protocol": "TCP"}], [{"port": 9093, "protocol": "TCP"}],
+                                                     [{"port": 16686, "protocol": "TCP"}],  # the traces datasource
                                                      [{"port": 9200, "protocol": "TCP"}]]  # the logs datasource
     postgres_out = policy(prod, "postgres-exporter")["egress"]
     assert postgres_out[1] == {"ports": [{"port": 5432, "protocol": "TCP"}]}
@@ -62,7 +63,7 @@ def test_every_pod_has_a_policy(runs):
 
 def test_disruption_budgets_for_replicated_components(dev, prod):
     budgets = {o["metadata"]["name"]: o["spec"] for o in prod.find("PodDisruptionBudget")}
-    assert set(budgets) == {"prometheus", "alertmanager", "elasticsearch", "logstash"}
+    assert set(budgets) == {"prometheus", "alertmanager", "elasticsearch", "logstash", "jaeger-collector"}
     assert all(b["maxUnavailable"] == 1 for b in budgets.values())
     assert not dev.find("PodDisruptionBudget")  # one replica: a budget would only block node drains
 

@@ -314,8 +314,11 @@ def test_bootstrap_job_is_hardened_and_runs_once(dev, prod):
         assert spec["securityContext"]["runAsNonRoot"] is True and spec["automountServiceAccountToken"] is False
         assert set(env(container)) == {"ELASTICSEARCH_URL", "KIBANA_URL"}  # credentials only as Secret files
         secret = result.one("Secret", "logging-bootstrap-secrets")["stringData"]
+        # prod keeps its spans in this Elasticsearch (tracing.storage elasticsearch): fm-jaeger's password
+        # too; dev's Jaeger keeps them in Badger and has no user here.
+        jaeger = {"jaeger-password"} if result is prod else set()
         assert set(secret) == {"ca.crt", "elastic-password", "logstash-password", "exporter-password",
-                               "grafana-password"}
+                               "grafana-password"} | jaeger
     resources = [r for r in prod.resources if r.type == "kubernetes:batch/v1:Job"]
     assert resources[0].inputs["metadata"]["name"] == resources[0].name
 
@@ -353,7 +356,9 @@ def test_kibana_objects_are_provisioned(prod):
     refs = {r["id"] for r in by_type["dashboard"]["references"]}
     assert refs == {"football-errors-by-service", "football-errors-by-service-table"}
     roles = {name for name in policies(prod) if name.startswith("role-")}
-    assert roles == {"role-fm_logstash_writer.json", "role-fm_metrics_reader.json", "role-fm_logs_reader.json"}
+    # fm_jaeger_writer: prod's Jaeger keeps its spans here (tracing.storage elasticsearch).
+    assert roles == {"role-fm_logstash_writer.json", "role-fm_metrics_reader.json", "role-fm_logs_reader.json",
+                     "role-fm_jaeger_writer.json"}
     writer = json.loads(policies(prod)["role-fm_logstash_writer.json"])
     assert writer["indices"] == [{"names": ["logs-football-*"], "privileges": ["create_doc", "auto_configure"]}]
 
@@ -476,8 +481,10 @@ def allowed_from(result, name) -> set:
 
 
 def test_network_flows(prod):
+    # The Jaeger collectors, query service and index cleaner: prod keeps its spans in this Elasticsearch.
     assert allowed_from(prod, "elasticsearch") == {"elasticsearch", "kibana", "logstash", "elasticsearch-exporter",
-                                                   "logging-bootstrap", "grafana"}
+                                                   "logging-bootstrap", "grafana", "jaeger-collector", "jaeger",
+                                                   "jaeger-es-index-cleaner"}
     assert allowed_from(prod, "logstash") == {"filebeat", "prometheus"}
     assert allowed_from(prod, "kibana") == {"ns:ingress-nginx", "logging-bootstrap"}
     assert allowed_from(prod, "filebeat") == {"prometheus"}
@@ -554,7 +561,9 @@ def test_logging_on_a_docker_host_is_refused_with_a_reason(docker_dev):
 
 
 def test_logging_can_be_turned_off_on_kubernetes():
-    result = offline.run("prod", {"logging": {"enabled": False}})
+    # prod's tracing keeps its spans in this Elasticsearch, so it goes too (without it the settings are
+    # refused: test_tracing.py::test_bad_tracing_settings_fail_with_a_clear_message).
+    result = offline.run("prod", {"logging": {"enabled": False}, "tracing": {"enabled": False}})
     assert not result.find("StatefulSet", "elasticsearch") and "kibanaUrl" not in result.outputs
     names = {d["uid"] for d in yaml.safe_load(result.one("ConfigMap", "grafana-datasources")["data"]
                                               ["datasources.yaml"])["datasources"]}
@@ -573,7 +582,7 @@ def test_s3_credentials_are_required_secrets_in_prod():
     offline.run("dev", config=config, secret_keys=secret_keys)
 
 
-def test_tracing_can_keep_spans_in_this_elasticsearch(prod):
+def test_tracing_can_keep_spans_in_this_elasticsearch(prod, dev):
     tracing = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.prod.yaml").read_text())["config"][
         "football-monitoring:tracing"]
     result = offline.run("prod", {"tracing": {**tracing, "enabled": True, "storage": "elasticsearch"}})
@@ -581,4 +590,9 @@ def test_tracing_can_keep_spans_in_this_elasticsearch(prod):
     role = json.loads(policies(result)["role-fm_jaeger_writer.json"])
     assert role["indices"] == [{"names": ["jaeger-jaeger-*"], "privileges": ["all"]}]
     assert "jaeger-password" in result.one("Secret", "logging-bootstrap-secrets")["stringData"]
-    assert "role-fm_jaeger_writer.json" not in policies(prod)  # only when tracing uses it
+    # Only when tracing uses it: not with tracing off, nor where Jaeger keeps spans in Badger (dev).
+    off = offline.run("prod", {"tracing": {**tracing, "enabled": False}})
+    for without in (off, dev):
+        assert "role-fm_jaeger_writer.json" not in policies(without)
+        assert "jaeger-password" not in without.one("Secret", "logging-bootstrap-secrets")["stringData"]
+        assert not {"jaeger-collector", "jaeger", "jaeger-es-index-cleaner"} & allowed_from(without, "elasticsearch")

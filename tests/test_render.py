@@ -46,13 +46,15 @@ def test_render_shows_secrets_only_as_placeholders(tmp_path):
 
 
 def test_render_reports_bad_settings_without_a_traceback(tmp_path):
-    stack_file = ROOT / "Pulumi.badrender.yaml"
-    stack_file.write_text("config:\n  football-monitoring:prometheus:\n    retention: abc\n")
-    try:
-        proc = subprocess.run([sys.executable, "-m", "components.render", "--stack", "badrender",
-                               "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    finally:
-        stack_file.unlink()
+    # The bad stack file lives in tmp_path, never in the project: a Pulumi.<stack>.yaml there, even for a
+    # moment, is a stack to every other test running beside this one (test_workflows' preview matrix).
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    (stacks / "Pulumi.badrender.yaml").write_text("config:\n  football-monitoring:prometheus:\n    retention: abc\n")
+    command = ("import pathlib, sys; from components import offline, render; "
+               "offline.ROOT = pathlib.Path(sys.argv[1]); sys.exit(render.main(sys.argv[2:]))")
+    proc = subprocess.run([sys.executable, "-c", command, str(stacks), "--stack", "badrender",
+                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "football-monitoring:prometheus.retention = 'abc' is not valid" in proc.stderr
     assert "Traceback" not in proc.stderr

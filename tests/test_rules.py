@@ -279,3 +279,29 @@ def test_rule_test_files_use_30s_evaluation_interval():
         assert str(document.get("evaluation_interval")) == "30s", (
             f"{path.name}: evaluation_interval must be 30s (the production rule evaluation interval)"
         )
+
+
+# --------------------------------------------------------------------------------------
+# Metric coverage: the application's metric contract is watched (scripts/metric_coverage.py)
+# --------------------------------------------------------------------------------------
+
+METRIC_COVERAGE_MIN = 95.0  # percent; the team's target, as scripts/metric_coverage.py --min
+
+
+def test_catalog_metrics_are_on_a_dashboard_and_in_an_alert():
+    from scripts import metric_coverage
+
+    cov = metric_coverage.coverage(rs.ROOT)
+    catalog = cov["catalog"]
+    assert catalog, "metrics/catalog.yaml lists no metrics"
+    not_on_dashboards = sorted(m for m in catalog if not cov["dashboards"][m])
+    not_in_alerts = sorted(m for m in catalog if not cov["alerts"][m])
+    both = [m for m in catalog if cov["dashboards"][m] and cov["alerts"][m]]
+    share = 100.0 * len(both) / len(catalog)
+    assert share >= METRIC_COVERAGE_MIN, (
+        f"only {share:.1f}% of the {len(catalog)} catalog metrics are both on a dashboard and in an "
+        f"alerting rule (target {METRIC_COVERAGE_MIN:g}%); not on a dashboard: {not_on_dashboards}; "
+        f"not in an alert: {not_in_alerts}"
+    )
+    # The script's own gate (exit code) agrees.
+    assert metric_coverage.main(["--min", str(METRIC_COVERAGE_MIN), "--root", str(rs.ROOT)]) == 0

@@ -28,8 +28,11 @@ COMPONENT_TYPES = {
     "football-monitoring:logging:Kibana",
     "football-monitoring:logging:Filebeat",
     "football-monitoring:logging:LoggingBootstrap",
+    # Tracing (tracing.enabled in both stacks' files).
+    "football-monitoring:tracing:Jaeger",
 }
-OPTIONAL_COMPONENT_TYPES = {"football-monitoring:dingtalk:DingTalkRelay"}
+# DingTalk relay (prod's receivers); the OTel gateway (tracing.gateway.enabled, prod only).
+OPTIONAL_COMPONENT_TYPES = {"football-monitoring:dingtalk:DingTalkRelay", "football-monitoring:tracing:OtelGateway"}
 
 
 def containers(obj: dict) -> list[dict]:
@@ -210,7 +213,10 @@ def test_every_scrape_job_labels_the_environment(runs):
             "postgres-exporter", "redis-exporter", "apiserver", "kubelet", "cadvisor", "blackbox-http",
             "blackbox-tcp", "kubernetes-pods", "kubernetes-services", "config-reloader",
             "elasticsearch-exporter", "logstash", "filebeat",
+            "jaeger",  # dev: the all-in-one; prod: the query service
         }
+        if stack == "prod":
+            expected |= {"jaeger-collector", "otel-gateway"}  # Elasticsearch storage, and the sampling gateway
         assert {job["job_name"] for job in config["scrape_configs"]} == expected
         for job in config["scrape_configs"]:
             assert {"target_label": "environment", "replacement": stack, "action": "replace"} in job["relabel_configs"]
@@ -245,18 +251,34 @@ def test_stateful_resources_protected_in_prod_only(dev, prod):
         return {(r.name, r.protect, r.retain_on_delete) for r in result.resources if r.type == "kubernetes:apps/v1:StatefulSet"}
 
     stateful = ("prometheus", "alertmanager", "grafana", "elasticsearch", "logstash")
+    # prod's Jaeger keeps its spans in Elasticsearch (stateless Deployments); dev's keeps them in Badger
+    # on a volume: a StatefulSet, protected like the others wherever protectData is set.
     assert flags(prod) == {(name, True, True) for name in stateful}
-    assert flags(dev) == {(name, False, False) for name in stateful}
+    assert flags(dev) == {(name, False, False) for name in stateful + ("jaeger",)}
+    assert flags(run_on_kubernetes("dev", {"protectData": True})) == {(name, True, True)
+                                                                      for name in stateful + ("jaeger",)}
 
 
 def test_outputs(dev, prod):
     assert set(dev.outputs) == {"environment", "namespace", "grafanaUrl", "prometheusUrl", "alertmanagerUrl",
                                 "grafanaAdminUser", "grafanaAdminPassword", "elasticsearchUrl", "kibanaUrl",
-                                "elasticsearchUser", "elasticsearchPassword"}
+                                "elasticsearchUser", "elasticsearchPassword",
+                                "jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"}
     assert prod.outputs["grafanaExternalUrl"] == "https://grafana.football-prediction.example.org"
     assert prod.outputs["prometheusUrl"] == "http://prometheus.monitoring.svc:9090"
     for result in (dev, prod):
         assert result.secret_outputs == {"grafanaAdminPassword", "elasticsearchPassword"}
+
+
+def test_verify_reads_the_outputs_the_stacks_have(dev, prod, docker_dev):
+    """components.verify finds each service by output name: a renamed output would silently skip its checks."""
+    from components import verify
+    for result in (dev, prod, docker_dev):
+        logging = "elasticsearchUrl" in result.outputs  # not on a Docker host
+        assert logging == (result is not docker_dev)
+        for service in verify.SERVICES.values():
+            if service.name != "elasticsearch" or logging:
+                assert set(service.outputs) & set(result.outputs), (result.stack, service.name, service.outputs)
 
 
 SENTINELS = {

@@ -1,7 +1,8 @@
 """Tracing (Jaeger v2, the OpenTelemetry Collector gateway) under Pulumi's mock runtime, dev and prod.
 
-The stacks' files keep `tracing.enabled: false`; these tests run each stack with its own
-tracing values (Pulumi.<stack>.yaml) switched on. Prod keeps its spans in the logging stack's
+Both stacks' files switch tracing on (`tracing.enabled: true`); these tests run each stack with its
+own tracing values (Pulumi.<stack>.yaml), varied where a test needs it, and with tracing switched
+off for what must not be there without it. Prod keeps its spans in the logging stack's
 Elasticsearch (components/stack.py:tracing_elasticsearch); one test replaces that connection by
 a stand-in with a sentinel password to follow the password exactly.
 """
@@ -74,6 +75,17 @@ def dev_docker() -> offline.RunResult:
 def prod_tracing() -> offline.RunResult:
     """prod as its file has it, tracing on: the logging stack's Elasticsearch, wired by the stack."""
     return offline.run("prod", {"tracing": tracing_values("prod")})
+
+
+@pytest.fixture(scope="module")
+def tracing_off() -> list[offline.RunResult]:
+    """dev (Kubernetes and Docker) and prod with tracing off: the section not set at all (the default),
+    and the stack's own tracing values with `enabled: false`."""
+    results = []
+    for stack, run in (("dev", run_on_kubernetes), ("prod", offline.run), ("dev", offline.run)):
+        for tracing in ({}, tracing_values(stack, enabled=False)):
+            results.append(run(stack, {"tracing": tracing}))
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -448,8 +460,9 @@ def test_grafana_gets_a_jaeger_datasource_linked_to_metrics_and_logs(prod_tracin
     assert "tracesToLogsV2" not in docker_jaeger["jsonData"]
 
 
-def test_no_jaeger_datasource_without_tracing(prod):
-    assert "traces" not in datasources(prod)
+def test_no_jaeger_datasource_without_tracing(tracing_off):
+    for result in tracing_off:
+        assert "traces" not in datasources(result)
 
 
 # ---------------------------------------------------------------- Docker host and outputs
@@ -523,8 +536,8 @@ def test_bad_tracing_settings_fail_with_a_clear_message(stack, changes, override
     assert offline.LAST_RECORDER.resources == []
 
 
-def test_tracing_is_off_unless_enabled(dev, prod, docker_dev):
-    for result in (dev, prod, docker_dev):
+def test_tracing_is_off_unless_enabled(tracing_off):
+    for result in tracing_off:
         assert not any("jaeger" in r.name or "otel-gateway" in r.name for r in result.resources)
         assert not {"jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"} & set(result.outputs)
 

@@ -407,10 +407,10 @@ def stack(workdir, capture, generated):
                                for a in api(f"{prometheus}/api/v1/alerts")["data"]["alerts"]), 30, "the Watchdog")
 
         outputs_file = workdir / "outputs.json"
-        # prod's real outputs: in-cluster URLs, password; minus the logging stack, which is not started
-        # here (its check runs against a stand-in in test_optional_logging_and_tracing_checks).
+        # prod's real outputs: in-cluster URLs, password; minus the logging stack and tracing, which are
+        # not started here (their checks run against stand-ins in test_optional_logging_and_tracing_checks).
         outputs_file.write_text(json.dumps({k: v for k, v in generated.outputs.items()
-                                            if not k.startswith(("elasticsearch", "kibana"))}))
+                                            if not k.startswith(("elasticsearch", "kibana", "jaeger", "otlp"))}))
         s = Stack()
         s.prometheus, s.alertmanagers, s.grafana, s.outputs_file, s.procs = (
             prometheus, ams, grafana, outputs_file, procs)
@@ -450,6 +450,7 @@ def test_healthy_stack_passes_and_every_receiver_gets_a_test_alert(stack, captur
     assert "3/3 active targets up" in output
     assert "the plugin has no health endpoint" in output  # Alertmanager datasource tested through the proxy
     assert re.search(r"SKIP  elasticsearch\.url .*no elasticsearchExternalUrl or elasticsearchUrl output", output)
+    assert re.search(r"SKIP  jaeger\.url .*no jaegerExternalUrl or jaegerUrl output", output)
     assert PASSWORD not in output
 
     # The capture server got the test alert of every receiver with a webhook or Slack integration.
@@ -643,7 +644,7 @@ def test_optional_logging_and_tracing_checks(tmp_path):
                        "/api/traces": (200, {"data": [{"traceID": "abc", "spans": []}]})})
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"environment": "prod", "elasticsearchUrl": es.url(),
-                                   "jaegerQueryUrl": jaeger.url()}))
+                                   "jaegerUrl": jaeger.url()}))
     try:
         code, output = run_verify("--outputs", str(outputs), "--only", "elasticsearch", "--only", "jaeger")
         assert code == 0, output  # yellow is a warning
