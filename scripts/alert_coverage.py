@@ -50,7 +50,7 @@ JOB_SERVICE = {
     "blackbox-icmp": "blackbox-exporter",
 }
 # "Is it up" metrics: the scrape's own up, an exporter's connection check, a probe's result.
-UP_METRICS = re.compile(r"^(up|[a-z]+_up|probe_success|kube_\w+_status_(condition|ready))$")
+UP_METRICS = re.compile(r"^(up|[a-z_]+_up|probe_success|kube_\w+_status_(condition|ready))$")
 # Other signals, by the metric and recording-rule names an expression uses.
 SIGNALS = {
     "errors": re.compile(r"(^|[_:])(errors?|errs|failed|failures?|rejected|deadlocks|corruptions|"
