@@ -17,8 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .settings import IngressSettings, Resources
-from .workload import (ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, CommandCheck, DeployedService, Flow, HttpCheck,
-                       ServiceSpec)
+from .workload import ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, CommandCheck, DeployedService, Flow, ServiceSpec
 
 RELOADER_PORT = 8080
 DNS_EGRESS = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import atexit
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -174,12 +174,33 @@ def _unwrap_secrets(value: Any) -> Any:
     return value
 
 
+def deep_merge(base: Any, override: Any) -> Any:
+    """Objects merge key by key; anything else (lists included) is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(base[key], value) if key in base else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(override)
+
+
 def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tuple[dict[str, str], list[str]]:
-    """Config of Pulumi.<stack>.yaml as the engine would pass it, secrets replaced by placeholders."""
+    """Config of Pulumi.<stack>.yaml as the engine would pass it, secrets replaced by placeholders.
+
+    ``overrides`` (short or full keys) merge into the file's sections, so
+    ``{"prometheus": {"scrapeInterval": "15s"}}`` changes that one key and keeps the stack's
+    replicas and retention; lists are replaced whole, and a section overridden with None is
+    removed (back to the defaults in code).
+    """
     path = ROOT / f"Pulumi.{stack}.yaml"
     document = yaml.safe_load(path.read_text()) if path.exists() else {}
-    values = dict((document or {}).get("config") or {})
-    values.update(overrides or {})
+    values = {(k if ":" in k else f"{PROJECT}:{k}"): v for k, v in ((document or {}).get("config") or {}).items()}
+    for key, value in (overrides or {}).items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if value is None:
+            values.pop(full, None)
+        else:
+            values[full] = deep_merge(values[full], value) if full in values else copy.deepcopy(value)
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in values.items():

@@ -528,7 +528,7 @@ def fail_with(overrides: dict, stack: str = "prod") -> str:
      "football-monitoring:logging.elasticsearch.nodes = 2 is not valid: expected 1 (a single node) or 3 or more"),
     ({"logging": {"elasticsearch": {"nodes": 10}}},
      "football-monitoring:logging.elasticsearch.nodes = 10 is not valid: expected a whole number from 1 to 9"),
-    ({"logging": {"snapshot": {"enabled": True, "type": "s3"}}},
+    ({"logging": {"snapshot": {"enabled": True, "type": "s3", "bucket": None}}},
      "football-monitoring:logging.snapshot.bucket is not set: expected a bucket when logging.snapshot.enabled is true"),
     ({"logging": {"snapshot": {"enabled": True, "type": "fs"}}},
      "football-monitoring:logging.snapshot.claimName is not set: expected an existing ReadWriteMany"),
@@ -544,7 +544,7 @@ def fail_with(overrides: dict, stack: str = "prod") -> str:
      "football-monitoring:logging.elasticsearch.resources.limits.memory = '512Mi' is not valid: expected at least 1Gi"),
     ({"logging": {"logstash": {"resources": {"requests": {"memory": "4Gi"}}}}},
      "football-monitoring:logging.logstash.resources.requests.memory = '4Gi' is not valid: expected at most "
-     "logging.logstash.resources.limits.memory (1536Mi)"),
+     "logging.logstash.resources.limits.memory (2Gi)"),
     ({"logging": {"enabeld": True}},
      "football-monitoring:logging.enabeld is not a known setting; did you mean logging.enabled?"),
 ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components import offline
@@ -120,3 +122,15 @@ def test_stack_name_is_the_default_environment():
     result = offline.run("staging", config=config, secret_keys=secret_keys)
     assert result.outputs["environment"] == "staging"
     assert "environment: staging" in result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
+
+
+def test_overrides_merge_into_the_stack_files_sections():
+    result = offline.run("prod", {"prometheus": {"scrapeInterval": "15s"}})
+    sts = result.one("StatefulSet", "prometheus")
+    # The one key changes; prod's replicas and retention from Pulumi.prod.yaml stay.
+    assert sts["spec"]["replicas"] == 2
+    assert "--storage.tsdb.retention.time=30d" in sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "scrape_interval: 15s" in result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
+    # Lists are replaced whole, not appended to.
+    probes = offline.stack_config("prod", {"probes": {"tcp": []}})[0]["football-monitoring:probes"]
+    assert json.loads(probes)["tcp"] == [] and json.loads(probes)["http"]

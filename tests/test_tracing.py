@@ -83,7 +83,7 @@ def tracing_off() -> list[offline.RunResult]:
     and the stack's own tracing values with `enabled: false`."""
     results = []
     for stack, run in (("dev", run_on_kubernetes), ("prod", offline.run), ("dev", offline.run)):
-        for tracing in ({}, tracing_values(stack, enabled=False)):
+        for tracing in (None, tracing_values(stack, enabled=False)):
             results.append(run(stack, {"tracing": tracing}))
     return results
 
@@ -501,7 +501,8 @@ def test_jaeger_ui_exposed_only_behind_authentication():
                                                                                        "port": {"name": "query"}}
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"] == \
         "https://auth.example.org/oauth2/auth"
-    assert result.outputs["jaegerExternalUrl"] == "http://jaeger.example.org"
+    # prod's ingress settings (TLS secret) apply to the added host too.
+    assert result.outputs["jaegerExternalUrl"] == "https://jaeger.example.org"
     assert "ns:ingress-nginx" in allowed_from(result.one("NetworkPolicy", "jaeger"))
 
 

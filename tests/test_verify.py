@@ -18,21 +18,17 @@ Every wait is bounded; the whole module takes about 20 s.
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 import yaml
@@ -42,6 +38,7 @@ from components.configs import alertmanager as am_config
 from components.configs import grafana as grafana_config
 from components.settings import PROJECT
 from tests.conftest import ROOT, require_tool
+from tests.e2e.harness import free_port, http_get, wait_until
 
 FAST = {"groupWait": "1s", "groupInterval": "2s", "repeatInterval": "1h"}
 PASSWORD = offline.GENERATED_SECRET  # what the offline run outputs as grafanaAdminPassword
@@ -51,50 +48,9 @@ RECEIVER_PATHS = {"alertmanagerWebhookUrl": "/default", "slackApiUrl": "/slack",
 
 # --------------------------------------------------------------------------- helpers
 
-def free_port(udp: bool = False) -> int:
-    """A free 127.0.0.1 port (TCP, and UDP too for Alertmanager's gossip)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-        if not udp:
-            return port
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
-
-
 def closed_port() -> int:
-    """A port nothing listens on (bound then released: connections are refused)."""
+    """A port nothing listens on (reserved, never bound: connections are refused)."""
     return free_port()
-
-
-def http_get(url: str, timeout: float = 3) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Optional[BaseException] = None
-    for _ in range(int(timeout / interval) + 2):
-        try:
-            value = condition()
-            if value:
-                return value
-        except (OSError, ValueError, KeyError) as error:
-            last = error
-        if time.monotonic() > deadline:
-            break
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})" if last else ""))
 
 
 class Process:
@@ -124,7 +80,7 @@ class Process:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
             return http_get(url, timeout=1)[0] == 200
-        wait_until(ready, timeout, f"{self.name} at {url}")
+        wait_until(ready, timeout, interval=0.2, what=f"{self.name} at {url}")
 
 
 class Processes:
@@ -249,15 +205,6 @@ class FakeJson(Server):
         super().__init__(self.Handler)
 
 
-def deep_merge(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base.get(key), value)
-        return merged
-    return copy.deepcopy(override)
-
-
 def run_verify(*args: str) -> tuple[int, str]:
     out = io.StringIO()
     code = verify.main(list(args), out=out)
@@ -285,10 +232,8 @@ def capture():
 @pytest.fixture(scope="module")
 def generated(capture) -> offline.RunResult:
     """prod as the program renders it, with fast timings, e-mail off and receivers on the capture server."""
-    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
-    alerting = deep_merge(document[f"{PROJECT}:alerting"],
-                          {"email": {"enabled": False}, **{sev: dict(FAST) for sev in ("critical", "warning", "info")}})
-    config, secret_keys = offline.stack_config("prod", {"alerting": alerting})
+    config, secret_keys = offline.stack_config("prod", {"alerting": {
+        "email": {"enabled": False}, **{sev: dict(FAST) for sev in ("critical", "warning", "info")}}})
     for key, path in RECEIVER_PATHS.items():
         config[f"{PROJECT}:{key}"] = capture.url(path)
     return offline.run("prod", config=config, secret_keys=secret_keys)
@@ -397,14 +342,14 @@ def stack(workdir, capture, generated):
 
         wait_until(lambda: all(api(f"{a}/api/v2/status")["cluster"]["status"] == "ready"
                                and len(api(f"{a}/api/v2/status")["cluster"]["peers"]) == 2 for a in ams),
-                   30, "the Alertmanager cluster to form")
+                   30, what="the Alertmanager cluster to form")
         targets = lambda: api(f"{prometheus}/api/v1/targets")["data"]["activeTargets"]  # noqa: E731
         wait_until(lambda: len(targets()) == 3 and all(t["health"] == "up" for t in targets()), 30,
-                   "Prometheus to scrape its 3 targets")
+                   what="Prometheus to scrape its 3 targets")
         wait_until(lambda: len(api(f"{prometheus}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]) == 2, 30,
-                   "Prometheus to discover both Alertmanagers")
+                   what="Prometheus to discover both Alertmanagers")
         wait_until(lambda: any(a["labels"]["alertname"] == "Watchdog" and a["state"] == "firing"
-                               for a in api(f"{prometheus}/api/v1/alerts")["data"]["alerts"]), 30, "the Watchdog")
+                               for a in api(f"{prometheus}/api/v1/alerts")["data"]["alerts"]), 30, what="the Watchdog")
 
         outputs_file = workdir / "outputs.json"
         # prod's real outputs: in-cluster URLs, password; minus the logging stack and tracing, which are
@@ -493,7 +438,7 @@ def test_failing_target_is_named(stack, generated):
                                         "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}])
         wait_until(lambda: any(t["health"] == "down"
                                for t in api(f"{prometheus}/api/v1/targets")["data"]["activeTargets"]),
-                   30, "the closed-port target to be scraped")
+                   30, what="the closed-port target to be scraped")
         code, output = run_verify("--outputs", str(stack.outputs_file), "--prometheus-url", prometheus,
                                   "--only", "prometheus.targets")
     finally:

@@ -55,7 +55,7 @@ def render_filter(data: Optional[dict] = None) -> str:
         '      tag_on_failure => ["_jsonparsefailure"]',
         "    }",
         "  }",
-        f"  if ![@metadata][app] {{",
+        "  if ![@metadata][app] {",
         "    grok {",
         '      id => "football_plain_line"',
         f'      match => {{ "message" => {_string(data["plain_line"])} }}',

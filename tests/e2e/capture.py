@@ -52,22 +52,22 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    owner: "CaptureServer"
+    owner: "_Recorder"
 
 
-class CaptureServer:
-    """Records every POST (path, JSON body, time). Use .url(path) in receiver configs."""
+class _Recorder:
+    """A loopback server in a thread that keeps (at most MAX_RECORDS of) what it receives."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, server_class: type, handler: type, name: str, host: str, port: int) -> None:
         self._lock = threading.Lock()
-        self._posts: list[Post] = []
-        self._server = _Server((host, port), _Handler)
+        self._records: list = []
+        self._server = server_class((host, port), handler)
         self._server.owner = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="capture-http", daemon=True)
+                                        name=name, daemon=True)
 
-    def start(self) -> "CaptureServer":
+    def start(self):
         self._thread.start()
         return self
 
@@ -76,17 +76,27 @@ class CaptureServer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
+    def _record(self, item: Any) -> None:
+        with self._lock:
+            if len(self._records) < MAX_RECORDS:
+                self._records.append(item)
+
+    def _snapshot(self) -> list:
+        with self._lock:
+            return list(self._records)
+
+
+class CaptureServer(_Recorder):
+    """Records every POST (path, JSON body, time). Use .url(path) in receiver configs."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(_Server, _Handler, "capture-http", host, port)
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def _record(self, post: Post) -> None:
-        with self._lock:
-            if len(self._posts) < MAX_RECORDS:
-                self._posts.append(post)
-
     def posts(self, path: Optional[str] = None) -> list[Post]:
-        with self._lock:
-            return [p for p in self._posts if path is None or p.path == path]
+        return [p for p in self._snapshot() if path is None or p.path == path]
 
 
 # --------------------------------------------------------------------------- SMTP
@@ -182,35 +192,14 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
 class _SmtpTCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
-    owner: "SmtpCapture"
+    owner: "_Recorder"
 
 
-class SmtpCapture:
+class SmtpCapture(_Recorder):
     """A plain-text SMTP server on loopback that keeps every message it receives."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._lock = threading.Lock()
-        self._mails: list[Mail] = []
-        self._server = _SmtpTCPServer((host, port), _SmtpHandler)
-        self._server.owner = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="capture-smtp", daemon=True)
-
-    def start(self) -> "SmtpCapture":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def _record(self, mail: Mail) -> None:
-        with self._lock:
-            if len(self._mails) < MAX_RECORDS:
-                self._mails.append(mail)
+        super().__init__(_SmtpTCPServer, _SmtpHandler, "capture-smtp", host, port)
 
     def mails(self) -> list[Mail]:
-        with self._lock:
-            return list(self._mails)
+        return self._snapshot()

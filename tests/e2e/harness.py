@@ -34,7 +34,6 @@ interpreter exit as a last resort).
 from __future__ import annotations
 
 import atexit
-import copy
 import json
 import os
 import random
@@ -88,29 +87,9 @@ def _tool(name: str) -> str:
 
 # --------------------------------------------------------------------------- generation
 
-def deep_merge(base: Any, override: Any) -> Any:
-    """Dicts merge key by key; anything else (lists included) is replaced."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
-        return merged
-    return copy.deepcopy(override)
-
-
 def stack_config(overrides: dict, stack: str = STACK) -> tuple[dict[str, str], list[str]]:
-    """offline.stack_config with ``overrides`` merged INTO the stack file's sections.
-
-    offline.stack_config replaces a whole top-level section with the override (so
-    ``{"prometheus": {"scrapeInterval": "1s"}}`` would also drop prod's replicas and retention);
-    here the override is merged into Pulumi.<stack>.yaml first.
-    """
-    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
-    values = {k.split(":", 1)[-1]: v for k, v in (document.get("config") or {}).items()}
-    merged = {}
-    for key, value in overrides.items():
-        merged[f"{PROJECT}:{key}"] = deep_merge(values.get(key), value) if key in values else value
-    return offline.stack_config(stack, merged)
+    """The stack's config with ``overrides`` merged into its sections (see offline.stack_config)."""
+    return offline.stack_config(stack, overrides)
 
 
 def e2e_settings(*, app_health_url: str, smtp_port: Optional[int]) -> dict:
