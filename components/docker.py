@@ -8,22 +8,33 @@ uploads into per-container volumes (Docker refuses uploads into a read-only
 root filesystem, but not into a volume); a changed file replaces the
 container, while data stays on its named volume. Only the UIs a person needs
 are published, on the bind address from settings.
+
+What Kubernetes has and Docker lacks is realised with Docker's own means:
+init steps run in the service's container before its command (start_command);
+a sidecar is a container in the service container's network namespace; a
+run-once Job is a container restarted on failure and left stopped on success;
+a writable host path for state, and a shared volume claim, become named volumes.
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
 
 from .settings import DockerSettings, quantity_bytes
-from .workload import HOST_ACCESS, PART_OF, DeployedService, ServiceSpec
+from .workload import HOST_ACCESS, PART_OF, CommandCheck, DeployedService, ServiceSpec, Sidecar
 
-# Images built FROM scratch have no shell or wget to run a health check with;
+# Images built FROM scratch have no shell, wget or curl to run a health check with;
 # Prometheus' `up` for them is the health signal instead.
-NO_HEALTHCHECK_TOOLS = ("redis_exporter",)
+NO_HEALTHCHECK_TOOLS = ("redis_exporter", "logstash-exporter")
+# Elastic's images ship curl and no wget.
+CURL_IMAGES = ("docker.elastic.co/",)
 HOST_GATEWAY = "host.docker.internal"
+# A run-once container (a Kubernetes Job elsewhere) is restarted this often after a failure.
+RUN_ONCE_RETRIES = 10
 
 
 class DockerPlatform:
@@ -40,6 +51,9 @@ class DockerPlatform:
     def host_of(self, name: str) -> str:
         return name  # the container's alias on the stack's network
 
+    def every_replica_host(self, name: str) -> str:
+        return name  # one container per service; Docker's DNS does not wait for it to be healthy
+
     def replica_hosts(self, name: str, replicas: int) -> list[str]:
         return [name]
 
@@ -55,23 +69,30 @@ class DockerPlatform:
     def opts(self, parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
 
+    def _volume(self, resource_name: str, volume_name: str, parent: pulumi.Resource) -> docker.Volume:
+        """A named volume: state that outlives the container, protected like the stack's data."""
+        return docker.Volume(resource_name, name=volume_name,
+                             labels=[{"label": "app.kubernetes.io/part-of", "value": PART_OF}],
+                             opts=self.opts(parent, protect=self.protect_data, retain_on_delete=self.protect_data))
+
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService:
-        if spec.schedule or spec.external_secrets:
-            # Docker has no scheduler and no Secrets to mount by name; settings validation
-            # keeps such services off a Docker host, this keeps it from happening silently.
-            raise ValueError(f"{spec.name}: scheduled jobs and external Secrets need platform kubernetes")
-        if spec.init or spec.sidecars or spec.shared_volumes or spec.run_once or spec.command:
-            # The logging stack needs these; settings refuse logging on a Docker host (logging.enabled).
-            raise ValueError(f"{spec.name}: init steps, sidecars, shared volumes and run-once jobs need platform "
-                             "kubernetes")
+        _check_realisable(spec)
         access = HOST_ACCESS[spec.host_access] if spec.host_access else None
         image = docker.RemoteImage(f"{spec.name}-image", name=spec.image, keep_locally=True, opts=self.opts(parent))
         volumes, uploads = [], []
         if spec.data:
-            volume = docker.Volume(f"{spec.name}-data", name=f"{self.container_name(spec.name)}-data",
-                                   labels=[{"label": "app.kubernetes.io/part-of", "value": PART_OF}],
-                                   opts=self.opts(parent, protect=self.protect_data, retain_on_delete=self.protect_data))
+            volume = self._volume(f"{spec.name}-data", f"{self.container_name(spec.name)}-data", parent)
             volumes.append({"volume_name": volume.name, "container_path": spec.data.mount_path})
+        for shared in spec.shared_volumes:
+            # One host: the "shared" claim is a named volume this stack owns.
+            volume = self._volume(f"{spec.name}-{shared.claim_name}", f"fm-{self.environment}-{shared.claim_name}",
+                                  parent)
+            volumes.append({"volume_name": volume.name, "container_path": shared.mount_path})
+        if access:
+            # State a host path keeps on a node (e.g. a log shipper's read positions) lives on a volume here.
+            for i, mount_path in enumerate(access.writable_host_paths.values()):
+                volume = self._volume(f"{spec.name}-state-{i}", f"{self.container_name(spec.name)}-state-{i}", parent)
+                volumes.append({"volume_name": volume.name, "container_path": mount_path})
         for cfg in spec.config:
             volumes.append({"container_path": cfg.mount_path})  # an anonymous volume per container
             for file_name, content in cfg.files.items():
@@ -89,34 +110,27 @@ class DockerPlatform:
         # Outputs in Pulumi's state, and the Docker host's root can read them anyway.
         envs += [pulumi.Output.concat(f"{k}=", pulumi.Output.secret(v)) for k, v in spec.secret_env.items()]
 
+        entrypoints, command = start_command(spec)
         args: dict = {
             "name": self.container_name(spec.name),
             "image": image.image_id,
-            "command": list(spec.args) or None,
+            "entrypoints": entrypoints,
+            "command": command,
             "envs": envs or None,
             "user": "0:0" if access and access.run_as_root else f"{spec.run_as_user}:{spec.run_as_user}",
-            "read_only": True,
-            "capabilities": {"drops": ["ALL"]},
-            "security_opts": ["no-new-privileges:true"],
-            "restart": "unless-stopped",
-            "memory": int(quantity_bytes(spec.resources.memory_limit) // 2**20),
-            "memory_reservation": int(quantity_bytes(spec.resources.memory_request) // 2**20),
-            "log_driver": "json-file",
-            "log_opts": {"max-size": "10m", "max-file": "3"},
-            "labels": [{"label": k, "value": v} for k, v in {
-                "app.kubernetes.io/name": spec.name, "app.kubernetes.io/component": spec.component,
-                "app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/version": spec.version,
-                "football-monitoring/environment": self.environment}.items()],
             "volumes": volumes or None,
             "uploads": uploads or None,
-            "tmpfs": {path: "rw,noexec,nosuid,size=256m" for path in spec.scratch_paths} or None,
+            "tmpfs": {path: "rw,nosuid,size=256m" if path in spec.scratch_exec else "rw,noexec,nosuid,size=256m"
+                      for path in spec.scratch_paths} or None,
             "sysctls": dict(spec.sysctls) or None,
             "hosts": [{"host": HOST_GATEWAY, "ip": "host-gateway"}],
-            "healthcheck": self._healthcheck(spec),
-            "wait": False,
+            "healthcheck": None if spec.run_once else _healthcheck(spec.image, spec.ports, spec.readiness or spec.liveness),
+            **self._hardening(spec.name, spec.component, spec.version, spec.resources),
         }
-        if spec.resources.cpu_limit:
-            args["cpus"] = str(_cpus(spec.resources.cpu_limit))
+        if spec.run_once:
+            # Runs to completion; a failure is retried, a success leaves the container stopped.
+            # A changed input (uploads, environment) replaces the container, which runs it again.
+            args.update(restart="on-failure", max_retry_count=RUN_ONCE_RETRIES, must_run=False)
         if access and access.host_network:
             args["network_mode"] = "host"
         else:
@@ -135,16 +149,93 @@ class DockerPlatform:
                 args["devices"] = [{"host_path": d, "container_path": d, "permissions": "r"} for d in access.devices]
         args = {k: v for k, v in args.items() if v is not None}
         container = docker.Container(spec.name, opts=self.opts(parent), **args)
+        for sidecar in spec.sidecars:
+            self._sidecar(spec, sidecar, container, parent)
         host = HOST_GATEWAY if access and access.host_network else spec.name
-        return DeployedService(spec, host, [host], container)
+        return DeployedService(spec, host, [host] if not spec.run_once else [], container)
 
-    def _healthcheck(self, spec: ServiceSpec) -> Optional[dict]:
-        check = spec.readiness or spec.liveness
-        if not check or any(tool in spec.image for tool in NO_HEALTHCHECK_TOOLS):
-            return None
-        port = next(p.port for p in spec.ports if p.name == check.port)
-        return {"tests": ["CMD", "wget", "-q", "--spider", f"http://127.0.0.1:{port}{check.path}"],
-                "interval": "30s", "timeout": "5s", "retries": 3, "start_period": "2m"}
+    def _hardening(self, name: str, component: str, version: str, resources) -> dict:
+        """What every container gets: read-only root, no capabilities, no privilege gain,
+        memory bounds, restart policy, bounded logs and the stack's labels."""
+        hardening = {
+            "read_only": True,
+            "capabilities": {"drops": ["ALL"]},
+            "security_opts": ["no-new-privileges:true"],
+            "restart": "unless-stopped",
+            "memory": int(quantity_bytes(resources.memory_limit) // 2**20),
+            "memory_reservation": int(quantity_bytes(resources.memory_request) // 2**20),
+            "log_driver": "json-file",
+            "log_opts": {"max-size": "10m", "max-file": "3"},
+            "labels": [{"label": k, "value": v} for k, v in {
+                "app.kubernetes.io/name": name, "app.kubernetes.io/component": component,
+                "app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/version": version,
+                "football-monitoring/environment": self.environment}.items()],
+            "wait": False,
+        }
+        if resources.cpu_limit:
+            hardening["cpus"] = str(_cpus(resources.cpu_limit))
+        return hardening
+
+    def _sidecar(self, spec: ServiceSpec, sidecar: Sidecar, main: docker.Container,
+                 parent: pulumi.Resource) -> docker.Container:
+        """A helper container in the service container's network namespace, as in a pod: it reaches
+        the service on 127.0.0.1 and others reach it at the service's address. A replaced service
+        container (new id) replaces its sidecars."""
+        name = f"{spec.name}-{sidecar.name}"
+        image = docker.RemoteImage(f"{name}-image", name=sidecar.image, keep_locally=True, opts=self.opts(parent))
+        version = ServiceSpec(name, spec.component, sidecar.image, [], sidecar.resources, 0).version
+        args = {
+            "name": self.container_name(name),
+            "image": image.image_id,
+            "command": list(sidecar.args) or None,
+            "envs": [f"{k}={v}" for k, v in sidecar.env.items()] or None,
+            "user": f"{sidecar.run_as_user}:{sidecar.run_as_user}",
+            "network_mode": main.id.apply(lambda container_id: f"container:{container_id}"),
+            "healthcheck": _healthcheck(sidecar.image, [sidecar.port], sidecar.health),
+            **self._hardening(name, spec.component, version, sidecar.resources),
+        }
+        return docker.Container(name, opts=self.opts(parent), **{k: v for k, v in args.items() if v is not None})
+
+
+def _check_realisable(spec: ServiceSpec) -> None:
+    """What one Docker host cannot run; settings validation keeps such stacks off a Docker host,
+    this keeps it from happening silently."""
+    if spec.schedule or spec.external_secrets:
+        raise ValueError(f"{spec.name}: scheduled jobs and external Secrets need platform kubernetes")
+    if spec.init and not spec.command:
+        raise ValueError(f"{spec.name}: init steps on a Docker host run in the service's own container before its "
+                         "command, so the ServiceSpec must spell the command out (the image's entrypoint)")
+    if any(step.image and step.image != spec.image for step in spec.init):
+        raise ValueError(f"{spec.name}: init steps on a Docker host run in the service's container, so they "
+                         "cannot use another image")
+
+
+def start_command(spec: ServiceSpec) -> tuple[Optional[list], Optional[list]]:
+    """(entrypoint, command) of the container. Docker has no init containers: init steps run in
+    order in the service's own container (same mounts, environment and user), each to
+    completion, and a failing step stops the start (the restart policy tries again); then the
+    service's command replaces the shell."""
+    if not spec.init:
+        return list(spec.command) or None, list(spec.args) or None
+    steps = "\n".join(f"echo {shlex.quote(f'init step {step.name}')} >&2\n{shlex.join(step.command)}"
+                      for step in spec.init)
+    script = f"set -eu\n{steps}\nexec \"$@\"\n"
+    return ["/bin/sh", "-c", script, spec.name], list(spec.command) + list(spec.args)
+
+
+def _healthcheck(image: str, ports, check) -> Optional[dict]:
+    if not check or any(tool in image for tool in NO_HEALTHCHECK_TOOLS):
+        return None
+    if isinstance(check, CommandCheck):
+        tests = ["CMD", *check.command]
+    else:
+        port = next(p.port for p in ports if p.name == check.port)
+        url = f"http://127.0.0.1:{port}{check.path}"
+        if image.startswith(CURL_IMAGES):
+            tests = ["CMD", "curl", "--fail", "--silent", "--max-time", "4", "--output", "/dev/null", url]
+        else:
+            tests = ["CMD", "wget", "-q", "--spider", url]
+    return {"tests": tests, "interval": "30s", "timeout": "5s", "retries": 3, "start_period": "2m"}
 
 
 def _cpus(quantity: str) -> float:

@@ -36,6 +36,12 @@ KUBE_STATE_RESOURCES = {
 }
 
 
+def single_host_labels(environment: str) -> dict[str, str]:
+    """Target labels of a per-node exporter on a Docker host: there is one node; name it like
+    Kubernetes would (instance = node), so per-node alerts and dashboards read the same."""
+    return {"instance": f"{environment}-docker-host", "node": f"{environment}-docker-host"}
+
+
 class NodeExporter(pulumi.ComponentResource):
     def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -66,9 +72,7 @@ class NodeExporter(pulumi.ComponentResource):
         self.deployed = platform.deploy(spec, self)
         self.scrape_targets = [ScrapeTarget(
             "node-exporter", "node-exporter", "metrics", instance_from_node=True,
-            addresses=[self.deployed.address("metrics")],
-            # On a Docker host there is one node; name it like Kubernetes would (instance = node).
-            labels={"instance": f"{settings.environment}-docker-host", "node": f"{settings.environment}-docker-host"})]
+            addresses=[self.deployed.address("metrics")], labels=single_host_labels(settings.environment))]
         self.register_outputs({})
 
 

@@ -55,6 +55,9 @@ class KubernetesPlatform:
     def host_of(self, name: str) -> str:
         return f"{name}.{self.namespace}.svc"
 
+    def every_replica_host(self, name: str) -> str:
+        return f"{name}-headless.{self.namespace}.svc"  # the headless Service lists unready pods too
+
     def replica_hosts(self, name: str, replicas: int) -> list[str]:
         # StatefulSet pods behind the headless Service have stable DNS names.
         return [f"{name}-{i}.{name}-headless.{self.namespace}.svc" for i in range(replicas)]

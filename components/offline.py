@@ -41,6 +41,12 @@ def placeholder_pem(kind: str, name: str) -> str:
     return f"-----BEGIN {kind}-----\nplaceholder-{name}\n-----END {kind}-----\n"
 
 
+def mock_id(resource_name: str) -> str:
+    """The id the mock runtime gives a resource (what a reference to it, e.g. a container's
+    network namespace, reads)."""
+    return f"{resource_name}-id"
+
+
 @dataclass
 class Recorded:
     type: str
@@ -109,7 +115,7 @@ class _Recorder(pulumi.runtime.Mocks):
             state["certPem"] = placeholder_pem("CERTIFICATE", args.name)
         elif args.typ == "tls:index/certRequest:CertRequest":
             state["certRequestPem"] = placeholder_pem("CERTIFICATE REQUEST", args.name)
-        return [f"{args.name}-id", state]
+        return [mock_id(args.name), state]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}

@@ -56,14 +56,20 @@ def config_files(result: offline.RunResult) -> dict[str, str]:
 def compose_view(result: offline.RunResult, secret_values: set[str]) -> dict:
     """A docker-compose-like listing of the containers a Docker-host stack runs (not for `docker compose`)."""
     services = {}
+    by_id = {offline.mock_id(c.name): c.name for c in result.containers()}
     for c in result.containers():
         i = c.inputs
+        network_mode = i.get("networkMode")
+        if network_mode and network_mode.startswith("container:"):
+            # A sidecar: in its service's network namespace (Compose says service:<name>).
+            network_mode = "service:" + by_id.get(network_mode.split(":", 1)[1], network_mode)
         env = [(e.split("=", 1)[0] + "=" + SECRET_MARK) if any(v in e for v in secret_values) else e
                for e in i.get("envs", [])]
         service = {
             "container_name": i["name"],
             "image": next(r.inputs["name"] for r in result.resources
                           if r.type == "docker:index/remoteImage:RemoteImage" and r.name == f"{c.name}-image"),
+            "entrypoint": i.get("entrypoints", []),
             "command": i.get("command", []),
             "environment": env,
             "user": i.get("user"),
@@ -71,12 +77,14 @@ def compose_view(result: offline.RunResult, secret_values: set[str]) -> dict:
             "cap_drop": i.get("capabilities", {}).get("drops", []),
             "security_opt": i.get("securityOpts", []),
             "restart": i.get("restart"),
+            "restart_max_retries": i.get("maxRetryCount"),
             "mem_limit": f"{i.get('memory')}m",
             "healthcheck": i.get("healthcheck"),
             "networks": [a for n in i.get("networksAdvanced", []) for a in n.get("aliases", [])],
-            "network_mode": i.get("networkMode"),
+            "network_mode": network_mode,
             "ports": [f"{p['ip']}:{p['external']}:{p['internal']}" for p in i.get("ports", [])],
             "volumes": [f"{v.get('volumeName', '(per-container)')}:{v['containerPath']}" for v in i.get("volumes", [])],
+            "tmpfs": [f"{path}:{options}" for path, options in i.get("tmpfs", {}).items()],
             "mounts": [f"{m['source']}:{m['target']}:ro" for m in i.get("mounts", [])],
             "files": [u["file"] for u in i.get("uploads", [])],
         }

@@ -218,12 +218,6 @@ def _optional_hostname(value: Any) -> Optional[str]:
     return value
 
 
-def _optional_boolean(value: Any) -> Optional[bool]:
-    if value in (None, ""):
-        return None
-    return _boolean(value)
-
-
 _ES_CRON_RE = re.compile(r"^[0-9*?/,LW#A-Za-z-]+( [0-9*?/,LW#A-Za-z-]+){5,6}$")
 
 
@@ -505,6 +499,7 @@ SCHEMA: dict = {
         "prometheusPort": Field(_port_or_zero, 9090, "host port of Prometheus (0: not published)"),
         "alertmanagerPort": Field(_port_or_zero, 9093, "host port of Alertmanager (0: not published)"),
         "jaegerPort": Field(_port_or_zero, 16686, "host port of the Jaeger UI when tracing is enabled (0: not published)"),
+        "kibanaPort": Field(_port_or_zero, 5601, "host port of Kibana when logging is enabled (0: not published)"),
     },
     "staticTargets": Field(_static_targets, [], "extra scrape targets by address: a list of {job, target} "
                            "(host:port), e.g. the FootballPrediction API on a Docker host"),
@@ -564,9 +559,9 @@ SCHEMA: dict = {
         },
     },
     "logging": {
-        "enabled": Field(_optional_boolean, None,
-                         "deploy the logging stack (Elasticsearch, Logstash, Kibana, Filebeat); empty: on with platform "
-                         "kubernetes, off with docker, where it is not supported yet"),
+        "enabled": Field(_boolean, True,
+                         "deploy the logging stack (Elasticsearch, Logstash, Kibana, Filebeat) on either platform; "
+                         "on a Docker host it needs about 3.5 GiB of memory with the dev sizes"),
         "retentionDays": Field(_integer(1, 3650), 7,
                                "days a log index is kept after it rolled over (the lifecycle policy's delete phase)"),
         "elasticsearch": {
@@ -603,7 +598,8 @@ SCHEMA: dict = {
                               "host[:port] of an S3-compatible service (type s3; empty: AWS S3), reached over HTTPS"),
             "basePath": Field(_optional_text, "football-logs", "path inside the bucket (type s3)"),
             "claimName": Field(_optional_text, None,
-                               "existing ReadWriteMany PersistentVolumeClaim mounted on every node (type fs)"),
+                               "type fs: on Kubernetes an existing ReadWriteMany PersistentVolumeClaim mounted on every "
+                               "node; on a Docker host the name of the volume the stack creates for the repository"),
             "schedule": Field(_es_cron, "0 30 1 * * ?", "when snapshots are taken (Elasticsearch cron, UTC)"),
             "retentionDays": Field(_integer(1, 3650), 30, "days a snapshot is kept (at least 5 are always kept)"),
         },
@@ -613,9 +609,7 @@ SCHEMA: dict = {
 
 
 def logging_enabled(values: dict) -> bool:
-    """logging.enabled, where empty means: on Kubernetes yes, on a Docker host no."""
-    enabled = values["logging"]["enabled"]
-    return values["platform"] == "kubernetes" if enabled is None else bool(enabled)
+    return bool(values["logging"]["enabled"])
 
 
 def _s3_snapshots(values: dict) -> bool:
@@ -1072,22 +1066,24 @@ def _tracing_checks(values: dict, errors: list[str]) -> None:
         _check_request_within_limit(path, res, errors)
 
 
-def _settle_logging(values: dict, errors: list[str]) -> None:
-    """Turn an empty logging.enabled into the platform's default (before any cross-check reads it)."""
-    logging = values["logging"]
-    if values["platform"] == "docker" and logging["enabled"]:
-        errors.append(f"{PROJECT}:logging.enabled = true is not valid on platform docker: expected false or empty "
-                      "(the logging stack needs Kubernetes for now: init containers, a per-node log shipper "
-                      "with host access, and a bootstrap Job)")
-    logging["enabled"] = logging_enabled(values)
-
-
 def _logging_checks(values: dict, errors: list[str]) -> None:
     logging = values["logging"]
     if not logging_enabled(values):
         return
     nodes = logging["elasticsearch"]["nodes"]
-    if nodes == 2:
+    if values["platform"] == "docker":
+        # One host: more nodes or replicas would share its disk and its fate, for triple the memory.
+        if nodes != 1:
+            errors.append(f"{PROJECT}:logging.elasticsearch.nodes = {nodes} is not valid on platform docker: expected 1 "
+                          "(nodes on one host share its fate; a cluster needs Kubernetes)")
+        if logging["logstash"]["replicas"] != 1:
+            errors.append(f"{PROJECT}:logging.logstash.replicas = {logging['logstash']['replicas']} is not valid on "
+                          "platform docker: expected 1")
+        if logging["kibana"]["host"]:
+            errors.append(f"{PROJECT}:logging.kibana.host = {logging['kibana']['host']!r} is not valid on platform "
+                          "docker: expected empty (a Docker host publishes Kibana on docker.bindAddress and "
+                          "docker.kibanaPort; there is no ingress)")
+    elif nodes == 2:
         errors.append(f"{PROJECT}:logging.elasticsearch.nodes = 2 is not valid: expected 1 (a single node) or 3 or "
                       "more (two master-eligible nodes cannot elect a master once either is gone)")
     limit = logging["elasticsearch"]["resources"]["limits"]["memory"]
@@ -1125,8 +1121,6 @@ def load_settings(stack: Optional[str] = None) -> Settings:
 
     plain = {key: value for key, value in raw.items() if key not in SECRETS}
     values = _resolve(SCHEMA, plain, "", errors, known)
-    if values["platform"]:
-        _settle_logging(values, errors)
     if values["environment"] is None and "environment" not in plain:
         try:
             values["environment"] = _dns_label(stack)
@@ -1203,7 +1197,8 @@ def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
                               ports={"grafana": v["docker"]["grafanaPort"],
                                      "prometheus": v["docker"]["prometheusPort"],
                                      "alertmanager": v["docker"]["alertmanagerPort"],
-                                     "jaeger": v["docker"]["jaegerPort"]}),
+                                     "jaeger": v["docker"]["jaegerPort"],
+                                     "kibana": v["docker"]["kibanaPort"]}),
         alerting=AlertingSettings(
             quiet=al["quiet"], teams=al["teams"], slack=al["slack"]["enabled"],
             email=EmailSettings(enabled=al["email"]["enabled"], smarthost=al["email"]["smarthost"],

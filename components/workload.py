@@ -142,7 +142,7 @@ HOST_ACCESS = {
         run_as_root=True,
         devices=("/dev/kmsg",),
     ),
-    # Only on Kubernetes (logging is not offered on a Docker host yet).
+    # Only on Kubernetes.
     "log-collection": HostAccess(
         reason=("Filebeat ships every container's log files, which the kubelet writes on the node as "
                 "root-owned files (mode 0640) under /var/log/pods (/var/log/containers links there): it "
@@ -150,6 +150,19 @@ HOST_ACCESS = {
                 "privilege escalation and a read-only root filesystem. Its registry (read positions) "
                 "lives in a writable host directory so a restarted pod neither re-sends nor skips lines."),
         host_paths={"/var/log/pods": "/var/log/pods", "/var/log/containers": "/var/log/containers"},
+        run_as_root=True,
+        writable_host_paths={"/var/lib/football-monitoring/filebeat": "/usr/share/filebeat/data"},
+    ),
+    # Only on a Docker host.
+    "docker-log-collection": HostAccess(
+        reason=("Filebeat ships every container's log, which Docker's json-file driver writes as root-only "
+                "files under /var/lib/docker/containers: it mounts them read-only and runs as uid 0, with every "
+                "capability dropped, no privilege escalation and a read-only root filesystem. It names each "
+                "line's container (and its Compose service) through the Docker API socket in the host's "
+                "/var/run, mounted read-only; the socket still answers any API call, so this grants the same "
+                "trust as cAdvisor's /var/run mount, and Filebeat's configuration makes only read calls. Its "
+                "registry (read positions) survives the container on a volume."),
+        host_paths={"/var/lib/docker/containers": "/var/lib/docker/containers", "/var/run": "/host/var/run"},
         run_as_root=True,
         writable_host_paths={"/var/lib/football-monitoring/filebeat": "/usr/share/filebeat/data"},
     ),
@@ -208,6 +221,10 @@ class ServiceSpec:
     config: Sequence[ConfigFiles] = ()
     data: Optional[DataVolume] = None
     scratch_paths: Sequence[str] = ()  # writable emptyDir mounts (e.g. /tmp)
+    # Those scratch_paths the process runs native code from (the JVM's JNA unpacks its library
+    # into the temp directory): a platform that mounts scratch space noexec (Docker's tmpfs)
+    # leaves these executable.
+    scratch_exec: Sequence[str] = ()
     liveness: Optional[Union[HttpCheck, CommandCheck]] = None
     readiness: Optional[Union[HttpCheck, CommandCheck]] = None
     replicas: int = 1
@@ -254,7 +271,8 @@ class DeployedService:
         return self.spec.name
 
     def port(self, port_name: str) -> int:
-        for port in list(self.spec.ports) + list(self.spec.cluster_peers):
+        sidecar_ports = [sidecar.port for sidecar in self.spec.sidecars]  # they share the service's address
+        for port in list(self.spec.ports) + list(self.spec.cluster_peers) + sidecar_ports:
             if port.name == port_name:
                 return port.port
         raise KeyError(f"{self.name} has no port named {port_name}")
@@ -277,6 +295,10 @@ class Platform(Protocol):
     def host_of(self, name: str) -> str: ...
 
     def replica_hosts(self, name: str, replicas: int) -> list[str]: ...
+
+    def every_replica_host(self, name: str) -> str:
+        """A name that reaches every replica, ready or not (for reading a cluster's health while
+        it is unhealthy)."""
 
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService: ...
 

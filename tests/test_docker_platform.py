@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
 
+import pytest
 import yaml
 
+from components import docker as docker_platform
 from components import offline, render
-from components.settings import DEFAULT_IMAGES, PROJECT
+from components.settings import DEFAULT_IMAGES, PROJECT, Resources
+from components.workload import InitStep, Port, ServiceSpec
 from tests.config_checks import run
 from tests.conftest import require_tool
 
-PUBLISHED = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "jaeger": 16686}
+PUBLISHED = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "jaeger": 16686, "kibana": 5601}
+LOGGING = {"elasticsearch", "elasticsearch-exporter", "logstash", "logstash-exporter", "kibana", "filebeat",
+           "filebeat-exporter", "logging-bootstrap"}
+SIDECARS = {"logstash-exporter": "logstash", "filebeat-exporter": "filebeat"}
+ELASTIC = {"elasticsearch", "logstash", "kibana", "filebeat"}  # images with curl and no wget
+# Images without any HTTP client (FROM scratch): Prometheus' `up` is their health signal.
+NO_HEALTHCHECK = {"redis-exporter", "logstash-exporter"}
 
 
 def uploads(container) -> dict[str, str]:
@@ -21,16 +33,19 @@ def uploads(container) -> dict[str, str]:
 def test_network_volumes_and_containers(docker_dev):
     names = {c.name for c in docker_dev.containers()}
     assert names == {"prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "blackbox-exporter",
-                     "postgres-exporter", "redis-exporter", "jaeger"}  # Jaeger all-in-one (tracing.enabled)
+                     "postgres-exporter", "redis-exporter", "jaeger"} | LOGGING  # Jaeger all-in-one (tracing.enabled)
     network = [r for r in docker_dev.resources if r.type == "docker:index/network:Network"]
     assert [n.inputs["name"] for n in network] == ["fm-dev"]
     volumes = {r.inputs["name"] for r in docker_dev.resources if r.type == "docker:index/volume:Volume"}
     assert volumes == {"fm-dev-prometheus-data", "fm-dev-alertmanager-data", "fm-dev-grafana-data",
-                       "fm-dev-jaeger-data"}  # Jaeger's Badger store
+                       "fm-dev-jaeger-data",  # Jaeger's Badger store
+                       "fm-dev-elasticsearch-data", "fm-dev-logstash-data",  # indices; Logstash's persistent queue
+                       "fm-dev-filebeat-state-0"}  # Filebeat's registry (a host directory on Kubernetes)
     images = {r.inputs["name"] for r in docker_dev.resources if r.type == "docker:index/remoteImage:RemoteImage"}
     assert images == {DEFAULT_IMAGES[k] for k in ("prometheus", "alertmanager", "grafana", "nodeExporter", "cadvisor",
                                                   "blackboxExporter", "postgresExporter", "redisExporter",
-                                                  "jaeger")}
+                                                  "jaeger", "elasticsearch", "elasticsearchExporter", "logstash",
+                                                  "logstashExporter", "kibana", "filebeat", "beatExporter", "curl")}
     prometheus = docker_dev.container("prometheus").inputs
     assert {"volumeName": "fm-dev-prometheus-data", "containerPath": "/prometheus"} in prometheus["volumes"]
     assert "--storage.tsdb.retention.time=3d" in prometheus["command"]
@@ -42,18 +57,25 @@ def test_hardening_on_docker(docker_dev):
         assert i["readOnly"] is True, c.name
         assert i["capabilities"] == {"drops": ["ALL"]}, c.name
         assert i["securityOpts"] == ["no-new-privileges:true"], c.name
-        assert i["restart"] == "unless-stopped", c.name
+        assert i["restart"] == ("on-failure" if c.name == "logging-bootstrap" else "unless-stopped"), c.name
         assert i["memory"] > 0 and i["memoryReservation"] > 0, c.name
         assert i["logOpts"] == {"max-size": "10m", "max-file": "3"}, c.name
         assert "privileged" not in i, c.name
-        if c.name == "cadvisor":
-            assert i["user"] == "0:0"  # the listed HOST_ACCESS exception
+        assert all("noexec" in options or path == "/tmp" and c.name in ("elasticsearch", "logstash")
+                   for path, options in i.get("tmpfs", {}).items()), c.name
+        if c.name in ("cadvisor", "filebeat"):
+            assert i["user"] == "0:0"  # the listed HOST_ACCESS exceptions
         else:
             assert not i["user"].startswith("0:"), c.name
-        if c.name == "redis-exporter":
-            assert "healthcheck" not in i  # an image without a shell; `up` is its health signal
+        check = i.get("healthcheck", {}).get("tests", [])
+        if c.name in NO_HEALTHCHECK or c.name == "logging-bootstrap":
+            assert "healthcheck" not in i, c.name
+        elif c.name == "elasticsearch":
+            assert check[:3] == ["CMD", "/bin/sh", "-c"] and "_cluster/health" in check[3]  # the readiness probe
+        elif c.name in ELASTIC:
+            assert check[:3] == ["CMD", "curl", "--fail"], c.name
         else:
-            assert i["healthcheck"]["tests"][:3] == ["CMD", "wget", "-q"], c.name
+            assert check[:3] == ["CMD", "wget", "-q"], c.name
 
 
 def test_only_the_uis_are_published_on_localhost(docker_dev):
@@ -67,10 +89,12 @@ def test_only_the_uis_are_published_on_localhost(docker_dev):
     assert docker_dev.outputs["grafanaExternalUrl"] == "http://localhost:3000"
     assert docker_dev.outputs["prometheusExternalUrl"] == "http://localhost:9090"
     assert docker_dev.outputs["jaegerExternalUrl"] == "http://localhost:16686"
+    assert docker_dev.outputs["kibanaExternalUrl"] == "http://localhost:5601"
     assert docker_dev.outputs["grafanaUrl"] == "http://grafana:3000"
+    assert docker_dev.outputs["elasticsearchUrl"] == "https://elasticsearch:9200"
 
 
-def test_host_access_only_for_node_and_container_metrics(docker_dev):
+def test_host_access_only_for_node_container_and_log_collection(docker_dev):
     for c in docker_dev.containers():
         i = c.inputs
         if c.name == "node-exporter":
@@ -78,6 +102,16 @@ def test_host_access_only_for_node_and_container_metrics(docker_dev):
             assert {m["source"] for m in i["mounts"]} == {"/proc", "/sys", "/"}
         elif c.name == "cadvisor":
             assert all(m["readOnly"] for m in i["mounts"])
+        elif c.name == "filebeat":
+            assert {(m["source"], m["target"], m["readOnly"]) for m in i["mounts"]} == {
+                ("/var/lib/docker/containers", "/var/lib/docker/containers", True),
+                ("/var/run", "/host/var/run", True)}
+            assert "pidMode" not in i and "devices" not in i
+            assert {"volumeName": "fm-dev-filebeat-state-0", "containerPath": "/usr/share/filebeat/data"} in i["volumes"]
+        elif c.name in SIDECARS:
+            # In the service container's network namespace, as in a pod.
+            assert i["networkMode"] == f"container:{offline.mock_id(SIDECARS[c.name])}", c.name
+            assert "networksAdvanced" not in i and "mounts" not in i, c.name
         else:
             assert "mounts" not in i and "networkMode" not in i and "pidMode" not in i, c.name
             assert i["networksAdvanced"] == [{"name": "fm-dev", "aliases": [c.name]}]
@@ -90,27 +124,46 @@ def test_config_files_come_from_the_same_renderers_as_on_kubernetes(docker_dev, 
         ("alertmanager", "/etc/alertmanager/config/alertmanager.yml"): dev.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"],
         ("grafana", "/etc/grafana/provisioning/dashboards/football-monitoring.yaml"):
             dev.one("ConfigMap", "grafana-dashboard-provider")["data"]["football-monitoring.yaml"],
+        ("elasticsearch", "/mnt/elasticsearch/config/elasticsearch.yml"):
+            dev.one("ConfigMap", "elasticsearch-config")["data"]["elasticsearch.yml"],
+        ("logging-bootstrap", "/etc/logging-bootstrap/script/bootstrap.sh"):
+            dev.one("ConfigMap", "logging-bootstrap-script")["data"]["bootstrap.sh"],
     }
     for (name, path), text in same.items():
         assert files[name][path] == text, path
+    for container, directory, config_map in (("logstash", "/etc/logstash-pipeline", "logstash-pipeline"),
+                                             ("logstash", "/etc/logstash", "logstash-settings"),
+                                             ("logging-bootstrap", "/etc/logging-bootstrap/policies",
+                                              "logging-bootstrap-policies")):
+        assert {p.rsplit("/", 1)[1]: t for p, t in files[container].items() if p.rsplit("/", 1)[0] == directory} \
+            == dev.one("ConfigMap", config_map)["data"], config_map
     rules = dev.one("ConfigMap", "prometheus-rules")["data"]
     assert {p.rsplit("/", 1)[1]: t for p, t in files["prometheus"].items() if "/rules/" in p} == rules
     dashboards = dev.one("ConfigMap", "grafana-dashboards")["data"]
     assert {p.rsplit("/", 1)[1]: t for p, t in files["grafana"].items() if "dashboards/" in p and p.endswith(".json")} == dashboards
     # Only the addresses differ: service names on the Docker network instead of cluster DNS.
     kube_ds = dev.one("ConfigMap", "grafana-datasources")["data"]["datasources.yaml"]
-    # ...and the logs datasource, whose logging stack runs on Kubernetes only, with the traces
-    # datasource's link to it.
-    kube_doc = yaml.safe_load(kube_ds)
-    kube_datasources = [d for d in kube_doc["datasources"] if d["uid"] != "logs"]
-    traces = next(d for d in kube_datasources if d["uid"] == "traces")
-    assert traces["jsonData"].pop("tracesToLogsV2")["datasourceUid"] == "logs"
-    kube_ds = yaml.safe_dump({**kube_doc, "datasources": kube_datasources}, sort_keys=False)
     assert files["grafana"]["/etc/grafana/provisioning/datasources/datasources.yaml"] == \
         kube_ds.replace(".monitoring-dev.svc", "")
+    assert {d["uid"] for d in yaml.safe_load(kube_ds)["datasources"]} >= {"prometheus", "logs", "traces"}
+    kibana = yaml.safe_load(files["kibana"]["/etc/kibana/config/kibana.yml"])
+    kube_kibana = yaml.safe_load(dev.one("ConfigMap", "kibana-config")["data"]["kibana.yml"])
+    assert kibana.pop("server.publicBaseUrl") == "http://localhost:5601"  # no ingress for dev on Kubernetes
+    assert kibana["elasticsearch.hosts"] == ["https://elasticsearch:9200"]
+    assert {**kibana, "elasticsearch.hosts": kube_kibana["elasticsearch.hosts"]} == kube_kibana
     docker_prom = yaml.safe_load(files["prometheus"]["/etc/prometheus/config/prometheus.yml"])
     kube_prom = yaml.safe_load(dev.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
     assert docker_prom["global"] == kube_prom["global"] and docker_prom["rule_files"] == kube_prom["rule_files"]
+    # Filebeat differs where the logs are: the same file but for its input.
+    filebeat = yaml.safe_load(files["filebeat"]["/etc/filebeat/filebeat.yml"])
+    kube_filebeat = yaml.safe_load(dev.one("ConfigMap", "filebeat-config")["data"]["filebeat.yml"])
+    docker_input, kube_input = filebeat.pop("filebeat.inputs")[0], kube_filebeat.pop("filebeat.inputs")[0]
+    assert filebeat == {**kube_filebeat, "output.logstash": {**kube_filebeat["output.logstash"],
+                                                               "hosts": ["logstash:5044"]}}
+    assert docker_input["id"] == kube_input["id"] and docker_input["paths"] == ["/var/lib/docker/containers/*/*-json.log"]
+    assert docker_input["processors"] == [{"add_docker_metadata": {
+        "host": "unix:///host/var/run/docker.sock", "match_source": True, "match_source_index": 4,
+        "labels.dedot": True}}]
 
 
 def test_prometheus_finds_targets_by_address(docker_dev, tmp_path):
@@ -118,11 +171,17 @@ def test_prometheus_finds_targets_by_address(docker_dev, tmp_path):
     config = yaml.safe_load(text)
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) == {"prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "blackbox-exporter",
-                         "postgres-exporter", "redis-exporter", "blackbox-http", "blackbox-tcp", "jaeger"}
+                         "postgres-exporter", "redis-exporter", "blackbox-http", "blackbox-tcp", "jaeger",
+                         "elasticsearch-exporter", "logstash", "filebeat"}
     assert not any("kubernetes_sd_configs" in j for j in jobs.values())
     assert jobs["node-exporter"]["static_configs"][0]["targets"] == ["host.docker.internal:9100"]
     assert jobs["postgres-exporter"]["static_configs"][0]["targets"] == ["postgres-exporter:9187"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    # The exporter sidecars answer at their service's address (one network namespace).
+    assert jobs["logstash"]["static_configs"][0]["targets"] == ["logstash:9198"]
+    assert jobs["filebeat"]["static_configs"][0] == {"targets": ["filebeat:9479"],
+                                                     "labels": {"instance": "dev-docker-host", "node": "dev-docker-host"}}
+    assert jobs["elasticsearch-exporter"]["static_configs"][0]["targets"] == ["elasticsearch-exporter:9114"]
     # No Kubernetes discovery here, so Debian's promtool checks this file exactly as deployed.
     rules = tmp_path / "rules"
     rules.mkdir()
@@ -174,3 +233,104 @@ def test_render_writes_a_container_listing(tmp_path):
     assert (tmp_path / "config" / "prometheus" / "etc" / "prometheus" / "config" / "prometheus.yml").exists()
     assert "postgres-exporter" in listing["services"]
     assert all("[secret]" in e for e in listing["services"]["postgres-exporter"]["environment"])
+
+
+def test_render_lists_sidecars_init_and_run_once_containers(tmp_path):
+    render.write(offline.run("dev"), tmp_path)
+    services = yaml.safe_load((tmp_path / "docker" / "containers.yaml").read_text())["services"]
+    assert services["logstash-exporter"]["network_mode"] == "service:logstash"
+    assert services["elasticsearch"]["entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert services["elasticsearch"]["command"] == ["/bin/tini", "--", "/usr/local/bin/docker-entrypoint.sh",
+                                                    "eswrapper"]
+    assert services["logging-bootstrap"]["restart"] == "on-failure"
+    assert "/tmp:rw,nosuid,size=256m" in services["elasticsearch"]["tmpfs"]
+    text = (tmp_path / "docker" / "containers.yaml").read_text()
+    assert offline.GENERATED_SECRET not in text and "PRIVATE KEY-----\nplaceholder" not in text
+
+
+# ------------------------------------------------- Kubernetes features, Docker's means
+
+def _spec(**overrides) -> ServiceSpec:
+    values = dict(name="svc", component="test", image="example.org/svc:1.0", ports=[Port("http", 8080)],
+                  resources=Resources("10m", "32Mi", None, "64Mi"), run_as_user=65534)
+    return ServiceSpec(**{**values, **overrides})
+
+
+def _start(spec: ServiceSpec, tmp_path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run what Docker would run for ``spec`` (entrypoint + command), with the system shell."""
+    entrypoint, command = docker_platform.start_command(spec)
+    return subprocess.run((entrypoint or []) + (command or []), capture_output=True, text=True, timeout=30,
+                          cwd=tmp_path, env={"PATH": os.environ["PATH"], **(env or {})})
+
+
+def test_init_steps_run_in_order_before_the_service_command(tmp_path):
+    spec = _spec(init=[InitStep("first", ["/bin/sh", "-c", 'echo one >> "$OUT"']),
+                       InitStep("second", ["/bin/sh", "-c", 'echo "two $0" >> "$OUT"', "it's quoted"])],
+                 command=["/bin/sh", "-c", 'echo "service $1" >> "$OUT"; exit 7', "sh"], args=["with args"])
+    out = tmp_path / "out"
+    proc = _start(spec, tmp_path, {"OUT": str(out)})
+    # The service's exit status is the container's (exec: the shell is gone once the service runs).
+    assert proc.returncode == 7, proc.stderr
+    assert out.read_text() == "one\ntwo it's quoted\nservice with args\n"
+    assert "init step first" in proc.stderr and "init step second" in proc.stderr
+
+
+def test_a_failing_init_step_keeps_the_service_from_starting(tmp_path):
+    spec = _spec(init=[InitStep("broken", ["/bin/sh", "-c", "exit 3"]),
+                       InitStep("later", ["/bin/sh", "-c", 'echo later >> "$OUT"'])],
+                 command=["/bin/sh", "-c", 'echo service >> "$OUT"'])
+    out = tmp_path / "out"
+    proc = _start(spec, tmp_path, {"OUT": str(out)})
+    assert proc.returncode == 3 and not out.exists()  # the restart policy starts the container again
+
+
+def test_without_init_steps_the_image_entrypoint_stays(tmp_path):
+    assert docker_platform.start_command(_spec(args=["--flag"])) == (None, ["--flag"])
+    assert docker_platform.start_command(_spec(command=["/bin/app"], args=["-x"])) == (["/bin/app"], ["-x"])
+
+
+@pytest.mark.parametrize("spec, problem", [
+    (_spec(init=[InitStep("prepare", ["true"])]), "must spell the command out"),
+    (_spec(init=[InitStep("prepare", ["true"], image="example.org/other:1")], command=["/bin/app"]),
+     "cannot use another image"),
+    (_spec(schedule="0 1 * * *"), "need platform kubernetes"),
+])
+def test_what_one_docker_host_cannot_run_is_refused(spec, problem):
+    with pytest.raises(ValueError, match=problem):
+        docker_platform._check_realisable(spec)
+
+
+def test_elasticsearch_runs_its_init_step_then_the_images_own_start(docker_dev, dev):
+    es = docker_dev.container("elasticsearch").inputs
+    kube = dev.one("StatefulSet", "elasticsearch")["spec"]["template"]["spec"]
+    init = kube["initContainers"][0]["command"]
+    main = kube["containers"][0]
+    assert es["command"] == main["command"] + main["args"]
+    assert es["entrypoints"][:2] == ["/bin/sh", "-c"] and shlex.join(init) in es["entrypoints"][2]
+    assert es["entrypoints"][2].rstrip().endswith('exec "$@"')
+    assert "ES_JAVA_OPTS=-Xms512m -Xmx512m" in es["envs"] and es["memory"] == 1024
+    assert "POD_NAME=fm-dev-elasticsearch" in es["envs"]  # node.name
+
+
+def test_the_bootstrap_job_runs_once_per_content(docker_dev):
+    job = docker_dev.container("logging-bootstrap").inputs
+    assert job["restart"] == "on-failure" and job["maxRetryCount"] == docker_platform.RUN_ONCE_RETRIES
+    assert job["mustRun"] is False and "healthcheck" not in job and "ports" not in job
+    assert job["command"] == ["sh", "/etc/logging-bootstrap/script/bootstrap.sh"]
+    assert "ELASTICSEARCH_URL=https://elasticsearch:9200" in job["envs"]
+    # A changed policy changes an upload, and Docker replaces (so re-runs) a container whose uploads change.
+    changed = offline.run("dev", {"logging": {"retentionDays": 9}}).container("logging-bootstrap").inputs
+    policy = "/etc/logging-bootstrap/policies/ilm-policy.json"
+    assert uploads(docker_dev.container("logging-bootstrap"))[policy] != {u["file"]: u["content"] for u in changed["uploads"]}[policy]
+
+
+def test_exporter_sidecars_share_their_services_network_and_hardening(docker_dev):
+    for sidecar, service in SIDECARS.items():
+        i = docker_dev.container(sidecar).inputs
+        assert i["name"] == f"fm-dev-{sidecar}" and i["user"] == "65534:65534"
+        assert i["networkMode"] == f"container:{offline.mock_id(service)}"
+        assert {"label": "app.kubernetes.io/name", "value": sidecar} in i["labels"]
+    assert docker_dev.container("logstash-exporter").inputs["envs"] == ["LOGSTASH_URL=http://127.0.0.1:9600",
+                                                                        "PORT=9198"]
+    assert docker_dev.container("filebeat-exporter").inputs["healthcheck"]["tests"] == [
+        "CMD", "wget", "-q", "--spider", "http://127.0.0.1:9479/"]

@@ -426,9 +426,12 @@ def _timestamp(value, formats: list[str]):
     return None
 
 
-def run_filter(line: str, rules: dict = RULES, container: str = "football-prediction-api") -> dict:
-    """What 20-filter.conf does to one event from Filebeat (message + Kubernetes metadata)."""
-    doc: dict = {"message": line, "tags": [], "kubernetes": {"container": {"name": container}}}
+def run_filter(line: str, rules: dict = RULES, container: str = "football-prediction-api",
+               metadata: dict | None = None) -> dict:
+    """What 20-filter.conf does to one event from Filebeat: the message plus Filebeat's metadata
+    (by default Kubernetes metadata of ``container``)."""
+    metadata = {"kubernetes": {"container": {"name": container}}} if metadata is None else metadata
+    doc: dict = {"message": line, "tags": [], **json.loads(json.dumps(metadata))}
     app = None
     if re.match(r"^\s*\{", line):
         try:
@@ -462,7 +465,10 @@ def run_filter(line: str, rules: dict = RULES, container: str = "football-predic
             _set(doc, rules["fields"]["level"], level.lower())
     else:
         doc["tags"].append("unparsed")
-    doc.setdefault("service", {})["name"] = container
+    if _get(doc, "[service][name]") is None:
+        source = next((f for f in rules["service_name_from"] if _get(doc, f) is not None), None)
+        if source:
+            _set(doc, "[service][name]", _get(doc, source))
     for field in rules["redact_fields"]:
         for rule in rules["redactions"]:
             value = _get(doc, field)
@@ -561,3 +567,23 @@ def test_rules_file_is_plain_data():
     assert set(document["fields"]) == {"level", "logger", "message", "request_id", "trace_id", "span_id", "user_id",
                                        "path", "status", "duration_ms"}
     assert document["timestamp_field"] == "timestamp"
+
+
+@pytest.mark.parametrize("metadata, service", [
+    ({"kubernetes": {"container": {"name": "football-prediction-api"}}}, "football-prediction-api"),
+    # A Docker host: Filebeat's add_docker_metadata (labels de-dotted); the Compose service wins.
+    ({"container": {"name": "footballprediction-worker-1",
+                    "labels": {"com_docker_compose_service": "worker"}}}, "worker"),
+    ({"container": {"name": "fm-dev-prometheus", "labels": {"app_kubernetes_io/name": "prometheus"}}},
+     "fm-dev-prometheus"),
+    ({}, None),
+])
+def test_service_name_from_either_platforms_metadata(metadata, service):
+    doc = run_filter("2026-05-01 12:00:00,123 ERROR [celery.worker] Task failed", metadata=metadata)
+    assert (doc.get("service") or {}).get("name") == service
+
+
+def test_filter_reads_the_service_name_in_the_documented_order():
+    text = (ROOT / "pipelines" / "20-filter.conf").read_text()
+    positions = [text.index(f"copy => {{ \"{source}\" => \"[service][name]\" }}") for source in RULES["service_name_from"]]
+    assert positions == sorted(positions) and "if ![service][name] {" in text

@@ -454,10 +454,12 @@ def test_grafana_gets_a_jaeger_datasource_linked_to_metrics_and_logs(prod_tracin
     assert logs["datasourceUid"] == "logs" and logs["filterByTraceID"] is True
     assert re.fullmatch(r'trace[._]id:"\$\{__trace\.traceId\}"', logs["query"]), logs["query"]
     assert "logs" in datasources(prod_tracing)  # the datasource the link points at is provisioned
-    # A Docker host runs no logging stack: no link to a datasource that does not exist.
+    # The same on a Docker host; without a logging stack, no link to a datasource that does not exist.
     docker_jaeger = datasources(dev_docker)["traces"]
     assert docker_jaeger["url"] == "http://jaeger:16686"
-    assert "tracesToLogsV2" not in docker_jaeger["jsonData"]
+    assert docker_jaeger["jsonData"]["tracesToLogsV2"] == logs and "logs" in datasources(dev_docker)
+    without_logging = datasources(offline.run("dev", {"logging": {"enabled": False}}))
+    assert "tracesToLogsV2" not in without_logging["traces"]["jsonData"] and "logs" not in without_logging
 
 
 def test_no_jaeger_datasource_without_tracing(tracing_off):

@@ -1,5 +1,5 @@
 """The logging stack: Elasticsearch, Logstash, Kibana, Filebeat, their exporters and the
-bootstrap Job, on Kubernetes (see docs/logging.md)."""
+bootstrap Job, on either platform (see docs/logging.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import pulumi
 
 from ..configs.prometheus import ScrapeTarget
+from ..exporters import single_host_labels
 from ..settings import Settings
 from ..workload import Platform
 from .bootstrap import LoggingBootstrap
@@ -55,8 +56,8 @@ def deploy(settings: Settings, platform: Platform, opts: pulumi.ResourceOptions,
     es = Elasticsearch("elasticsearch", settings=settings, platform=platform, clients=clients, opts=opts)
     users = ("logstash", "exporter", "grafana") + (("jaeger",) if jaeger else ())
     passwords = {user: _password(f"elasticsearch-{user}-password", es) for user in users}
-    ElasticsearchExporter("elasticsearch-exporter", settings=settings, platform=platform, elasticsearch=es,
-                          password=passwords["exporter"], opts=opts)
+    es_exporter = ElasticsearchExporter("elasticsearch-exporter", settings=settings, platform=platform,
+                                        elasticsearch=es, password=passwords["exporter"], opts=opts)
     logstash = Logstash("logstash", settings=settings, platform=platform, elasticsearch=es,
                         password=passwords["logstash"], opts=opts)
     filebeat = Filebeat("filebeat", settings=settings, platform=platform, logstash_address=logstash.address, opts=opts)
@@ -64,10 +65,15 @@ def deploy(settings: Settings, platform: Platform, opts: pulumi.ResourceOptions,
     bootstrap = LoggingBootstrap("logging-bootstrap", settings=settings, platform=platform, elasticsearch=es,
                                  kibana_url=kibana.internal_url, passwords=passwords,
                                  jaeger_index_prefix=tracing.index_prefix if jaeger else None, opts=opts)
+    # Kubernetes finds these by pod discovery; a Docker host by address (the exporter sidecars
+    # answer at their service's address).
     targets = [
-        ScrapeTarget("elasticsearch-exporter", "elasticsearch-exporter", "metrics"),
-        ScrapeTarget("logstash", "logstash", "exporter"),
-        ScrapeTarget("filebeat", "filebeat", "exporter", instance_from_node=True),
+        ScrapeTarget("elasticsearch-exporter", "elasticsearch-exporter", "metrics",
+                     addresses=[es_exporter.deployed.address("metrics")]),
+        ScrapeTarget("logstash", "logstash", "exporter", addresses=[logstash.deployed.address("exporter")]),
+        ScrapeTarget("filebeat", "filebeat", "exporter", instance_from_node=True,
+                     addresses=[filebeat.deployed.address("exporter")],
+                     labels=single_host_labels(settings.environment)),
     ]
     connection = None
     if jaeger:

@@ -252,24 +252,46 @@ rootLogger.appenderRef.console.ref = json_console
 
 # -- Filebeat ---------------------------------------------------------------------------------
 
-def filebeat_yml(*, logstash: str, namespace: str) -> str:
+DOCKER_LOGS = "/var/lib/docker/containers"
+# The host's /var/run, not the socket file alone: a restarted Docker daemon makes a new socket,
+# which a file mount would not see.
+DOCKER_RUN_MOUNT = "/host/var/run"
+
+
+def _container_input(platform: str) -> dict:
+    """Where the container logs are and who wrote them: the kubelet's files with Kubernetes
+    metadata, or Docker's json-file logs with the container's name and labels."""
+    if platform == "docker":
+        paths = [f"{DOCKER_LOGS}/*/*-json.log"]
+        parser = {"container": {"stream": "all", "format": "docker"}}
+        # The container id is the directory of the file (match_source, index 4 of the path).
+        metadata = {"add_docker_metadata": {"host": f"unix://{DOCKER_RUN_MOUNT}/docker.sock", "match_source": True,
+                                            "match_source_index": 4, "labels.dedot": True}}
+    else:
+        paths = ["/var/log/containers/*.log"]
+        parser = {"container": {"stream": "all", "format": "auto"}}
+        metadata = {"add_kubernetes_metadata": {
+            "host": "${NODE_NAME}",
+            "matchers": [{"logs_path": {"logs_path": "/var/log/containers/"}}],
+            "add_resource_metadata": {"deployment": False, "cronjob": False},
+        }}
+    return {
+        "type": "filestream",
+        # A unique, stable id: the registry keeps read offsets per input id and file, so a
+        # restarted Filebeat resumes where it stopped (no duplicates, no gaps).
+        "id": "football-container-logs",
+        "paths": paths,
+        "prospector.scanner.symlinks": True,
+        "parsers": [parser],
+        "processors": [metadata],
+        "close.on_state_change.removed": True,
+        "clean_removed": True,
+    }
+
+
+def filebeat_yml(*, logstash: str, namespace: str, platform: str = "kubernetes") -> str:
     config = {
-        "filebeat.inputs": [{
-            "type": "filestream",
-            # A unique, stable id: the registry keeps read offsets per input id and file, so a
-            # restarted Filebeat resumes where it stopped (no duplicates, no gaps).
-            "id": "football-container-logs",
-            "paths": ["/var/log/containers/*.log"],
-            "prospector.scanner.symlinks": True,
-            "parsers": [{"container": {"stream": "all", "format": "auto"}}],
-            "processors": [{"add_kubernetes_metadata": {
-                "host": "${NODE_NAME}",
-                "matchers": [{"logs_path": {"logs_path": "/var/log/containers/"}}],
-                "add_resource_metadata": {"deployment": False, "cronjob": False},
-            }}],
-            "close.on_state_change.removed": True,
-            "clean_removed": True,
-        }],
+        "filebeat.inputs": [_container_input(platform)],
         "output.logstash": {"hosts": [logstash], "loadbalance": True, "ttl": "60s", "pipelining": 0},
         # Filebeat's stats for the beat-exporter sidecar (same pod).
         "http.enabled": True,

@@ -76,7 +76,7 @@ class Elasticsearch(pulumi.ComponentResource):
         if repository == "s3":
             secret_files["s3-access-key"] = settings.secrets.logging_snapshot_access_key
             secret_files["s3-secret-key"] = settings.secrets.logging_snapshot_secret_key
-        headless = f"elasticsearch-headless.{settings.namespace}.svc"
+        headless = platform.every_replica_host("elasticsearch")
         heap = configs.heap_mb(lg.elasticsearch.memory_limit, lg.heap_percent)
         self.heap_mb = heap
         # Nodes read their certificates at start: a re-issued certificate rolls them (one at a time).
@@ -94,6 +94,10 @@ class Elasticsearch(pulumi.ComponentResource):
             cluster_peers=[Port("transport", TRANSPORT_PORT)],
             resources=lg.elasticsearch,
             run_as_user=ELASTIC_UID,
+            # The image's own entrypoint and command, spelled out: a platform without init
+            # containers (Docker) runs the init step in this container, then execs exactly this.
+            command=["/bin/tini", "--", "/usr/local/bin/docker-entrypoint.sh"],
+            args=["eswrapper"],
             env={"ES_PATH_CONF": configs.ES_CONF, "ES_JAVA_OPTS": f"-Xms{heap}m -Xmx{heap}m", "ES_TMPDIR": "/tmp"},
             env_from_pod={"POD_NAME": "metadata.name"},
             config=[
@@ -104,6 +108,7 @@ class Elasticsearch(pulumi.ComponentResource):
             ],
             data=DataVolume(configs.ES_DATA, lg.storage_size),
             scratch_paths=[configs.ES_CONF, "/tmp", f"{configs.ES_HOME}/logs"],
+            scratch_exec=["/tmp"],  # ES_TMPDIR: JNA loads its native library from there
             init=[InitStep("prepare-config", ["/bin/sh", "-c", configs.init_script(nodes=lg.nodes,
                                                                                   s3_keys=repository == "s3")])],
             liveness=CommandCheck(configs.probe_command("alive")),
@@ -118,7 +123,7 @@ class Elasticsearch(pulumi.ComponentResource):
         self.deployed = platform.deploy(spec, self)
         self.internal_url = f"https://{platform.host_of('elasticsearch')}:{HTTP_PORT}"
         # Every node, ready or not (health must be readable while the cluster is red).
-        self.headless_url = f"https://{headless}:{HTTP_PORT}"
+        self.headless_url = f"https://{platform.every_replica_host('elasticsearch')}:{HTTP_PORT}"
         self.register_outputs({"internal_url": self.internal_url})
 
 

@@ -1,9 +1,11 @@
-"""Filebeat: one per node, shipping every container's log lines with Kubernetes metadata.
+"""Filebeat: one per node, shipping every container's log lines with the container's metadata.
 
-A filestream input with a fixed, unique id reads /var/log/containers/*.log; its registry (the
-read offsets) lives on the node (HOST_ACCESS["log-collection"]), so a restarted or upgraded pod
-resumes where it stopped: no duplicates, no gaps. RBAC: get/list/watch on pods, namespaces and
-nodes, for the metadata, and nothing else. A beat-exporter sidecar turns Filebeat's own stats
+A filestream input with a fixed, unique id reads /var/log/containers/*.log with Kubernetes
+metadata, or on a Docker host Docker's json-file logs with the container's name and labels
+(HOST_ACCESS["log-collection"] / ["docker-log-collection"]). Its registry (the read offsets)
+outlives the container (a host directory on the node, a volume on a Docker host), so a restarted
+or upgraded Filebeat resumes where it stopped: no duplicates, no gaps. RBAC (Kubernetes):
+get/list/watch on pods, namespaces and nodes, for the metadata, and nothing else. A beat-exporter sidecar turns Filebeat's own stats
 endpoint (/stats on 5066) into Prometheus metrics.
 """
 
@@ -42,12 +44,13 @@ class Filebeat(pulumi.ComponentResource):
             args=["-c", "/etc/filebeat/filebeat.yml", "--path.data", f"/usr/share/filebeat/data/{settings.namespace}"],
             env_from_pod={"NODE_NAME": "spec.nodeName"},
             config=[ConfigFiles("config", "/etc/filebeat", {"filebeat.yml": configs.filebeat_yml(
-                logstash=logstash_address, namespace=settings.namespace)})],
+                logstash=logstash_address, namespace=settings.namespace, platform=platform.kind)})],
             scratch_paths=["/tmp", "/usr/share/filebeat/logs"],
             liveness=HttpCheck("/", "stats"),
             readiness=HttpCheck("/", "stats"),
             every_node=True,
-            host_access="log-collection",
+            # Where the container runtime keeps the logs differs; see each entry's reason.
+            host_access="log-collection" if platform.kind == "kubernetes" else "docker-log-collection",
             api_access=METADATA_ACCESS,
             sidecars=[Sidecar("exporter", settings.images["beatExporter"], Port("exporter", EXPORTER_PORT),
                               lg.exporters, HttpCheck("/", "exporter"),

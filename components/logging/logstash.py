@@ -66,6 +66,7 @@ class Logstash(pulumi.ComponentResource):
             data=DataVolume("/usr/share/logstash/data", lg.logstash_storage_size),
             # path.logs must be writable even though Logstash logs to the console only.
             scratch_paths=["/tmp", "/usr/share/logstash/logs"],
+            scratch_exec=["/tmp"],  # java.io.tmpdir: JRuby unpacks its native FFI stub there
             liveness=HttpCheck("/", "api"),
             readiness=HttpCheck("/", "api"),
             replicas=lg.logstash_replicas,

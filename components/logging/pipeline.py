@@ -96,11 +96,18 @@ def render_filter(data: Optional[dict] = None) -> str:
         '      add_tag => ["unparsed"]',
         "    }",
         "  }",
-        "  # 4. The service a line came from: its container's name (Kubernetes metadata from Filebeat).",
-        "  if [kubernetes][container][name] and ![service][name] {",
-        "    mutate {",
-        '      id => "football_service"',
-        '      copy => { "[kubernetes][container][name]" => "[service][name]" }',
+        "  # 4. The service a line came from: its container's name or Compose service (Filebeat's metadata).",
+        "  if ![service][name] {",
+    ]
+    for i, source in enumerate(data["service_name_from"]):
+        lines += [
+            f"    {'if' if i == 0 else '} else if'} {source} {{",
+            "      mutate {",
+            f'        id => "football_service_{i}"',
+            f"        copy => {{ {_string(source)} => \"[service][name]\" }}",
+            "      }",
+        ]
+    lines += [
         "    }",
         "  }",
         "  # 5. Redaction, in order, on every field that carries free text.",
