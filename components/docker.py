@@ -57,8 +57,8 @@ class DockerPlatform:
     def replica_hosts(self, name: str, replicas: int) -> list[str]:
         return [name]
 
-    def public_url(self, name: str) -> Optional[str]:
-        return self.settings.url(name)
+    def public_url(self, name: str, scheme: str = "http") -> Optional[str]:
+        return self.settings.url(name, scheme)
 
     def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None:
         """Published ports are part of the container itself (see deploy)."""

@@ -452,8 +452,8 @@ class KubernetesPlatform:
         }, opts=self.opts(parent))
 
     # -- exposure -------------------------------------------------------------------
-    def public_url(self, name: str) -> Optional[str]:
-        return self.ingress.url(name) if self.ingress else None
+    def public_url(self, name: str, scheme: str = "https") -> Optional[str]:
+        return self.ingress.url(name) if self.ingress else None  # ingresses serve TLS
 
     def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None:
         """An Ingress for a UI whose host is set in the ingress settings."""

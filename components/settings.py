@@ -500,6 +500,9 @@ SCHEMA: dict = {
         "alertmanagerPort": Field(_port_or_zero, 9093, "host port of Alertmanager (0: not published)"),
         "jaegerPort": Field(_port_or_zero, 16686, "host port of the Jaeger UI when tracing is enabled (0: not published)"),
         "kibanaPort": Field(_port_or_zero, 5601, "host port of Kibana when logging is enabled (0: not published)"),
+        "elasticsearchPort": Field(_port_or_zero, 9200,
+                                   "host port of Elasticsearch's HTTPS API when logging is enabled, for "
+                                   "components.verify and operators (TLS and a password; 0: not published)"),
     },
     "staticTargets": Field(_static_targets, [], "extra scrape targets by address: a list of {job, target} "
                            "(host:port), e.g. the FootballPrediction API on a Docker host"),
@@ -561,7 +564,7 @@ SCHEMA: dict = {
     "logging": {
         "enabled": Field(_boolean, True,
                          "deploy the logging stack (Elasticsearch, Logstash, Kibana, Filebeat) on either platform; "
-                         "on a Docker host it needs about 3.5 GiB of memory with the dev sizes"),
+                         "its memory limits add up to about 3.6 GiB with the dev sizes"),
         "retentionDays": Field(_integer(1, 3650), 7,
                                "days a log index is kept after it rolled over (the lifecycle policy's delete phase)"),
         "elasticsearch": {
@@ -688,12 +691,12 @@ class DockerSettings:
     bind_address: str
     ports: Mapping[str, int]  # published host port per UI, 0 = not published
 
-    def url(self, name: str) -> Optional[str]:
+    def url(self, name: str, scheme: str = "http") -> Optional[str]:
         port = self.ports.get(name)
         if not port:
             return None
         host = "localhost" if self.bind_address in ("127.0.0.1", "0.0.0.0") else self.bind_address
-        return f"http://{host}:{port}"
+        return f"{scheme}://{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -1198,7 +1201,8 @@ def _typed(stack: str, v: dict, secrets: Secrets) -> Settings:
                                      "prometheus": v["docker"]["prometheusPort"],
                                      "alertmanager": v["docker"]["alertmanagerPort"],
                                      "jaeger": v["docker"]["jaegerPort"],
-                                     "kibana": v["docker"]["kibanaPort"]}),
+                                     "kibana": v["docker"]["kibanaPort"],
+                                     "elasticsearch": v["docker"]["elasticsearchPort"]}),
         alerting=AlertingSettings(
             quiet=al["quiet"], teams=al["teams"], slack=al["slack"]["enabled"],
             email=EmailSettings(enabled=al["email"]["enabled"], smarthost=al["email"]["smarthost"],

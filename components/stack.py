@@ -130,6 +130,10 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
     logging = getattr(stack, "logging", None)
     if logging:
         outputs["elasticsearchUrl"] = logging.elasticsearch.internal_url
+        if logging.elasticsearch.external_url:
+            outputs["elasticsearchExternalUrl"] = logging.elasticsearch.external_url
+        # The stack's own CA (public): clients such as components.verify trust Elasticsearch with it.
+        outputs["elasticsearchCaCertificate"] = logging.elasticsearch.ca_cert_pem
         outputs["kibanaUrl"] = logging.kibana.internal_url
         if logging.kibana.external_url:
             outputs["kibanaExternalUrl"] = logging.kibana.external_url

@@ -144,9 +144,15 @@ _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
 class Http:
     """urllib with a timeout on every request; credentials are never forwarded on a redirect."""
 
-    def __init__(self, timeout: float = 10.0, insecure: bool = False) -> None:
+    def __init__(self, timeout: float = 10.0, insecure: bool = False, extra_ca_pem: Optional[str] = None) -> None:
         self.timeout = timeout
         self.context = ssl.create_default_context()
+        if extra_ca_pem:
+            # The stack's own CA (output elasticsearchCaCertificate), trusted besides the system's.
+            try:
+                self.context.load_verify_locations(cadata=extra_ca_pem)
+            except (ssl.SSLError, ValueError) as error:
+                raise ValueError(f"elasticsearchCaCertificate is not a PEM certificate: {error}") from None
         if insecure:
             self.context.check_hostname = False
             self.context.verify_mode = ssl.CERT_NONE
@@ -1414,7 +1420,13 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout,
     report = Report(io.StringIO() if args.json else out, verbose=args.verbose, redact=secrets)
     endpoints = Endpoints(lambda name: find_endpoint(SERVICES[name], outputs, getattr(args, SERVICES[name].option),
                                                      resolver))
-    ctx = Context(outputs, endpoints, Http(args.timeout, args.insecure_skip_tls_verify), options, report)
+    ca = outputs.get("elasticsearchCaCertificate")
+    try:
+        http = Http(args.timeout, args.insecure_skip_tls_verify, ca if isinstance(ca, str) else None)
+    except ValueError as error:
+        out.write(f"cannot read the stack outputs: {error}\n")
+        return 2
+    ctx = Context(outputs, endpoints, http, options, report)
 
     title = args.stack or Path(args.outputs).name
     report.line(f"football-monitoring verify: {title} (environment {outputs.get('environment', '?')}), "

@@ -302,7 +302,8 @@ class Platform(Protocol):
 
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService: ...
 
-    def public_url(self, name: str) -> Optional[str]:
-        """Where a person reaches the service, if it is exposed at all."""
+    def public_url(self, name: str, scheme: str = "http") -> Optional[str]:
+        """Where a person reaches the service, if it is exposed at all (``scheme``: what the
+        service itself serves, where the platform publishes its port as it is)."""
 
     def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None: ...

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the real Prometheus tools the tests run: promtool, amtool,
-# prometheus, alertmanager, node_exporter and blackbox_exporter (Debian packages).
+# Installs the real tools the tests run: promtool, amtool, prometheus,
+# alertmanager, node_exporter and blackbox_exporter, and openssl for test
+# certificates (Debian packages).
 set -euo pipefail
 
-packages=(prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter)
-binaries=(promtool amtool prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter)
+packages=(prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter openssl)
+binaries=(promtool amtool prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter openssl)
 
 missing=0
 for b in "${binaries[@]}"; do command -v "$b" >/dev/null 2>&1 || missing=1; done

@@ -49,5 +49,5 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     if not path:
         pytest.fail(f"{name} is not installed: run scripts/install-test-tools.sh (Debian packages prometheus, "
-                    "prometheus-alertmanager, prometheus-node-exporter, prometheus-blackbox-exporter)")
+                    "prometheus-alertmanager, prometheus-node-exporter, prometheus-blackbox-exporter, openssl)")
     return path

@@ -81,9 +81,9 @@ def test_hardening_on_docker(docker_dev):
 def test_only_the_uis_are_published_on_localhost(docker_dev):
     for c in docker_dev.containers():
         ports = c.inputs.get("ports", [])
-        if c.name in PUBLISHED:
-            assert ports == [{"internal": PUBLISHED[c.name], "external": PUBLISHED[c.name], "ip": "127.0.0.1",
-                              "protocol": "tcp"}]
+        if c.name in PUBLISHED or c.name == "elasticsearch":  # its HTTPS API, for verification
+            port = PUBLISHED.get(c.name, 9200)
+            assert ports == [{"internal": port, "external": port, "ip": "127.0.0.1", "protocol": "tcp"}]
         else:
             assert ports == [], c.name
     assert docker_dev.outputs["grafanaExternalUrl"] == "http://localhost:3000"
@@ -92,6 +92,7 @@ def test_only_the_uis_are_published_on_localhost(docker_dev):
     assert docker_dev.outputs["kibanaExternalUrl"] == "http://localhost:5601"
     assert docker_dev.outputs["grafanaUrl"] == "http://grafana:3000"
     assert docker_dev.outputs["elasticsearchUrl"] == "https://elasticsearch:9200"
+    assert docker_dev.outputs["elasticsearchExternalUrl"] == "https://localhost:9200"
 
 
 def test_host_access_only_for_node_container_and_log_collection(docker_dev):

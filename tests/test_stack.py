@@ -262,8 +262,10 @@ def test_stateful_resources_protected_in_prod_only(dev, prod):
 def test_outputs(dev, prod):
     assert set(dev.outputs) == {"environment", "namespace", "grafanaUrl", "prometheusUrl", "alertmanagerUrl",
                                 "grafanaAdminUser", "grafanaAdminPassword", "elasticsearchUrl", "kibanaUrl",
-                                "elasticsearchUser", "elasticsearchPassword",
+                                "elasticsearchUser", "elasticsearchPassword", "elasticsearchCaCertificate",
                                 "jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"}
+    # The CA certificate is public (clients trust Elasticsearch with it); its key never leaves a Secret.
+    assert dev.outputs["elasticsearchCaCertificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert prod.outputs["grafanaExternalUrl"] == "https://grafana.football-prediction.example.org"
     assert prod.outputs["prometheusUrl"] == "http://prometheus.monitoring.svc:9090"
     for result in (dev, prod):

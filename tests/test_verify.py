@@ -496,9 +496,17 @@ def test_grafana_wrong_password_and_unhealthy_datasource(stack, workdir):
 
 # --------------------------------------------------------------------------- no processes needed
 
-def test_in_cluster_urls_print_port_forward_commands(generated, tmp_path):
+@pytest.fixture(scope="module")
+def operator_outputs(generated, tmp_path_factory) -> dict:
+    """prod's outputs as `pulumi stack output --json` gives them: the mock runtime's placeholder CA
+    replaced by a real certificate, as pulumi-tls issues one."""
+    ca, _, _ = _stack_ca(tmp_path_factory.mktemp("ca"))
+    return {**generated.outputs, "elasticsearchCaCertificate": ca.read_text()}
+
+
+def test_in_cluster_urls_print_port_forward_commands(operator_outputs, tmp_path):
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps(generated.outputs))
+    outputs.write_text(json.dumps(operator_outputs))
     out = io.StringIO()
     code = verify.main(["--outputs", str(outputs), "--only", "prometheus", "--only", "alertmanager"], out=out,
                        resolver=lambda host: False)
@@ -510,10 +518,10 @@ def test_in_cluster_urls_print_port_forward_commands(generated, tmp_path):
     assert re.search(r"^SKIP  prometheus\.targets .*no URL for prometheus", output, re.M)
 
 
-def test_command_line_entry_point(generated, tmp_path):
+def test_command_line_entry_point(operator_outputs, tmp_path):
     """python -m components.verify, as an operator runs it (the real resolver: *.svc does not resolve here)."""
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps(generated.outputs))
+    outputs.write_text(json.dumps(operator_outputs))
     done = subprocess.run([sys.executable, "-m", "components.verify", "--outputs", str(outputs), "--only",
                            "prometheus.ready", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
@@ -624,3 +632,48 @@ def test_notification_metrics_parsing():
     assert (outcome.attempted, outcome.delivered, outcome.failed) == (3, 3, 3) and not outcome.ok
     per_receiver = verify.Counters.parse('alertmanager_notifications_total{integration="slack",receiver_name="a"} 1\n')
     assert per_receiver.per_receiver and per_receiver.values["alertmanager_notifications_total"][("a", "slack")] == 1
+
+
+def _stack_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for localhost and 127.0.0.1, like the logging stack's own (openssl)."""
+    openssl = require_tool("openssl")
+
+    def run(*args: str) -> None:
+        proc = subprocess.run([openssl, *args], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=football-monitoring logging CA (test)")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "http.key", "-out", "http.csr", "-subj", "/CN=elasticsearch")
+    (tmp_path / "san.ext").write_text("subjectAltName=DNS:localhost,DNS:elasticsearch,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "http.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "http.crt",
+        "-days", "2", "-extfile", "san.ext")
+    return tmp_path / "ca.crt", tmp_path / "http.crt", tmp_path / "http.key"
+
+
+def test_elasticsearch_is_trusted_through_the_stacks_own_ca(tmp_path):
+    """The published (Docker) or port-forwarded Elasticsearch answers with a certificate of the stack's
+    CA; verify trusts it from the elasticsearchCaCertificate output, and nothing else does."""
+    import ssl
+    ca, cert, key = _stack_ca(tmp_path)
+    es = FakeJson({"/_cluster/health": (200, {"cluster_name": "logs", "status": "green", "number_of_nodes": 1,
+                                              "active_shards_percent_as_number": 100.0, "unassigned_shards": 0})})
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    es.httpd.socket = server_tls.wrap_socket(es.httpd.socket, server_side=True)
+    outputs = tmp_path / "outputs.json"
+    stack = {"environment": "dev", "elasticsearchUrl": "https://elasticsearch:9200",
+             "elasticsearchExternalUrl": f"https://localhost:{es.port}"}
+    try:
+        outputs.write_text(json.dumps({**stack, "elasticsearchCaCertificate": ca.read_text()}))
+        code, output = run_verify("--outputs", str(outputs), "--only", "elasticsearch")
+        assert code == 0 and re.search(r"^PASS  elasticsearch\.health .*green", output, re.M), output
+
+        outputs.write_text(json.dumps(stack))  # without the CA the certificate is not trusted
+        code, output = run_verify("--outputs", str(outputs), "--only", "elasticsearch")
+        assert code == 1 and "CERTIFICATE_VERIFY_FAILED" in output, output
+    finally:
+        es.stop()
+    outputs.write_text(json.dumps({**stack, "elasticsearchCaCertificate": "not a certificate"}))
+    code, output = run_verify("--outputs", str(outputs), "--only", "elasticsearch")
+    assert code == 2 and "elasticsearchCaCertificate is not a PEM certificate" in output

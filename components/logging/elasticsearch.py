@@ -122,9 +122,11 @@ class Elasticsearch(pulumi.ComponentResource):
         )
         self.deployed = platform.deploy(spec, self)
         self.internal_url = f"https://{platform.host_of('elasticsearch')}:{HTTP_PORT}"
+        # Published only on a Docker host (its loopback, for verification); never an ingress.
+        self.external_url = platform.public_url("elasticsearch", scheme="https")
         # Every node, ready or not (health must be readable while the cluster is red).
         self.headless_url = f"https://{platform.every_replica_host('elasticsearch')}:{HTTP_PORT}"
-        self.register_outputs({"internal_url": self.internal_url})
+        self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url})
 
 
 class ElasticsearchExporter(pulumi.ComponentResource):
