@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shlex
@@ -335,3 +336,19 @@ def test_exporter_sidecars_share_their_services_network_and_hardening(docker_dev
                                                                         "PORT=9198"]
     assert docker_dev.container("filebeat-exporter").inputs["healthcheck"]["tests"] == [
         "CMD", "wget", "-q", "--spider", "http://127.0.0.1:9479/"]
+
+
+def test_filebeat_finds_each_lines_container_from_its_file_path(docker_dev):
+    """add_docker_metadata's match_source takes the container id from log.file.path the way Filebeat's
+    extract_field does (split on '/', empty parts dropped, then the index): it must land on the id
+    directory of every file the input's glob reads."""
+    config = yaml.safe_load(uploads(docker_dev.container("filebeat"))["/etc/filebeat/filebeat.yml"])
+    source = config["filebeat.inputs"][0]
+    index = source["processors"][0]["add_docker_metadata"]["match_source_index"]
+    container_id = "4f3c2b1a" * 8
+    path = f"/var/lib/docker/containers/{container_id}/{container_id}-json.log"
+    assert any(fnmatch.fnmatch(path, pattern) for pattern in source["paths"])
+    assert [part for part in path.split("/") if part][index] == container_id
+    # ...and the files are where the host's directory is mounted, read-only.
+    mounts = {m["target"]: m for m in docker_dev.container("filebeat").inputs["mounts"]}
+    assert all(mounts[pattern.split("/*")[0]]["readOnly"] for pattern in source["paths"])
