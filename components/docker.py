@@ -25,7 +25,7 @@ import pulumi
 import pulumi_docker as docker
 
 from .settings import DockerSettings, quantity_bytes
-from .workload import HOST_ACCESS, PART_OF, CommandCheck, DeployedService, ServiceSpec, Sidecar
+from .workload import HOST_ACCESS, PART_OF, CommandCheck, DeployedService, ServiceSpec, Sidecar, image_version
 
 # Images built FROM scratch have no shell, wget or curl to run a health check with;
 # Prometheus' `up` for them is the health signal instead.
@@ -183,7 +183,6 @@ class DockerPlatform:
         container (new id) replaces its sidecars."""
         name = f"{spec.name}-{sidecar.name}"
         image = docker.RemoteImage(f"{name}-image", name=sidecar.image, keep_locally=True, opts=self.opts(parent))
-        version = ServiceSpec(name, spec.component, sidecar.image, [], sidecar.resources, 0).version
         args = {
             "name": self.container_name(name),
             "image": image.image_id,
@@ -192,7 +191,7 @@ class DockerPlatform:
             "user": f"{sidecar.run_as_user}:{sidecar.run_as_user}",
             "network_mode": main.id.apply(lambda container_id: f"container:{container_id}"),
             "healthcheck": _healthcheck(sidecar.image, [sidecar.port], sidecar.health),
-            **self._hardening(name, spec.component, version, sidecar.resources),
+            **self._hardening(name, spec.component, image_version(sidecar.image), sidecar.resources),
         }
         return docker.Container(name, opts=self.opts(parent), **{k: v for k, v in args.items() if v is not None})
 

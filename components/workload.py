@@ -253,8 +253,13 @@ class ServiceSpec:
 
     @property
     def version(self) -> str:
-        tail = self.image.rsplit("/", 1)[-1]
-        return tail.split("@")[0].split(":", 1)[1] if ":" in tail else tail.split("@", 1)[-1]
+        return image_version(self.image)
+
+
+def image_version(image: str) -> str:
+    """The tag of an image reference (or its digest when it has no tag)."""
+    tail = image.rsplit("/", 1)[-1]
+    return tail.split("@")[0].split(":", 1)[1] if ":" in tail else tail.split("@", 1)[-1]
 
 
 @dataclass

@@ -332,6 +332,9 @@ def test_exporter_sidecars_share_their_services_network_and_hardening(docker_dev
         assert i["name"] == f"fm-dev-{sidecar}" and i["user"] == "65534:65534"
         assert i["networkMode"] == f"container:{offline.mock_id(service)}"
         assert {"label": "app.kubernetes.io/name", "value": sidecar} in i["labels"]
+    labels = {label["label"]: label["value"] for label in docker_dev.container("logstash-exporter").inputs["labels"]}
+    assert labels["app.kubernetes.io/version"] == DEFAULT_IMAGES["logstashExporter"].rsplit(":", 1)[1]
+    assert labels["app.kubernetes.io/component"] == "logs-pipeline"  # the service it belongs to
     assert docker_dev.container("logstash-exporter").inputs["envs"] == ["LOGSTASH_URL=http://127.0.0.1:9600",
                                                                         "PORT=9198"]
     assert docker_dev.container("filebeat-exporter").inputs["healthcheck"]["tests"] == [
