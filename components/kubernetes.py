@@ -415,9 +415,15 @@ class KubernetesPlatform:
         return [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": peer,
                                                  "app.kubernetes.io/part-of": PART_OF}}}]
 
-    @staticmethod
-    def _ports(flow: Flow) -> list:
-        return [{"port": port, "protocol": protocol} for port, protocol in flow.ports]
+    def _rule(self, flow: Flow, peers_key: str) -> dict:
+        """One NetworkPolicy rule for ``flow``; ``peers_key`` is "from" (ingress) or "to" (egress)."""
+        rule: dict = {}
+        peers = self._peer(flow.peer)
+        if peers:
+            rule[peers_key] = peers
+        if flow.ports:
+            rule["ports"] = [{"port": port, "protocol": protocol} for port, protocol in flow.ports]
+        return rule
 
     def _network_policy(self, spec: ServiceSpec, parent: pulumi.Resource) -> None:
         access = HOST_ACCESS.get(spec.host_access) if spec.host_access else None
@@ -427,22 +433,8 @@ class KubernetesPlatform:
         for flow in spec.allow_in:
             if flow.peer == INGRESS and not (self.ingress and self.ingress.hosts.get(spec.name)):
                 continue  # not exposed: no door for the ingress controller
-            rule: dict = {}
-            peers = self._peer(flow.peer)
-            if peers:
-                rule["from"] = peers
-            if flow.ports:
-                rule["ports"] = self._ports(flow)
-            ingress.append(rule)
-        egress = [DNS_EGRESS]
-        for flow in spec.allow_out:
-            rule = {}
-            peers = self._peer(flow.peer)
-            if peers:
-                rule["to"] = peers
-            if flow.ports:
-                rule["ports"] = self._ports(flow)
-            egress.append(rule)
+            ingress.append(self._rule(flow, "from"))
+        egress = [DNS_EGRESS] + [self._rule(flow, "to") for flow in spec.allow_out]
         name = spec.name
         k8s.networking.v1.NetworkPolicy(f"{name}-network", metadata=self.meta(name, spec), spec={
             "podSelector": {"matchLabels": self.selector(spec)},

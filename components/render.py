@@ -84,7 +84,7 @@ def compose_view(result: offline.RunResult, secret_values: set[str]) -> dict:
             "network_mode": network_mode,
             "ports": [f"{p['ip']}:{p['external']}:{p['internal']}" for p in i.get("ports", [])],
             "volumes": [f"{v.get('volumeName', '(per-container)')}:{v['containerPath']}" for v in i.get("volumes", [])],
-            "tmpfs": [f"{path}:{options}" for path, options in i.get("tmpfs", {}).items()],
+            "tmpfs": [f"{path}:{options}" for path, options in sorted(i.get("tmpfs", {}).items())],
             "mounts": [f"{m['source']}:{m['target']}:ro" for m in i.get("mounts", [])],
             "files": [u["file"] for u in i.get("uploads", [])],
         }
@@ -103,34 +103,24 @@ def container_files(result: offline.RunResult) -> dict[str, str]:
 def write(result: offline.RunResult, out: Path) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
-    written = []
+    files: dict[Path, str] = {}
     if result.containers():
         from .settings import SECRETS
         secret_values = {spec.placeholder for spec in SECRETS.values()} | {offline.GENERATED_SECRET}
-        path = out / "docker" / "containers.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# What the Docker host runs (a review listing, not a compose file).\n"
-                        + yaml.safe_dump(compose_view(result, secret_values), sort_keys=False, width=120))
-        written.append(path)
-        for rel, text in container_files(result).items():
-            path = out / "config" / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            written.append(path)
+        files[out / "docker" / "containers.yaml"] = (
+            "# What the Docker host runs (a review listing, not a compose file).\n"
+            + yaml.safe_dump(compose_view(result, secret_values), sort_keys=False, width=120))
+        files.update({out / "config" / rel: text for rel, text in container_files(result).items()})
     for obj in result.kubernetes_objects():
-        path = out / "kubernetes" / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(_redacted(obj), sort_keys=False, width=120))
-        written.append(path)
-    for rel, text in config_files(result).items():
-        path = out / "config" / rel
+        files[out / "kubernetes" / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"] = \
+            yaml.safe_dump(_redacted(obj), sort_keys=False, width=120)
+    files.update({out / "config" / rel: text for rel, text in config_files(result).items()})
+    outputs = {k: (SECRET_MARK if k in result.secret_outputs else v) for k, v in sorted(result.outputs.items())}
+    files[out / "outputs.json"] = json.dumps(outputs, indent=2) + "\n"
+    for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        written.append(path)
-    outputs = {k: (SECRET_MARK if k in result.secret_outputs else v) for k, v in sorted(result.outputs.items())}
-    (out / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n")
-    written.append(out / "outputs.json")
-    return written
+    return list(files)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -265,7 +265,10 @@ def test_outputs(dev, prod):
                                 "elasticsearchUser", "elasticsearchPassword", "elasticsearchCaCertificate",
                                 "jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"}
     # The CA certificate is public (clients trust Elasticsearch with it); its key never leaves a Secret.
-    assert dev.outputs["elasticsearchCaCertificate"].startswith("-----BEGIN CERTIFICATE-----")
+    for result in (dev, prod):
+        assert result.outputs["elasticsearchCaCertificate"] == \
+            result.one("Secret", "elasticsearch-exporter-ca")["stringData"]["ca.crt"] == \
+            offline.placeholder_pem("CERTIFICATE", "logging-ca")
     assert prod.outputs["grafanaExternalUrl"] == "https://grafana.football-prediction.example.org"
     assert prod.outputs["prometheusUrl"] == "http://prometheus.monitoring.svc:9090"
     for result in (dev, prod):
