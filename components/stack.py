@@ -7,19 +7,21 @@ from typing import Any
 
 import pulumi
 
-from . import docker, kubernetes
-from .alertmanager import WEB_PORT as ALERTMANAGER_PORT
-from .alertmanager import Alertmanager
-from .configs.prometheus import ScrapeTarget
-from .dingtalk import DingTalkRelay
-from .exporters import BlackboxExporter, CAdvisor, DatabaseExporter, KubeStateMetrics, NodeExporter
-from .grafana import HTTP_PORT as GRAFANA_PORT
-from .grafana import Grafana, LogsAccess
-from .logging import deploy as deploy_logging
-from .prometheus import WEB_PORT as PROMETHEUS_PORT
-from .prometheus import Prometheus
-from .settings import Settings
-from .tracing import ElasticsearchConnection, Jaeger, OtelGateway
+from components.platform import docker
+from components.platform import kubernetes
+from components.metrics.alertmanager import WEB_PORT as ALERTMANAGER_PORT
+from components.metrics.alertmanager import Alertmanager
+from components.configs.prometheus import ScrapeTarget
+from components.metrics.dingtalk import DingTalkRelay
+from components.metrics.exporters import BlackboxExporter, CAdvisor, DatabaseExporter, KubeStateMetrics, NodeExporter
+from components.metrics.grafana import HTTP_PORT as GRAFANA_PORT
+from components.metrics.grafana import Grafana, LogsAccess
+from components.logging import deploy as deploy_logging
+from components.metrics.prometheus import WEB_PORT as PROMETHEUS_PORT
+from components.metrics.prometheus import Prometheus
+from components.settings import Settings
+from components.platform.workload import ElasticsearchConnection
+from components.tracing import Jaeger, OtelGateway
 
 # The stack's own services and their metrics ports.
 SELF_TARGETS = [
@@ -132,7 +134,7 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
         outputs["elasticsearchUrl"] = logging.elasticsearch.internal_url
         if logging.elasticsearch.external_url:
             outputs["elasticsearchExternalUrl"] = logging.elasticsearch.external_url
-        # The stack's own CA (public): clients such as components.verify trust Elasticsearch with it.
+        # The stack's own CA (public): clients such as tools.verify trust Elasticsearch with it.
         outputs["elasticsearchCaCertificate"] = logging.elasticsearch.ca_cert_pem
         outputs["kibanaUrl"] = logging.kibana.internal_url
         if logging.kibana.external_url:

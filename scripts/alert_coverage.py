@@ -73,7 +73,7 @@ class Service:
 
 def prod_services(result=None) -> tuple[dict[str, Service], dict[str, list[str]]]:
     """Services of the prod stack and, per probe job, its probe names (result: offline.run("prod"))."""
-    from components import offline
+    from tools import offline
 
     result = result or offline.run("prod")
     doc = yaml.safe_load(result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])

@@ -25,7 +25,7 @@ def main() -> int:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    from components import offline  # imports pulumi and pulumi_kubernetes
+    from tools import offline  # imports pulumi and pulumi_kubernetes
     import_seconds = time.perf_counter() - start
     print(f"imports: {import_seconds:.2f} s")
     for stack in args.stacks:

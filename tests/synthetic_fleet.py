@@ -27,7 +27,7 @@ build/prod/config/prometheus-config/prometheus.yml):
   metrics on the name without ``_info``; ``probe_ssl_earliest_cert_expiry`` only exists for
   https probe targets (prod has none);
 * ``tracing``: Jaeger v2 in its Elasticsearch shape (query service, 2 collectors) behind 2
-  OTel Collector gateways (components/tracing.py), with the collectors' own telemetry;
+  OTel Collector gateways (components/tracing/__init__.py), with the collectors' own telemetry;
 * ``logging``: the logging stack's exporters (components/logging/): cluster health and
   per-node disk, heap and indexing of a 3-node Elasticsearch, 2 Logstash pipelines, and every
   node's Filebeat;
@@ -110,7 +110,7 @@ PLEG_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 CRASH_PERIOD = 1200  # the crash-looping pod restarts every 20 min ...
 CRASH_DOWN = 480  # ... and spends the last 8 min of each cycle in CrashLoopBackOff
 
-DEFAULT_PROBES = {  # components/settings.py defaults
+DEFAULT_PROBES = {  # components/settings/__init__.py defaults
     "http": [{"name": "api-health", "target": "http://football-prediction-api.football-prediction.svc:8000/health"}],
     "tcp": [{"name": "postgres", "target": "postgres.football-prediction.svc:5432"},
             {"name": "redis", "target": "redis.football-prediction.svc:6379"}],
@@ -458,7 +458,7 @@ def build(spec: FleetSpec) -> list[Family]:
         if name == "grafana":
             p["pvc"] = "grafana-data"
         pods.append(p)
-    if spec.tracing:  # components/tracing.py, storage elasticsearch: query service, collectors, gateway
+    if spec.tracing:  # components/tracing/__init__.py, storage elasticsearch: query service, collectors, gateway
         for name, replicas, cpu, mem in (("jaeger", 1, 0.02, 120e6), ("jaeger-collector", 2, 0.15, 260e6),
                                          ("otel-gateway", 2, 0.2, 300e6)):
             for i in range(replicas):

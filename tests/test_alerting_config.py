@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components import offline
+from tools import offline
 from components.configs import alertmanager as am
 from tests.config_checks import run
 from tests.conftest import require_tool, run_on_kubernetes

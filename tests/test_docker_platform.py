@@ -11,10 +11,11 @@ import subprocess
 import pytest
 import yaml
 
-from components import docker as docker_platform
-from components import offline, render
+from components.platform import docker as docker_platform
+from tools import offline
+from tools import render
 from components.settings import DEFAULT_IMAGES, PROJECT, Resources
-from components.workload import InitStep, Port, ServiceSpec
+from components.platform.workload import InitStep, Port, ServiceSpec
 from tests.config_checks import run
 from tests.conftest import require_tool
 

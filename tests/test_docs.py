@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from components import offline
+from tools import offline
 from scripts.settings_reference import markdown
 from tests.conftest import ROOT
 

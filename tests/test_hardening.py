@@ -7,7 +7,7 @@ import re
 import kubernetes_validate
 import pytest
 
-from components.workload import HOST_ACCESS
+from components.platform.workload import HOST_ACCESS
 
 SCHEMA_VERSION = "1.32.0"  # oldest Kubernetes release the stack supports
 EXACT_IMAGE = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+(:v?\d+\.\d+\.\d+[A-Za-z0-9.-]*|@sha256:[a-f0-9]{64})$")

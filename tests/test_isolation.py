@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import offline
+from tools import offline
 from components.settings import SettingsError
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import offline
+from tools import offline
 from components.logging import configs
 from components.settings import PROJECT, SettingsError
 from tests.conftest import KUBERNETES, run_on_kubernetes

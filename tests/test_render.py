@@ -8,14 +8,15 @@ import sys
 
 import yaml
 
-from components import offline, render
+from tools import offline
+from tools import render
 from components.settings import SECRETS
 from tests.conftest import ROOT
 
 
 def test_render_command_writes_objects_configs_and_outputs(tmp_path):
     out = tmp_path / "prod"
-    proc = subprocess.run([sys.executable, "-m", "components.render", "--stack", "prod", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "tools.render", "--stack", "prod", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "prod:" in proc.stdout
@@ -51,7 +52,7 @@ def test_render_reports_bad_settings_without_a_traceback(tmp_path):
     stacks = tmp_path / "stacks"
     stacks.mkdir()
     (stacks / "Pulumi.badrender.yaml").write_text("config:\n  football-monitoring:prometheus:\n    retention: abc\n")
-    command = ("import pathlib, sys; from components import offline, render; "
+    command = ("import pathlib, sys; from tools import offline, render; "
                "offline.ROOT = pathlib.Path(sys.argv[1]); sys.exit(render.main(sys.argv[2:]))")
     proc = subprocess.run([sys.executable, "-c", command, str(stacks), "--stack", "badrender",
                            "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from components import render
+from tools import render
 from tests.conftest import ROOT
 
 SKIPS = yaml.safe_load((ROOT / "security" / "checkov-skips.yaml").read_text())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components import offline
+from tools import offline
 from components.settings import PROJECT, SettingsError
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from components import offline
+from tools import offline
 from components.settings import PROJECT, SECRETS
 from tests.conftest import KUBERNETES, run_on_kubernetes
 
@@ -276,8 +276,8 @@ def test_outputs(dev, prod):
 
 
 def test_verify_reads_the_outputs_the_stacks_have(dev, prod, docker_dev):
-    """components.verify finds each service by output name: a renamed output would silently skip its checks."""
-    from components import verify
+    """tools.verify finds each service by output name: a renamed output would silently skip its checks."""
+    from tools import verify
     for result in (dev, prod, docker_dev):
         for service in verify.SERVICES.values():  # every stack runs logging and tracing
             assert set(service.outputs) & set(result.outputs), (result.stack, service.name, service.outputs)

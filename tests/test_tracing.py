@@ -18,7 +18,8 @@ import pulumi
 import pytest
 import yaml
 
-from components import offline, stack as stack_module
+from components import stack as stack_module
+from tools import offline
 from components.logging import CA_SECRET
 from components.configs import jaeger as jaeger_config
 from components.settings import SettingsError
@@ -547,7 +548,7 @@ def test_tracing_is_off_unless_enabled(tracing_off):
 
 def test_checkov_on_the_tracing_manifests(dev_k8s, prod_tracing, tmp_path):
     """The rendered manifests of both shapes pass checkov, failures only where the skip list says why."""
-    from components import render
+    from tools import render
     from tests.test_security_scan import failed_checks, skip_for
 
     unexplained = []

@@ -1,4 +1,4 @@
-"""The post-deploy verification command (components/verify.py) against real processes on loopback.
+"""The post-deploy verification command (tools/verify.py) against real processes on loopback.
 
 Real binaries (Debian's prometheus and prometheus-alertmanager; amtool for the routing cross-check),
 each on a free 127.0.0.1 port with its own temp dir, killed at teardown even when a test fails:
@@ -33,7 +33,8 @@ from typing import Any, Optional
 import pytest
 import yaml
 
-from components import offline, verify
+from tools import offline
+from tools import verify
 from components.configs import alertmanager as am_config
 from components.configs import grafana as grafana_config
 from components.settings import PROJECT
@@ -519,10 +520,10 @@ def test_in_cluster_urls_print_port_forward_commands(operator_outputs, tmp_path)
 
 
 def test_command_line_entry_point(operator_outputs, tmp_path):
-    """python -m components.verify, as an operator runs it (the real resolver: *.svc does not resolve here)."""
+    """python -m tools.verify, as an operator runs it (the real resolver: *.svc does not resolve here)."""
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps(operator_outputs))
-    done = subprocess.run([sys.executable, "-m", "components.verify", "--outputs", str(outputs), "--only",
+    done = subprocess.run([sys.executable, "-m", "tools.verify", "--outputs", str(outputs), "--only",
                            "prometheus.ready", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     document = json.loads(done.stdout)

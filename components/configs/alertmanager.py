@@ -18,7 +18,7 @@ from typing import Mapping, Optional
 
 import yaml
 
-from ..settings import EmailSettings, TeamContact, Timings
+from components.settings import EmailSettings, TeamContact, Timings
 
 ALERTING_DIR = Path(__file__).resolve().parent.parent.parent / "alerting"
 TEMPLATES_DIR = "/etc/alertmanager/templates"

@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 
 import yaml
 
-# Ports (the names are the container port names of components/tracing.py).
+# Ports (the names are the container port names of components/tracing/__init__.py).
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
 QUERY_HTTP_PORT = 16686

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from ..settings import ProbeTarget, StaticTarget
+from components.settings import ProbeTarget, StaticTarget
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 RULES_DIR = "/etc/prometheus/rules"
@@ -188,7 +188,7 @@ def _kubernetes_jobs(cfg: PrometheusConfig) -> list[dict]:
         ],
     })
     jobs.append(_kubelet_job(cfg, "kubelet", "/metrics"))
-    # cAdvisor: the kubelet's built-in endpoint (see components/exporters.py for why).
+    # cAdvisor: the kubelet's built-in endpoint (see components/metrics/exporters.py for why).
     jobs.append(_kubelet_job(cfg, "cadvisor", "/metrics/cadvisor"))
     jobs.extend(_annotated_jobs(cfg))
     return jobs

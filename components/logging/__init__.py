@@ -8,15 +8,14 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from ..configs.prometheus import ScrapeTarget
-from ..exporters import single_host_labels
-from ..settings import Settings
-from ..workload import Platform
-from .bootstrap import LoggingBootstrap
-from .elasticsearch import Elasticsearch, ElasticsearchExporter, _password
-from .filebeat import Filebeat
-from .kibana import Kibana
-from .logstash import Logstash
+from components.configs.prometheus import ScrapeTarget
+from components.settings import Settings
+from components.platform.workload import ElasticsearchConnection, Platform, single_host_labels
+from components.logging.bootstrap import LoggingBootstrap
+from components.logging.elasticsearch import Elasticsearch, ElasticsearchExporter, _password
+from components.logging.filebeat import Filebeat
+from components.logging.kibana import Kibana
+from components.logging.logstash import Logstash
 
 # Services that talk to Elasticsearch's HTTP port (besides Elasticsearch itself).
 ELASTICSEARCH_CLIENTS = ("kibana", "logstash", "elasticsearch-exporter", "logging-bootstrap", "grafana")
@@ -38,7 +37,7 @@ class Logging:
     grafana_password: pulumi.Output
     scrape_targets: list
     exporter_password: pulumi.Output
-    elasticsearch_connection: Optional[object] = None  # tracing.ElasticsearchConnection, for Jaeger
+    elasticsearch_connection: Optional[ElasticsearchConnection] = None  # for Jaeger
 
     @property
     def elasticsearch_url(self) -> str:
@@ -77,7 +76,6 @@ def deploy(settings: Settings, platform: Platform, opts: pulumi.ResourceOptions,
     ]
     connection = None
     if jaeger:
-        from ..tracing import ElasticsearchConnection
         connection = ElasticsearchConnection(url=es.internal_url, username="fm-jaeger", password=passwords["jaeger"],
                                              ca_secret_name=CA_SECRET, ca_key="ca.crt", peer="elasticsearch")
     return Logging(es, kibana, logstash, filebeat, bootstrap, passwords["grafana"], targets, passwords["exporter"],

@@ -13,12 +13,12 @@ from typing import Optional
 
 import pulumi
 
-from ..settings import Resources, Settings
-from ..workload import ConfigFiles, Flow, Platform, ServiceSpec
-from . import configs
-from .elasticsearch import HTTP_PORT as ES_PORT
-from .elasticsearch import Elasticsearch
-from .kibana import HTTP_PORT as KIBANA_PORT
+from components.settings import Resources, Settings
+from components.platform.workload import ConfigFiles, Flow, Platform, ServiceSpec
+from components.logging import configs
+from components.logging.elasticsearch import HTTP_PORT as ES_PORT
+from components.logging.elasticsearch import Elasticsearch
+from components.logging.kibana import HTTP_PORT as KIBANA_PORT
 
 BASE = "/etc/logging-bootstrap"
 RESOURCES = Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="64Mi")

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import yaml
 
-from ..settings import LoggingSettings, quantity_bytes
+from components.settings import LoggingSettings, quantity_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 ELASTIC_DIR = ROOT / "elastic"

@@ -21,11 +21,11 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_random as random
 
-from ..settings import Settings
-from ..workload import (ANYWHERE, CommandCheck, ConfigFiles, DataVolume, Flow, HttpCheck, InitStep, Platform, Port,
+from components.settings import Settings
+from components.platform.workload import (ANYWHERE, CommandCheck, ConfigFiles, DataVolume, Flow, HttpCheck, InitStep, Platform, Port,
                         ServiceSpec, SharedVolume)
-from . import configs
-from .certs import ElasticCertificates
+from components.logging import configs
+from components.logging.certs import ElasticCertificates
 
 HTTP_PORT = 9200
 TRANSPORT_PORT = 9300

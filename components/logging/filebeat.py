@@ -15,11 +15,10 @@ from typing import Optional
 
 import pulumi
 
-from ..exporters import API_SERVER_PORTS
-from ..settings import Settings
-from ..workload import ANYWHERE, AccessRule, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec, Sidecar
-from . import configs
-from .logstash import BEATS_PORT
+from components.settings import Settings
+from components.platform.workload import ANYWHERE, API_SERVER_PORTS, AccessRule, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec, Sidecar
+from components.logging import configs
+from components.logging.logstash import BEATS_PORT
 
 STATS_PORT = 5066
 EXPORTER_PORT = 9479

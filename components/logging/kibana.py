@@ -11,11 +11,11 @@ from typing import Optional
 
 import pulumi
 
-from ..settings import Settings
-from ..workload import INGRESS, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec
-from . import configs
-from .elasticsearch import HTTP_PORT as ES_PORT
-from .elasticsearch import Elasticsearch, _password
+from components.settings import Settings
+from components.platform.workload import INGRESS, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec
+from components.logging import configs
+from components.logging.elasticsearch import HTTP_PORT as ES_PORT
+from components.logging.elasticsearch import Elasticsearch, _password
 
 HTTP_PORT = 5601
 CONFIG_DIR = "/etc/kibana/config"

@@ -12,11 +12,12 @@ from typing import Optional
 
 import pulumi
 
-from ..settings import Settings, quantity_bytes
-from ..workload import ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port, ServiceSpec, Sidecar
-from . import configs, pipeline
-from .elasticsearch import HTTP_PORT as ES_PORT
-from .elasticsearch import Elasticsearch
+from components.settings import Settings, quantity_bytes
+from components.platform.workload import ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port, ServiceSpec, Sidecar
+from components.logging import configs
+from components.logging import pipeline
+from components.logging.elasticsearch import HTTP_PORT as ES_PORT
+from components.logging.elasticsearch import Elasticsearch
 
 BEATS_PORT = 5044
 API_PORT = 9600

@@ -56,13 +56,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components import offline  # noqa: E402
+from tools import offline  # noqa: E402
 from components.configs import alertmanager as am_config  # noqa: E402
 from components.configs.prometheus import RULES_DIR  # noqa: E402
 from components.settings import PROJECT  # noqa: E402
 
-from .capture import CaptureServer, SmtpCapture  # noqa: E402
-from .fake_app import FakeApp  # noqa: E402
+from tests.e2e.capture import CaptureServer, SmtpCapture  # noqa: E402
+from tests.e2e.fake_app import FakeApp  # noqa: E402
 
 STACK = "prod"
 NAMESPACE_APP = "football-prediction"

@@ -4,7 +4,7 @@ Every container gets an exact image, requests and limits, startup/liveness/
 readiness probes, a fixed non-root uid, a read-only root filesystem, no
 capabilities, no privilege escalation and the RuntimeDefault seccomp profile.
 Pods get no API credentials unless the service declares the access it needs.
-The exceptions are the ``HOST_ACCESS`` entries of ``components.workload``.
+The exceptions are the ``HOST_ACCESS`` entries of ``components.platform.workload``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .settings import IngressSettings, Resources
-from .workload import ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, CommandCheck, DeployedService, Flow, ServiceSpec
+from components.settings import IngressSettings, Resources
+from components.platform.workload import ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, CommandCheck, DeployedService, Flow, ServiceSpec
 
 RELOADER_PORT = 8080
 DNS_EGRESS = {

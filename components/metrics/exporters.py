@@ -15,15 +15,16 @@ from typing import Optional
 
 import pulumi
 
-from .configs import blackbox as blackbox_config
-from .configs.prometheus import ScrapeTarget
-from .settings import Settings
-from .workload import ANYWHERE, AccessRule, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec
+from components.configs import blackbox as blackbox_config
+from components.configs.prometheus import ScrapeTarget
+from components.settings import Settings
+from components.platform.workload import (ANYWHERE, API_SERVER_PORTS, AccessRule, ConfigFiles, Flow, HttpCheck, Platform, Port,
+                                          ServiceSpec, single_host_labels)
+
 
 # kube-state-metrics reports exactly these resources; its RBAC is built from the
 # same table, so it can list/watch what it reports and nothing else (no Secrets,
 # no ConfigMaps).
-API_SERVER_PORTS = [(443, "TCP"), (6443, "TCP")]
 
 KUBE_STATE_RESOURCES = {
     "": ["namespaces", "nodes", "persistentvolumeclaims", "persistentvolumes", "pods", "resourcequotas",
@@ -34,12 +35,6 @@ KUBE_STATE_RESOURCES = {
     "policy": ["poddisruptionbudgets"],
     "storage.k8s.io": ["storageclasses"],
 }
-
-
-def single_host_labels(environment: str) -> dict[str, str]:
-    """Target labels of a per-node exporter on a Docker host: there is one node; name it like
-    Kubernetes would (instance = node), so per-node alerts and dashboards read the same."""
-    return {"instance": f"{environment}-docker-host", "node": f"{environment}-docker-host"}
 
 
 class NodeExporter(pulumi.ComponentResource):

@@ -2,7 +2,7 @@
 
 A component says *what* runs (image, arguments, ports, config files, secret
 files, persistent data, health endpoints, resources, where it runs); a platform
-module (``components.kubernetes``) turns that into resources with the hardened
+module (``components.platform.kubernetes``) turns that into resources with the hardened
 defaults applied in one place. Components do not build pod specs themselves.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Protocol, Sequence, Union
+from urllib.parse import urlparse
 
 import pulumi
 
-from .settings import Resources
+from components.settings import Resources
 
 PART_OF = "football-monitoring"
 
@@ -293,7 +294,7 @@ class DeployedService:
 
 
 class Platform(Protocol):
-    """Where services run: Kubernetes (components.kubernetes) or one Docker host (components.docker)."""
+    """Where services run: Kubernetes (components.platform.kubernetes) or one Docker host (components.platform.docker)."""
 
     kind: str  # "kubernetes" or "docker"
 
@@ -312,3 +313,30 @@ class Platform(Protocol):
         service itself serves, where the platform publishes its port as it is)."""
 
     def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None: ...
+
+
+# The Kubernetes API server, as clients reach it (the Service port and the usual node port).
+API_SERVER_PORTS = [(443, "TCP"), (6443, "TCP")]
+
+
+def single_host_labels(environment: str) -> dict[str, str]:
+    """Target labels of a per-node exporter on a Docker host: there is one node; name it like
+    Kubernetes would (instance = node), so per-node alerts and dashboards read the same."""
+    return {"instance": f"{environment}-docker-host", "node": f"{environment}-docker-host"}
+
+
+@dataclass(frozen=True)
+class ElasticsearchConnection:
+    """How Jaeger reaches the logging stack's Elasticsearch (given by components/logging/, used by components/tracing/)."""
+
+    url: str  # e.g. https://elasticsearch.monitoring.svc:9200
+    username: str
+    password: pulumi.Output  # secret; lands only in a Kubernetes Secret
+    ca_secret_name: Optional[str] = None  # Secret with the CA certificate (https)
+    ca_key: str = "ca.crt"
+    peer: str = "elasticsearch"  # app name of its pods in this stack (network policy), or workload.ANYWHERE
+
+    @property
+    def port(self) -> int:
+        parsed = urlparse(self.url)
+        return parsed.port or (443 if parsed.scheme == "https" else 80)

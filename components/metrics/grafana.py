@@ -9,11 +9,11 @@ from typing import Optional
 import pulumi
 import pulumi_random as random
 
-from . import data
-from .configs import grafana as grafana_config
-from .configs.grafana import DASHBOARDS_DIR, SECRETS_DIR
-from .settings import Settings
-from .workload import ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, ServiceSpec
+from components import data
+from components.configs import grafana as grafana_config
+from components.configs.grafana import DASHBOARDS_DIR, SECRETS_DIR
+from components.settings import Settings
+from components.platform.workload import ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, ServiceSpec
 
 HTTP_PORT = 3000
 

@@ -1,6 +1,6 @@
 """Offline render: what a stack would deploy, written as files for review.
 
-    python -m components.render --stack prod --out build/prod
+    python -m tools.render --stack prod --out build/prod
 
 Runs the same program as ``pulumi up`` (under Pulumi's mock runtime, with no
 CLI and no cluster) and writes:
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from . import offline
-from .settings import SettingsError
+from tools import offline
+from components.settings import SettingsError
 
 SECRET_MARK = "[secret]"
 
@@ -100,20 +100,38 @@ def container_files(result: offline.RunResult) -> dict[str, str]:
     return files
 
 
+# Kubernetes readers expect these first; every other key is sorted so that two renders of the
+# same stack are byte-identical (the recorded inputs come back in no fixed order).
+_LEADING_KEYS = ("apiVersion", "kind", "metadata", "name")
+
+
+def _ordered(value):
+    if isinstance(value, dict):
+        keys = [k for k in _LEADING_KEYS if k in value] + sorted(k for k in value if k not in _LEADING_KEYS)
+        return {k: _ordered(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_ordered(v) for v in value]
+    return value
+
+
+def _yaml(value) -> str:
+    return yaml.safe_dump(_ordered(value), sort_keys=False, width=120)
+
+
 def write(result: offline.RunResult, out: Path) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
     files: dict[Path, str] = {}
     if result.containers():
-        from .settings import SECRETS
+        from components.settings import SECRETS
         secret_values = {spec.placeholder for spec in SECRETS.values()} | {offline.GENERATED_SECRET}
         files[out / "docker" / "containers.yaml"] = (
             "# What the Docker host runs (a review listing, not a compose file).\n"
-            + yaml.safe_dump(compose_view(result, secret_values), sort_keys=False, width=120))
+            + _yaml(compose_view(result, secret_values)))
         files.update({out / "config" / rel: text for rel, text in container_files(result).items()})
     for obj in result.kubernetes_objects():
         files[out / "kubernetes" / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"] = \
-            yaml.safe_dump(_redacted(obj), sort_keys=False, width=120)
+            _yaml(_redacted(obj))
     files.update({out / "config" / rel: text for rel, text in config_files(result).items()})
     outputs = {k: (SECRET_MARK if k in result.secret_outputs else v) for k, v in sorted(result.outputs.items())}
     files[out / "outputs.json"] = json.dumps(outputs, indent=2) + "\n"
@@ -124,7 +142,7 @@ def write(result: offline.RunResult, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", required=True, help="stack name; its settings come from Pulumi.<stack>.yaml")
     parser.add_argument("--out", type=Path, help="output folder (default: build/<stack>)")
     args = parser.parse_args(argv)

@@ -11,11 +11,11 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from . import data
-from .configs import prometheus as prometheus_config
-from .configs.prometheus import RULES_DIR, ScrapeTarget
-from .settings import Settings
-from .workload import (ANYWHERE, INGRESS, AccessRule, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
+from components import data
+from components.configs import prometheus as prometheus_config
+from components.configs.prometheus import RULES_DIR, ScrapeTarget
+from components.settings import Settings
+from components.platform.workload import (ANYWHERE, INGRESS, AccessRule, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
                        Reloader, ServiceSpec)
 
 WEB_PORT = 9090

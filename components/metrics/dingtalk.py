@@ -10,8 +10,8 @@ from typing import Optional
 import pulumi
 import yaml
 
-from .settings import Settings
-from .workload import ANYWHERE, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec
+from components.settings import Settings
+from components.platform.workload import ANYWHERE, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec
 
 PORT = 8060
 TARGET = "football"

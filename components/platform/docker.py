@@ -24,8 +24,8 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from .settings import DockerSettings, quantity_bytes
-from .workload import HOST_ACCESS, PART_OF, CommandCheck, DeployedService, ServiceSpec, Sidecar, image_version
+from components.settings import DockerSettings, quantity_bytes
+from components.platform.workload import HOST_ACCESS, PART_OF, CommandCheck, DeployedService, ServiceSpec, Sidecar, image_version
 
 # Images built FROM scratch have no shell, wget or curl to run a health check with;
 # Prometheus' `up` for them is the health signal instead.

@@ -8,9 +8,9 @@ from typing import Optional
 
 import pulumi
 
-from .configs import alertmanager as alertmanager_config
-from .settings import Settings
-from .workload import ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, Reloader, ServiceSpec
+from components.configs import alertmanager as alertmanager_config
+from components.settings import Settings
+from components.platform.workload import ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, Reloader, ServiceSpec
 
 WEB_PORT = 9093
 MESH_PORT = 9094

@@ -21,17 +21,16 @@ Secret, mounted by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import urlparse
 
 import pulumi
 
-from .configs import jaeger as jaeger_config
-from .configs import otel_collector as gateway_config
-from .configs.prometheus import ScrapeTarget
-from .settings import Resources, Settings, duration_seconds
-from .workload import (ANYWHERE, INGRESS, ConfigFiles, DataVolume, ExternalSecret, Flow, HttpCheck, Platform, Port,
+from components.configs import jaeger as jaeger_config
+from components.configs import otel_collector as gateway_config
+from components.configs.prometheus import ScrapeTarget
+from components.settings import Resources, Settings, duration_seconds
+from components.platform.workload import (ANYWHERE, INGRESS, ConfigFiles, DataVolume, ElasticsearchConnection, ExternalSecret, Flow,
+                                          HttpCheck, Platform, Port,
                        ServiceSpec)
 
 JAEGER_UID = 10001  # the user of the jaeger and otelcol-contrib images
@@ -43,23 +42,6 @@ CLEANER_SCHEDULE = "15 0 * * *"  # nightly, after the day's index has rolled ove
 CLEANER_RESOURCES = Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="128Mi")
 OTLP_PORTS = [(jaeger_config.OTLP_GRPC_PORT, "TCP"), (jaeger_config.OTLP_HTTP_PORT, "TCP")]
 GATEWAY = "otel-gateway"
-
-
-@dataclass(frozen=True)
-class ElasticsearchConnection:
-    """How Jaeger reaches the logging stack's Elasticsearch (given by components/logging/)."""
-
-    url: str  # e.g. https://elasticsearch.monitoring.svc:9200
-    username: str
-    password: pulumi.Output  # secret; lands only in a Kubernetes Secret
-    ca_secret_name: Optional[str] = None  # Secret with the CA certificate (https)
-    ca_key: str = "ca.crt"
-    peer: str = "elasticsearch"  # app name of its pods in this stack (network policy), or workload.ANYWHERE
-
-    @property
-    def port(self) -> int:
-        parsed = urlparse(self.url)
-        return parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def _config(text: str) -> ConfigFiles:

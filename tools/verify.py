@@ -1,7 +1,7 @@
 """Post-deploy verification: check the live monitoring system of a stack and report.
 
-    .venv/bin/python -m components.verify --stack prod
-    .venv/bin/python -m components.verify --outputs outputs.json --prometheus-url http://127.0.0.1:9090 ...
+    .venv/bin/python -m tools.verify --stack prod
+    .venv/bin/python -m tools.verify --outputs outputs.json --prometheus-url http://127.0.0.1:9090 ...
 
 It reads the stack outputs (``pulumi stack output --json --show-secrets``, or a saved copy), finds
 each service's URL (an override, else the ``*ExternalUrl`` output, else the in-cluster URL; for an
@@ -441,7 +441,7 @@ def run_checks(ctx: Context, checks: Iterable[Check] = ()) -> None:
                               action=f"check that {', '.join(c.needs)} is up and the URL is right")
         except Exception as error:  # noqa: BLE001 - one broken check must not hide the others
             produced = Result(FAIL, c.name, f"check crashed: {type(error).__name__}: {error}",
-                              action="report this as a bug of components/verify.py")
+                              action="report this as a bug of tools/verify.py")
         results = produced if isinstance(produced, list) else [produced] if produced else []
         namespace = ctx.outputs.get("namespace")
         for result in results:
@@ -1065,7 +1065,7 @@ def alertmanager_delivery(ctx: Context) -> list[Result]:
     ends = _iso(now + timedelta(seconds=timeout + 120))
     payload = [{"labels": a.labels, "startsAt": starts, "endsAt": ends, "generatorURL": "",
                 "annotations": {"summary": f"football-monitoring post-deploy verification of receiver {a.receiver}",
-                                "description": f"Test alert sent by `python -m components.verify` (run {run_id}) "
+                                "description": f"Test alert sent by `python -m tools.verify` (run {run_id}) "
                                                "to prove delivery; it is resolved within minutes. No action needed."}}
                for a in alerts]
     response = ctx.http.request("POST", ctx.url("alertmanager", "/api/v2/alerts"), body=payload)
@@ -1362,7 +1362,7 @@ def _receiver_labels(values: list[str]) -> dict[str, dict[str, str]]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m components.verify",
+    p = argparse.ArgumentParser(prog="python -m tools.verify",
                                 description="Check a deployed football-monitoring stack (see docs/verify.md).")
     source = p.add_argument_group("outputs")
     source.add_argument("--stack", help="stack whose outputs to read with pulumi stack output")

@@ -27,7 +27,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from .settings import PROJECT, SECRETS
+from components.settings import PROJECT, SECRETS
 
 ROOT = Path(__file__).resolve().parent.parent
 LAST_RECORDER: "Optional[_Recorder]" = None  # what the latest run declared, even if it failed
@@ -228,8 +228,8 @@ def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tupl
 def run(stack: str, overrides: Optional[dict[str, Any]] = None, *, config: Optional[dict[str, str]] = None,
         secret_keys: Optional[list[str]] = None) -> RunResult:
     """Run __main__'s program for ``stack`` under mocks and return what it declared."""
-    from .settings import load_settings
-    from .stack import build
+    from components.settings import load_settings
+    from components.stack import build
 
     if config is None:
         config, secret_keys = stack_config(stack, overrides)

@@ -1,0 +1,1 @@
+"""The metrics system: Prometheus, Alertmanager, Grafana, the exporters and the DingTalk relay."""

@@ -1,0 +1,1 @@
+"""Where services run: the service description, and the Kubernetes and Docker platforms."""

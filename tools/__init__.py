@@ -1,0 +1,1 @@
+"""Tools a person runs: the offline runner, render, verify."""
