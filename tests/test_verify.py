@@ -1,4 +1,4 @@
-"""The post-deploy verification command (tools/verify.py) against real processes on loopback.
+"""The post-deploy verification command (tools/verify/) against real processes on loopback.
 
 Real binaries (Debian's prometheus and prometheus-alertmanager; amtool for the routing cross-check),
 each on a free 127.0.0.1 port with its own temp dir, killed at teardown even when a test fails:

@@ -1,0 +1,148 @@
+"""The Prometheus checks: ready, targets, rules, alerting rules, Watchdog, its Alertmanagers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from tools.verify.checks import Context, check, ready
+from tools.verify.project import ROOT
+from tools.verify.report import FAIL, PASS, WARN, Result
+
+
+@check("prometheus.ready", needs=("prometheus",), gate=True)
+def prometheus_ready(ctx: Context) -> Result:
+    return ready(ctx, "prometheus", "Prometheus",
+                 "kubectl -n <namespace> logs statefulset/prometheus (WAL replay can take minutes after a restart)")
+
+
+@check("prometheus.targets", needs=("prometheus",))
+def prometheus_targets(ctx: Context) -> Result:
+    targets = ctx.api("prometheus", "/api/v1/targets?state=active").get("activeTargets") or []
+    health = Counter(t.get("health", "unknown") for t in targets)
+    jobs = {t.get("labels", {}).get("job") or t.get("scrapePool") for t in targets}
+    numbers = (f"{health['up']}/{len(targets)} active targets up in {len(jobs)} jobs "
+               f"({health['down']} down, {health['unknown']} not scraped yet)")
+    if not targets:
+        return Result(FAIL, "prometheus.targets", "no active targets",
+                      action="check the scrape configuration and service discovery (RBAC, namespaces); "
+                             "right after a start Prometheus needs a few seconds to publish its targets")
+    down = sorted((t for t in targets if t.get("health") == "down"),
+                  key=lambda t: (t.get("labels", {}).get("job", ""), t.get("labels", {}).get("instance", "")))
+    details = [f"down: job={t.get('labels', {}).get('job') or t.get('scrapePool')} "
+               f"instance={t.get('labels', {}).get('instance') or t.get('scrapeUrl')}: "
+               f"{(t.get('lastError') or 'no error reported').strip()}" for t in down]
+    if down:
+        return Result(FAIL, "prometheus.targets", numbers, details,
+                      action="open each target's scrape URL from the Prometheus pod (kubectl exec ... wget -qO- URL) "
+                             "and see docs/runbooks/TargetDown.md")
+    if health["unknown"]:
+        pending = [f"not scraped yet: job={t.get('labels', {}).get('job')} "
+                   f"instance={t.get('labels', {}).get('instance')}"
+                   for t in targets if t.get("health") not in ("up", "down")]
+        return Result(WARN, "prometheus.targets", numbers, pending,
+                      action="rerun after one scrape interval")
+    return Result(PASS, "prometheus.targets", numbers)
+
+
+def _rules(ctx: Context) -> list[tuple[str, dict]]:
+    groups = ctx.api("prometheus", "/api/v1/rules").get("groups") or []
+    return [(g.get("name", "?"), rule) for g in groups for rule in g.get("rules") or []]
+
+
+@check("prometheus.rules", needs=("prometheus",))
+def prometheus_rules(ctx: Context) -> Result:
+    groups = ctx.api("prometheus", "/api/v1/rules").get("groups") or []
+    rules = _rules(ctx)
+    health = Counter(rule.get("health", "unknown") for _, rule in rules)
+    numbers = f"{len(groups)} rule groups, {len(rules)} rules: {health['ok']} ok, {health['err']} failing, " \
+              f"{len(rules) - health['ok'] - health['err']} not evaluated yet"
+    if not groups:
+        return Result(FAIL, "prometheus.rules", "no rule groups loaded",
+                      action="check the prometheus-rules ConfigMap mount and the config reloader's logs")
+    bad = [f"{rule.get('health')}: group {group} rule {rule.get('name')}: {(rule.get('lastError') or '').strip()}"
+           for group, rule in rules if rule.get("health") not in ("ok", "unknown")]
+    if bad:
+        return Result(FAIL, "prometheus.rules", numbers, bad,
+                      action="fix the expressions (promtool check rules / promtool test rules in rules/tests), "
+                             "see docs/runbooks/PrometheusRuleEvaluationFailures.md")
+    unknown = [f"not evaluated yet: group {group} rule {rule.get('name')}" for group, rule in rules
+               if rule.get("health") not in ("ok", "err")]
+    if unknown:
+        return Result(WARN, "prometheus.rules", numbers, unknown[:20],
+                      action="rerun after one evaluation interval")
+    return Result(PASS, "prometheus.rules", numbers)
+
+
+def checkout_alerting_rules(rules_dir: Path = ROOT / "rules") -> Optional[int]:
+    """Alerting rules this checkout deploys (rules/*.yaml), or None when there is no checkout."""
+    files = sorted(rules_dir.glob("*.yaml")) if rules_dir.is_dir() else []
+    if not files:
+        return None
+    count = 0
+    for path in files:
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        count += sum(1 for g in document.get("groups") or [] for r in g.get("rules") or [] if "alert" in r)
+    return count
+
+
+@check("prometheus.alerting-rules", needs=("prometheus",))
+def prometheus_alerting_rules(ctx: Context) -> Result:
+    alerting = [rule for _, rule in _rules(ctx) if rule.get("type") == "alerting"]
+    firing = sum(1 for rule in alerting if rule.get("state") == "firing")
+    pending = sum(1 for rule in alerting if rule.get("state") == "pending")
+    numbers = f"{len(alerting)} alerting rules loaded ({firing} firing, {pending} pending)"
+    if not alerting:
+        return Result(FAIL, "prometheus.alerting-rules", "no alerting rules loaded",
+                      action="check the prometheus-rules ConfigMap and rule_files in prometheus.yml")
+    expected = checkout_alerting_rules()
+    if expected is not None and expected != len(alerting):
+        return Result(WARN, "prometheus.alerting-rules", f"{numbers}; this checkout defines {expected}",
+                      action="the deployed rules differ from this checkout: deploy this revision, "
+                             "or verify from the revision that is deployed")
+    suffix = f"; this checkout defines {expected} too" if expected is not None else ""
+    return Result(PASS, "prometheus.alerting-rules", numbers + suffix)
+
+
+@check("prometheus.watchdog", needs=("prometheus",))
+def prometheus_watchdog(ctx: Context) -> Result:
+    alerts = ctx.api("prometheus", "/api/v1/alerts").get("alerts") or []
+    watchdog = [a for a in alerts if (a.get("labels") or {}).get("alertname") == "Watchdog"]
+    states = Counter(a.get("state") for a in watchdog)
+    if states["firing"]:
+        return Result(PASS, "prometheus.watchdog", f"Watchdog is firing ({len(alerts)} alerts active in total): "
+                                                   "rules are evaluated")
+    rules = [rule for _, rule in _rules(ctx) if rule.get("name") == "Watchdog" and rule.get("type") == "alerting"]
+    if not rules:
+        return Result(FAIL, "prometheus.watchdog", "no Watchdog alerting rule loaded",
+                      action="rules/meta-monitoring.yaml must be deployed: check the prometheus-rules ConfigMap")
+    return Result(FAIL, "prometheus.watchdog",
+                  f"Watchdog is not firing (states: {dict(states) or 'none'}; rule health "
+                  f"{rules[0].get('health')}, last evaluation {rules[0].get('lastEvaluation')})",
+                  action="rule evaluation is not working: see docs/runbooks/Watchdog.md and the Prometheus logs")
+
+
+@check("prometheus.alertmanagers", needs=("prometheus",))
+def prometheus_alertmanagers(ctx: Context) -> Result:
+    data = ctx.api("prometheus", "/api/v1/alertmanagers")
+    active = [a.get("url", "?") for a in data.get("activeAlertmanagers") or []]
+    dropped = [a.get("url", "?") for a in data.get("droppedAlertmanagers") or []]
+    expected, source = ctx.expected_alertmanagers()
+    details = [f"active: {url}" for url in active] + [f"dropped: {url}" for url in dropped]
+    numbers = f"connected to {len(active)} Alertmanager(s)" + (f", expected {expected} ({source})" if expected else
+                                                                f"; expected count {source}")
+    action = ("check that every Alertmanager pod runs and that Prometheus resolves each "
+              "alertmanager-N.alertmanager-headless address; "
+              "see docs/runbooks/PrometheusNotConnectedToAlertmanagers.md")
+    if not active or (expected and len(active) < expected):
+        return Result(FAIL, "prometheus.alertmanagers", numbers, details, action=action)
+    if expected and len(active) > expected:
+        return Result(WARN, "prometheus.alertmanagers", numbers, details,
+                      action="more Alertmanagers than expected: check --alertmanager-replicas and the stack settings")
+    return Result(PASS, "prometheus.alertmanagers", numbers, details)
