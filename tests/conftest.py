@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import offline  # noqa: E402
+from tools import offline  # noqa: E402
 
 # The dev stack runs on a Docker host; the Kubernetes checks use dev's settings on
 # Kubernetes (the one-line switch a team makes when dev moves to a cluster).
