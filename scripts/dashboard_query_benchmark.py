@@ -7,8 +7,8 @@
 Pipeline (also what tests/test_dashboard_queries.py runs, on a tiny fleet):
 
 1. tests/synthetic_fleet.py writes the fleet's history as OpenMetrics, one file per
-   2 h TSDB block (promtool 2.42 re-reads its whole input once per block and has no
-   --max-block-duration), and `promtool tsdb create-blocks-from openmetrics` turns
+   2 h TSDB block (promtool re-reads its whole input once per output block, so one
+   big file would be read once per block), and `promtool tsdb create-blocks-from openmetrics` turns
    each into a block; windows run in parallel worker processes (--workers).
 2. `prometheus` (loopback, free port, minimal config loading rules/recording.yaml)
    serves that TSDB; `promtool tsdb create-blocks-from rules` back-fills the recording
@@ -88,10 +88,16 @@ def log(msg: str) -> None:
 
 
 def find_tool(name: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        raise SystemExit(f"{name} is not installed: run scripts/install-test-tools.sh (Debian package prometheus)")
-    return path
+    """The program built at the image's version (the test tools' directory), never one from PATH."""
+    bin_dir = os.environ.get("FM_TOOLS_BIN_DIR")
+    if not bin_dir:
+        script = Path(__file__).resolve().parent / "install-test-tools.sh"
+        bin_dir = subprocess.run([str(script), "--bin-dir"], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+    path = Path(bin_dir) / name
+    if not path.is_file():
+        raise SystemExit(f"{name} is not in {bin_dir}: run scripts/install-test-tools.sh")
+    return str(path)
 
 
 def free_port() -> int:

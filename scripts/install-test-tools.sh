@@ -1,26 +1,273 @@
 #!/usr/bin/env bash
-# Installs the real tools the tests run: promtool, amtool, prometheus,
-# alertmanager, node_exporter and blackbox_exporter, and openssl for test
-# certificates (Debian packages).
+# Builds the real programs the tests run, from their Go modules, at exactly the versions the
+# images pin (the tags in components/settings/images.py are the only source of versions).
+#
+#   scripts/install-test-tools.sh            build what is missing (two builds at a time)
+#   scripts/install-test-tools.sh --bin-dir  the same, then print the one directory that holds
+#                                            every tool by its plain name (build logs go to stderr)
+#
+# Each tool lands in ${FM_TOOLS_CACHE:-$HOME/.cache/football-monitoring/tools}/<name>-<version>/
+# and is reused while that directory is complete; a new pin builds a new directory, an old
+# binary is never used for a new pin. Grafana is not built: it is AGPL-licensed.
+# openssl (test certificates) still comes from the system's packages.
 set -euo pipefail
 
-packages=(prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter openssl)
-binaries=(promtool amtool prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter openssl)
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${FM_TOOLS_CACHE:-$HOME/.cache/football-monitoring/tools}
+jobs=${FM_TOOLS_JOBS:-2}
+print_bin_dir=0
+case "${1:-}" in
+  --bin-dir) print_bin_dir=1 ;;
+  --build-steps) ;;  # internal: one build, run by this script in its own process
+  "") ;;
+  *) echo "usage: $0 [--bin-dir]" >&2; exit 2 ;;
+esac
 
-missing=0
-for b in "${binaries[@]}"; do command -v "$b" >/dev/null 2>&1 || missing=1; done
-[ "$missing" = 0 ] && exit 0
+die() { echo "install-test-tools: $*" >&2; exit 1; }
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "The tests need ${packages[*]} (Debian/Ubuntu packages); install them with your package manager." >&2
-  exit 1
+# openssl: from the distribution, as before.
+if ! command -v openssl >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || die "the tests need openssl; install it with your package manager."
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "Installing openssl ..." >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssl >/dev/null
 fi
-sudo=""
-[ "$(id -u)" = 0 ] || sudo="sudo"
-echo "Installing ${packages[*]} ..." >&2
-$sudo apt-get update -qq
-# The packages start system services on install; the tests start their own processes.
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-for service in prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter; do
-  $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
+
+# The tool list: name, version (the image tag without "v"), how to build, module, module version,
+# packages, -X flags, directories needing placeholder web assets ("-": none; no field is empty). Derived from DEFAULT_IMAGES without importing the project.
+plan=$(python3 - "$root/components/settings/images.py" <<'PY'
+import ast, re, sys
+
+tree = ast.parse(open(sys.argv[1]).read())
+def assigned(name):
+    return next(ast.literal_eval(n.value) for n in tree.body
+                if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == name for t in n.targets))
+images, tools = assigned("DEFAULT_IMAGES"), assigned("TEST_TOOLS")
+
+def tag(key):
+    t = images[key].rsplit(":", 1)[1]
+    if not re.fullmatch(r"v?\d+\.\d+\.\d+", t):
+        sys.exit(f"install-test-tools: image {key} = {images[key]}: tag {t!r} is not a release version X.Y.Z")
+    return t.lstrip("v")
+
+def common(version):  # github.com/prometheus/common/version, as the projects' own builds set it
+    p = "github.com/prometheus/common/version"
+    return (f"-X {p}.Version={version} -X {p}.Revision=v{version.lstrip('v')} -X {p}.Branch=HEAD"
+            f" -X {p}.BuildUser=football-monitoring")
+
+rows = []
+def row(name, key, mode, module, modver, pkgs, ldflags=None, version=None, ui_stubs=()):
+    version = version or tag(key)
+    rows.append([name, version, mode, module, modver, " ".join(pkgs),
+                 ldflags if ldflags is not None else common(version), " ".join(ui_stubs) or "-"])
+
+# Prometheus tags its Go module v0.3XX.Y for release v3.XX.Y.
+major, minor, patch = tag("prometheus").split(".")
+if major != "3":
+    sys.exit(f"install-test-tools: Prometheus {tag('prometheus')}: only 3.x maps to a Go module version here")
+# Largest builds first, so two at a time finish together.
+row("prometheus", "prometheus", "install", "github.com/prometheus/prometheus", f"v0.3{int(minor):02d}.{patch}",
+    ["cmd/prometheus", "cmd/promtool"])
+otel = tag("otelCollector")
+row("otelcol", "otelCollector", "otelcol", "go.opentelemetry.io/collector/cmd/builder", f"v{otel}", ["."], "-")
+# Jaeger v2 is module github.com/jaegertracing/jaeger (no /v2) with v1.x tags: v1.(N+62).P = 2.N.P.
+j = tag("jaeger").split(".")
+if j[0] != "2":
+    sys.exit(f"install-test-tools: Jaeger {tag('jaeger')}: only 2.x maps to a Go module version here")
+if tag("jaegerIndexCleaner") != tag("jaeger"):
+    sys.exit("install-test-tools: the jaeger and jaegerIndexCleaner images must pin the same release")
+jv = "github.com/jaegertracing/jaeger/internal/version"
+row("jaeger", "jaeger", "wrapper", "github.com/jaegertracing/jaeger", f"v1.{int(j[1]) + 62}.{j[2]}",
+    ["cmd/jaeger", "cmd/es-index-cleaner"],
+    f"-X {jv}.latestVersion=v{tag('jaeger')} -X {jv}.commitSHA=v{tag('jaeger')} -X {jv}.date=football-monitoring")
+row("kube-state-metrics", "kubeStateMetrics", "wrapper", "k8s.io/kube-state-metrics/v2", f"v{tag('kubeStateMetrics')}",
+    ["."], common("v" + tag("kubeStateMetrics")))
+# prometheus-operator's go.mod replaces its own API modules with local paths: go install refuses it.
+row("prometheus-config-reloader", "configReloader", "wrapper", "github.com/prometheus-operator/prometheus-operator",
+    f"v{tag('configReloader')}", ["cmd/prometheus-config-reloader"])
+# Alertmanager embeds its web UI, built by npm and not part of the module: the tests never load
+# the UI, so the build gets placeholder pages in a temporary copy of the module.
+row("alertmanager", "alertmanager", "wrapper", "github.com/prometheus/alertmanager", f"v{tag('alertmanager')}",
+    ["cmd/alertmanager", "cmd/amtool"], ui_stubs=["ui/app/dist/elm", "ui/app/dist/mantine"])
+# pint has no image: its version sits beside the images, in TEST_TOOLS.
+pint = tools["pint"].rsplit(":", 1)[1].lstrip("v")
+row("pint", None, "wrapper", "github.com/cloudflare/pint", f"v{pint}", ["cmd/pint"],
+    f"-X main.version=v{pint} -X main.commit=release", version=pint)
+row("postgres_exporter", "postgresExporter", "wrapper", "github.com/prometheus-community/postgres_exporter",
+    f"v{tag('postgresExporter')}", ["cmd/postgres_exporter"])
+row("elasticsearch_exporter", "elasticsearchExporter", "wrapper",
+    "github.com/prometheus-community/elasticsearch_exporter", f"v{tag('elasticsearchExporter')}", ["."])
+row("node_exporter", "nodeExporter", "install", "github.com/prometheus/node_exporter", f"v{tag('nodeExporter')}", ["."])
+row("blackbox_exporter", "blackboxExporter", "wrapper", "github.com/prometheus/blackbox_exporter",
+    f"v{tag('blackboxExporter')}", ["."])
+row("redis_exporter", "redisExporter", "wrapper", "github.com/oliver006/redis_exporter", f"v{tag('redisExporter')}",
+    ["."], f"-X main.BuildVersion=v{tag('redisExporter')} -X main.BuildCommitSha=release -X main.BuildDate=release")
+for r in rows:
+    print("\t".join(r))
+PY
+) || exit 1
+
+GO=${GO:-}
+if [ -z "$GO" ]; then
+  if [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; else GO=$(command -v go || true); fi
+fi
+
+# Binary name -> tool directory, for the bin dir.
+declare -a names=() versions=() specs=()
+while IFS=$'\t' read -r name version mode module modver pkgs ldflags stubs; do
+  names+=("$name"); versions+=("$version")
+  specs+=("$mode"$'\t'"$module"$'\t'"$modver"$'\t'"$pkgs"$'\t'"$ldflags"$'\t'"$stubs")
+done <<< "$plan"
+
+mkdir -p "$cache/logs"
+
+steps() {  # name version mode module modver pkgs ldflags stubs tmp: the build itself, in its own process
+  set -euo pipefail
+  local name=$1 version=$2 mode=$3 module=$4 modver=$5 pkgs=$6 ldflags=$7 stubs=$8 tmp=$9
+  [ "$ldflags" != - ] || ldflags=""
+  local -a targets=()
+  for p in $pkgs; do
+    if [ "$p" = . ]; then targets+=("$module"); else targets+=("$module/$p"); fi
+  done
+  export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath" GOBIN="$tmp/bin"
+  mkdir -p "$tmp/bin"
+  case $mode in
+    install)
+      local -a args=()
+      for t in "${targets[@]}"; do args+=("$t@$modver"); done
+      "$GO" install -ldflags "$ldflags" "${args[@]}"
+      ;;
+    wrapper)
+      # A throwaway module that requires the upstream one at exactly its release, so upstream's
+      # go.mod decides every dependency as with go install. Used where go install refuses the
+      # module (replace directives) or the proxy answers only for the module path itself.
+      # Upstream's local replaces become the published submodules of the same release; its
+      # other replaces are copied.
+      local w="$tmp/wrapper" gomod
+      mkdir -p "$w"; cd "$w"
+      "$GO" mod init football-monitoring.invalid/tools-wrapper >/dev/null 2>&1
+      gomod=$("$GO" mod download -json "$module@$modver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+      "$GO" mod edit -json "$gomod" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    new = r["New"]
+    if new["Path"].startswith((".", "/")):
+        continue  # a directory of the upstream repository: the published module of the same release is used
+    old = r["Old"]["Path"] + ("@" + r["Old"]["Version"] if r["Old"].get("Version") else "")
+    print("-replace=" + old + "=" + new["Path"] + "@" + new["Version"])' | xargs -r "$GO" mod edit
+      if [ "$stubs" != - ]; then
+        local src
+        src=$("$GO" mod download -json "$module@$modver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+        cp -r "$src" "$w/upstream"; chmod -R u+w "$w/upstream"
+        for d in $stubs; do
+          mkdir -p "$w/upstream/$d"
+          echo '<!doctype html><title>not built</title><p>Web UI not built (test build).' > "$w/upstream/$d/index.html"
+        done
+        "$GO" mod edit -require="$module@$modver" -replace="$module=./upstream"
+      else
+        "$GO" get "$module@$modver"
+      fi
+      "$GO" install -mod=mod -ldflags "$ldflags" "${targets[@]}"
+      ;;
+    otelcol)
+      # The collector builder, at the collector's release, with exactly the components the
+      # generated gateway config uses (components/configs/otel_collector.py).
+      "$GO" install "$module@$modver"
+      local contrib=github.com/open-telemetry/opentelemetry-collector-contrib core=go.opentelemetry.io/collector
+      cat > "$tmp/manifest.yaml" <<MANIFEST
+dist:
+  name: otelcol
+  description: football-monitoring OpenTelemetry Collector gateway
+  version: ${version}
+  output_path: $tmp/otelcol-src
+receivers:
+  - gomod: $core/receiver/otlpreceiver $modver
+processors:
+  - gomod: $core/processor/memorylimiterprocessor $modver
+  - gomod: $core/processor/batchprocessor $modver
+  - gomod: $contrib/processor/probabilisticsamplerprocessor $modver
+  - gomod: $contrib/processor/tailsamplingprocessor $modver
+exporters:
+  - gomod: $core/exporter/otlpexporter $modver
+extensions:
+  - gomod: $contrib/extension/healthcheckextension $modver
+MANIFEST
+      PATH="$(dirname "$GO"):$PATH" "$tmp/bin/builder" --config "$tmp/manifest.yaml"
+      mv "$tmp/otelcol-src/otelcol" "$tmp/bin/otelcol"
+      rm -rf "$tmp/otelcol-src" "$tmp/bin/builder"
+      ;;
+  esac
+  rm -rf "$tmp/wrapper"
+  [ -n "$(ls -A "$tmp/bin")" ] || { echo "no binary was built"; exit 1; }
+}
+
+if [ "${1:-}" = --build-steps ]; then
+  shift; steps "$@"; exit
+fi
+
+build_one() {  # name version mode module modver pkgs ldflags stubs
+  local name=$1 version=$2 module=$4 modver=$5 recipe
+  recipe=$(IFS=$'\t'; printf "%s" "$*")
+  local dest="$cache/$name-$version" log="$cache/logs/$name-$version.log" tmp start
+  tmp=$(mktemp -d "$cache/.build-$name-$version.XXXXXX")
+  start=$(date +%s)
+  if ! GO="$GO" "$BASH" "$0" --build-steps "$@" "$tmp" >"$log" 2>&1; then
+    rm -rf "$tmp"
+    local message  # one write, so two failing builds do not interleave
+    message=$(
+      echo "install-test-tools: building $name $version ($module@$modver) failed."
+      echo "  last lines of $log:"
+      tail -n 15 "$log" | sed 's/^/    /'
+      echo "  fix: the version comes from components/settings/images.py; check that the Go module proxy serves it"
+      echo "  (go mod download -json $module@$modver) and that $("$GO" version 2>/dev/null | cut -d' ' -f3) is new"
+      echo "  enough for its go.mod, then run scripts/install-test-tools.sh again."
+    )
+    echo "$message" >&2
+    return 1
+  fi
+  echo $(( $(date +%s) - start )) > "$tmp/build-seconds"
+  printf '%s\n' "$recipe" > "$tmp/.complete"
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+  echo "built $name $version in $(cat "$dest/build-seconds") s" >&2
+}
+
+missing=()
+for i in "${!names[@]}"; do
+  # Complete, and built by this very recipe (module, version, flags); anything else is rebuilt.
+  recipe="${names[$i]}"$'\t'"${versions[$i]}"$'\t'"${specs[$i]}"
+  [ "$(cat "$cache/${names[$i]}-${versions[$i]}/.complete" 2>/dev/null)" = "$recipe" ] || missing+=("$i")
 done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  [ -n "$GO" ] && "$GO" version >/dev/null 2>&1 || die "Go is needed to build the test tools (${#missing[@]} not built yet, e.g. ${names[${missing[0]}]} ${versions[${missing[0]}]}); install Go 1.26 or newer at /usr/local/go, or set GO=/path/to/go."
+  echo "Building ${#missing[@]} test tools into $cache (logs in $cache/logs) ..." >&2
+  started=$(date +%s)
+  declare -A pids=()
+  failed=0
+  for i in "${missing[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
+    [ "$failed" = 0 ] || break
+    IFS=$'\t' read -r mode module modver pkgs ldflags stubs <<< "${specs[$i]}"
+    build_one "${names[$i]}" "${versions[$i]}" "$mode" "$module" "$modver" "$pkgs" "$ldflags" "$stubs" &
+  done
+  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+  [ "$failed" = 0 ] || die "a test tool failed to build (see above); nothing older is used in its place."
+  echo "built in $(( $(date +%s) - started )) s; cache uses $(du -sh "$cache" | cut -f1)" >&2
+fi
+
+# One directory with every tool by its plain name, per set of pins.
+key=$(printf '%s\n' "$plan" | sha256sum | cut -c1-12)
+bin="$cache/bin-$key"
+if [ ! -f "$bin/.complete" ]; then
+  rm -rf "$bin.tmp"; mkdir -p "$bin.tmp"
+  for i in "${!names[@]}"; do
+    for b in "$cache/${names[$i]}-${versions[$i]}/bin/"*; do
+      ln -s "$b" "$bin.tmp/$(basename "$b")"
+    done
+  done
+  touch "$bin.tmp/.complete"
+  rm -rf "$bin"; mv "$bin.tmp" "$bin"
+fi
+[ "$print_bin_dir" = 0 ] || echo "$bin"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,10 +47,45 @@ def prod(runs) -> offline.RunResult:
     return runs["prod"]
 
 
+# The programs scripts/install-test-tools.sh builds from source at the versions the images pin.
+BUILT_TOOLS = frozenset({
+    "prometheus", "promtool", "alertmanager", "amtool", "node_exporter", "blackbox_exporter",
+    "postgres_exporter", "redis_exporter", "elasticsearch_exporter", "kube-state-metrics",
+    "prometheus-config-reloader", "otelcol", "jaeger", "es-index-cleaner", "pint",
+})
+DEBIAN_NAMES = {"prometheus-alertmanager": "alertmanager", "prometheus-node-exporter": "node_exporter",
+                "prometheus-blackbox-exporter": "blackbox_exporter"}
+INSTALL_HINT = "run scripts/install-test-tools.sh (it builds the tools from their Go modules; needs Go)"
+
+
+@functools.lru_cache(maxsize=None)
+def tools_bin_dir() -> Path:
+    """The directory of built tools: $FM_TOOLS_BIN_DIR (scripts/test sets it), else the install
+    script's answer (which builds what is missing)."""
+    if os.environ.get("FM_TOOLS_BIN_DIR"):
+        return Path(os.environ["FM_TOOLS_BIN_DIR"])
+    proc = subprocess.run([str(ROOT / "scripts" / "install-test-tools.sh"), "--bin-dir"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        pytest.fail(f"the test tools are not available: {INSTALL_HINT}\n{proc.stderr[-3000:]}", pytrace=False)
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
 def require_tool(name: str) -> str:
-    """Path of a real binary the tests run; a missing tool fails, it never skips."""
+    """Path of a real binary the tests run; a missing tool fails, it never skips.
+
+    Built tools come only from the tools directory (never a system package of another version);
+    anything else (openssl) from PATH."""
+    if name in BUILT_TOOLS:
+        path = tools_bin_dir() / name
+        if not os.access(path, os.X_OK):
+            pytest.fail(f"{name} is not in {tools_bin_dir()}: {INSTALL_HINT}", pytrace=False)
+        return str(path)
+    if name in DEBIAN_NAMES:
+        pytest.fail(f"{name} is a Debian package's binary (another version than the image); "
+                    f"use the built {DEBIAN_NAMES[name]!r}", pytrace=False)
     path = shutil.which(name)
     if not path:
-        pytest.fail(f"{name} is not installed: run scripts/install-test-tools.sh (Debian packages prometheus, "
-                    "prometheus-alertmanager, prometheus-node-exporter, prometheus-blackbox-exporter, openssl)")
+        pytest.fail(f"{name} is not installed: {INSTALL_HINT} (openssl comes from the system's packages)",
+                    pytrace=False)
     return path

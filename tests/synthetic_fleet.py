@@ -45,7 +45,7 @@ constant memory: :func:`write_openmetrics` writes one window as a complete
 OpenMetrics file (families grouped, ``# TYPE`` per family, counters declared
 on the name without ``_total``, timestamps in seconds, ``# EOF``).
 :func:`block_windows` splits a range on the 2 h TSDB block boundaries, which
-is what promtool 2.42 (no --max-block-duration) re-reads the input for.
+is what promtool re-reads the whole input for (once per output block).
 
     .venv/bin/python -m tests.synthetic_fleet --hours 3 --out /tmp/fleet.om
 """
@@ -991,12 +991,12 @@ def build(spec: FleetSpec) -> list[Family]:
     collectors = [p for p in pods if p["job"] == "jaeger-collector"]
     spans = pod_rps * spec.api_pods * 8  # spans/s the application sends (8 per request)
     sampled = 0.1  # the gateway keeps 10 %
-    for group, exporter, accepted in ((gateways, "otlp/jaeger", spans / max(1, len(gateways))),
+    for group, exporter, accepted in ((gateways, "otlp_grpc/jaeger", spans / max(1, len(gateways))),
                                       (collectors, "jaeger_storage_exporter",
                                        spans * sampled / max(1, len(collectors)))):
         for p in group:
             tlab = dict(environment=env, job=p["job"], instance=f"{p['ip']}:{p['port']}", namespace=mon_ns,
-                        pod=p["pod"], node=p["node"], service_name=p["job"], service_version="2.15.0")
+                        pod=p["pod"], node=p["node"], service_name=p["job"], service_version="2.14.0")
             for transport, share in (("grpc", 0.9), ("http", 0.1)):
                 rlab = dict(tlab, receiver="otlp", transport=transport)
                 rate = accepted * share

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rules_support as rs  # noqa: E402
+from tests.conftest import require_tool  # noqa: E402
 
 # A bound that stops a hung promtool, not a benchmark: on a 2-core machine busy with builds the
 # longest test file (business_test.yaml) took over 180 s.
@@ -50,9 +50,16 @@ def _require(item, what):
 
 
 PROMTOOL_MISSING = (
-    "promtool not found on PATH: run scripts/install-test-tools.sh "
-    "(or install the Prometheus 'promtool' binary) and re-run the tests"
+    "promtool is not built: run scripts/install-test-tools.sh (it builds Prometheus at the image's "
+    "version) and re-run the tests"
 )
+
+
+def _promtool() -> str | None:
+    try:
+        return require_tool("promtool")
+    except pytest.fail.Exception:
+        return None
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +70,7 @@ def promtool_runs():
     concurrently keeps the whole module within seconds of the slowest file.
     Without promtool this yields {} and every promtool test FAILS (never skips).
     """
-    promtool = shutil.which("promtool")
+    promtool = _promtool()
     if promtool is None:
         yield {}
         return
@@ -79,8 +86,7 @@ def promtool_runs():
 
 
 def test_promtool_is_installed():
-    if shutil.which("promtool") is None:
-        pytest.fail(PROMTOOL_MISSING, pytrace=False)
+    require_tool("promtool")
 
 
 def _run_promtool(promtool: str, kind: str, path: Path) -> subprocess.CompletedProcess:

@@ -36,8 +36,8 @@ def _log(message: str) -> None:
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
-    for tool in ("prometheus", "promtool", "prometheus-alertmanager", "amtool", "prometheus-node-exporter",
-                 "prometheus-blackbox-exporter"):
+    for tool in ("prometheus", "promtool", "alertmanager", "amtool", "node_exporter",
+                 "blackbox_exporter"):
         require_tool(tool)
     pipeline = Pipeline(tmp_path_factory.mktemp("alerting-e2e"), log=_log)
     with pipeline:
