@@ -1,31 +1,51 @@
 """The image every service runs, pinned by tag: one place for the version of each program.
 
 The test tools are built from the same versions (scripts/install-test-tools.sh reads these tags),
-and the update manager's rules match this file.
+and the update manager's rules (renovate.json) match this file: keep one `"name": "image:tag",`
+per line.
 """
 
 DEFAULT_IMAGES = {
-    "prometheus": "quay.io/prometheus/prometheus:v3.5.0",
-    "alertmanager": "quay.io/prometheus/alertmanager:v0.28.1",
-    "grafana": "docker.io/grafana/grafana:12.1.1",
-    "nodeExporter": "quay.io/prometheus/node-exporter:v1.9.1",
-    "kubeStateMetrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.16.0",
-    "blackboxExporter": "quay.io/prometheus/blackbox-exporter:v0.27.0",
-    "postgresExporter": "quay.io/prometheuscommunity/postgres-exporter:v0.17.1",
-    "redisExporter": "docker.io/oliver006/redis_exporter:v1.74.0",
-    "configReloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.85.0",
+    "prometheus": "quay.io/prometheus/prometheus:v3.16.0",
+    "alertmanager": "quay.io/prometheus/alertmanager:v0.35.0",
+    # The supported 12.4 line (security fixes until May 2027): Grafana 13 saves dashboards in its v2
+    # format; moving to it is its own change. Not built for the tests: Grafana is AGPL.
+    "grafana": "docker.io/grafana/grafana:12.4.11",
+    "nodeExporter": "quay.io/prometheus/node-exporter:v1.12.1",
+    "kubeStateMetrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.18.0",
+    "blackboxExporter": "quay.io/prometheus/blackbox-exporter:v0.28.0",
+    # v0.19.1: the newest release the Go module proxy serves whole here (v0.20.x cannot be fetched).
+    "postgresExporter": "quay.io/prometheuscommunity/postgres-exporter:v0.19.1",
+    # The newest release the Go module proxy serves here (v1.90/v1.91 exist upstream but cannot be built).
+    "redisExporter": "docker.io/oliver006/redis_exporter:v1.88.0",
+    # The newest prometheus-operator release whose modules the Go module proxy serves whole here
+    # (v0.94.x lacks its pkg/client module, v0.95.x is not served).
+    "configReloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1",
+    # The last release: the project is no longer maintained (no newer tag exists).
     "dingtalkRelay": "docker.io/timonwong/prometheus-webhook-dingtalk:v2.1.0",
-    "cadvisor": "gcr.io/cadvisor/cadvisor:v0.49.1",
+    "cadvisor": "gcr.io/cadvisor/cadvisor:v0.60.3",
     # The logging stack: one Elastic release for all four (they must match), the last 8.x minor.
-    "elasticsearch": "docker.elastic.co/elasticsearch/elasticsearch:8.19.17",
-    "kibana": "docker.elastic.co/kibana/kibana:8.19.17",
-    "logstash": "docker.elastic.co/logstash/logstash:8.19.17",
-    "filebeat": "docker.elastic.co/beats/filebeat:8.19.17",
-    "elasticsearchExporter": "quay.io/prometheuscommunity/elasticsearch-exporter:v1.9.0",
+    "elasticsearch": "docker.elastic.co/elasticsearch/elasticsearch:8.19.21",
+    "kibana": "docker.elastic.co/kibana/kibana:8.19.21",
+    "logstash": "docker.elastic.co/logstash/logstash:8.19.21",
+    "filebeat": "docker.elastic.co/beats/filebeat:8.19.21",
+    "elasticsearchExporter": "quay.io/prometheuscommunity/elasticsearch-exporter:v1.11.0",
+    # The maintained v1 line (v2 is a beta).
     "logstashExporter": "docker.io/kuskoman/logstash-exporter:v1.9.1",
+    # The last release: the project is archived.
     "beatExporter": "docker.io/trustpilot/beat-exporter:0.4.0",
-    "curl": "docker.io/curlimages/curl:8.15.0",
-    "jaeger": "docker.io/jaegertracing/jaeger:2.15.0",
-    "jaegerIndexCleaner": "docker.io/jaegertracing/jaeger-es-index-cleaner:2.15.0",
-    "otelCollector": "docker.io/otel/opentelemetry-collector-contrib:0.139.0",
+    "curl": "docker.io/curlimages/curl:8.21.0",
+    # Jaeger 2.14.0 is the newest release with a Go module version (v1.76.0) the proxy serves here:
+    # the tests build exactly what runs. Jaeger and its index cleaner are one release.
+    "jaeger": "docker.io/jaegertracing/jaeger:2.14.0",
+    "jaegerIndexCleaner": "docker.io/jaegertracing/jaeger-es-index-cleaner:2.14.0",
+    # 0.161.0: the newest release at which every contrib component the gateway uses (tail sampling)
+    # can be built here; the tests build the collector at this release from exactly those components.
+    "otelCollector": "docker.io/otel/opentelemetry-collector-contrib:0.161.0",
+}
+
+# Programs the tests build that no container runs, pinned the same way ("name": "module:version").
+TEST_TOOLS = {
+    # Prometheus rule linter; the newest release the Go module proxy serves here.
+    "pint": "github.com/cloudflare/pint:v0.87.0",
 }
