@@ -1,8 +1,8 @@
 """Jaeger v2 configuration (an OpenTelemetry Collector config with Jaeger's extensions).
 
 Pure functions from typed inputs to the YAML Jaeger reads with ``--config``. No Pulumi here:
-tests/otel_config_check.py checks the output (component names, pipeline graph, storage
-references, listening ports).
+`jaeger validate` at the image's release checks the output (tests/test_otel_validate.py);
+tests/otel_policy.py adds the stack's own rules (listeners, storage references).
 
 Three roles share one binary:
 
@@ -108,6 +108,8 @@ def _backend(storage: Storage) -> dict:
 
 def _telemetry(service_name: str) -> dict:
     return {
+        # The map form: the collector core inside Jaeger 2.14 refuses the attribute-list form
+        # that the gateway's newer collector asks for (jaeger validate proves both).
         "resource": {"service.name": service_name},
         "metrics": {"level": "detailed", "readers": [
             {"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": METRICS_PORT}}}}]},

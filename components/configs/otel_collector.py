@@ -3,7 +3,8 @@
 Pure function from typed inputs to the collector's YAML. The gateway receives OTLP from the
 applications, protects itself with the memory limiter, samples (probabilistic, or tail
 sampling that always keeps errors and slow traces), batches, and exports OTLP to Jaeger.
-tests/otel_config_check.py checks the output.
+tests/test_otel_validate.py validates and starts the output with the collector built at the
+image's release.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def document(cfg: GatewayConfig) -> dict:
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": _listen(OTLP_GRPC_PORT)},
                                              "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}},
         "processors": processors,
-        "exporters": {"otlp/jaeger": {
+        "exporters": {"otlp_grpc/jaeger": {
             "endpoint": cfg.jaeger_endpoint,
             # In-cluster hop between two services of the stack, isolated by network policy.
             "tls": {"insecure": True},
@@ -90,10 +91,10 @@ def document(cfg: GatewayConfig) -> dict:
                 "receivers": ["otlp"],
                 # Memory limiter first, batch last: the collector's recommended order.
                 "processors": ["memory_limiter", *sampling, "batch"],
-                "exporters": ["otlp/jaeger"],
+                "exporters": ["otlp_grpc/jaeger"],
             }},
             "telemetry": {
-                "resource": {"service.name": "otel-gateway"},
+                "resource": {"attributes": [{"name": "service.name", "value": "otel-gateway"}]},
                 "metrics": {"level": "detailed", "readers": [
                     {"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": METRICS_PORT}}}}]},
                 "logs": {"level": "info", "encoding": "json"},

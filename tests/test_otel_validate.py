@@ -1,0 +1,164 @@
+"""The collector and Jaeger configs, checked by the programs that read them.
+
+`otelcol validate` (the collector built from exactly the gateway's components, at the image's
+release) and `jaeger validate` (Jaeger at the image's release) load each rendered config the way
+they do at start-up: component types, their settings, the pipeline graph and the extensions.
+Some settings are checked only when a component starts (tail-sampling policies, extension
+dependencies), so the configs that need no Elasticsearch are also started on loopback.
+Deprecation warnings count as failures: a config that only works through an alias breaks at the
+next release. Each mutation breaks one rule and the program must say so.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+import subprocess
+
+import pytest
+import yaml
+
+from tests import otel_policy
+from tests.test_tracing_config import RENDERED, program, render, rendered
+
+
+def validate(distribution: str, text: str, tmp_path) -> subprocess.CompletedProcess:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return subprocess.run([program(distribution), "validate", f"--config={path}"],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", sorted(RENDERED))
+def test_rendered_config_passes_the_real_validator(name, tmp_path):
+    proc = validate(RENDERED[name][0], render(name), tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{name}: {output}"
+    assert "deprecated" not in output.lower(), f"{name} uses a deprecated form: {output}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def on_loopback(text: str, tmp_path) -> str:
+    """The config with each listener on its own free 127.0.0.1 port (tests run side by side), the
+    exporter aimed at a closed loopback port and Badger's directories in the test's directory."""
+    for port in sorted(set(otel_policy.listening_ports(otel_policy.parse(text)).values())):
+        free = free_port()
+        text = text.replace(f"0.0.0.0:{port}", f"127.0.0.1:{free}").replace(f"port: {port}\n", f"port: {free}\n")
+    text = text.replace("host: 0.0.0.0", "host: 127.0.0.1")
+    for remote in ("jaeger-collector.monitoring.svc:4317", "jaeger:4317"):
+        text = text.replace(remote, "127.0.0.1:9")
+    return text.replace("/tmp/badger", str(tmp_path / "badger"))
+
+
+def start(distribution: str, text: str, tmp_path, seconds: float = 5.0) -> tuple[int | None, str, str]:
+    """Run the program on loopback for a few seconds: its exit code (None: still running, as it
+    should be), every warning or error it logged, and its whole output."""
+    path = tmp_path / "running.yaml"
+    path.write_text(on_loopback(text, tmp_path))
+    proc = subprocess.Popen([program(distribution), f"--config={path}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=seconds)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+        code = None
+    # The closed exporter port, and the web UI that the test build of Jaeger does not embed.
+    noisy = ("failed to connect", "connection refused", "Exporting failed", "ui assets not embedded")
+    warnings = [line for line in out.splitlines()
+                if ('"level":"warn"' in line or '"level":"error"' in line) and not any(n in line for n in noisy)]
+    return code, "\n".join(warnings), out
+
+
+STARTABLE = ["all-in-one-badger", "all-in-one-memory", "gateway-keep-all", "gateway-probabilistic", "gateway-tail"]
+
+
+@pytest.mark.parametrize("name", STARTABLE)
+def test_rendered_config_starts_without_warnings(name, tmp_path):
+    code, warnings, out = start(RENDERED[name][0], render(name), tmp_path)
+    assert code is None, f"{name} exited with {code}: {out[-2000:]}"
+    assert warnings == "", warnings
+
+
+def _pipeline(c):
+    return c["service"]["pipelines"]["traces"]
+
+
+def _tail_policies(c):
+    return c["processors"]["tail_sampling"]["policies"]
+
+
+# name: (config it breaks, how the program sees it, mutation, substring of the program's complaint)
+MUTATIONS = {
+    "unknown_top_level_key": ("collector", "validate", lambda c: c.update(pipelines={}), "invalid keys: pipelines"),
+    "unknown_service_key": ("collector", "validate", lambda c: c["service"].update(extension=[]),
+                            "'service' has invalid keys: extension"),
+    "undefined_receiver": ("collector", "validate", lambda c: _pipeline(c)["receivers"].append("zipkin"),
+                           'references receiver "zipkin" which is not configured'),
+    "undefined_processor": ("gateway-tail", "validate", lambda c: _pipeline(c)["processors"].insert(1, "batch/x"),
+                            'references processor "batch/x" which is not configured'),
+    "undefined_exporter": ("gateway-tail", "validate", lambda c: _pipeline(c).update(exporters=["otlp_grpc/tempo"]),
+                           'references exporter "otlp_grpc/tempo" which is not configured'),
+    "listed_twice": ("collector", "validate", lambda c: _pipeline(c)["processors"].append("batch"),
+                     'references processor "batch" multiple times'),
+    "no_exporters": ("collector", "validate", lambda c: _pipeline(c).pop("exporters"),
+                     "must have at least one exporter"),
+    "no_pipelines": ("collector", "validate", lambda c: c["service"].update(pipelines={}),
+                     "service must have at least one pipeline"),
+    "bad_signal": ("collector", "validate", lambda c: c["service"].update(pipelines={"trace": _pipeline(c)}),
+                   'unknown pipeline signal: "trace"'),
+    "extension_not_defined": ("collector", "validate", lambda c: c["service"]["extensions"].append("zpages"),
+                              'references extension "zpages" which is not configured'),
+    "unknown_component_type": ("collector", "validate", lambda c: c["exporters"].update(
+        {"jaeger_storage_exporterr": c["exporters"].pop("jaeger_storage_exporter")}),
+        'unknown type: "jaeger_storage_exporterr"'),
+    "jaeger_component_in_gateway": ("gateway-tail", "validate", lambda c: c["exporters"].update(
+        {"jaeger_storage_exporter": {"trace_storage": "traces"}}), 'unknown type: "jaeger_storage_exporter"'),
+    "bad_component_id": ("collector", "validate", lambda c: c["receivers"].update({"OTLP": {}}),
+                         'unknown type: "OTLP"'),
+    "wrong_signal": ("collector", "validate", lambda c: c["service"]["pipelines"].update(
+        {"metrics": {"receivers": ["otlp"], "exporters": ["jaeger_storage_exporter"]}}),
+        'for data type "metrics": telemetry type is not supported'),
+    "unknown_component_key": ("gateway-tail", "validate", lambda c: c["processors"]["batch"].update(
+        send_batch_sise=10), "invalid keys: send_batch_sise"),
+    "es_unknown_key": ("collector", "validate", lambda c: c["extensions"]["jaeger_storage"]["backends"]["traces"][
+        "elasticsearch"].update(index_prefix="jaeger"), "'elasticsearch' has invalid keys: index_prefix"),
+    "memory_limiter_without_limit": ("collector", "validate", lambda c: c["processors"]["memory_limiter"].pop(
+        "limit_percentage"), "'limit_mib' or 'limit_percentage' must be greater than zero"),
+    "exporter_endpoint_url": ("gateway-tail", "validate", lambda c: c["exporters"]["otlp_grpc/jaeger"].update(
+        endpoint="http://jaeger:4317/v1/traces"), 'invalid port "4317/v1/traces"'),
+    "telemetry_level": ("collector", "validate", lambda c: c["service"]["telemetry"]["metrics"].update(
+        level="verbose"), 'unknown metrics level "verbose"'),
+    "telemetry_reader": ("collector", "validate", lambda c: c["service"]["telemetry"]["metrics"]["readers"][0][
+        "pull"]["exporter"]["prometheus"].update(port="8888"), "expected type 'int'"),
+    "tail_policy_type": ("gateway-tail", "start", lambda c: _tail_policies(c)[0].update(type="errors"),
+                         "unknown sampling policy type errors"),
+    "tail_policy_status": ("gateway-tail", "start", lambda c: _tail_policies(c)[0].update(
+        status_code={"status_codes": ["FAILED"]}), 'unknown status code "FAILED"'),
+    "tail_policy_duplicate": ("gateway-tail", "start", lambda c: _tail_policies(c).append(
+        copy.deepcopy(_tail_policies(c)[0])), 'duplicate policy name "errors"'),
+    "query_without_storage_extension": ("all-in-one-memory", "start", lambda c: (
+        c["extensions"].pop("jaeger_storage"), c["service"]["extensions"].remove("jaeger_storage")),
+        "unable to find extension jaeger_storage on which extension jaeger_query depends"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_the_program_refuses_a_broken_config(mutation, tmp_path):
+    name, mode, mutate, expected = MUTATIONS[mutation]
+    distribution, config = rendered(name)
+    mutate(config)
+    text = yaml.safe_dump(config)
+    if mode == "validate":
+        proc = validate(distribution, text, tmp_path)
+        code, out = proc.returncode, proc.stdout + proc.stderr
+    else:
+        code, _, out = start(distribution, text, tmp_path)
+    assert code not in (0, None), f"{mutation}: the program accepted it: {out[-2000:]}"
+    assert expected in out, f"{mutation}: {out[-2000:]}"
