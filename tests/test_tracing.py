@@ -22,9 +22,10 @@ from components import stack as stack_module
 from tools import offline
 from components.logging import CA_SECRET
 from components.configs import jaeger as jaeger_config
-from components.settings import SettingsError
+from components.settings import DEFAULT_IMAGES, SettingsError
 from components.tracing import ElasticsearchConnection
-from tests import otel_config_check as occ
+from tests import otel_policy
+from tests.test_otel_validate import validate
 from tests.conftest import ROOT, run_on_kubernetes
 from tests.test_hardening import EXACT_IMAGE, SCHEMA_VERSION
 
@@ -158,7 +159,7 @@ def test_dev_runs_one_all_in_one_jaeger_with_badger_on_a_volume(dev_k8s):
     claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
     assert claim["resources"]["requests"]["storage"] == "2Gi"  # tracing.storageSize of Pulumi.dev.yaml
     main = containers(sts)[0]
-    assert main["image"] == "docker.io/jaegertracing/jaeger:2.15.0"
+    assert main["image"] == DEFAULT_IMAGES["jaeger"]
     assert main["args"] == ["--config=/etc/jaeger/config.yaml"]
     assert {"name": "data", "mountPath": "/tmp"} in main["volumeMounts"]
     assert container_ports(sts) == {"query": 16686, "query-grpc": 16685, "otlp-grpc": 4317, "otlp-http": 4318,
@@ -247,8 +248,8 @@ def test_prod_deletes_indices_older_than_the_retention(prod_tracing):
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert pod(cron)["restartPolicy"] == "OnFailure"
     main = containers(cron)[0]
-    assert main["image"] == "docker.io/jaegertracing/jaeger-es-index-cleaner:2.15.0"
-    assert main["args"] == ["7", ES_URL, "--es.index-prefix=jaeger", f"--es.username={ES_USER}",
+    assert main["image"] == DEFAULT_IMAGES["jaegerIndexCleaner"]
+    assert main["args"] == ["7", ES_URL, "--index-prefix=jaeger", f"--es.username={ES_USER}",
                             "--es.tls.enabled=true", "--es.tls.ca=/etc/jaeger/es-ca/ca.crt"]
     assert main["env"] == [{"name": "ES_PASSWORD", "valueFrom": {"secretKeyRef": {
         "name": "jaeger-es-index-cleaner-env", "key": "es-password"}}}]
@@ -269,14 +270,14 @@ def test_dev_keeps_every_trace_without_a_gateway(dev_k8s, dev_docker):
 def test_prod_tail_samples_ten_percent_and_keeps_errors_and_slow_traces(prod_tracing):
     gateway = prod_tracing.one("Deployment", "otel-gateway")
     assert gateway["spec"]["replicas"] == 1
-    assert containers(gateway)[0]["image"] == "docker.io/otel/opentelemetry-collector-contrib:0.139.0"
+    assert containers(gateway)[0]["image"] == DEFAULT_IMAGES["otelCollector"]
     config = config_of(prod_tracing, "otel-gateway")
     assert config["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "tail_sampling", "batch"]
     policies = {p["name"]: p for p in config["processors"]["tail_sampling"]["policies"]}
     assert policies["errors"]["status_code"] == {"status_codes": ["ERROR"]}
     assert policies["slow"]["latency"] == {"threshold_ms": 2000}
     assert policies["baseline"]["probabilistic"] == {"sampling_percentage": 10}
-    assert config["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger-collector.monitoring.svc:4317"
+    assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "jaeger-collector.monitoring.svc:4317"
     assert prod_tracing.outputs["otlpGrpcEndpoint"] == "http://otel-gateway.monitoring.svc:4317"
     assert prod_tracing.outputs["otlpHttpEndpoint"] == "http://otel-gateway.monitoring.svc:4318"
 
@@ -304,17 +305,20 @@ def all_configs(*results) -> list[tuple[str, str, dict, dict]]:
     return found
 
 
-def test_every_generated_config_passes_the_structural_check(dev_k8s, dev_memory, prod_tracing, prod_probabilistic):
+def test_every_generated_config_passes_the_program_and_the_policy(dev_k8s, dev_memory, prod_tracing,
+                                                                  prod_probabilistic, tmp_path):
     checked = all_configs(dev_k8s, dev_memory, prod_tracing, prod_probabilistic)
     assert len(checked) == 8
     for where, distribution, config, _ in checked:
-        assert occ.check(config, distribution) == [], where
+        assert otel_policy.check(config) == [], where
+        proc = validate(distribution, yaml.safe_dump(config), tmp_path)
+        assert proc.returncode == 0, f"{where}: {proc.stdout + proc.stderr}"
 
 
 def test_listening_ports_match_container_and_service_ports(dev_k8s, prod_tracing, prod_probabilistic):
     for result in (dev_k8s, prod_tracing, prod_probabilistic):
         for where, _, config, obj in all_configs(result):
-            listening = set(occ.listening_ports(config).values())
+            listening = set(otel_policy.listening_ports(config).values())
             declared = set(container_ports(obj).values())
             assert listening == declared, where
             service = result.one("Service", obj["metadata"]["name"])["spec"]
@@ -322,7 +326,7 @@ def test_listening_ports_match_container_and_service_ports(dev_k8s, prod_tracing
 
 
 def test_the_gateway_exports_to_a_port_the_collector_service_has(prod_tracing):
-    endpoint = config_of(prod_tracing, "otel-gateway")["exporters"]["otlp/jaeger"]["endpoint"]
+    endpoint = config_of(prod_tracing, "otel-gateway")["exporters"]["otlp_grpc/jaeger"]["endpoint"]
     host, port = endpoint.rsplit(":", 1)
     name, namespace = host.split(".")[:2]
     service = prod_tracing.one("Service", name)

@@ -157,7 +157,7 @@ class Jaeger(pulumi.ComponentResource):
              Flow(INGRESS, [(jaeger_config.QUERY_HTTP_PORT, "TCP")])]), self)
         self.config = self.configs["jaeger-collector"]
 
-        cleaner_args = [str(tracing.retention_days), es.url, f"--es.index-prefix={tracing.index_prefix}",
+        cleaner_args = [str(tracing.retention_days), es.url, f"--index-prefix={tracing.index_prefix}",
                         f"--es.username={es.username}"]
         if es.ca_secret_name:
             cleaner_args += ["--es.tls.enabled=true", f"--es.tls.ca={ES_CA_DIR}/{es.ca_key}"]
