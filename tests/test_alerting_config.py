@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -22,7 +24,7 @@ def write_config(result, tmp_path):
     secret = result.find("Secret", "alertmanager-credentials")
     for name, value in (secret[0]["stringData"].items() if secret else []):
         (credentials / name).write_text(value)
-    text = result.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"]
+    text = result.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"]
     text = text.replace(am.TEMPLATES_DIR, str(templates)).replace(am.CREDENTIALS_DIR, str(credentials))
     path = tmp_path / "alertmanager.yml"
     path.write_text(text)
@@ -61,14 +63,15 @@ def test_routing(runs, stack, labels, receivers, tmp_path):
 
 
 def test_receivers_per_severity_in_prod(prod):
-    config = yaml.safe_load(prod.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"])
+    config = yaml.safe_load(prod.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"])
     receivers = {r["name"]: r for r in config["receivers"]}
     critical = receivers["backend-critical"]
     assert critical["slack_configs"][0]["api_url_file"] == am.SLACK_URL_FILE
     assert critical["slack_configs"][0]["channel"] == "#fp-backend-alerts"
     assert critical["email_configs"][0]["to"] == "backend-oncall@football-prediction.example.org"
-    urls = [w["url"] for w in critical["webhook_configs"]]
-    assert "http://dingtalk-relay.monitoring.svc:8060/dingtalk/football/send" in urls
+    targets = [w.get("url") or w["url_file"] for w in critical["webhook_configs"]]
+    assert targets == [f"{am.CREDENTIALS_DIR}/webhook-url",
+                       "http://dingtalk-relay.monitoring.svc:8060/dingtalk/football/send"]
     assert all(c["send_resolved"] for c in critical["webhook_configs"] + critical["slack_configs"])
     warning = receivers["backend-warning"]
     assert "email_configs" not in warning and "slack_configs" in warning
@@ -82,24 +85,38 @@ def test_receivers_per_severity_in_prod(prod):
 
 def test_credentials_are_files_from_a_secret(prod):
     credentials = prod.one("Secret", "alertmanager-credentials")
-    assert set(credentials["stringData"]) == {"slack-api-url", "smtp-password"}
+    assert set(credentials["stringData"]) == {"webhook-url", "heartbeat-url", "escalation-url", "slack-api-url",
+                                              "smtp-password"}
     pod = prod.one("StatefulSet", "alertmanager")["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts[am.CREDENTIALS_DIR]["readOnly"] is True
-    config = prod.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"]
-    assert offline.stack_config("prod")[0]["football-monitoring:slackApiUrl"] not in config
+    config = prod.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"]
+    stack_config = offline.stack_config("prod")[0]
+    for key in ("slackApiUrl", "alertmanagerWebhookUrl", "heartbeatUrl", "escalationWebhookUrl"):
+        assert stack_config[f"football-monitoring:{key}"] not in config, key
+    # Every file the config names is in the Secret, and nothing in the Secret goes unread.
+    named = set(re.findall(rf"{am.CREDENTIALS_DIR}/([\w-]+)", config))
+    assert named == set(credentials["stringData"])
+
+
+def test_a_stack_without_heartbeat_or_escalation_mounts_only_what_it_names():
+    result = run_on_kubernetes("dev")
+    credentials = set(result.one("Secret", "alertmanager-credentials")["stringData"])
+    config = result.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"]
+    assert set(re.findall(rf"{am.CREDENTIALS_DIR}/([\w-]+)", config)) == credentials
+    assert "webhook-url" in credentials
 
 
 def test_timings_come_from_settings():
     result = run_on_kubernetes("dev", {"alerting": {"quiet": True, "critical": {"groupWait": "1s", "groupInterval": "2s",
                                                                            "repeatInterval": "1m"}}})
-    config = yaml.safe_load(result.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"])
+    config = yaml.safe_load(result.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"])
     critical = [r for r in config["route"]["routes"] if r["matchers"] == ['severity="critical"']][0]
     assert (critical["group_wait"], critical["group_interval"], critical["repeat_interval"]) == ("1s", "2s", "1m")
 
 
 def test_inhibitions_are_data(prod):
-    config = yaml.safe_load(prod.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"])
+    config = yaml.safe_load(prod.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"])
     assert config["inhibit_rules"] == am.inhibitions()
     assert {"source_matchers": ['severity="critical"'], "target_matchers": ['severity=~"warning|info"'],
             "equal": ["alertname", "environment", "service"]} in config["inhibit_rules"]

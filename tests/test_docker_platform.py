@@ -124,7 +124,7 @@ def test_config_files_come_from_the_same_renderers_as_on_kubernetes(docker_dev, 
     files = {c.name: uploads(c) for c in docker_dev.containers()}
     same = {
         ("blackbox-exporter", "/etc/blackbox/blackbox.yml"): dev.one("ConfigMap", "blackbox-exporter-config")["data"]["blackbox.yml"],
-        ("alertmanager", "/etc/alertmanager/config/alertmanager.yml"): dev.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"],
+        ("alertmanager", "/etc/alertmanager/config/alertmanager.yml"): dev.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"],
         ("grafana", "/etc/grafana/provisioning/dashboards/football-monitoring.yaml"):
             dev.one("ConfigMap", "grafana-dashboard-provider")["data"]["football-monitoring.yaml"],
         ("elasticsearch", "/mnt/elasticsearch/config/elasticsearch.yml"):

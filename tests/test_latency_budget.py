@@ -34,7 +34,7 @@ def latency_offenders(alerts: list[tuple[str, str, float]], prometheus_yml: str,
 @pytest.fixture(scope="module")
 def prod_configs(prod):
     return (prod.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"],
-            prod.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"])
+            prod.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"])
 
 
 def _critical_alerts() -> list[tuple[str, str, float]]:

@@ -42,8 +42,10 @@ def test_render_shows_secrets_only_as_placeholders(tmp_path):
     for path in (tmp_path / "kubernetes").glob("secret-*.yaml"):
         secret = yaml.safe_load(path.read_text())
         assert set(secret["stringData"].values()) == {render.SECRET_MARK}
-    # The one secret-bearing config file a reviewer needs is written with the placeholder only.
-    assert SECRETS["alertmanagerWebhookUrl"].placeholder in (tmp_path / "config/alertmanager-config/alertmanager.yml").read_text()
+    # alertmanager.yml names its receivers' credential files, never their values.
+    alertmanager_yml = (tmp_path / "config/alertmanager-config/alertmanager.yml").read_text()
+    assert SECRETS["alertmanagerWebhookUrl"].placeholder not in alertmanager_yml
+    assert "url_file: /etc/alertmanager/credentials/webhook-url" in alertmanager_yml
 
 
 def test_render_reports_bad_settings_without_a_traceback(tmp_path):

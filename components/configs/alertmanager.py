@@ -5,9 +5,10 @@ severity, and under it one route per team. Critical reaches every channel the
 team has (Slack, e-mail, DingTalk) plus the default webhook, and, with
 escalation on, the paging webhook too; warnings reach Slack and the webhook;
 info only the webhook. A quiet environment (dev) sends warnings to the webhook
-alone. Receiver credentials that Alertmanager can read from files (Slack URL,
-SMTP password) are mounted files; the webhook URLs sit in the config itself,
-which therefore lives in a Kubernetes Secret as a whole.
+alone. Every receiver credential is a mounted file that Alertmanager reads at
+notification time (webhook and Slack URLs through ``url_file``/``api_url_file``,
+the SMTP password through ``smtp_auth_password_file``), so the config itself holds
+no secret. Only the DingTalk relay's in-cluster address is written inline.
 """
 
 from __future__ import annotations
@@ -25,21 +26,22 @@ TEMPLATES_DIR = "/etc/alertmanager/templates"
 CREDENTIALS_DIR = "/etc/alertmanager/credentials"
 SLACK_URL_FILE = f"{CREDENTIALS_DIR}/slack-api-url"
 SMTP_PASSWORD_FILE = f"{CREDENTIALS_DIR}/smtp-password"
+# The credential file of each secret webhook URL, by its name in the credentials directory.
+WEBHOOK_URL_FILES = {"webhook": "webhook-url", "heartbeat": "heartbeat-url", "escalation": "escalation-url"}
 SEVERITIES = ("critical", "warning", "info")
 
 
 @dataclass(frozen=True)
 class AlertmanagerConfig:
     environment: str
-    webhook_url: str
     timings: Mapping[str, Timings]
     teams: Mapping[str, TeamContact] = field(default_factory=dict)
     quiet: bool = False
     slack: bool = False
     email: Optional[EmailSettings] = None
-    dingtalk_url: Optional[str] = None  # the relay's in-cluster URL
-    heartbeat_url: Optional[str] = None
-    escalation_url: Optional[str] = None
+    dingtalk_url: Optional[str] = None  # the relay's in-cluster URL (not a secret)
+    heartbeat: bool = False  # a heartbeat URL file is mounted
+    escalation: bool = False  # an escalation URL file is mounted
     templates_dir: str = TEMPLATES_DIR
     credentials_dir: str = CREDENTIALS_DIR
 
@@ -57,9 +59,14 @@ def _webhook(url: str, send_resolved: bool = True) -> dict:
     return {"url": url, "send_resolved": send_resolved, "max_alerts": 50}
 
 
+def _secret_webhook(cfg: "AlertmanagerConfig", which: str, send_resolved: bool = True) -> dict:
+    return {"url_file": f"{cfg.credentials_dir}/{WEBHOOK_URL_FILES[which]}", "send_resolved": send_resolved,
+            "max_alerts": 50}
+
+
 def _team_receiver(cfg: AlertmanagerConfig, team: str, severity: str) -> dict:
     contact = cfg.teams.get(team, TeamContact(None, None))
-    receiver: dict = {"name": f"{team}-{severity}", "webhook_configs": [_webhook(cfg.webhook_url)]}
+    receiver: dict = {"name": f"{team}-{severity}", "webhook_configs": [_secret_webhook(cfg, "webhook")]}
     if cfg.slack and contact.slack_channel:
         receiver["slack_configs"] = [{
             "api_url_file": f"{cfg.credentials_dir}/slack-api-url",
@@ -87,15 +94,16 @@ def _timing(t: Timings) -> dict:
 
 def render(cfg: AlertmanagerConfig) -> str:
     teams = sorted(set(cfg.teams) | {"platform", "backend", "data", "security"})
-    receivers: list[dict] = [{"name": "default-webhook", "webhook_configs": [_webhook(cfg.webhook_url)]}]
+    receivers: list[dict] = [{"name": "default-webhook", "webhook_configs": [_secret_webhook(cfg, "webhook")]}]
     routes: list[dict] = []
 
-    watchdog = {"receiver": "heartbeat" if cfg.heartbeat_url else "watchdog-drop",
+    watchdog = {"receiver": "heartbeat" if cfg.heartbeat else "watchdog-drop",
                 "matchers": ['alertname="Watchdog"'],
                 # The heartbeat must arrive often and on time, whatever the other groups do.
                 "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"}
-    if cfg.heartbeat_url:
-        receivers.append({"name": "heartbeat", "webhook_configs": [_webhook(cfg.heartbeat_url, send_resolved=False)]})
+    if cfg.heartbeat:
+        receivers.append({"name": "heartbeat",
+                          "webhook_configs": [_secret_webhook(cfg, "heartbeat", send_resolved=False)]})
     else:
         receivers.append({"name": "watchdog-drop"})  # no receiver configured: swallow it rather than page
     routes.append(watchdog)
@@ -104,8 +112,8 @@ def render(cfg: AlertmanagerConfig) -> str:
         branch: dict = {"receiver": "default-webhook", "matchers": [f'severity="{severity}"'],
                         **_timing(cfg.timings[severity]), "routes": []}
         people = severity == "critical" or (severity == "warning" and not cfg.quiet)
-        if severity == "critical" and cfg.escalation_url:
-            receivers.append({"name": "escalation", "webhook_configs": [_webhook(cfg.escalation_url)]})
+        if severity == "critical" and cfg.escalation:
+            receivers.append({"name": "escalation", "webhook_configs": [_secret_webhook(cfg, "escalation")]})
             branch["routes"].append({"receiver": "escalation", "matchers": ['severity="critical"'], "continue": True})
         if people:
             for team in teams:

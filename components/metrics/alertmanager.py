@@ -28,23 +28,24 @@ class Alertmanager(pulumi.ComponentResource):
         self.external_url = platform.public_url("alertmanager")
         internal_url = f"http://{platform.host_of('alertmanager')}:{WEB_PORT}"
         secrets = settings.secrets
-        # The rendered file names the receivers' URLs, so it is a secret as a whole
-        # and lives in a Kubernetes Secret, never in a ConfigMap.
-        self.config = pulumi.Output.all(
-            secrets.alertmanager_webhook_url, secrets.heartbeat_url, secrets.escalation_webhook_url,
-        ).apply(lambda urls: alertmanager_config.render(alertmanager_config.AlertmanagerConfig(
+        # Every receiver credential is a file beside the config, so the config holds no secret
+        # and is a ConfigMap that `kubectl get` shows as deployed.
+        self.config = alertmanager_config.render(alertmanager_config.AlertmanagerConfig(
             environment=settings.environment,
-            webhook_url=urls[0],
-            heartbeat_url=urls[1],
-            escalation_url=urls[2],
+            heartbeat=secrets.heartbeat_url is not None,
+            escalation=secrets.escalation_webhook_url is not None,
             timings=settings.alerting.timings,
             teams=settings.alerting.teams,
             quiet=settings.alerting.quiet,
             slack=settings.alerting.slack,
             email=settings.alerting.email,
             dingtalk_url=dingtalk_url,
-        )))
-        credentials = {}
+        ))
+        files = alertmanager_config.WEBHOOK_URL_FILES
+        credentials = {files["webhook"]: secrets.alertmanager_webhook_url}
+        for name, value in (("heartbeat", secrets.heartbeat_url), ("escalation", secrets.escalation_webhook_url)):
+            if value is not None:
+                credentials[files[name]] = value
         if secrets.slack_api_url is not None:
             credentials["slack-api-url"] = secrets.slack_api_url
         if secrets.smtp_password is not None:
@@ -77,11 +78,12 @@ class Alertmanager(pulumi.ComponentResource):
             args=args,
             env_from_pod={"POD_IP": "status.podIP"},
             config=[
-                ConfigFiles("config", CONFIG_DIR, {"alertmanager.yml": self.config}, secret=True, reload=True),
+                ConfigFiles("config", CONFIG_DIR, {"alertmanager.yml": self.config}, reload=True),
                 ConfigFiles("templates", alertmanager_config.TEMPLATES_DIR, alertmanager_config.templates(),
                             reload=True),
-            ] + ([ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True,
-                              reload=True)] if credentials else []),
+                # No reload: Alertmanager reads each credential file when it sends a notification.
+                ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True),
+            ],
             data=DataVolume("/alertmanager", am.storage_size),
             liveness=HttpCheck("/-/healthy", "web"),
             readiness=HttpCheck("/-/ready", "web"),

@@ -3,7 +3,7 @@
 ``Pipeline`` runs, with real binaries and on 127.0.0.1 ports chosen at run time:
 
 - two fake FootballPrediction workloads (``fake_app.FakeApp``: the API and a worker);
-- prometheus-node-exporter and prometheus-blackbox-exporter (the generated blackbox.yml);
+- node_exporter and blackbox_exporter (the generated blackbox.yml);
 - N Prometheus replicas (default 2, like prod's HA pair) with the generated prometheus.yml,
   POD_NAME set per replica so the ``replica`` external label differs;
 - N Alertmanagers (default 2) with the generated alertmanager.yml, in one gossip cluster;
@@ -126,7 +126,7 @@ def generate(settings: dict, receiver_urls: dict[str, str], stack: str = STACK) 
         result=result,
         prometheus_yml=result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"],
         rule_files=dict(result.one("ConfigMap", "prometheus-rules")["data"]),
-        alertmanager_yml=result.one("Secret", "alertmanager-config")["stringData"]["alertmanager.yml"],
+        alertmanager_yml=result.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"],
         credentials=dict(result.one("Secret", "alertmanager-credentials")["stringData"]),
         templates=am_config.templates(),
         blackbox_yml=result.one("ConfigMap", "blackbox-exporter-config")["data"]["blackbox.yml"],
@@ -394,7 +394,7 @@ class Pipeline:
         self.events["generated"] = time.time()
 
         self._start_node_exporter()
-        self._start("blackbox", [_tool("prometheus-blackbox-exporter"),
+        self._start("blackbox", [_tool("blackbox_exporter"),
                                  f"--config.file={self.workdir / 'blackbox.yml'}",
                                  f"--web.listen-address=127.0.0.1:{self.ports['blackbox']}"])
         mesh = [f"127.0.0.1:{self.ports[f'alertmanager-{i}-mesh']}" for i in range(self.alertmanager_replicas)]
@@ -418,14 +418,14 @@ class Pipeline:
         return proc
 
     def _start_node_exporter(self) -> Process:
-        return self._start("node-exporter", [_tool("prometheus-node-exporter"),
+        return self._start("node-exporter", [_tool("node_exporter"),
                                              f"--web.listen-address=127.0.0.1:{self.ports['node-exporter']}"])
 
     def _start_alertmanager(self, i: int, mesh: list[str]) -> Process:
         data = self.workdir / f"alertmanager-{i}-data"
         data.mkdir(exist_ok=True)
         web = self.ports[f"alertmanager-{i}"]
-        argv = [_tool("prometheus-alertmanager"), f"--config.file={self.alertmanager_yml_path}",
+        argv = [_tool("alertmanager"), f"--config.file={self.alertmanager_yml_path}",
                 f"--storage.path={data}", f"--web.listen-address=127.0.0.1:{web}",
                 f"--web.external-url=http://127.0.0.1:{web}/", "--web.route-prefix=/"]
         if self.alertmanager_replicas > 1:
@@ -568,8 +568,10 @@ class Pipeline:
         spec = next(r for r in config["receivers"] if r["name"] == receiver)
         keys = set()
         for hook in spec.get("webhook_configs", []):
-            url = urllib.parse.urlsplit(hook["url"])
-            assert url.hostname == "127.0.0.1" and url.port == self.capture.port, hook["url"]
+            # A secret URL is the content of its credential file, as Alertmanager reads it.
+            target = hook["url"] if "url" in hook else Path(hook["url_file"]).read_text().strip()
+            url = urllib.parse.urlsplit(target)
+            assert url.hostname == "127.0.0.1" and url.port == self.capture.port, target
             keys.add(("webhook", url.path, receiver))
         for slack in spec.get("slack_configs", []):
             keys.add(("slack", slack["channel"], ""))

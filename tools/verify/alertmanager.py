@@ -74,7 +74,7 @@ def alertmanager_receivers(ctx: Context) -> Result:
                + (f"; without integrations (drop): {', '.join(empty)}" if empty else ""))
     if not receivers or not used:
         return Result(FAIL, "alertmanager.receivers", numbers,
-                      action="Alertmanager runs without a usable configuration: check the alertmanager-config Secret")
+                      action="Alertmanager runs without a usable configuration: check the alertmanager-config ConfigMap and the alertmanager-credentials Secret")
     return Result(PASS, "alertmanager.receivers", numbers)
 
 
