@@ -55,6 +55,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # A burst of notifications at once: the default backlog of 5 resets some on a loaded machine.
+    request_queue_size = 128
     owner: "_Recorder"
 
 
