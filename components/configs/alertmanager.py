@@ -58,7 +58,7 @@ def _webhook(url: str, send_resolved: bool = True) -> dict:
 
 
 def _team_receiver(cfg: AlertmanagerConfig, team: str, severity: str) -> dict:
-    contact = cfg.teams.get(team, TeamContact(None, None))
+    contact = cfg.teams.get(team, TeamContact())
     receiver: dict = {"name": f"{team}-{severity}", "webhook_configs": [_webhook(cfg.webhook_url)]}
     if cfg.slack and contact.slack_channel:
         receiver["slack_configs"] = [{
