@@ -124,12 +124,16 @@ def _item_model(annotation: Any, parts: tuple) -> Optional[type[BaseModel]]:
             annotation = arguments[0]
         elif origin is dict:
             annotation = arguments[1]
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in _fields_by_alias(annotation):
+        elif _is_model(annotation) and part in _fields_by_alias(annotation):
             annotation = _fields_by_alias(annotation)[part].annotation
         else:
             return None
     annotation = _unannotated(annotation)
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return annotation if _is_model(annotation) else None
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _unannotated(annotation: Any) -> Any:

@@ -494,8 +494,8 @@ class AlertingSettings(Section):
 
     quiet: Flag = Field(False, description=(
         "only critical alerts reach people; warnings and info go to the default webhook alone (dev)"))
-    teams: Teams = Field({}, validate_default=True, description=(
-        "where each team hears about its alerts: {platform: {slackChannel, email}, ...}"))
+    teams: Teams = Field({}, validate_default=True, json_schema_extra={"propertyNames": {"enum": list(TEAMS)}},
+                         description="where each team hears about its alerts: {platform: {slackChannel, email}, ...}")
     slack_settings: SlackSettings = Field(alias="slack")
     email: EmailSettings = Field(default_factory=EmailSettings, description="e-mail notifications")
     dingtalk_settings: DingtalkSettings = Field(alias="dingtalk")
