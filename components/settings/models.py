@@ -5,8 +5,8 @@ docs/settings.md, the JSON Schema of the stack files and the declarations in Pul
 from these models. Fields are snake_case in Python and camelCase in the stack file (their alias).
 
 Where the rest of the program reads a setting under another name than the file's (a section's
-resources as ``settings.logging.logstash``, a toggle as a plain bool), a property gives that view;
-the section itself is then the field with the ``_settings`` suffix.
+resources as ``settings.logging.logstash``, a toggle as a plain bool), ``view`` gives that name and
+the section itself is the field with the ``_settings`` suffix.
 
 Rules across fields are each section's ``broken_rules``; they run once the section's own fields are
 valid, and name keys relative to the section with ``HERE``, which the loader replaces by the
