@@ -110,7 +110,7 @@ PLEG_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 CRASH_PERIOD = 1200  # the crash-looping pod restarts every 20 min ...
 CRASH_DOWN = 480  # ... and spends the last 8 min of each cycle in CrashLoopBackOff
 
-DEFAULT_PROBES = {  # components/settings/__init__.py defaults
+DEFAULT_PROBES = {  # the defaults of components/settings/models.py ProbeSettings
     "http": [{"name": "api-health", "target": "http://football-prediction-api.football-prediction.svc:8000/health"}],
     "tcp": [{"name": "postgres", "target": "postgres.football-prediction.svc:5432"},
             {"name": "redis", "target": "redis.football-prediction.svc:6379"}],

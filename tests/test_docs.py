@@ -5,13 +5,26 @@ from __future__ import annotations
 import re
 
 from tools import offline
+from scripts import settings_reference
 from scripts.settings_reference import markdown
 from tests.conftest import ROOT
 
+REGENERATE = "run .venv/bin/python -m scripts.settings_reference --write"
+
 
 def test_settings_reference_is_current():
-    assert (ROOT / "docs" / "settings.md").read_text() == markdown(), \
-        "docs/settings.md is stale: run .venv/bin/python scripts/settings_reference.py > docs/settings.md"
+    assert (ROOT / "docs" / "settings.md").read_text() == markdown(), f"docs/settings.md is stale: {REGENERATE}"
+
+
+def test_stack_file_schema_is_current():
+    assert settings_reference.SCHEMA.read_text() == settings_reference.schema_text(), \
+        f"schemas/stack-config.schema.json is stale: {REGENERATE}"
+
+
+def test_project_file_declares_the_settings_as_the_models_do():
+    text = settings_reference.PROJECT_FILE.read_text()
+    assert text == settings_reference.project_file_text(text), \
+        f"Pulumi.yaml's config declarations are stale: {REGENERATE}"
 
 
 def test_readme_lists_every_stack_output(dev, prod):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
+import yaml
 
 from tools import offline
-from components.settings import PROJECT, SettingsError
+from components.settings import PROJECT, SECRETS, SettingsError
+from scripts import settings_reference
+from tests.conftest import ROOT
 
 
 def fail_with(overrides: dict, stack: str = "dev", secrets_as_plain: tuple = ()) -> str:
@@ -134,3 +138,170 @@ def test_overrides_merge_into_the_stack_files_sections():
     # Lists are replaced whole, not appended to.
     probes = offline.stack_config("prod", {"probes": {"tcp": []}})[0]["football-monitoring:probes"]
     assert json.loads(probes)["tcp"] == [] and json.loads(probes)["http"]
+
+
+# ------------------------------------------------------------------ inside lists, several at once
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"staticTargets": [{"job": "api", "target": "api.svc:8000"}, {"job": "db", "target": 5432}]},
+     'football-monitoring:staticTargets = [{"job": "api", "target": "api.svc:8000"}, {"job": "db", "target": 5432}] '
+     "is not valid: [1].target = 5432: expected host:port"),
+    ({"staticTargets": [{"job": "api"}]},
+     'football-monitoring:staticTargets = [{"job": "api"}] is not valid: [0].target is missing: '
+     "expected job and target"),
+    ({"probes": {"tcp": [{"name": "db", "target": "db.svc:5432", "port": 5432}]}},
+     "is not valid: [0].port is not a known key: expected name and target"),
+    ({"probes": {"tcp": ["db.svc:5432"]}},
+     """football-monitoring:probes.tcp = ["db.svc:5432"] is not valid: [0] = 'db.svc:5432': expected an object """
+     "with name and target"),
+    ({"probes": {"tcp": [{"name": "db", "target": "a.svc:1"}, {"name": "db", "target": "b.svc:2"}]}},
+     "expected names unique within the list; 'db' appears more than once"),
+    ({"alerting": {"teams": {"platform": {"email": "oncall"}}}},
+     "football-monitoring:alerting.teams = {\"platform\": {\"email\": \"oncall\"}} is not valid: "
+     "platform.email = 'oncall': expected an e-mail address"),
+    ({"tracing": {"sampling": "tail"}},
+     "football-monitoring:tracing.sampling = 'tail' is not valid: expected an object with keys mode, percentage, "
+     "slowTraceThreshold"),
+    ({"exporters": {"postgres": {"enabled": "yes"}}},
+     "football-monitoring:exporters.postgres.enabled = 'yes' is not valid: expected true or false"),
+])
+def test_a_bad_value_inside_a_list_or_object_is_named_by_its_place(overrides, expected):
+    assert expected in fail_with(overrides)
+
+
+def test_several_problems_in_one_section_are_reported_together():
+    message = fail_with({"prometheus": {"replicas": 9, "retention": "forever", "storageSize": "big",
+                                        "scrapeInterval": "1h", "evaluationInterva": "1m"}})
+    problems = message.split("\n  - ")[1:]
+    assert len(problems) == 5
+    for key in ("replicas = 9", "retention = 'forever'", "storageSize = 'big'", "scrapeInterval = '1h'",
+                "evaluationInterva is not a known setting; did you mean prometheus.evaluationInterval?"):
+        assert any(p.startswith(f"football-monitoring:prometheus.{key}") for p in problems), key
+
+
+def test_every_item_of_a_list_is_checked():
+    message = fail_with({"staticTargets": [{"job": "Bad_Job", "target": "a.svc:1"}, {"job": "b", "target": "no-port"},
+                                           7]})
+    assert message.count("\n  - ") == 3
+    assert "[0].job = 'Bad_Job'" in message and "[1].target = 'no-port'" in message and "[2] = 7" in message
+
+
+def test_broken_rules_of_several_sections_and_a_missing_secret_are_reported_together():
+    config, secret_keys = offline.stack_config("dev", {
+        "grafana": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}},
+        "prometheus": {"scrapeTimeout": "1m"}, "ingress": {"clusterIssuer": "letsencrypt"}})
+    del config[f"{PROJECT}:postgresDsn"]
+    with pytest.raises(SettingsError) as info:
+        offline.run("dev", config=config, secret_keys=secret_keys)
+    message = str(info.value)
+    assert message.count("\n  - ") == 4
+    for expected in ("football-monitoring:grafana.resources.requests.memory = '1Gi' is not valid",
+                     "football-monitoring:prometheus.scrapeTimeout = '1m' is not valid",
+                     "football-monitoring:ingress.clusterIssuer = 'letsencrypt' is not valid",
+                     "football-monitoring:postgresDsn is not set: expected a secret"):
+        assert expected in message
+    assert offline.LAST_RECORDER.resources == []
+
+
+def test_a_request_above_its_limit_is_refused_in_code_too():
+    from components.settings import Resources
+    with pytest.raises(ValueError):
+        Resources(cpu_request="10m", memory_request="128Mi", cpu_limit=None, memory_limit="64Mi")
+    assert Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="64Mi").to_kubernetes() \
+        == {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
+
+
+# ------------------------------------------------------------------ the stack file schema
+
+@pytest.fixture(scope="module")
+def schema_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(settings_reference.SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("Pulumi.*.yaml")), ids=lambda p: p.name)
+def test_stack_files_name_the_schema_and_match_it(path, schema_validator):
+    text = path.read_text()
+    assert text.splitlines()[0] == settings_reference.SCHEMA_COMMENT
+    assert [e.message for e in schema_validator.iter_errors(yaml.safe_load(text))] == []
+
+
+@pytest.mark.parametrize("config", [
+    {"football-monitoring:prometheus": {"retension": "30d"}},
+    {"football-monitoring:grafanna": {"storageSize": "1Gi"}},
+    {"football-monitoring:platform": "nomad"},
+    {"football-monitoring:protectData": "yes"},
+    {"football-monitoring:prometheus": {"replicas": 9}},
+    {"football-monitoring:staticTargets": [{"job": "api", "target": 5432}]},
+    {"football-monitoring:probes": {"tcp": [{"name": "db"}]}},
+    {"football-monitoring:alerting": {"teams": {"marketing": {"email": "m@example.org"}}}},
+    {"football-monitoring:images": {"grafana": "docker.io/grafana/grafana:latest"}},
+    {"football-monitoring:images": {"grafana": "grafana/grafana:12.1.1"}},
+    {"football-monitoring:prometheus": {"resources": {"requests": {"cpu": "lots"}}}},
+])
+def test_the_schema_refuses_what_the_loader_refuses(config, schema_validator):
+    assert not schema_validator.is_valid({"config": config})
+
+
+def test_the_schema_takes_encrypted_values_other_namespaces_and_what_pulumi_config_set_writes(schema_validator):
+    document = {
+        "secretsprovider": "passphrase",
+        "encryptionsalt": "v1:c2FsdA==:v1:aXY=:dGFn",
+        "config": {
+            "football-monitoring:postgresDsn": {"secure": "v1:AAAA"},
+            "football-monitoring:alerting": {"secure": "v1:BBBB"},
+            "kubernetes:context": "kind-dev",
+            # `pulumi config set` writes top-level values as strings.
+            "football-monitoring:protectData": "true",
+            "football-monitoring:prometheus": {"replicas": "2", "resources": {"requests": {"cpu": 1}}},
+        },
+    }
+    assert [e.message for e in schema_validator.iter_errors(document)] == []
+    assert not schema_validator.is_valid({"config": {}, "configs": {}})
+
+
+def test_the_schema_documents_secrets_as_strings_and_gives_them_no_default():
+    keys = json.loads(settings_reference.SCHEMA.read_text())["properties"]["config"]["properties"]
+    for key, spec in SECRETS.items():
+        entry = keys[f"{PROJECT}:{key}"]
+        assert entry["description"].startswith("secret: ") and spec.doc in entry["description"]
+        assert {"type": "string"}.items() <= entry["anyOf"][1].items()
+        assert '"default":' not in json.dumps(entry)
+
+
+# ------------------------------------------------------------------ Pulumi.yaml's declarations
+
+def project_declarations() -> dict:
+    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+
+
+def test_project_file_declares_every_top_level_setting_with_a_type_pulumi_knows():
+    declared = project_declarations()
+    from components.settings import StackConfig
+    assert list(declared) == [field.alias for field in StackConfig.model_fields.values()]
+    assert not set(declared) & set(SECRETS)
+    for key, declaration in declared.items():
+        assert ":" not in key and declaration["description"]
+        assert declaration.get("type") in (None, "string", "integer", "boolean", "array"), key
+        assert "default" in declaration, f"{key}: Pulumi would demand it of every stack"
+        kind = {None: (dict, list), "string": str, "integer": int, "boolean": bool}[declaration.get("type")]
+        assert isinstance(declaration["default"], kind), key
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_project_defaults_pulumi_applies_change_nothing(stack):
+    config, secret_keys = offline.stack_config(stack)
+    with_defaults = dict(config)
+    for key, declaration in project_declarations().items():
+        default = declaration["default"]
+        # What the engine does for a key the stack does not set: the default, primitives as text.
+        with_defaults.setdefault(f"{PROJECT}:{key}", default if isinstance(default, str) else json.dumps(default))
+    assert with_defaults != config
+
+    def declared(result: offline.RunResult) -> list:
+        return sorted((r.type, r.name, json.dumps(r.inputs, sort_keys=True)) for r in result.resources)
+
+    plain = offline.run(stack, config=config, secret_keys=list(secret_keys))
+    defaulted = offline.run(stack, config=with_defaults, secret_keys=list(secret_keys))
+    assert declared(defaulted) == declared(plain) and defaulted.outputs == plain.outputs

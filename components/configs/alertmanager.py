@@ -65,7 +65,7 @@ def _secret_webhook(cfg: "AlertmanagerConfig", which: str, send_resolved: bool =
 
 
 def _team_receiver(cfg: AlertmanagerConfig, team: str, severity: str) -> dict:
-    contact = cfg.teams.get(team, TeamContact(None, None))
+    contact = cfg.teams.get(team, TeamContact())
     receiver: dict = {"name": f"{team}-{severity}", "webhook_configs": [_secret_webhook(cfg, "webhook")]}
     if cfg.slack and contact.slack_channel:
         receiver["slack_configs"] = [{

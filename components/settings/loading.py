@@ -1,0 +1,242 @@
+"""Reading a stack's configuration into ``Settings``, or one report of everything wrong with it.
+
+Nothing is declared in Pulumi before this has succeeded, so bad input never leaves a half-applied
+stack. Each problem is one line that names the key as the stack file spells it
+(``football-monitoring:prometheus.retention``), the value, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import typing
+from typing import Any, Iterator, Optional
+
+import pulumi
+from pydantic import BaseModel, ValidationError
+
+from components.settings.models import BROKEN_RULES, HERE, PROJECT, SKIP_RULES, Section, Settings, StackConfig
+from components.settings.secrets import SECRETS, Secrets
+from components.settings.types import INVALID, dns_label_problem
+
+
+class SettingsError(pulumi.RunError):
+    """Raised before any resource exists; Pulumi prints it without a traceback."""
+
+
+def load_settings(stack: Optional[str] = None) -> Settings:
+    """Read, validate and type the configuration of the current (or given) stack."""
+    stack = stack or pulumi.get_stack()
+    raw = {key: _decode(value) for key, value in _raw_config().items()}
+    plain = {key: value for key, value in raw.items() if key not in SECRETS}
+    problems: list[str] = []
+
+    if plain.get("environment") in (None, ""):
+        problem = dns_label_problem(stack)
+        if problem:
+            problems.append(f"{PROJECT}:environment is not set and the stack name {stack!r} cannot stand in "
+                            f"for it: expected {problem}")
+        else:
+            plain["environment"] = stack
+
+    config: Optional[StackConfig] = None
+    broken_rules: list[str] = []
+    try:
+        config = StackConfig.model_validate(plain)
+    except ValidationError as exc:
+        if all(error["type"] == BROKEN_RULES for error in exc.errors()):
+            # Every field is valid, so the secrets can still be checked against them.
+            broken_rules = list(describe(exc, plain))
+            config = StackConfig.model_validate(plain, context={SKIP_RULES: True})
+        else:
+            problems.extend(describe(exc, plain))
+
+    secret_keys = _secret_keys()
+    problems.extend(f"{PROJECT}:{key} is set in plain text: it is a secret, set it with "
+                    f"`pulumi config set --secret {PROJECT}:{key} <value>`"
+                    for key in SECRETS if key in raw and key not in secret_keys)
+    missing_secrets = []
+    if config is not None and not problems:
+        missing_secrets = [f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
+                           f"`pulumi config set --secret {PROJECT}:{key} <value>`"
+                           for key, spec in SECRETS.items()
+                           if spec.required_when(config) and not spec.optional and key not in raw]
+    problems += broken_rules + missing_secrets
+    if problems:
+        raise SettingsError("invalid settings for stack {!r}:\n  - {}".format(stack, "\n  - ".join(problems)))
+
+    pulumi_config = pulumi.Config(PROJECT)
+    secrets = Secrets(**{_snake(key): pulumi_config.require_secret(key)
+                         for key, spec in SECRETS.items() if spec.required_when(config) and key in raw})
+    return Settings.model_construct(**dict(config), stack=stack, secrets=secrets)
+
+
+# --------------------------------------------------------------------------- the report
+
+def describe(exc: ValidationError, raw: dict) -> Iterator[str]:
+    """One line per problem pydantic found in ``raw``, in the words of the stack file."""
+    for error in exc.errors(include_url=False):
+        location, kind = error["loc"], error["type"]
+        if kind == BROKEN_RULES:
+            prefix = "".join(f"{part}." for part in location)
+            for problem in error["ctx"]["problems"]:
+                yield f"{PROJECT}:{problem.replace(HERE, prefix)}"
+            continue
+        setting, inside, model = _split(location)
+        key = ".".join(str(part) for part in setting)
+        if inside:
+            yield (f"{PROJECT}:{key} = {_format(_value_at(raw, setting))} is not valid: "
+                   + _describe_inside(error, inside, _field_at(setting).annotation))
+        elif kind == "extra_forbidden":
+            hint = difflib.get_close_matches(key, known_keys(), n=1)
+            yield (f"{PROJECT}:{key} is not a known setting" + (f"; did you mean {hint[0]}?" if hint else "")
+                   + " (see docs/settings.md)")
+        elif model is not None:
+            yield (f"{PROJECT}:{key} = {_format(error['input'])} is not valid: expected an object with keys "
+                   + ", ".join(_aliases(model)))
+        else:
+            yield f"{PROJECT}:{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
+
+
+def _describe_inside(error: dict, inside: tuple, annotation: Any) -> str:
+    """A problem inside a list or map setting, e.g. ``[0].target = 'x': expected host:port``."""
+    kind = error["type"]
+    if inside[-1] == "[key]":
+        return f"key {inside[-2]!r}: expected {_allowed(error)}"
+    where = _path(inside)
+    if kind in ("extra_forbidden", "missing", "model_type"):
+        item = _item_model(annotation, inside[:-1] if kind != "model_type" else inside)
+        keys = " and ".join(", ".join(_aliases(item)).rsplit(", ", 1)) if item else ""
+        if kind == "model_type":
+            return f"{where} = {_format(error['input'])}: expected an object" + (f" with {keys}" if keys else "")
+        return f"{where} is {'not a known key' if kind == 'extra_forbidden' else 'missing'}" + (
+            f": expected {keys}" if keys else "")
+    return f"{where} = {_format(error['input'])}: expected {_allowed(error)}"
+
+
+def _item_model(annotation: Any, parts: tuple) -> Optional[type[BaseModel]]:
+    """The model of the object at ``parts`` inside a value of type ``annotation``."""
+    for part in parts:
+        annotation = _unannotated(annotation)
+        origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin in (tuple, list) and isinstance(part, int):
+            annotation = arguments[0]
+        elif origin is dict:
+            annotation = arguments[1]
+        elif _is_model(annotation) and part in _fields_by_alias(annotation):
+            annotation = _fields_by_alias(annotation)[part].annotation
+        else:
+            return None
+    annotation = _unannotated(annotation)
+    return annotation if _is_model(annotation) else None
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _unannotated(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _field_at(setting: tuple) -> Any:
+    model: type[BaseModel] = StackConfig
+    for part in setting[:-1]:
+        model = _fields_by_alias(model)[part].annotation
+    return _fields_by_alias(model)[setting[-1]]
+
+
+def _allowed(error: dict) -> str:
+    return error["ctx"]["allowed"] if error["type"] == INVALID else error["msg"].lower()
+
+
+def _path(parts: tuple) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _format(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _value_at(raw: Any, path: tuple) -> Any:
+    for part in path:
+        raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
+
+
+def _split(location: tuple) -> tuple[tuple, tuple, Optional[type[BaseModel]]]:
+    """(the setting, the place inside its value, the section model when the setting is a section)."""
+    model: type[BaseModel] = StackConfig
+    for index, part in enumerate(location):
+        field = _fields_by_alias(model).get(part)
+        if field is None:  # an unknown key
+            return location[:index + 1], (), None
+        section = _section_type(field.annotation)
+        if section is None:
+            return location[:index + 1], location[index + 1:], None
+        model = section
+    return location, (), model
+
+
+def _section_type(annotation: Any) -> Optional[type[Section]]:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
+
+
+def _fields_by_alias(model: type[BaseModel]) -> dict:
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    return list(_fields_by_alias(model))
+
+
+def known_keys() -> list[str]:
+    """Every key a stack file may set, sections included, in the file's spelling."""
+    keys: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for alias, field in _fields_by_alias(model).items():
+            keys.append(prefix + alias)
+            section = _section_type(field.annotation)
+            if section is not None:
+                walk(section, f"{prefix}{alias}.")
+
+    walk(StackConfig, "")
+    return keys + list(SECRETS)
+
+
+# --------------------------------------------------------------------------- what Pulumi passes
+
+def _raw_config() -> dict[str, Any]:
+    """Every configuration value of this project, as the engine (or a test) supplied it."""
+    from pulumi.runtime import config as runtime_config
+
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {key[len(PROJECT) + 1:]: value for key, value in merged.items() if key.startswith(PROJECT + ":")}
+
+
+def _secret_keys() -> set[str]:
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    return {key[len(PROJECT) + 1:] for key in keys if key.startswith(PROJECT + ":")}
+
+
+def _decode(value: Any) -> Any:
+    """Config values arrive as strings; objects and lists arrive JSON-encoded."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
