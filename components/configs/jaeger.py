@@ -112,7 +112,11 @@ def _telemetry(service_name: str) -> dict:
         # that the gateway's newer collector asks for (jaeger validate proves both).
         "resource": {"service.name": service_name},
         "metrics": {"level": "detailed", "readers": [
-            {"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": METRICS_PORT}}}}]},
+            {"pull": {"exporter": {"prometheus": {
+                "host": "0.0.0.0", "port": METRICS_PORT,
+                # Explicit: from collector 0.161 an unset suffix option means none, and the counters
+                # the rules read (otelcol_*_total) would lose their _total.
+                "without_type_suffix": False, "without_units": False, "without_scope_info": True}}}}]},
         "logs": {"level": "info", "encoding": "json"},
     }
 

@@ -96,7 +96,11 @@ def document(cfg: GatewayConfig) -> dict:
             "telemetry": {
                 "resource": {"attributes": [{"name": "service.name", "value": "otel-gateway"}]},
                 "metrics": {"level": "detailed", "readers": [
-                    {"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": METRICS_PORT}}}}]},
+                    {"pull": {"exporter": {"prometheus": {
+                "host": "0.0.0.0", "port": METRICS_PORT,
+                # Explicit: from collector 0.161 an unset suffix option means none, and the counters
+                # the rules read (otelcol_*_total) would lose their _total.
+                "without_type_suffix": False, "without_units": False, "without_scope_info": True}}}}]},
                 "logs": {"level": "info", "encoding": "json"},
             },
         },
