@@ -75,8 +75,10 @@ row("otelcol", "otelCollector", "otelcol", "go.opentelemetry.io/collector/cmd/bu
 j = tag("jaeger").split(".")
 if j[0] != "2":
     sys.exit(f"install-test-tools: Jaeger {tag('jaeger')}: only 2.x maps to a Go module version here")
-if tag("jaegerIndexCleaner") != tag("jaeger"):
-    sys.exit("install-test-tools: the jaeger and jaegerIndexCleaner images must pin the same release")
+# The cleaner's image carries the release's v1 number: jaeger 2.N.P goes with the cleaner 1.(N+62).P.
+if tag("jaegerIndexCleaner") != f"1.{int(j[1]) + 62}.{j[2]}":
+    sys.exit(f"install-test-tools: jaegerIndexCleaner {tag('jaegerIndexCleaner')} is not the release of jaeger "
+             f"{tag('jaeger')} (its image tag is 1.{int(j[1]) + 62}.{j[2]})")
 jv = "github.com/jaegertracing/jaeger/internal/version"
 row("jaeger", "jaeger", "wrapper", "github.com/jaegertracing/jaeger", f"v1.{int(j[1]) + 62}.{j[2]}",
     ["cmd/jaeger", "cmd/es-index-cleaner"],

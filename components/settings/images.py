@@ -36,9 +36,10 @@ DEFAULT_IMAGES = {
     "beatExporter": "docker.io/trustpilot/beat-exporter:0.4.0",
     "curl": "docker.io/curlimages/curl:8.21.0",
     # Jaeger 2.14.0 is the newest release with a Go module version (v1.76.0) the proxy serves here:
-    # the tests build exactly what runs. Jaeger and its index cleaner are one release.
+    # the tests build exactly what runs. Jaeger and its index cleaner are one release, but the
+    # project publishes the cleaner's image under the release's v1 number (2.14.0 = 1.76.0).
     "jaeger": "docker.io/jaegertracing/jaeger:2.14.0",
-    "jaegerIndexCleaner": "docker.io/jaegertracing/jaeger-es-index-cleaner:2.14.0",
+    "jaegerIndexCleaner": "docker.io/jaegertracing/jaeger-es-index-cleaner:1.76.0",
     # 0.161.0: the newest release at which every contrib component the gateway uses (tail sampling)
     # can be built here; the tests build the collector at this release from exactly those components.
     "otelCollector": "docker.io/otel/opentelemetry-collector-contrib:0.161.0",
