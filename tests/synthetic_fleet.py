@@ -1035,7 +1035,6 @@ def build(spec: FleetSpec) -> list[Family]:
                  node=node_of("elasticsearch-exporter"), cluster=cluster)
     for color, value in (("green", 1), ("yellow", 0), ("red", 0)):
         b.add("elasticsearch_cluster_health_status", "gauge", dict(eslab, color=color), Const(value))
-    b.add("elasticsearch_cluster_health_up", "gauge", eslab, Const(1))
     b.add("elasticsearch_cluster_health_number_of_nodes", "gauge", eslab, Const(3))
     b.add("elasticsearch_cluster_health_unassigned_shards", "gauge", eslab, Const(0))
     for i in range(3):
@@ -1079,7 +1078,6 @@ def build(spec: FleetSpec) -> list[Family]:
         xlab = dict(environment=env, job="elasticsearch-exporter", instance=f"{esx['ip']}:{esx['port']}",
                     namespace=mon_ns, pod=esx["pod"], node=esx["node"], cluster="football-logs")
         es_nodes = [p for p in pods if p["kind"] == "es"]
-        b.add("elasticsearch_cluster_health_up", "gauge", xlab, Const(1))
         for color in ("green", "yellow", "red"):
             b.add("elasticsearch_cluster_health_status", "gauge", dict(xlab, color=color),
                   Const(1 if color == "green" else 0))
