@@ -146,7 +146,8 @@ class DatabaseExporter(pulumi.ComponentResource):
             ports=[Port("metrics", port)],
             resources=resources,
             run_as_user=uid,
-            args=[f"--web.listen-address=:{port}"],
+            # The postmaster collector (pg_postmaster_start_time_seconds, the uptime panel) is off by default.
+            args=[f"--web.listen-address=:{port}"] + (["--collector.postmaster"] if kind == "postgres" else []),
             secret_env={env_name: connection},
             liveness=HttpCheck(health, "metrics"),
             readiness=HttpCheck(health, "metrics"),
@@ -174,7 +175,9 @@ class CAdvisor(pulumi.ComponentResource):
             run_as_user=65534,
             args=["--docker_only=true", "--housekeeping_interval=30s", "--store_container_labels=false",
                   "--whitelisted_container_labels=app.kubernetes.io/name,football-monitoring/environment",
-                  "--disable_metrics=percpu,sched,tcp,udp,disk,diskIO,hugetlb,referenced_memory,advtcp,process"],
+                  # The flag replaces cAdvisor's own default list: keep that list's entries too.
+                  "--disable_metrics=percpu,sched,tcp,udp,disk,diskIO,hugetlb,referenced_memory,advtcp,process,"
+                  "cpu_topology,cpuset,memory_numa,resctrl"],
             liveness=HttpCheck("/healthz", "http"),
             readiness=HttpCheck("/healthz", "http"),
             host_access="container-metrics",
