@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import re
+import subprocess
 
 import pytest
 
@@ -220,3 +222,48 @@ def test_rewriting_changes_addresses_and_mounted_paths_only(environment, tmp_pat
     assert rewriter.paths("--config=/etc/svc/a.yml", pattern) == f"--config={tmp_path}/etc/svc/a.yml"
     assert rewriter.paths("dir: /tmpfs/x /tmp", pattern) == f"dir: /tmpfs/x {tmp_path}/tmp"
     assert rewriter.paths("http://host/tmp/x", pattern) == "http://host/tmp/x"
+
+
+# ---------------------------------------------------------------- deprecated flags
+
+def help_text(tool: str) -> str:
+    proc = subprocess.run([require_tool(tool), "--help"], capture_output=True, text=True, timeout=60)
+    return proc.stdout + proc.stderr
+
+
+def deprecated_flags(help_output: str) -> set[str]:
+    """Flags the program's own --help marks deprecated (kingpin's "[DEPRECATED]", cobra/pflag's
+    "Deprecated:" notes and "(deprecated)")."""
+    found, current = set(), None
+    for line in help_output.splitlines():
+        match = re.match(r"\s+(?:-\w, )?(--[\w.-]+)", line)
+        if match:
+            current = match.group(1)
+        if current and re.search(r"\[DEPRECATED\]|\bDeprecated\b|\(deprecated\)", line, re.I):
+            found.add(current)
+    return found
+
+
+def generated_flags(pods: list[cl.Pod]) -> dict[str, set[str]]:
+    flags: dict[str, set[str]] = {}
+    for pod in pods:
+        for c in pod.containers:
+            if c.tool:
+                flags.setdefault(c.tool, set()).update(
+                    a.split("=", 1)[0] for a in (c.command or [])[1:] + c.args if a.startswith("--"))
+    return flags
+
+
+def test_no_generated_flag_is_deprecated_by_its_program(results):
+    used: dict[str, set[str]] = {}
+    for label, result in results.items():
+        for tool, flags in generated_flags(cl.pods(result, label)[0]).items():
+            used.setdefault(tool, set()).update(flags)
+    found = {tool: sorted(flags & deprecated_flags(help_text(tool))) for tool, flags in used.items()}
+    assert not {t: f for t, f in found.items() if f}, f"deprecated flags in generated command lines: {found}"
+
+
+def test_the_deprecation_check_reads_the_programs_help():
+    # Prometheus 3.16 deprecates the retention flags in favour of prometheus.yml's storage section.
+    assert {"--storage.tsdb.retention.time", "--storage.tsdb.retention.size"} <= deprecated_flags(
+        help_text("prometheus"))

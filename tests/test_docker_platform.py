@@ -50,7 +50,7 @@ def test_network_volumes_and_containers(docker_dev):
                                                   "logstashExporter", "kibana", "filebeat", "beatExporter", "curl")}
     prometheus = docker_dev.container("prometheus").inputs
     assert {"volumeName": "fm-dev-prometheus-data", "containerPath": "/prometheus"} in prometheus["volumes"]
-    assert "--storage.tsdb.retention.time=3d" in prometheus["command"]
+    assert "retention:\n      time: 3d" in uploads(docker_dev.container("prometheus"))["/etc/prometheus/config/prometheus.yml"]
 
 
 def test_hardening_on_docker(docker_dev):
@@ -157,6 +157,7 @@ def test_config_files_come_from_the_same_renderers_as_on_kubernetes(docker_dev, 
     docker_prom = yaml.safe_load(files["prometheus"]["/etc/prometheus/config/prometheus.yml"])
     kube_prom = yaml.safe_load(dev.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
     assert docker_prom["global"] == kube_prom["global"] and docker_prom["rule_files"] == kube_prom["rule_files"]
+    assert docker_prom["storage"] == kube_prom["storage"]
     # Filebeat differs where the logs are: the same file but for its input.
     filebeat = yaml.safe_load(files["filebeat"]["/etc/filebeat/filebeat.yml"])
     kube_filebeat = yaml.safe_load(dev.one("ConfigMap", "filebeat-config")["data"]["filebeat.yml"])

@@ -133,8 +133,9 @@ def test_overrides_merge_into_the_stack_files_sections():
     sts = result.one("StatefulSet", "prometheus")
     # The one key changes; prod's replicas and retention from Pulumi.prod.yaml stay.
     assert sts["spec"]["replicas"] == 2
-    assert "--storage.tsdb.retention.time=30d" in sts["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "scrape_interval: 15s" in result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
+    prometheus_yml = result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
+    assert "retention:\n      time: 30d" in prometheus_yml
+    assert "scrape_interval: 15s" in prometheus_yml
     # Lists are replaced whole, not appended to.
     probes = offline.stack_config("prod", {"probes": {"tcp": []}})[0]["football-monitoring:probes"]
     assert json.loads(probes)["tcp"] == [] and json.loads(probes)["http"]

@@ -73,8 +73,10 @@ def test_replicas(runs, stack, prometheus, alertmanager):
 def test_prometheus_retention_and_volume(runs, stack, retention, size, volume):
     sts = runs[stack].one("StatefulSet", "prometheus")
     args = args_of(sts)
-    assert f"--storage.tsdb.retention.time={retention}" in args
-    assert f"--storage.tsdb.retention.size={size}" in args
+    # Retention lives in prometheus.yml (a reload applies it), not in the deprecated flags.
+    assert not [a for a in args if a.startswith("--storage.tsdb.retention")]
+    config = yaml.safe_load(runs[stack].one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    assert config["storage"]["tsdb"]["retention"] == {"time": retention, "size": size}
     assert "--web.enable-lifecycle" in args
     claim = sts["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"] == volume

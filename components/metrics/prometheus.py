@@ -49,6 +49,8 @@ def config_text(settings: Settings, alertmanagers: Sequence[str], components: Se
         kubelet_insecure_skip_verify=prom.kubelet_insecure_skip_verify,
         discovery=discovery,
         static_targets=settings.static_targets,
+        retention=prom.retention,
+        retention_size=prom.retention_size,
     ))
 
 
@@ -76,8 +78,6 @@ class Prometheus(pulumi.ComponentResource):
             args=[
                 "--config.file=/etc/prometheus/config/prometheus.yml",
                 "--storage.tsdb.path=/prometheus",
-                f"--storage.tsdb.retention.time={prom.retention}",
-                f"--storage.tsdb.retention.size={prom.retention_size}",
                 "--web.enable-lifecycle",
                 f"--web.external-url={self.external_url or internal_url}",
                 "--web.route-prefix=/",
