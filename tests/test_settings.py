@@ -203,6 +203,65 @@ def test_broken_rules_of_several_sections_and_a_missing_secret_are_reported_toge
     assert offline.LAST_RECORDER.resources == []
 
 
+# A rule broken inside a section must not hide the stack's rules across sections, nor the other way round.
+@pytest.mark.parametrize("overrides, section_rule, stack_rule", [
+    ({"prometheus": {"replicas": 2, "retentionSize": "50GB"}},
+     "football-monitoring:prometheus.retentionSize = '50GB' is not valid: expected at most 85% of "
+     "prometheus.storageSize",
+     "football-monitoring:prometheus.replicas = 2 is not valid on platform docker: expected 1"),
+    ({"logging": {"elasticsearch": {"nodes": 3, "resources": {"requests": {"memory": "2Gi"}}}}},
+     "football-monitoring:logging.elasticsearch.resources.requests.memory = '2Gi' is not valid: expected at most "
+     "logging.elasticsearch.resources.limits.memory (1Gi)",
+     "football-monitoring:logging.elasticsearch.nodes = 3 is not valid on platform docker: expected 1"),
+    ({"tracing": {"storage": "elasticsearch", "sampling": {"percentage": 10}}},
+     "football-monitoring:tracing.sampling.percentage = 10 is not valid without tracing.gateway.enabled",
+     "football-monitoring:tracing.storage = 'elasticsearch' is not valid on platform docker"),
+    ({"alertmanager": {"replicas": 3}, "alerting": {"email": {"enabled": True}}},
+     "football-monitoring:alerting.email.smarthost is not set: expected a value when alerting.email.enabled is true",
+     "football-monitoring:alertmanager.replicas = 3 is not valid on platform docker: expected 1"),
+])
+def test_a_section_rule_and_a_stack_rule_are_reported_together(overrides, section_rule, stack_rule):
+    message = fail_with(overrides)
+    assert section_rule in message and stack_rule in message
+
+
+@pytest.mark.parametrize("overrides, bad_field, rule", [
+    # The bad field sits in the same section as what the rules read, or elsewhere.
+    ({"prometheus": {"retention": "5min", "replicas": 2, "retentionSize": "50GB"}},
+     "football-monitoring:prometheus.retention = '5min' is not valid",
+     "football-monitoring:prometheus.replicas = 2 is not valid on platform docker"),
+    ({"prometheus": {"retention": "5min", "retentionSize": "50GB"}},
+     "football-monitoring:prometheus.retention = '5min' is not valid",
+     "football-monitoring:prometheus.retentionSize = '50GB' is not valid"),
+    ({"grafana": {"storageSize": "big"}, "logging": {"logstash": {"replicas": 2}}},
+     "football-monitoring:grafana.storageSize = 'big' is not valid",
+     "football-monitoring:logging.logstash.replicas = 2 is not valid on platform docker"),
+    ({"logging": {"elasticsearch": {"nodes": 30}, "logstash": {"replicas": 2}}},
+     "football-monitoring:logging.elasticsearch.nodes = 30 is not valid: expected a whole number from 1 to 9",
+     "football-monitoring:logging.logstash.replicas = 2 is not valid on platform docker"),
+])
+def test_a_bad_value_hides_only_the_rules_that_read_it(overrides, bad_field, rule):
+    message = fail_with(overrides)
+    assert bad_field in message and rule in message
+    assert "nodes = 30 is not valid on platform docker" not in message
+
+
+def test_a_bad_value_does_not_hide_a_missing_secret():
+    config, secret_keys = offline.stack_config("prod", {"prometheus": {"retention": "5min"}})
+    del config[f"{PROJECT}:slackApiUrl"]
+    with pytest.raises(SettingsError) as info:
+        offline.run("prod", config=config, secret_keys=secret_keys)
+    message = str(info.value)
+    assert "football-monitoring:prometheus.retention = '5min' is not valid" in message
+    assert "football-monitoring:slackApiUrl is not set: expected a secret" in message
+    # Whether a secret is needed may hang on the bad value itself: then only the value is reported.
+    config, secret_keys = offline.stack_config("prod", {"alerting": {"slack": {"enabled": "maybe"}}})
+    del config[f"{PROJECT}:slackApiUrl"]
+    with pytest.raises(SettingsError) as info:
+        offline.run("prod", config=config, secret_keys=secret_keys)
+    assert "slackApiUrl" not in str(info.value) and "alerting.slack.enabled = 'maybe'" in str(info.value)
+
+
 def test_a_request_above_its_limit_is_refused_in_code_too():
     from components.settings import Resources
     with pytest.raises(ValueError):

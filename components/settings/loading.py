@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 import pulumi
 from pydantic import BaseModel, ValidationError
 
-from components.settings.models import BROKEN_RULES, HERE, PROJECT, SKIP_RULES, Section, Settings, StackConfig
+from components.settings.models import PROJECT, Section, Settings, StackConfig, Unreadable
 from components.settings.secrets import SECRETS, Secrets
 from components.settings.types import INVALID, dns_label_problem
 
@@ -40,29 +40,22 @@ def load_settings(stack: Optional[str] = None) -> Settings:
         else:
             plain["environment"] = stack
 
-    config: Optional[StackConfig] = None
-    broken_rules: list[str] = []
     try:
-        config = StackConfig.model_validate(plain)
+        config: Optional[StackConfig] = StackConfig.model_validate(plain)
     except ValidationError as exc:
-        if all(error["type"] == BROKEN_RULES for error in exc.errors()):
-            # Every field is valid, so the secrets can still be checked against them.
-            broken_rules = list(describe(exc, plain))
-            config = StackConfig.model_validate(plain, context={SKIP_RULES: True})
-        else:
-            problems.extend(describe(exc, plain))
+        problems.extend(describe(exc, plain))
+        config = valid_part(StackConfig, plain, [error["loc"] for error in exc.errors()])
 
     secret_keys = _secret_keys()
     problems.extend(f"{PROJECT}:{key} is set in plain text: it is a secret, set it with "
                     f"`pulumi config set --secret {PROJECT}:{key} <value>`"
                     for key in SECRETS if key in raw and key not in secret_keys)
-    missing_secrets = []
-    if config is not None and not problems:
-        missing_secrets = [f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
-                           f"`pulumi config set --secret {PROJECT}:{key} <value>`"
-                           for key, spec in SECRETS.items()
-                           if spec.required_when(config) and not spec.optional and key not in raw]
-    problems += broken_rules + missing_secrets
+    if config is not None:
+        problems += [f"{PROJECT}:{problem}" for problem in config.broken_rules()]
+        problems += [f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
+                     f"`pulumi config set --secret {PROJECT}:{key} <value>`"
+                     for key, spec in SECRETS.items()
+                     if not spec.optional and key not in raw and _needed(spec, config)]
     if problems:
         raise SettingsError("invalid settings for stack {!r}:\n  - {}".format(stack, "\n  - ".join(problems)))
 
@@ -72,17 +65,46 @@ def load_settings(stack: Optional[str] = None) -> Settings:
     return Settings.model_construct(**dict(config), stack=stack, secrets=secrets)
 
 
+def _needed(spec: Any, config: StackConfig) -> bool:
+    """Whether the stack needs the secret; not when that hangs on a setting that failed (whose own
+    message comes first)."""
+    try:
+        return bool(spec.required_when(config))
+    except Unreadable:
+        return False
+
+
+def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Optional[Section]:
+    """``raw`` as ``model`` without the settings that failed at ``locations``: reading one of them
+    raises ``Unreadable``, so the rules and the secrets that do not depend on them are still judged.
+    A section with a failure inside is itself a valid part; None when nothing of it is usable."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict) or () in locations:
+        return None
+    failed = {location[0] for location in locations}
+    try:
+        section = model.model_validate({key: value for key, value in raw.items() if key not in failed})
+    except ValidationError:
+        return None
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        if alias not in failed:
+            continue
+        inner = _section_type(field.annotation)
+        part = inner and valid_part(inner, raw.get(alias), [loc[1:] for loc in locations if loc[0] == alias])
+        if part is None:
+            del section.__dict__[name]
+        else:
+            section.__dict__[name] = part
+    return section
+
+
 # --------------------------------------------------------------------------- the report
 
 def describe(exc: ValidationError, raw: dict) -> Iterator[str]:
     """One line per problem pydantic found in ``raw``, in the words of the stack file."""
     for error in exc.errors(include_url=False):
         location, kind = error["loc"], error["type"]
-        if kind == BROKEN_RULES:
-            prefix = "".join(f"{part}." for part in location)
-            for problem in error["ctx"]["problems"]:
-                yield f"{PROJECT}:{problem.replace(HERE, prefix)}"
-            continue
         setting, inside, model = _split(location)
         key = ".".join(str(part) for part in setting)
         if inside:
