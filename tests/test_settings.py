@@ -103,6 +103,51 @@ def test_secret_set_in_plain_text_is_refused():
             "`pulumi config set --secret football-monitoring:alertmanagerWebhookUrl <value>`") in message
 
 
+MARKER = "Hunter2_Password"
+
+
+def fail_with_encrypted(overrides: dict, encrypted: tuple) -> str:
+    """The report for ``overrides`` where the top-level keys ``encrypted`` were set with --secret."""
+    config, secret_keys = offline.stack_config("dev", overrides)
+    secret_keys += [f"{PROJECT}:{key}" for key in encrypted]
+    with pytest.raises(SettingsError) as info:
+        offline.run("dev", config=config, secret_keys=secret_keys)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("overrides, encrypted, expected", [
+    ({"namespace": MARKER}, ("namespace",),
+     "football-monitoring:namespace is stored encrypted but is not a secret setting; set it without --secret"),
+    ({"prometheus": {"retention": MARKER}}, ("prometheus",),
+     "football-monitoring:prometheus is stored encrypted but is not a secret setting; set it without --secret"),
+    ({"environment": MARKER}, ("environment",),
+     "football-monitoring:environment is stored encrypted but is not a secret setting"),
+    ({"namespac": MARKER}, ("namespac",),
+     "football-monitoring:namespac is not a known setting; did you mean namespace?"),
+    # A value that would be valid in clear is refused too: it would land in the state unencrypted.
+    ({"namespace": "monitoring"}, ("namespace",),
+     "football-monitoring:namespace is stored encrypted but is not a secret setting"),
+])
+def test_an_encrypted_value_of_a_plain_setting_is_refused_without_showing_it(overrides, encrypted, expected):
+    message = fail_with_encrypted(overrides, encrypted)
+    assert expected in message
+    assert MARKER not in message
+
+
+def test_no_message_shows_the_value_of_an_encrypted_key():
+    config, secret_keys = offline.stack_config("dev", {
+        "namespace": MARKER, "grafana": {"storageSize": MARKER}, "prometheus": {"retention": "abc"}})
+    config[f"{PROJECT}:slackApiUrl"] = MARKER
+    config[f"{PROJECT}:postgresDsn"] = MARKER
+    secret_keys += [f"{PROJECT}:namespace", f"{PROJECT}:grafana"]
+    with pytest.raises(SettingsError) as info:
+        offline.run("dev", config=config, secret_keys=secret_keys)
+    message = str(info.value)
+    assert "football-monitoring:prometheus.retention = 'abc' is not valid" in message
+    assert message.count("is stored encrypted but is not a secret setting") == 2
+    assert MARKER not in message
+
+
 def test_missing_required_secret_says_how_to_set_it():
     config, secret_keys = offline.stack_config("dev")
     del config[f"{PROJECT}:postgresDsn"]

@@ -29,10 +29,16 @@ def load_settings(stack: Optional[str] = None) -> Settings:
     """Read, validate and type the configuration of the current (or given) stack."""
     stack = stack or pulumi.get_stack()
     raw = {key: _decode(value) for key, value in _raw_config().items()}
-    plain = {key: value for key, value in raw.items() if key not in SECRETS}
-    problems: list[str] = []
+    secret_keys = _secret_keys()
+    # A value stored encrypted stays out of validation: a message would print it in clear, and a
+    # setting read as plain text lands in the state unencrypted.
+    plain = {key: value for key, value in raw.items() if key not in SECRETS and key not in secret_keys}
+    problems: list[str] = [
+        f"{PROJECT}:{key} is stored encrypted but is not a secret setting; set it without --secret"
+        if key in _fields_by_alias(StackConfig) else _unknown(key)
+        for key in raw if key in secret_keys and key not in SECRETS]
 
-    if plain.get("environment") in (None, ""):
+    if plain.get("environment") in (None, "") and "environment" not in secret_keys:
         problem = dns_label_problem(stack)
         if problem:
             problems.append(f"{PROJECT}:environment is not set and the stack name {stack!r} cannot stand in "
@@ -46,7 +52,6 @@ def load_settings(stack: Optional[str] = None) -> Settings:
         problems.extend(describe(exc, plain))
         config = valid_part(StackConfig, plain, [error["loc"] for error in exc.errors()])
 
-    secret_keys = _secret_keys()
     problems.extend(f"{PROJECT}:{key} is set in plain text: it is a secret, set it with "
                     f"`pulumi config set --secret {PROJECT}:{key} <value>`"
                     for key in SECRETS if key in raw and key not in secret_keys)
@@ -111,14 +116,18 @@ def describe(exc: ValidationError, raw: dict) -> Iterator[str]:
             yield (f"{PROJECT}:{key} = {_format(_value_at(raw, setting))} is not valid: "
                    + _describe_inside(error, inside, _field_at(setting).annotation))
         elif kind == "extra_forbidden":
-            hint = difflib.get_close_matches(key, known_keys(), n=1)
-            yield (f"{PROJECT}:{key} is not a known setting" + (f"; did you mean {hint[0]}?" if hint else "")
-                   + " (see docs/settings.md)")
+            yield _unknown(key)
         elif model is not None:
             yield (f"{PROJECT}:{key} = {_format(error['input'])} is not valid: expected an object with keys "
                    + ", ".join(_aliases(model)))
         else:
             yield f"{PROJECT}:{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
+
+
+def _unknown(key: str) -> str:
+    hint = difflib.get_close_matches(key, known_keys(), n=1)
+    return (f"{PROJECT}:{key} is not a known setting" + (f"; did you mean {hint[0]}?" if hint else "")
+            + " (see docs/settings.md)")
 
 
 def _describe_inside(error: dict, inside: tuple, annotation: Any) -> str:
