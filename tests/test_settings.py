@@ -348,14 +348,14 @@ def test_the_schema_refuses_what_the_loader_refuses(config, schema_validator):
     assert not schema_validator.is_valid({"config": config})
 
 
-def test_the_schema_takes_encrypted_values_other_namespaces_and_what_pulumi_config_set_writes(schema_validator):
+def test_the_schema_takes_encrypted_secrets_other_namespaces_and_what_pulumi_config_set_writes(schema_validator):
     document = {
         "secretsprovider": "passphrase",
         "encryptionsalt": "v1:c2FsdA==:v1:aXY=:dGFn",
         "config": {
             "football-monitoring:postgresDsn": {"secure": "v1:AAAA"},
-            "football-monitoring:alerting": {"secure": "v1:BBBB"},
             "kubernetes:context": "kind-dev",
+            "kubernetes:token": {"secure": "v1:BBBB"},
             # `pulumi config set` writes top-level values as strings.
             "football-monitoring:protectData": "true",
             "football-monitoring:prometheus": {"replicas": "2", "resources": {"requests": {"cpu": 1}}},
@@ -365,12 +365,24 @@ def test_the_schema_takes_encrypted_values_other_namespaces_and_what_pulumi_conf
     assert not schema_validator.is_valid({"config": {}, "configs": {}})
 
 
-def test_the_schema_documents_secrets_as_strings_and_gives_them_no_default():
+@pytest.mark.parametrize("key, value", [
+    # As the loader: a secret in clear is refused, and so is a plain setting stored encrypted.
+    ("slackApiUrl", "https://hooks.slack.com/services/T/B/X"),
+    ("postgresDsn", ""),
+    ("namespace", {"secure": "v1:AAAA"}),
+    ("alerting", {"secure": "v1:BBBB"}),
+    ("protectData", {"secure": "v1:CCCC"}),
+])
+def test_the_schema_takes_secrets_only_encrypted_and_nothing_else_encrypted(key, value, schema_validator):
+    assert not schema_validator.is_valid({"config": {f"{PROJECT}:{key}": value}})
+
+
+def test_the_schema_documents_every_secret_as_encrypted_and_gives_it_no_default():
     keys = json.loads(settings_reference.SCHEMA.read_text())["properties"]["config"]["properties"]
     for key, spec in SECRETS.items():
         entry = keys[f"{PROJECT}:{key}"]
         assert entry["description"].startswith("secret: ") and spec.doc in entry["description"]
-        assert {"type": "string"}.items() <= entry["anyOf"][1].items()
+        assert entry["$ref"] == "#/$defs/encrypted" and set(entry) == {"description", "$ref"}
         assert '"default":' not in json.dumps(entry)
 
 

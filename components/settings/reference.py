@@ -60,7 +60,7 @@ def reference() -> list[tuple[str, str, str]]:
 # --------------------------------------------------------------------------- JSON Schema
 
 ENCRYPTED = {
-    "description": "a value encrypted by `pulumi config set --secret` (Pulumi allows it for any key)",
+    "description": "a value encrypted by `pulumi config set --secret`",
     "type": "object",
     "properties": {"secure": {"type": "string", "description": "the ciphertext"}},
     "required": ["secure"],
@@ -78,23 +78,14 @@ def _without_titles(schema: Any) -> Any:
     return schema
 
 
-def _encrypted_or(schema: dict) -> dict:
-    value = dict(schema)
-    wrapper = {key: value.pop(key) for key in ("description",) if key in value}
-    return {**wrapper, "anyOf": [value, {"$ref": "#/$defs/encrypted"}]}
-
-
 def stack_file_schema() -> dict:
     config = _without_titles(StackConfig.model_json_schema(by_alias=True))
     definitions = config.pop("$defs")
-    keys = {f"{PROJECT}:{alias}": _encrypted_or(schema) for alias, schema in config["properties"].items()}
+    # As the loader: a secret only encrypted, every other setting only in clear.
+    keys = {f"{PROJECT}:{alias}": schema for alias, schema in config["properties"].items()}
     for key, spec in SECRETS.items():
         how = SECRET_HOW.format(key=f"{PROJECT}:{key}")
-        keys[f"{PROJECT}:{key}"] = {
-            "description": f"secret: {spec.doc} ({how})",
-            "anyOf": [{"$ref": "#/$defs/encrypted"},
-                      {"type": "string", "description": "the secret's value, as the program reads it"}],
-        }
+        keys[f"{PROJECT}:{key}"] = {"description": f"secret: {spec.doc} ({how})", "$ref": "#/$defs/encrypted"}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"Pulumi stack file of {PROJECT}",
