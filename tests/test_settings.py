@@ -309,10 +309,28 @@ def test_a_bad_value_does_not_hide_a_missing_secret():
 
 def test_a_request_above_its_limit_is_refused_in_code_too():
     from components.settings import Resources
+    with pytest.raises(ValueError, match="requests.memory = '128Mi' is not valid"):
+        Resources.of(cpu_request="10m", memory_request="128Mi", memory_limit="64Mi")
+    with pytest.raises(ValueError, match="requests.cpu = '2' is not valid"):
+        Resources.of(cpu_request="2", memory_request="32Mi", memory_limit="64Mi", cpu_limit="1")
     with pytest.raises(ValueError):
-        Resources(cpu_request="10m", memory_request="128Mi", cpu_limit=None, memory_limit="64Mi")
-    assert Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="64Mi").to_kubernetes() \
+        Resources.of(cpu_request="lots", memory_request="32Mi", memory_limit="64Mi")
+    assert Resources.of(cpu_request="10m", memory_request="32Mi", memory_limit="64Mi").to_kubernetes() \
         == {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
+
+
+@pytest.mark.parametrize("resources, unknown", [
+    # The names of the flat form in code are not keys of the stack file: they must not stand in for
+    # requests and limits, nor wipe them out.
+    ({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}, "cpu_limit": "2"}, "cpu_limit"),
+    ({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}, "memory_request": "1Gi"},
+     "memory_request"),
+    ({"cpu_request": "1", "memory_request": "1Gi", "memory_limit": "2Gi"}, "cpu_request"),
+])
+def test_the_flat_form_of_resources_in_code_is_unknown_in_the_stack_file(resources, unknown):
+    message = fail_with({"prometheus": {"resources": resources}})
+    assert f"football-monitoring:prometheus.resources.{unknown} is not a known setting" in message
+    assert "null" not in message
 
 
 # ------------------------------------------------------------------ the stack file schema

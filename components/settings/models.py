@@ -109,25 +109,19 @@ class ResourceLimits(Section):
     memory: MemoryQuantity
 
 
-_FLAT_RESOURCES = ("cpu_request", "memory_request", "cpu_limit", "memory_limit")
-
-
 class Resources(Section):
     """CPU and memory of one container: what the scheduler reserves, and the most it may use."""
 
     requests: ResourceRequests
     limits: ResourceLimits
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _flat(cls, data: Any, handler: Callable[[Any], "Resources"]) -> "Resources":
-        # Written in code, a container's resources read best flat:
-        # Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="64Mi").
-        if not (isinstance(data, dict) and set(data) & set(_FLAT_RESOURCES)):
-            return handler(data)
-        rest = {k: v for k, v in data.items() if k not in _FLAT_RESOURCES}
-        resources = handler({**rest, "requests": {"cpu": data.get("cpu_request"), "memory": data.get("memory_request")},
-                             "limits": {"cpu": data.get("cpu_limit"), "memory": data.get("memory_limit")}})
+    def of(cls, cpu_request: str, memory_request: str, memory_limit: str,
+           cpu_limit: Optional[str] = None) -> "Resources":
+        """A container's resources written in code, where they read best flat; refused (ValueError)
+        as in the stack file when a value is bad or a request is above its limit."""
+        resources = cls.model_validate({"requests": {"cpu": cpu_request, "memory": memory_request},
+                                        "limits": {"cpu": cpu_limit, "memory": memory_limit}})
         problems = resources.broken_rules()
         if problems:
             raise ValueError("; ".join(problems))
