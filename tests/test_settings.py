@@ -61,7 +61,8 @@ def test_defaults_apply_and_stack_files_override(dev, prod, docker_dev):
     ({"grafana": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}},
      "football-monitoring:grafana.resources.requests.memory = '1Gi' is not valid: expected at most grafana.resources.limits.memory (512Mi)"),
     ({"probes": {"http": [{"name": "api", "target": "not a url"}]}},
-     "football-monitoring:probes.http = "),
+     "football-monitoring:probes.http[0].target = 'not a url' is not valid: expected an http(s) URL such as "
+     "http://football-prediction-api.app.svc:8000/health"),
     ({"protectData": "yes"},
      "football-monitoring:protectData = 'yes' is not valid: expected true or false"),
     ({"platform": "nomad"},
@@ -71,9 +72,11 @@ def test_defaults_apply_and_stack_files_override(dev, prod, docker_dev):
     ({"docker": {"bindAddress": "localhost"}},
      "football-monitoring:docker.bindAddress = 'localhost' is not valid: expected an IPv4 address"),
     ({"staticTargets": [{"job": "api", "target": "no-port"}]},
-     "football-monitoring:staticTargets = "),
+     "football-monitoring:staticTargets[0].target = 'no-port' is not valid: expected host:port such as "
+     "api.football-prediction.svc:8000"),
     ({"alerting": {"teams": {"marketing": {"email": "m@example.org"}}}},
-     "football-monitoring:alerting.teams = "),
+     "football-monitoring:alerting.teams.marketing is not a known key: expected a team: one of platform, backend, "
+     "data, security"),
     ({"alerting": {"slack": {"enabled": True}}},
      "expected at least one team with slackChannel when alerting.slack.enabled is true"),
     ({"alerting": {"email": {"enabled": True}}},
@@ -189,21 +192,22 @@ def test_overrides_merge_into_the_stack_files_sections():
 
 @pytest.mark.parametrize("overrides, expected", [
     ({"staticTargets": [{"job": "api", "target": "api.svc:8000"}, {"job": "db", "target": 5432}]},
-     'football-monitoring:staticTargets = [{"job": "api", "target": "api.svc:8000"}, {"job": "db", "target": 5432}] '
-     "is not valid: [1].target = 5432: expected host:port"),
+     "football-monitoring:staticTargets[1].target = 5432 is not valid: expected host:port such as "
+     "api.football-prediction.svc:8000"),
     ({"staticTargets": [{"job": "api"}]},
-     'football-monitoring:staticTargets = [{"job": "api"}] is not valid: [0].target is missing: '
-     "expected job and target"),
+     "football-monitoring:staticTargets[0].target is not set: expected host:port such as "
+     "api.football-prediction.svc:8000"),
     ({"probes": {"tcp": [{"name": "db", "target": "db.svc:5432", "port": 5432}]}},
-     "is not valid: [0].port is not a known key: expected name and target"),
+     "football-monitoring:probes.tcp[0].port is not a known setting"),
     ({"probes": {"tcp": ["db.svc:5432"]}},
-     """football-monitoring:probes.tcp = ["db.svc:5432"] is not valid: [0] = 'db.svc:5432': expected an object """
-     "with name and target"),
+     "football-monitoring:probes.tcp[0] = 'db.svc:5432' is not valid: expected an object with keys name, target"),
+    ({"probes": {"http": [None]}},
+     "football-monitoring:probes.http[0] = null is not valid: expected an object with keys name, target"),
     ({"probes": {"tcp": [{"name": "db", "target": "a.svc:1"}, {"name": "db", "target": "b.svc:2"}]}},
-     "expected names unique within the list; 'db' appears more than once"),
+     "football-monitoring:probes.tcp[1].name = 'db' is not valid: expected a name unique within probes.tcp "
+     "(probes.tcp[0] has it)"),
     ({"alerting": {"teams": {"platform": {"email": "oncall"}}}},
-     "football-monitoring:alerting.teams = {\"platform\": {\"email\": \"oncall\"}} is not valid: "
-     "platform.email = 'oncall': expected an e-mail address"),
+     "football-monitoring:alerting.teams.platform.email = 'oncall' is not valid: expected an e-mail address"),
     ({"tracing": {"sampling": "tail"}},
      "football-monitoring:tracing.sampling = 'tail' is not valid: expected an object with keys mode, percentage, "
      "slowTraceThreshold"),
@@ -211,7 +215,30 @@ def test_overrides_merge_into_the_stack_files_sections():
      "football-monitoring:exporters.postgres.enabled = 'yes' is not valid: expected true or false"),
 ])
 def test_a_bad_value_inside_a_list_or_object_is_named_by_its_place(overrides, expected):
-    assert expected in fail_with(overrides)
+    message = fail_with(overrides)
+    assert expected in message
+    assert message.count("\n  - ") == 1, message
+
+
+# Each line names one place and shows the value there, never the list or map around it.
+@pytest.mark.parametrize("overrides, lines", [
+    ({"probes": {"http": [{"name": "ok", "target": "http://a.svc/x"}, {"name": "ftp", "target": "ftp://x"}]}},
+     ["football-monitoring:probes.http[1].target = 'ftp://x' is not valid: expected an http(s) URL"]),
+    ({"alerting": {"teams": {"platform": {"email": "oncall", "slackChannel": "#ok-channel"},
+                             "data": {"email": "data@example.org", "slackChannel": "general"}}}},
+     ["football-monitoring:alerting.teams.platform.email = 'oncall' is not valid",
+      "football-monitoring:alerting.teams.data.slackChannel = 'general' is not valid"]),
+    ({"probes": {"http": [None, {"name": "x"}]}},
+     ["football-monitoring:probes.http[0] = null is not valid: expected an object",
+      "football-monitoring:probes.http[1].target is not set: expected an http(s) URL"]),
+])
+def test_a_problem_inside_a_container_shows_only_its_own_value(overrides, lines):
+    problems = fail_with(overrides).split("\n  - ")[1:]
+    assert len(problems) == len(lines)
+    for line, problem in zip(lines, problems):
+        assert problem.startswith(line)
+    for echoed in ('"http://a.svc/x"', "#ok-channel", "data@example.org"):
+        assert not any(echoed in problem for problem in problems)
 
 
 def test_several_problems_in_one_section_are_reported_together():

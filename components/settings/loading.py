@@ -11,10 +11,11 @@ import difflib
 import json
 import re
 import typing
-from typing import Any, Iterator, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import pulumi
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from components.settings.models import PROJECT, Section, Settings, StackConfig, Unreadable
 from components.settings.secrets import SECRETS, Secrets
@@ -49,7 +50,7 @@ def load_settings(stack: Optional[str] = None) -> Settings:
     try:
         config: Optional[StackConfig] = StackConfig.model_validate(plain)
     except ValidationError as exc:
-        problems.extend(describe(exc, plain))
+        problems.extend(describe(exc))
         config = valid_part(StackConfig, plain, [error["loc"] for error in exc.errors()])
 
     problems.extend(f"{PROJECT}:{key} is set in plain text: it is a secret, set it with "
@@ -106,22 +107,25 @@ def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Option
 
 # --------------------------------------------------------------------------- the report
 
-def describe(exc: ValidationError, raw: dict) -> Iterator[str]:
-    """One line per problem pydantic found in ``raw``, in the words of the stack file."""
+def describe(exc: ValidationError) -> Iterator[str]:
+    """One line per problem pydantic found, in the words of the stack file: the full place
+    of the value (``probes.http[0].target``, ``alerting.teams.platform.email``), the value, what is allowed."""
     for error in exc.errors(include_url=False):
         location, kind = error["loc"], error["type"]
-        setting, inside, model = _split(location)
-        key = ".".join(str(part) for part in setting)
-        if inside:
-            yield (f"{PROJECT}:{key} = {_format(_value_at(raw, setting))} is not valid: "
-                   + _describe_inside(error, inside, _field_at(setting).annotation))
-        elif kind == "extra_forbidden":
-            yield _unknown(key)
-        elif model is not None:
-            yield (f"{PROJECT}:{key} = {_format(error['input'])} is not valid: expected an object with keys "
-                   + ", ".join(_aliases(model)))
+        if location[-1:] == ("[key]",):  # a key of a map that is not one of its keys
+            yield f"{PROJECT}:{_key(location[:-1])} is not a known key: expected {_allowed(error)}"
+            continue
+        key = f"{PROJECT}:{_key(location)}"
+        if kind == "extra_forbidden":
+            yield _unknown(_key(location))
+        elif kind == "missing":
+            yield f"{key} is not set: expected {_allowed_at(location)}"
+        elif kind == "model_type":
+            model = _unannotated(_place(location)[0])
+            yield (f"{key} = {_format(error['input'])} is not valid: expected an object with keys "
+                   + ", ".join(_fields_by_alias(model)))
         else:
-            yield f"{PROJECT}:{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
+            yield f"{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
 
 
 def _unknown(key: str) -> str:
@@ -130,41 +134,42 @@ def _unknown(key: str) -> str:
             + " (see docs/settings.md)")
 
 
-def _describe_inside(error: dict, inside: tuple, annotation: Any) -> str:
-    """A problem inside a list or map setting, e.g. ``[0].target = 'x': expected host:port``."""
-    kind = error["type"]
-    if inside[-1] == "[key]":
-        return f"key {inside[-2]!r}: expected {_allowed(error)}"
-    where = _path(inside)
-    if kind in ("extra_forbidden", "missing", "model_type"):
-        item = _item_model(annotation, inside[:-1] if kind != "model_type" else inside)
-        keys = " and ".join(", ".join(_aliases(item)).rsplit(", ", 1)) if item else ""
-        if kind == "model_type":
-            return f"{where} = {_format(error['input'])}: expected an object" + (f" with {keys}" if keys else "")
-        return f"{where} is {'not a known key' if kind == 'extra_forbidden' else 'missing'}" + (
-            f": expected {keys}" if keys else "")
-    return f"{where} = {_format(error['input'])}: expected {_allowed(error)}"
+def _key(location: tuple) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
-def _item_model(annotation: Any, parts: tuple) -> Optional[type[BaseModel]]:
-    """The model of the object at ``parts`` inside a value of type ``annotation``."""
-    for part in parts:
+def _place(location: tuple) -> tuple[Any, Optional[FieldInfo]]:
+    """(the type of the value at ``location``, the field that holds it when a model does)."""
+    annotation: Any = StackConfig
+    field: Optional[FieldInfo] = None
+    for part in location:
         annotation = _unannotated(annotation)
         origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
-        if origin in (tuple, list) and isinstance(part, int):
-            annotation = arguments[0]
+        if origin is tuple and isinstance(part, int):
+            annotation, field = arguments[0], None
         elif origin is dict:
-            annotation = arguments[1]
-        elif _is_model(annotation) and part in _fields_by_alias(annotation):
-            annotation = _fields_by_alias(annotation)[part].annotation
+            annotation, field = arguments[1], None
         else:
-            return None
-    annotation = _unannotated(annotation)
-    return annotation if _is_model(annotation) else None
+            field = _fields_by_alias(annotation)[part]
+            annotation = field.annotation
+    return annotation, field
 
 
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+def _allowed_at(location: tuple) -> str:
+    """What the field at ``location`` allows, in the words its type refuses a value with."""
+    annotation, field = _place(location)
+    model = _unannotated(annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return "an object with keys " + ", ".join(_fields_by_alias(model))
+    try:
+        TypeAdapter(Annotated[(annotation, *field.metadata)] if field and field.metadata else annotation
+                    ).validate_python(None)
+    except ValidationError as exc:
+        return _allowed(exc.errors()[0])
+    return "a value"
 
 
 def _unannotated(annotation: Any) -> Any:
@@ -173,46 +178,12 @@ def _unannotated(annotation: Any) -> Any:
     return annotation
 
 
-def _field_at(setting: tuple) -> Any:
-    model: type[BaseModel] = StackConfig
-    for part in setting[:-1]:
-        model = _fields_by_alias(model)[part].annotation
-    return _fields_by_alias(model)[setting[-1]]
-
-
 def _allowed(error: dict) -> str:
     return error["ctx"]["allowed"] if error["type"] == INVALID else error["msg"].lower()
 
 
-def _path(parts: tuple) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _format(value: Any) -> str:
     return repr(value) if isinstance(value, str) else json.dumps(value)
-
-
-def _value_at(raw: Any, path: tuple) -> Any:
-    for part in path:
-        raw = raw.get(part) if isinstance(raw, dict) else None
-    return raw
-
-
-def _split(location: tuple) -> tuple[tuple, tuple, Optional[type[BaseModel]]]:
-    """(the setting, the place inside its value, the section model when the setting is a section)."""
-    model: type[BaseModel] = StackConfig
-    for index, part in enumerate(location):
-        field = _fields_by_alias(model).get(part)
-        if field is None:  # an unknown key
-            return location[:index + 1], (), None
-        section = _section_type(field.annotation)
-        if section is None:
-            return location[:index + 1], location[index + 1:], None
-        model = section
-    return location, (), model
 
 
 def _section_type(annotation: Any) -> Optional[type[Section]]:
@@ -221,10 +192,6 @@ def _section_type(annotation: Any) -> Optional[type[Section]]:
 
 def _fields_by_alias(model: type[BaseModel]) -> dict:
     return {field.alias or name: field for name, field in model.model_fields.items()}
-
-
-def _aliases(model: type[BaseModel]) -> list[str]:
-    return list(_fields_by_alias(model))
 
 
 def known_keys() -> list[str]:

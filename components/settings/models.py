@@ -71,8 +71,13 @@ class Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _absent_is_empty(cls, data: Any) -> Any:
-        # `football-monitoring:ingress:` with nothing under it reads as null: all defaults.
-        return {} if data is None else data
+        # `football-monitoring:ingress:` with nothing under it reads as null: all defaults. The
+        # section holding it says so, because a null item of a list is a mistake, not an empty object.
+        if not isinstance(data, dict):
+            return data
+        sections = {field.alias or name for name, field in cls.model_fields.items()
+                    if isinstance(field.annotation, type) and issubclass(field.annotation, Section)}
+        return {key: {} if value is None and key in sections else value for key, value in data.items()}
 
     def __getattr__(self, name: str) -> Any:
         # Only a partly valid section (loading.valid_part) lacks a field: the one that failed.
@@ -357,18 +362,9 @@ class IcmpProbeTarget(ProbeTarget):
     target: Host = Field(description="host probed with the icmp module")
 
 
-def _unique_names(targets: tuple) -> tuple:
-    names = [t.name for t in targets]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise invalid("names unique within the list; " + ", ".join(repr(n) for n in repeated)
-                      + " appears more than once")
-    return targets
-
-
 def probe_list(model: type[ProbeTarget], example: str) -> Any:
     allowed = f"a list of {{name, target}} objects, name a DNS label, target like {example}"
-    return Annotated[tuple[model, ...], listed(allowed), AfterValidator(_unique_names)]
+    return Annotated[tuple[model, ...], listed(allowed)]
 
 
 HttpProbes = probe_list(HttpProbeTarget, "http://football-prediction-api.app.svc:8000/health")
@@ -388,6 +384,15 @@ class ProbeSettings(Section):
          TcpProbeTarget(name="redis", target="redis.football-prediction.svc:6379")),
         description="host:port targets probed with the tcp_connect module")
     icmp: IcmpProbes = Field((), description="hosts probed with the icmp module")
+
+    @rule(each=("http", "tcp", "icmp"))
+    def _unique_names(self, at: str, protocol: str) -> Iterable[str]:
+        first: dict[str, int] = {}
+        for index, probe in enumerate(getattr(self, protocol)):
+            if probe.name in first:
+                yield (f"{at}{protocol}[{index}].name = {probe.name!r} is not valid: expected a name unique within "
+                       f"{at}{protocol} ({at}{protocol}[{first[probe.name]}] has it)")
+            first.setdefault(probe.name, index)
 
 
 class StaticTarget(Section):
