@@ -241,6 +241,37 @@ def test_a_problem_inside_a_container_shows_only_its_own_value(overrides, lines)
         assert not any(echoed in problem for problem in problems)
 
 
+@pytest.mark.parametrize("overrides, unknown, meant", [
+    ({"alerting": {"critical": {"repeat": "1h"}}}, "alerting.critical.repeat", "alerting.critical.repeatInterval"),
+    ({"alerting": {"email": {"sender": "a@example.org"}}}, "alerting.email.sender", "alerting.email.from"),
+    ({"prometheus": {"retension": "30d"}}, "prometheus.retension", "prometheus.retention"),
+    ({"prometheus": {"retention_size": "1GB"}}, "prometheus.retention_size", "prometheus.retentionSize"),
+    ({"prometheus": {"ScrapeInterval": "15s"}}, "prometheus.ScrapeInterval", "prometheus.scrapeInterval"),
+    ({"prometheus": {"resources": {"cpu_limit": "2"}}}, "prometheus.resources.cpu_limit",
+     "prometheus.resources.limits.cpu"),
+    ({"grafana": {"resources": {"memoryRequest": "1Gi"}}}, "grafana.resources.memoryRequest",
+     "grafana.resources.requests.memory"),
+    ({"prometheus": {"adminUser": "root"}}, "prometheus.adminUser", "grafana.adminUser"),
+    ({"adminUser": "root"}, "adminUser", "grafana.adminUser"),
+    ({"grafanna": {"storageSize": "1Gi"}}, "grafanna", "grafana"),
+    ({"slackApiURL": "x"}, "slackApiURL", "slackApiUrl"),
+    ({"staticTargets": [{"job": "api", "target": "api.svc:8000", "jobs": "x"}]}, "staticTargets[0].jobs",
+     "staticTargets[0].job"),
+    ({"prometheus": {"foo": 1}}, "prometheus.foo", None),
+    ({"tracing": {"sampling": {"foo": 1}}}, "tracing.sampling.foo", None),
+    ({"staticTargets": [{"job": "api", "target": "api.svc:8000", "port": 1}]}, "staticTargets[0].port", None),
+])
+def test_an_unknown_key_suggests_the_key_meant(overrides, unknown, meant):
+    message = fail_with(overrides)
+    line = next(p for p in message.split("\n  - ") if p.startswith(f"football-monitoring:{unknown} "))
+    if meant is None:
+        # Nothing close: no guess, and never the section the key is in.
+        assert line == f"football-monitoring:{unknown} is not a known setting (see docs/settings.md)"
+    else:
+        assert line == f"football-monitoring:{unknown} is not a known setting; did you mean {meant}? " \
+                       "(see docs/settings.md)"
+
+
 def test_several_problems_in_one_section_are_reported_together():
     message = fail_with({"prometheus": {"replicas": 9, "retention": "forever", "storageSize": "big",
                                         "scrapeInterval": "1h", "evaluationInterva": "1m"}})

@@ -36,7 +36,7 @@ def load_settings(stack: Optional[str] = None) -> Settings:
     plain = {key: value for key, value in raw.items() if key not in SECRETS and key not in secret_keys}
     problems: list[str] = [
         f"{PROJECT}:{key} is stored encrypted but is not a secret setting; set it without --secret"
-        if key in _fields_by_alias(StackConfig) else _unknown(key)
+        if key in _fields_by_alias(StackConfig) else _unknown((key,))
         for key in raw if key in secret_keys and key not in SECRETS]
 
     if plain.get("environment") in (None, "") and "environment" not in secret_keys:
@@ -117,7 +117,7 @@ def describe(exc: ValidationError) -> Iterator[str]:
             continue
         key = f"{PROJECT}:{_key(location)}"
         if kind == "extra_forbidden":
-            yield _unknown(_key(location))
+            yield _unknown(location)
         elif kind == "missing":
             yield f"{key} is not set: expected {_allowed_at(location)}"
         elif kind == "model_type":
@@ -128,10 +128,48 @@ def describe(exc: ValidationError) -> Iterator[str]:
             yield f"{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
 
 
-def _unknown(key: str) -> str:
-    hint = difflib.get_close_matches(key, known_keys(), n=1)
-    return (f"{PROJECT}:{key} is not a known setting" + (f"; did you mean {hint[0]}?" if hint else "")
+def _unknown(location: tuple) -> str:
+    hint = _did_you_mean(location)
+    return (f"{PROJECT}:{_key(location)} is not a known setting" + (f"; did you mean {hint}?" if hint else "")
             + " (see docs/settings.md)")
+
+
+def _words(key: str) -> frozenset[str]:
+    """``cpu_limit`` and ``limits.cpu`` both read {cpu, limit}."""
+    return frozenset(word.lower().removesuffix("s")
+                     for word in re.findall(r"[A-Za-z][a-z0-9]*|[0-9]+", key.replace("_", ".")))
+
+
+def _did_you_mean(location: tuple) -> Optional[str]:
+    """The key meant by the unknown one at ``location``: in its own section the same name written
+    another way (retention_size, sender for `from`) or the same words as a key below it (cpu_limit:
+    limits.cpu); else the same name in another section; else the closest name in its own section.
+    Never the section itself nor one around it."""
+    *parent, name = location
+    model = StackConfig if not parent else _unannotated(_place(tuple(parent))[0])
+    if not (isinstance(name, str) and isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    at = _key(tuple(parent)) + "." if parent else ""
+    # A sibling answers to its key and to its Python name (alerting.email.from is `sender` in code).
+    siblings = {alias.lower(): alias for alias in _fields_by_alias(model)}
+    siblings |= {field_name.replace("_", ""): field.alias or field_name
+                 for field_name, field in model.model_fields.items()}
+    if not parent:
+        siblings |= {key.lower(): key for key in SECRETS}
+    plain = name.lower().replace("_", "").replace("-", "")
+    if plain in siblings:
+        return at + siblings[plain]
+    below = [key for key in _keys_of(model) if "." in key]
+    same_words = [key for key in below if _words(key) == _words(name)]
+    if same_words:
+        return at + same_words[0]
+    # The same name in another section is a surer sign than a loosely similar one in this section.
+    elsewhere = [key for key in known_keys() if key.rsplit(".", 1)[-1].lower().replace("_", "") == plain
+                 and not (at and key.startswith(at)) and not at.startswith(key + ".")]
+    if elsewhere:
+        return " or ".join(", ".join(elsewhere[:3]).rsplit(", ", 1))
+    close = difflib.get_close_matches(plain, list(siblings), n=1, cutoff=0.5)
+    return at + siblings[close[0]] if close else None
 
 
 def _key(location: tuple) -> str:
@@ -196,17 +234,17 @@ def _fields_by_alias(model: type[BaseModel]) -> dict:
 
 def known_keys() -> list[str]:
     """Every key a stack file may set, sections included, in the file's spelling."""
+    return _keys_of(StackConfig) + list(SECRETS)
+
+
+def _keys_of(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys: list[str] = []
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for alias, field in _fields_by_alias(model).items():
-            keys.append(prefix + alias)
-            section = _section_type(field.annotation)
-            if section is not None:
-                walk(section, f"{prefix}{alias}.")
-
-    walk(StackConfig, "")
-    return keys + list(SECRETS)
+    for alias, field in _fields_by_alias(model).items():
+        keys.append(prefix + alias)
+        section = _section_type(field.annotation)
+        if section is not None:
+            keys += _keys_of(section, f"{prefix}{alias}.")
+    return keys
 
 
 # --------------------------------------------------------------------------- what Pulumi passes
