@@ -169,6 +169,42 @@ def test_exporter_secret_not_needed_when_exporter_disabled():
     assert "postgres-exporter" not in result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
 
 
+def loaded_settings(stack: str, monkeypatch: pytest.MonkeyPatch):
+    """The Settings the program gets for ``stack``."""
+    import components.stack
+    loaded = []
+    monkeypatch.setattr(components.stack, "build", lambda settings: loaded.append(settings) or {})
+    offline.run(stack)
+    return loaded[0]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_loaded_settings_hold_no_mutable_container(stack, monkeypatch):
+    from pydantic import BaseModel, ValidationError
+    settings = loaded_settings(stack, monkeypatch)
+
+    def walk(value, where):
+        assert not isinstance(value, (dict, list, set, bytearray)), f"{where} is a mutable {type(value).__name__}"
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), f"{where}.{name}")
+        elif isinstance(value, (tuple, frozenset)):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+        elif hasattr(value, "items"):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+
+    walk(settings, "settings")
+    assert settings.alerting.teams  # the walk went through the teams
+    with pytest.raises(TypeError):
+        settings.alerting.teams["platform"] = None
+    with pytest.raises(AttributeError):
+        settings.probes.tcp.append(None)
+    with pytest.raises(ValidationError):
+        settings.alerting.teams["platform"].email = "someone@example.org"
+
+
 def test_stack_name_is_the_default_environment():
     config, secret_keys = offline.stack_config("staging")
     result = offline.run("staging", config=config, secret_keys=secret_keys)

@@ -16,6 +16,7 @@ a setting which failed is skipped, every other one is judged.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Annotated, Any, Callable, Iterable, Mapping, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
@@ -461,11 +462,12 @@ class TeamContact(Section):
     email: Optional[Email] = Field(None, description="e-mail address of the team")
 
 
-def _every_team(teams: dict) -> dict:
-    return {team: teams.get(team) or TeamContact() for team in TEAMS}
+def _every_team(teams: Mapping[str, TeamContact]) -> Mapping[str, TeamContact]:
+    # Read-only like the rest of the settings: a frozen model does not freeze a dict it holds.
+    return MappingProxyType({team: teams.get(team) or TeamContact() for team in TEAMS})
 
 
-Teams = Annotated[dict[Team, TeamContact],
+Teams = Annotated[Mapping[Team, TeamContact],
                   mapping("an object of teams (" + ", ".join(TEAMS) + ") each with optional slackChannel "
                           "(#channel) and email (address)"),
                   AfterValidator(_every_team)]
