@@ -151,6 +151,25 @@ def test_no_message_shows_the_value_of_an_encrypted_key():
     assert MARKER not in message
 
 
+@pytest.mark.parametrize("key, value, expected", [
+    ("slackApiUrl", "", "football-monitoring:slackApiUrl is set but empty"),
+    ("postgresDsn", "  ", "football-monitoring:postgresDsn is set but empty"),
+    ("dingtalkSecret", "", "football-monitoring:dingtalkSecret is set but empty"),
+    *[(key, value, f"football-monitoring:{key} is not valid: expected an http(s) URL")
+      for key, spec in SECRETS.items() if spec.url
+      for value in (f"hooks.example.org/{MARKER}", f"ftp://example.org/{MARKER}", f"https://example.org/{MARKER}\n",
+                    f"https:///{MARKER}")],
+])
+def test_a_bad_secret_is_refused_without_showing_it(key, value, expected):
+    config, secret_keys = offline.stack_config("prod")
+    config[f"{PROJECT}:{key}"] = value
+    with pytest.raises(SettingsError) as info:
+        offline.run("prod", config=config, secret_keys=secret_keys)
+    message = str(info.value)
+    assert expected in message and message.count("\n  - ") == 1
+    assert MARKER not in message and (not value.strip() or value not in message)
+
+
 def test_missing_required_secret_says_how_to_set_it():
     config, secret_keys = offline.stack_config("dev")
     del config[f"{PROJECT}:postgresDsn"]

@@ -29,7 +29,8 @@ class SettingsError(pulumi.RunError):
 def load_settings(stack: Optional[str] = None) -> Settings:
     """Read, validate and type the configuration of the current (or given) stack."""
     stack = stack or pulumi.get_stack()
-    raw = {key: _decode(value) for key, value in _raw_config().items()}
+    given = _raw_config()
+    raw = {key: _decode(value) for key, value in given.items()}
     secret_keys = _secret_keys()
     # A value stored encrypted stays out of validation: a message would print it in clear, and a
     # setting read as plain text lands in the state unencrypted.
@@ -58,6 +59,9 @@ def load_settings(stack: Optional[str] = None) -> Settings:
                     for key in SECRETS if key in raw and key not in secret_keys)
     if config is not None:
         problems += [f"{PROJECT}:{problem}" for problem in config.broken_rules()]
+        problems += [f"{PROJECT}:{key} {problem}" for key, spec in SECRETS.items()
+                     if key in secret_keys and key in given and _needed(spec, config)
+                     and (problem := spec.problem(str(given[key])))]
         problems += [f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
                      f"`pulumi config set --secret {PROJECT}:{key} <value>`"
                      for key, spec in SECRETS.items()
