@@ -88,6 +88,57 @@ def test_bad_value_fails_with_key_value_and_what_is_allowed(overrides, expected)
     assert "invalid settings for stack 'dev'" in message
 
 
+# Values that used to be accepted as written: the loader and the JSON Schema refuse each.
+@pytest.mark.parametrize("overrides, expected", [
+    ({"staticTargets": [{"job": "api", "target": "a.svc:99999"}]},
+     "football-monitoring:staticTargets[0].target = 'a.svc:99999' is not valid: expected host:port"),
+    ({"staticTargets": [{"job": "api", "target": "host:0"}]},
+     "football-monitoring:staticTargets[0].target = 'host:0' is not valid: expected host:port"),
+    ({"probes": {"tcp": [{"name": "db", "target": "db.svc:65536"}]}},
+     "football-monitoring:probes.tcp[0].target = 'db.svc:65536' is not valid: expected host:port"),
+    ({"probes": {"http": [{"name": "api", "target": "http://api.svc:0/health"}]}},
+     "football-monitoring:probes.http[0].target = 'http://api.svc:0/health' is not valid: expected an http(s) URL"),
+    ({"alerting": {"email": {"smarthost": "smtp.example.org:100000"}}},
+     "football-monitoring:alerting.email.smarthost = 'smtp.example.org:100000' is not valid: expected host:port"),
+    ({"logging": {"snapshot": {"endpoint": "minio.svc:0"}}},
+     "football-monitoring:logging.snapshot.endpoint = 'minio.svc:0' is not valid: expected a host or host:port"),
+    ({"ingress": {"authUrl": "/oauth2/auth"}},
+     "football-monitoring:ingress.authUrl = '/oauth2/auth' is not valid: expected an absolute http(s) URL"),
+    ({"ingress": {"authUrl": "oauth2-proxy.auth.svc/oauth2/auth"}},
+     "football-monitoring:ingress.authUrl = 'oauth2-proxy.auth.svc/oauth2/auth' is not valid: expected an absolute"),
+    ({"ingress": {"className": "Nginx"}},
+     "football-monitoring:ingress.className = 'Nginx' is not valid: expected a Kubernetes object name"),
+    ({"ingress": {"tlsSecretName": "monitoring_tls"}},
+     "football-monitoring:ingress.tlsSecretName = 'monitoring_tls' is not valid: expected a Kubernetes object name"),
+    ({"ingress": {"clusterIssuer": "letsencrypt prod", "tlsSecretName": "tls"}},
+     "football-monitoring:ingress.clusterIssuer = 'letsencrypt prod' is not valid: expected a Kubernetes object name"),
+    ({"storageClass": "-fast"},
+     "football-monitoring:storageClass = '-fast' is not valid: expected a Kubernetes object name"),
+])
+def test_values_out_of_range_or_form_are_refused(overrides, expected, schema_validator):
+    message = fail_with(overrides)
+    assert expected in message and message.count("\n  - ") == 1
+    assert not schema_validator.is_valid({"config": {f"{PROJECT}:{key}": value for key, value in overrides.items()}})
+
+
+def test_a_final_newline_is_not_part_of_a_valid_value():
+    # Python's $ matches before a final newline; the value would reach the configs with it.
+    assert ("football-monitoring:staticTargets[0].target = 'host:8000\\n' is not valid: expected host:port"
+            in fail_with({"staticTargets": [{"job": "api", "target": "host:8000\n"}]}))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"staticTargets": [{"job": "api", "target": "a.svc:65535"}, {"job": "db", "target": "b.svc:1"}]},
+    {"ingress": {"authUrl": "https://$host/oauth2/auth?rd=$escaped_request_uri"}},
+    {"ingress": {"authUrl": "http://oauth2-proxy.auth.svc:4180/oauth2/auth", "className": "nginx.internal",
+                 "tlsSecretName": "monitoring-tls", "clusterIssuer": "letsencrypt-prod"}},
+    {"storageClass": "fast-ssd.example.org"},
+])
+def test_values_at_the_edges_are_taken(overrides, schema_validator):
+    offline.run("prod", overrides)
+    assert schema_validator.is_valid({"config": {f"{PROJECT}:{key}": value for key, value in overrides.items()}})
+
+
 def test_every_problem_is_reported_at_once():
     message = fail_with({"prometheus": {"retention": "abc", "replicas": 0}, "namespace": "Bad Name"})
     assert message.count("\n  - ") == 3

@@ -25,11 +25,11 @@ from pydantic.alias_generators import to_camel
 from components.settings.images import DEFAULT_IMAGES
 from components.settings.secrets import Secrets
 from components.settings.types import (
-    Choice, CpuQuantity, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
-    IPv4Address, MemoryQuantity, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail, OptionalEndpoint,
-    OptionalHostname, OptionalHostPort, OptionalText, Percentage, Port, PrometheusSize, SlackChannel,
-    StorageQuantity, WholeNumber, DnsLabel, cpu_millicores, duration_seconds, invalid, listed, mapping,
-    prometheus_size_bytes, quantity_bytes, setting)
+    Choice, CpuQuantity, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
+    IPv4Address, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
+    OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalObjectName, OptionalText, Percentage, Port,
+    PrometheusSize, SlackChannel, StorageQuantity, WholeNumber, cpu_millicores, duration_seconds, invalid, listed,
+    mapping, prometheus_size_bytes, quantity_bytes, setting)
 
 PROJECT = "football-monitoring"
 
@@ -196,9 +196,11 @@ def toggle(name: str, description: str) -> Any:
 class IngressSettings(Section):
     """The UIs behind the cluster's ingress controller."""
 
-    class_name: OptionalText = Field(None, description="IngressClass of the UI ingresses")
-    tls_secret_name: OptionalText = Field(None, description="TLS Secret used by the UI ingresses (empty: plain HTTP)")
-    cluster_issuer: OptionalText = Field(None, description="cert-manager ClusterIssuer that issues tlsSecretName")
+    class_name: OptionalObjectName = Field(None, description="IngressClass of the UI ingresses")
+    tls_secret_name: OptionalObjectName = Field(
+        None, description="TLS Secret used by the UI ingresses (empty: plain HTTP)")
+    cluster_issuer: OptionalObjectName = Field(
+        None, description="cert-manager ClusterIssuer that issues tlsSecretName")
     grafana_host: OptionalHostname = Field(None, description="public host of Grafana (empty: no ingress)")
     prometheus_host: OptionalHostname = Field(None, description="public host of Prometheus (empty: no ingress)")
     alertmanager_host: OptionalHostname = Field(None, description="public host of Alertmanager (empty: no ingress)")
@@ -206,7 +208,7 @@ class IngressSettings(Section):
         None, description="public host of the Jaeger UI (empty: no ingress; needs authUrl)")
     controller_namespace: DnsLabel = Field(
         "ingress-nginx", description="namespace of the ingress controller (network policies let it reach the UIs)")
-    auth_url: OptionalText = Field(None, description=(
+    auth_url: OptionalAuthUrl = Field(None, description=(
         "external authentication URL (nginx auth-url, e.g. an oauth2-proxy /oauth2/auth) required in front of "
         "Prometheus and Alertmanager, which have no login"))
     auth_signin: OptionalText = Field(None, description="where unauthenticated users are sent (nginx auth-signin)")
@@ -800,7 +802,8 @@ class StackConfig(Section):
     namespace: DnsLabel = Field("monitoring", description="Kubernetes namespace the stack creates and deploys into")
     kube_context: OptionalText = Field(None, description=(
         "kubeconfig context to deploy to (empty: the current context)"))
-    storage_class: OptionalText = Field(None, description="StorageClass of every volume (empty: the cluster default)")
+    storage_class: OptionalObjectName = Field(
+        None, description="StorageClass of every volume (empty: the cluster default)")
     protect_data: Flag = Field(False, description=(
         "protect stateful resources from deletion and replacement (true in prod)"))
     ingress: IngressSettings = Field(default_factory=IngressSettings, description=(
