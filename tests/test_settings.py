@@ -334,6 +334,9 @@ def test_a_bad_value_inside_a_list_or_object_is_named_by_its_place(overrides, ex
                              "data": {"email": "data@example.org", "slackChannel": "general"}}}},
      ["football-monitoring:alerting.teams.platform.email = 'oncall' is not valid",
       "football-monitoring:alerting.teams.data.slackChannel = 'general' is not valid"]),
+    ({"alerting": {"teams": {"platform": {"email": "a@example.org"}, "data": "#data"}}},
+     ["football-monitoring:alerting.teams.data = '#data' is not valid: expected an object with keys slackChannel, "
+      "email"]),
     ({"probes": {"http": [None, {"name": "x"}]}},
      ["football-monitoring:probes.http[0] = null is not valid: expected an object",
       "football-monitoring:probes.http[1].target is not set: expected an http(s) URL"]),
@@ -363,6 +366,8 @@ def test_a_problem_inside_a_container_shows_only_its_own_value(overrides, lines)
     ({"slackApiURL": "x"}, "slackApiURL", "slackApiUrl"),
     ({"staticTargets": [{"job": "api", "target": "api.svc:8000", "jobs": "x"}]}, "staticTargets[0].jobs",
      "staticTargets[0].job"),
+    ({"alerting": {"teams": {"platform": {"mail": "a@example.org"}}}}, "alerting.teams.platform.mail",
+     "alerting.teams.platform.email"),
     ({"prometheus": {"foo": 1}}, "prometheus.foo", None),
     ({"tracing": {"sampling": {"foo": 1}}}, "tracing.sampling.foo", None),
     ({"staticTargets": [{"job": "api", "target": "api.svc:8000", "port": 1}]}, "staticTargets[0].port", None),

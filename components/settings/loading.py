@@ -7,6 +7,7 @@ stack. Each problem is one line that names the key as the stack file spells it
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import json
 import re
@@ -192,7 +193,7 @@ def _place(location: tuple) -> tuple[Any, Optional[FieldInfo]]:
         origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
         if origin is tuple and isinstance(part, int):
             annotation, field = arguments[0], None
-        elif origin is dict:
+        elif origin in (dict, collections.abc.Mapping):
             annotation, field = arguments[1], None
         else:
             field = _fields_by_alias(annotation)[part]
