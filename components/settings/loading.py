@@ -18,7 +18,8 @@ import pulumi
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from components.settings.models import PROJECT, Section, Settings, StackConfig, Unreadable
+from components.settings.models import (
+    PROJECT, Section, Settings, StackConfig, Unreadable, fields_by_alias, keys_of, section_type)
 from components.settings.secrets import SECRETS, Secrets
 from components.settings.types import INVALID, dns_label_problem
 
@@ -38,7 +39,7 @@ def load_settings(stack: Optional[str] = None) -> Settings:
     plain = {key: value for key, value in raw.items() if key not in SECRETS and key not in secret_keys}
     problems: list[str] = [
         f"{PROJECT}:{key} is stored encrypted but is not a secret setting; set it without --secret"
-        if key in _fields_by_alias(StackConfig) else _unknown((key,))
+        if key in fields_by_alias(StackConfig) else _unknown((key,))
         for key in raw if key in secret_keys and key not in SECRETS]
 
     if plain.get("environment") in (None, "") and "environment" not in secret_keys:
@@ -101,7 +102,7 @@ def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Option
         alias = field.alias or name
         if alias not in failed:
             continue
-        inner = _section_type(field.annotation)
+        inner = section_type(field.annotation)
         part = inner and valid_part(inner, raw.get(alias), [loc[1:] for loc in locations if loc[0] == alias])
         if part is None:
             del section.__dict__[name]
@@ -128,7 +129,7 @@ def describe(exc: ValidationError) -> Iterator[str]:
         elif kind == "model_type":
             model = _unannotated(_place(location)[0])
             yield (f"{key} = {_format(error['input'])} is not valid: expected an object with keys "
-                   + ", ".join(_fields_by_alias(model)))
+                   + ", ".join(fields_by_alias(model)))
         else:
             yield f"{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
 
@@ -156,7 +157,7 @@ def _did_you_mean(location: tuple) -> Optional[str]:
         return None
     at = _key(tuple(parent)) + "." if parent else ""
     # A sibling answers to its key and to its Python name (alerting.email.from is `sender` in code).
-    siblings = {alias.lower(): alias for alias in _fields_by_alias(model)}
+    siblings = {alias.lower(): alias for alias in fields_by_alias(model)}
     siblings |= {field_name.replace("_", ""): field.alias or field_name
                  for field_name, field in model.model_fields.items()}
     if not parent:
@@ -164,7 +165,7 @@ def _did_you_mean(location: tuple) -> Optional[str]:
     plain = name.lower().replace("_", "").replace("-", "")
     if plain in siblings:
         return at + siblings[plain]
-    below = [key for key in _keys_of(model) if "." in key]
+    below = [key for key, _ in keys_of(model) if "." in key]
     same_words = [key for key in below if _words(key) == _words(name)]
     if same_words:
         return at + same_words[0]
@@ -196,7 +197,7 @@ def _place(location: tuple) -> tuple[Any, Optional[FieldInfo]]:
         elif origin in (dict, collections.abc.Mapping):
             annotation, field = arguments[1], None
         else:
-            field = _fields_by_alias(annotation)[part]
+            field = fields_by_alias(annotation)[part]
             annotation = field.annotation
     return annotation, field
 
@@ -206,7 +207,7 @@ def _allowed_at(location: tuple) -> str:
     annotation, field = _place(location)
     model = _unannotated(annotation)
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return "an object with keys " + ", ".join(_fields_by_alias(model))
+        return "an object with keys " + ", ".join(fields_by_alias(model))
     try:
         TypeAdapter(Annotated[(annotation, *field.metadata)] if field and field.metadata else annotation
                     ).validate_python(None)
@@ -229,27 +230,9 @@ def _format(value: Any) -> str:
     return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
-def _section_type(annotation: Any) -> Optional[type[Section]]:
-    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
-
-
-def _fields_by_alias(model: type[BaseModel]) -> dict:
-    return {field.alias or name: field for name, field in model.model_fields.items()}
-
-
 def known_keys() -> list[str]:
     """Every key a stack file may set, sections included, in the file's spelling."""
-    return _keys_of(StackConfig) + list(SECRETS)
-
-
-def _keys_of(model: type[BaseModel], prefix: str = "") -> list[str]:
-    keys: list[str] = []
-    for alias, field in _fields_by_alias(model).items():
-        keys.append(prefix + alias)
-        section = _section_type(field.annotation)
-        if section is not None:
-            keys += _keys_of(section, f"{prefix}{alias}.")
-    return keys
+    return [key for key, _ in keys_of(StackConfig)] + list(SECRETS)
 
 
 # --------------------------------------------------------------------------- what Pulumi passes

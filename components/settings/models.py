@@ -17,10 +17,11 @@ a setting which failed is skipped, every other one is judged.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Annotated, Any, Callable, Iterable, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from components.settings.images import DEFAULT_IMAGES
 from components.settings.secrets import Secrets
@@ -76,8 +77,7 @@ class Section(BaseModel):
         # section holding it says so, because a null item of a list is a mistake, not an empty object.
         if not isinstance(data, dict):
             return data
-        sections = {field.alias or name for name, field in cls.model_fields.items()
-                    if isinstance(field.annotation, type) and issubclass(field.annotation, Section)}
+        sections = {alias for alias, field in fields_by_alias(cls).items() if section_type(field.annotation)}
         return {key: {} if value is None and key in sections else value for key, value in data.items()}
 
     def __getattr__(self, name: str) -> Any:
@@ -101,6 +101,25 @@ class Section(BaseModel):
                 except Unreadable:
                     pass
         return problems
+
+
+def fields_by_alias(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields by their key in the stack file."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
+def section_type(annotation: Any) -> Optional[type[Section]]:
+    """The section a field holds, or None for a value."""
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
+
+
+def keys_of(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    """Every key of ``model`` in the stack file's spelling with its field, each section before its keys."""
+    for alias, field in fields_by_alias(model).items():
+        yield prefix + alias, field
+        inner = section_type(field.annotation)
+        if inner is not None:
+            yield from keys_of(inner, f"{prefix}{alias}.")
 
 
 # --------------------------------------------------------------------------- resources
@@ -891,10 +910,6 @@ class StackConfig(Section):
         if self.logging.enabled and self.platform != "docker" and self.logging.nodes == 2:
             yield (f"{at}logging.elasticsearch.nodes = 2 is not valid: expected 1 (a single node) or 3 or more (two "
                    "master-eligible nodes cannot elect a master once either is gone)")
-
-
-def logging_enabled(settings: StackConfig) -> bool:
-    return settings.logging.enabled
 
 
 class Settings(StackConfig):
