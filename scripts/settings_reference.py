@@ -45,7 +45,8 @@ Anything not set takes the default below. Unknown keys and bad values stop `pulu
 `pulumi up` before any resource is touched, with one message listing every problem.
 
 Secrets are never written in the stack file: set them with
-`pulumi config set --secret {PROJECT}:<key> <value>`. A secret set without `--secret` is refused.
+`pulumi config set --secret {PROJECT}:<key> <value>`. A secret set without `--secret` is refused, and so
+is any other setting set with it (it would be read, and kept in the state, in plain text).
 
 Editors that read the first line of a stack file (`{SCHEMA_COMMENT}`) check it
 against [the JSON Schema](../schemas/stack-config.schema.json) made from the same models as this page.

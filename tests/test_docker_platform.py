@@ -256,7 +256,7 @@ def test_render_lists_sidecars_init_and_run_once_containers(tmp_path):
 
 def _spec(**overrides) -> ServiceSpec:
     values = dict(name="svc", component="test", image="example.org/svc:1.0", ports=[Port("http", 8080)],
-                  resources=Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="64Mi"),
+                  resources=Resources.of(cpu_request="10m", memory_request="32Mi", memory_limit="64Mi"),
                   run_as_user=65534)
     return ServiceSpec(**{**values, **overrides})
 

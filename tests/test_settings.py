@@ -61,7 +61,8 @@ def test_defaults_apply_and_stack_files_override(dev, prod, docker_dev):
     ({"grafana": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}},
      "football-monitoring:grafana.resources.requests.memory = '1Gi' is not valid: expected at most grafana.resources.limits.memory (512Mi)"),
     ({"probes": {"http": [{"name": "api", "target": "not a url"}]}},
-     "football-monitoring:probes.http = "),
+     "football-monitoring:probes.http[0].target = 'not a url' is not valid: expected an http(s) URL such as "
+     "http://football-prediction-api.app.svc:8000/health"),
     ({"protectData": "yes"},
      "football-monitoring:protectData = 'yes' is not valid: expected true or false"),
     ({"platform": "nomad"},
@@ -71,9 +72,11 @@ def test_defaults_apply_and_stack_files_override(dev, prod, docker_dev):
     ({"docker": {"bindAddress": "localhost"}},
      "football-monitoring:docker.bindAddress = 'localhost' is not valid: expected an IPv4 address"),
     ({"staticTargets": [{"job": "api", "target": "no-port"}]},
-     "football-monitoring:staticTargets = "),
+     "football-monitoring:staticTargets[0].target = 'no-port' is not valid: expected host:port such as "
+     "api.football-prediction.svc:8000"),
     ({"alerting": {"teams": {"marketing": {"email": "m@example.org"}}}},
-     "football-monitoring:alerting.teams = "),
+     "football-monitoring:alerting.teams.marketing is not a known key: expected a team: one of platform, backend, "
+     "data, security"),
     ({"alerting": {"slack": {"enabled": True}}},
      "expected at least one team with slackChannel when alerting.slack.enabled is true"),
     ({"alerting": {"email": {"enabled": True}}},
@@ -83,6 +86,57 @@ def test_bad_value_fails_with_key_value_and_what_is_allowed(overrides, expected)
     message = fail_with(overrides)
     assert expected in message
     assert "invalid settings for stack 'dev'" in message
+
+
+# Values that used to be accepted as written: the loader and the JSON Schema refuse each.
+@pytest.mark.parametrize("overrides, expected", [
+    ({"staticTargets": [{"job": "api", "target": "a.svc:99999"}]},
+     "football-monitoring:staticTargets[0].target = 'a.svc:99999' is not valid: expected host:port"),
+    ({"staticTargets": [{"job": "api", "target": "host:0"}]},
+     "football-monitoring:staticTargets[0].target = 'host:0' is not valid: expected host:port"),
+    ({"probes": {"tcp": [{"name": "db", "target": "db.svc:65536"}]}},
+     "football-monitoring:probes.tcp[0].target = 'db.svc:65536' is not valid: expected host:port"),
+    ({"probes": {"http": [{"name": "api", "target": "http://api.svc:0/health"}]}},
+     "football-monitoring:probes.http[0].target = 'http://api.svc:0/health' is not valid: expected an http(s) URL"),
+    ({"alerting": {"email": {"smarthost": "smtp.example.org:100000"}}},
+     "football-monitoring:alerting.email.smarthost = 'smtp.example.org:100000' is not valid: expected host:port"),
+    ({"logging": {"snapshot": {"endpoint": "minio.svc:0"}}},
+     "football-monitoring:logging.snapshot.endpoint = 'minio.svc:0' is not valid: expected a host or host:port"),
+    ({"ingress": {"authUrl": "/oauth2/auth"}},
+     "football-monitoring:ingress.authUrl = '/oauth2/auth' is not valid: expected an absolute http(s) URL"),
+    ({"ingress": {"authUrl": "oauth2-proxy.auth.svc/oauth2/auth"}},
+     "football-monitoring:ingress.authUrl = 'oauth2-proxy.auth.svc/oauth2/auth' is not valid: expected an absolute"),
+    ({"ingress": {"className": "Nginx"}},
+     "football-monitoring:ingress.className = 'Nginx' is not valid: expected a Kubernetes object name"),
+    ({"ingress": {"tlsSecretName": "monitoring_tls"}},
+     "football-monitoring:ingress.tlsSecretName = 'monitoring_tls' is not valid: expected a Kubernetes object name"),
+    ({"ingress": {"clusterIssuer": "letsencrypt prod", "tlsSecretName": "tls"}},
+     "football-monitoring:ingress.clusterIssuer = 'letsencrypt prod' is not valid: expected a Kubernetes object name"),
+    ({"storageClass": "-fast"},
+     "football-monitoring:storageClass = '-fast' is not valid: expected a Kubernetes object name"),
+])
+def test_values_out_of_range_or_form_are_refused(overrides, expected, schema_validator):
+    message = fail_with(overrides)
+    assert expected in message and message.count("\n  - ") == 1
+    assert not schema_validator.is_valid({"config": {f"{PROJECT}:{key}": value for key, value in overrides.items()}})
+
+
+def test_a_final_newline_is_not_part_of_a_valid_value():
+    # Python's $ matches before a final newline; the value would reach the configs with it.
+    assert ("football-monitoring:staticTargets[0].target = 'host:8000\\n' is not valid: expected host:port"
+            in fail_with({"staticTargets": [{"job": "api", "target": "host:8000\n"}]}))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"staticTargets": [{"job": "api", "target": "a.svc:65535"}, {"job": "db", "target": "b.svc:1"}]},
+    {"ingress": {"authUrl": "https://$host/oauth2/auth?rd=$escaped_request_uri"}},
+    {"ingress": {"authUrl": "http://oauth2-proxy.auth.svc:4180/oauth2/auth", "className": "nginx.internal",
+                 "tlsSecretName": "monitoring-tls", "clusterIssuer": "letsencrypt-prod"}},
+    {"storageClass": "fast-ssd.example.org"},
+])
+def test_values_at_the_edges_are_taken(overrides, schema_validator):
+    offline.run("prod", overrides)
+    assert schema_validator.is_valid({"config": {f"{PROJECT}:{key}": value for key, value in overrides.items()}})
 
 
 def test_every_problem_is_reported_at_once():
@@ -103,6 +157,70 @@ def test_secret_set_in_plain_text_is_refused():
             "`pulumi config set --secret football-monitoring:alertmanagerWebhookUrl <value>`") in message
 
 
+MARKER = "Hunter2_Password"
+
+
+def fail_with_encrypted(overrides: dict, encrypted: tuple) -> str:
+    """The report for ``overrides`` where the top-level keys ``encrypted`` were set with --secret."""
+    config, secret_keys = offline.stack_config("dev", overrides)
+    secret_keys += [f"{PROJECT}:{key}" for key in encrypted]
+    with pytest.raises(SettingsError) as info:
+        offline.run("dev", config=config, secret_keys=secret_keys)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("overrides, encrypted, expected", [
+    ({"namespace": MARKER}, ("namespace",),
+     "football-monitoring:namespace is stored encrypted but is not a secret setting; set it without --secret"),
+    ({"prometheus": {"retention": MARKER}}, ("prometheus",),
+     "football-monitoring:prometheus is stored encrypted but is not a secret setting; set it without --secret"),
+    ({"environment": MARKER}, ("environment",),
+     "football-monitoring:environment is stored encrypted but is not a secret setting"),
+    ({"namespac": MARKER}, ("namespac",),
+     "football-monitoring:namespac is not a known setting; did you mean namespace?"),
+    # A value that would be valid in clear is refused too: it would land in the state unencrypted.
+    ({"namespace": "monitoring"}, ("namespace",),
+     "football-monitoring:namespace is stored encrypted but is not a secret setting"),
+])
+def test_an_encrypted_value_of_a_plain_setting_is_refused_without_showing_it(overrides, encrypted, expected):
+    message = fail_with_encrypted(overrides, encrypted)
+    assert expected in message
+    assert MARKER not in message
+
+
+def test_no_message_shows_the_value_of_an_encrypted_key():
+    config, secret_keys = offline.stack_config("dev", {
+        "namespace": MARKER, "grafana": {"storageSize": MARKER}, "prometheus": {"retention": "abc"}})
+    config[f"{PROJECT}:slackApiUrl"] = MARKER
+    config[f"{PROJECT}:postgresDsn"] = MARKER
+    secret_keys += [f"{PROJECT}:namespace", f"{PROJECT}:grafana"]
+    with pytest.raises(SettingsError) as info:
+        offline.run("dev", config=config, secret_keys=secret_keys)
+    message = str(info.value)
+    assert "football-monitoring:prometheus.retention = 'abc' is not valid" in message
+    assert message.count("is stored encrypted but is not a secret setting") == 2
+    assert MARKER not in message
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("slackApiUrl", "", "football-monitoring:slackApiUrl is set but empty"),
+    ("postgresDsn", "  ", "football-monitoring:postgresDsn is set but empty"),
+    ("dingtalkSecret", "", "football-monitoring:dingtalkSecret is set but empty"),
+    *[(key, value, f"football-monitoring:{key} is not valid: expected an http(s) URL")
+      for key, spec in SECRETS.items() if spec.url
+      for value in (f"hooks.example.org/{MARKER}", f"ftp://example.org/{MARKER}", f"https://example.org/{MARKER}\n",
+                    f"https:///{MARKER}")],
+])
+def test_a_bad_secret_is_refused_without_showing_it(key, value, expected):
+    config, secret_keys = offline.stack_config("prod")
+    config[f"{PROJECT}:{key}"] = value
+    with pytest.raises(SettingsError) as info:
+        offline.run("prod", config=config, secret_keys=secret_keys)
+    message = str(info.value)
+    assert expected in message and message.count("\n  - ") == 1
+    assert MARKER not in message and (not value.strip() or value not in message)
+
+
 def test_missing_required_secret_says_how_to_set_it():
     config, secret_keys = offline.stack_config("dev")
     del config[f"{PROJECT}:postgresDsn"]
@@ -119,6 +237,42 @@ def test_exporter_secret_not_needed_when_exporter_disabled():
     result = offline.run("dev", config=config, secret_keys=secret_keys)
     assert not result.find("Deployment", "postgres-exporter")
     assert "postgres-exporter" not in result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
+
+
+def loaded_settings(stack: str, monkeypatch: pytest.MonkeyPatch):
+    """The Settings the program gets for ``stack``."""
+    import components.stack
+    loaded = []
+    monkeypatch.setattr(components.stack, "build", lambda settings: loaded.append(settings) or {})
+    offline.run(stack)
+    return loaded[0]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_loaded_settings_hold_no_mutable_container(stack, monkeypatch):
+    from pydantic import BaseModel, ValidationError
+    settings = loaded_settings(stack, monkeypatch)
+
+    def walk(value, where):
+        assert not isinstance(value, (dict, list, set, bytearray)), f"{where} is a mutable {type(value).__name__}"
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), f"{where}.{name}")
+        elif isinstance(value, (tuple, frozenset)):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+        elif hasattr(value, "items"):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+
+    walk(settings, "settings")
+    assert settings.alerting.teams  # the walk went through the teams
+    with pytest.raises(TypeError):
+        settings.alerting.teams["platform"] = None
+    with pytest.raises(AttributeError):
+        settings.probes.tcp.append(None)
+    with pytest.raises(ValidationError):
+        settings.alerting.teams["platform"].email = "someone@example.org"
 
 
 def test_stack_name_is_the_default_environment():
@@ -145,21 +299,22 @@ def test_overrides_merge_into_the_stack_files_sections():
 
 @pytest.mark.parametrize("overrides, expected", [
     ({"staticTargets": [{"job": "api", "target": "api.svc:8000"}, {"job": "db", "target": 5432}]},
-     'football-monitoring:staticTargets = [{"job": "api", "target": "api.svc:8000"}, {"job": "db", "target": 5432}] '
-     "is not valid: [1].target = 5432: expected host:port"),
+     "football-monitoring:staticTargets[1].target = 5432 is not valid: expected host:port such as "
+     "api.football-prediction.svc:8000"),
     ({"staticTargets": [{"job": "api"}]},
-     'football-monitoring:staticTargets = [{"job": "api"}] is not valid: [0].target is missing: '
-     "expected job and target"),
+     "football-monitoring:staticTargets[0].target is not set: expected host:port such as "
+     "api.football-prediction.svc:8000"),
     ({"probes": {"tcp": [{"name": "db", "target": "db.svc:5432", "port": 5432}]}},
-     "is not valid: [0].port is not a known key: expected name and target"),
+     "football-monitoring:probes.tcp[0].port is not a known setting"),
     ({"probes": {"tcp": ["db.svc:5432"]}},
-     """football-monitoring:probes.tcp = ["db.svc:5432"] is not valid: [0] = 'db.svc:5432': expected an object """
-     "with name and target"),
+     "football-monitoring:probes.tcp[0] = 'db.svc:5432' is not valid: expected an object with keys name, target"),
+    ({"probes": {"http": [None]}},
+     "football-monitoring:probes.http[0] = null is not valid: expected an object with keys name, target"),
     ({"probes": {"tcp": [{"name": "db", "target": "a.svc:1"}, {"name": "db", "target": "b.svc:2"}]}},
-     "expected names unique within the list; 'db' appears more than once"),
+     "football-monitoring:probes.tcp[1].name = 'db' is not valid: expected a name unique within probes.tcp "
+     "(probes.tcp[0] has it)"),
     ({"alerting": {"teams": {"platform": {"email": "oncall"}}}},
-     "football-monitoring:alerting.teams = {\"platform\": {\"email\": \"oncall\"}} is not valid: "
-     "platform.email = 'oncall': expected an e-mail address"),
+     "football-monitoring:alerting.teams.platform.email = 'oncall' is not valid: expected an e-mail address"),
     ({"tracing": {"sampling": "tail"}},
      "football-monitoring:tracing.sampling = 'tail' is not valid: expected an object with keys mode, percentage, "
      "slowTraceThreshold"),
@@ -167,7 +322,66 @@ def test_overrides_merge_into_the_stack_files_sections():
      "football-monitoring:exporters.postgres.enabled = 'yes' is not valid: expected true or false"),
 ])
 def test_a_bad_value_inside_a_list_or_object_is_named_by_its_place(overrides, expected):
-    assert expected in fail_with(overrides)
+    message = fail_with(overrides)
+    assert expected in message
+    assert message.count("\n  - ") == 1, message
+
+
+# Each line names one place and shows the value there, never the list or map around it.
+@pytest.mark.parametrize("overrides, lines", [
+    ({"probes": {"http": [{"name": "ok", "target": "http://a.svc/x"}, {"name": "ftp", "target": "ftp://x"}]}},
+     ["football-monitoring:probes.http[1].target = 'ftp://x' is not valid: expected an http(s) URL"]),
+    ({"alerting": {"teams": {"platform": {"email": "oncall", "slackChannel": "#ok-channel"},
+                             "data": {"email": "data@example.org", "slackChannel": "general"}}}},
+     ["football-monitoring:alerting.teams.platform.email = 'oncall' is not valid",
+      "football-monitoring:alerting.teams.data.slackChannel = 'general' is not valid"]),
+    ({"alerting": {"teams": {"platform": {"email": "a@example.org"}, "data": "#data"}}},
+     ["football-monitoring:alerting.teams.data = '#data' is not valid: expected an object with keys slackChannel, "
+      "email"]),
+    ({"probes": {"http": [None, {"name": "x"}]}},
+     ["football-monitoring:probes.http[0] = null is not valid: expected an object",
+      "football-monitoring:probes.http[1].target is not set: expected an http(s) URL"]),
+])
+def test_a_problem_inside_a_container_shows_only_its_own_value(overrides, lines):
+    problems = fail_with(overrides).split("\n  - ")[1:]
+    assert len(problems) == len(lines)
+    for line, problem in zip(lines, problems):
+        assert problem.startswith(line)
+    for echoed in ('"http://a.svc/x"', "#ok-channel", "data@example.org"):
+        assert not any(echoed in problem for problem in problems)
+
+
+@pytest.mark.parametrize("overrides, unknown, meant", [
+    ({"alerting": {"critical": {"repeat": "1h"}}}, "alerting.critical.repeat", "alerting.critical.repeatInterval"),
+    ({"alerting": {"email": {"sender": "a@example.org"}}}, "alerting.email.sender", "alerting.email.from"),
+    ({"prometheus": {"retension": "30d"}}, "prometheus.retension", "prometheus.retention"),
+    ({"prometheus": {"retention_size": "1GB"}}, "prometheus.retention_size", "prometheus.retentionSize"),
+    ({"prometheus": {"ScrapeInterval": "15s"}}, "prometheus.ScrapeInterval", "prometheus.scrapeInterval"),
+    ({"prometheus": {"resources": {"cpu_limit": "2"}}}, "prometheus.resources.cpu_limit",
+     "prometheus.resources.limits.cpu"),
+    ({"grafana": {"resources": {"memoryRequest": "1Gi"}}}, "grafana.resources.memoryRequest",
+     "grafana.resources.requests.memory"),
+    ({"prometheus": {"adminUser": "root"}}, "prometheus.adminUser", "grafana.adminUser"),
+    ({"adminUser": "root"}, "adminUser", "grafana.adminUser"),
+    ({"grafanna": {"storageSize": "1Gi"}}, "grafanna", "grafana"),
+    ({"slackApiURL": "x"}, "slackApiURL", "slackApiUrl"),
+    ({"staticTargets": [{"job": "api", "target": "api.svc:8000", "jobs": "x"}]}, "staticTargets[0].jobs",
+     "staticTargets[0].job"),
+    ({"alerting": {"teams": {"platform": {"mail": "a@example.org"}}}}, "alerting.teams.platform.mail",
+     "alerting.teams.platform.email"),
+    ({"prometheus": {"foo": 1}}, "prometheus.foo", None),
+    ({"tracing": {"sampling": {"foo": 1}}}, "tracing.sampling.foo", None),
+    ({"staticTargets": [{"job": "api", "target": "api.svc:8000", "port": 1}]}, "staticTargets[0].port", None),
+])
+def test_an_unknown_key_suggests_the_key_meant(overrides, unknown, meant):
+    message = fail_with(overrides)
+    line = next(p for p in message.split("\n  - ") if p.startswith(f"football-monitoring:{unknown} "))
+    if meant is None:
+        # Nothing close: no guess, and never the section the key is in.
+        assert line == f"football-monitoring:{unknown} is not a known setting (see docs/settings.md)"
+    else:
+        assert line == f"football-monitoring:{unknown} is not a known setting; did you mean {meant}? " \
+                       "(see docs/settings.md)"
 
 
 def test_several_problems_in_one_section_are_reported_together():
@@ -204,12 +418,89 @@ def test_broken_rules_of_several_sections_and_a_missing_secret_are_reported_toge
     assert offline.LAST_RECORDER.resources == []
 
 
+# A rule broken inside a section must not hide the stack's rules across sections, nor the other way round.
+@pytest.mark.parametrize("overrides, section_rule, stack_rule", [
+    ({"prometheus": {"replicas": 2, "retentionSize": "50GB"}},
+     "football-monitoring:prometheus.retentionSize = '50GB' is not valid: expected at most 85% of "
+     "prometheus.storageSize",
+     "football-monitoring:prometheus.replicas = 2 is not valid on platform docker: expected 1"),
+    ({"logging": {"elasticsearch": {"nodes": 3, "resources": {"requests": {"memory": "2Gi"}}}}},
+     "football-monitoring:logging.elasticsearch.resources.requests.memory = '2Gi' is not valid: expected at most "
+     "logging.elasticsearch.resources.limits.memory (1Gi)",
+     "football-monitoring:logging.elasticsearch.nodes = 3 is not valid on platform docker: expected 1"),
+    ({"tracing": {"storage": "elasticsearch", "sampling": {"percentage": 10}}},
+     "football-monitoring:tracing.sampling.percentage = 10 is not valid without tracing.gateway.enabled",
+     "football-monitoring:tracing.storage = 'elasticsearch' is not valid on platform docker"),
+    ({"alertmanager": {"replicas": 3}, "alerting": {"email": {"enabled": True}}},
+     "football-monitoring:alerting.email.smarthost is not set: expected a value when alerting.email.enabled is true",
+     "football-monitoring:alertmanager.replicas = 3 is not valid on platform docker: expected 1"),
+])
+def test_a_section_rule_and_a_stack_rule_are_reported_together(overrides, section_rule, stack_rule):
+    message = fail_with(overrides)
+    assert section_rule in message and stack_rule in message
+
+
+@pytest.mark.parametrize("overrides, bad_field, rule", [
+    # The bad field sits in the same section as what the rules read, or elsewhere.
+    ({"prometheus": {"retention": "5min", "replicas": 2, "retentionSize": "50GB"}},
+     "football-monitoring:prometheus.retention = '5min' is not valid",
+     "football-monitoring:prometheus.replicas = 2 is not valid on platform docker"),
+    ({"prometheus": {"retention": "5min", "retentionSize": "50GB"}},
+     "football-monitoring:prometheus.retention = '5min' is not valid",
+     "football-monitoring:prometheus.retentionSize = '50GB' is not valid"),
+    ({"grafana": {"storageSize": "big"}, "logging": {"logstash": {"replicas": 2}}},
+     "football-monitoring:grafana.storageSize = 'big' is not valid",
+     "football-monitoring:logging.logstash.replicas = 2 is not valid on platform docker"),
+    ({"logging": {"elasticsearch": {"nodes": 30}, "logstash": {"replicas": 2}}},
+     "football-monitoring:logging.elasticsearch.nodes = 30 is not valid: expected a whole number from 1 to 9",
+     "football-monitoring:logging.logstash.replicas = 2 is not valid on platform docker"),
+])
+def test_a_bad_value_hides_only_the_rules_that_read_it(overrides, bad_field, rule):
+    message = fail_with(overrides)
+    assert bad_field in message and rule in message
+    assert "nodes = 30 is not valid on platform docker" not in message
+
+
+def test_a_bad_value_does_not_hide_a_missing_secret():
+    config, secret_keys = offline.stack_config("prod", {"prometheus": {"retention": "5min"}})
+    del config[f"{PROJECT}:slackApiUrl"]
+    with pytest.raises(SettingsError) as info:
+        offline.run("prod", config=config, secret_keys=secret_keys)
+    message = str(info.value)
+    assert "football-monitoring:prometheus.retention = '5min' is not valid" in message
+    assert "football-monitoring:slackApiUrl is not set: expected a secret" in message
+    # Whether a secret is needed may hang on the bad value itself: then only the value is reported.
+    config, secret_keys = offline.stack_config("prod", {"alerting": {"slack": {"enabled": "maybe"}}})
+    del config[f"{PROJECT}:slackApiUrl"]
+    with pytest.raises(SettingsError) as info:
+        offline.run("prod", config=config, secret_keys=secret_keys)
+    assert "slackApiUrl" not in str(info.value) and "alerting.slack.enabled = 'maybe'" in str(info.value)
+
+
 def test_a_request_above_its_limit_is_refused_in_code_too():
     from components.settings import Resources
+    with pytest.raises(ValueError, match="requests.memory = '128Mi' is not valid"):
+        Resources.of(cpu_request="10m", memory_request="128Mi", memory_limit="64Mi")
+    with pytest.raises(ValueError, match="requests.cpu = '2' is not valid"):
+        Resources.of(cpu_request="2", memory_request="32Mi", memory_limit="64Mi", cpu_limit="1")
     with pytest.raises(ValueError):
-        Resources(cpu_request="10m", memory_request="128Mi", cpu_limit=None, memory_limit="64Mi")
-    assert Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="64Mi").to_kubernetes() \
+        Resources.of(cpu_request="lots", memory_request="32Mi", memory_limit="64Mi")
+    assert Resources.of(cpu_request="10m", memory_request="32Mi", memory_limit="64Mi").to_kubernetes() \
         == {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
+
+
+@pytest.mark.parametrize("resources, unknown", [
+    # The names of the flat form in code are not keys of the stack file: they must not stand in for
+    # requests and limits, nor wipe them out.
+    ({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}, "cpu_limit": "2"}, "cpu_limit"),
+    ({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}, "memory_request": "1Gi"},
+     "memory_request"),
+    ({"cpu_request": "1", "memory_request": "1Gi", "memory_limit": "2Gi"}, "cpu_request"),
+])
+def test_the_flat_form_of_resources_in_code_is_unknown_in_the_stack_file(resources, unknown):
+    message = fail_with({"prometheus": {"resources": resources}})
+    assert f"football-monitoring:prometheus.resources.{unknown} is not a known setting" in message
+    assert "null" not in message
 
 
 # ------------------------------------------------------------------ the stack file schema
@@ -245,14 +536,14 @@ def test_the_schema_refuses_what_the_loader_refuses(config, schema_validator):
     assert not schema_validator.is_valid({"config": config})
 
 
-def test_the_schema_takes_encrypted_values_other_namespaces_and_what_pulumi_config_set_writes(schema_validator):
+def test_the_schema_takes_encrypted_secrets_other_namespaces_and_what_pulumi_config_set_writes(schema_validator):
     document = {
         "secretsprovider": "passphrase",
         "encryptionsalt": "v1:c2FsdA==:v1:aXY=:dGFn",
         "config": {
             "football-monitoring:postgresDsn": {"secure": "v1:AAAA"},
-            "football-monitoring:alerting": {"secure": "v1:BBBB"},
             "kubernetes:context": "kind-dev",
+            "kubernetes:token": {"secure": "v1:BBBB"},
             # `pulumi config set` writes top-level values as strings.
             "football-monitoring:protectData": "true",
             "football-monitoring:prometheus": {"replicas": "2", "resources": {"requests": {"cpu": 1}}},
@@ -262,12 +553,24 @@ def test_the_schema_takes_encrypted_values_other_namespaces_and_what_pulumi_conf
     assert not schema_validator.is_valid({"config": {}, "configs": {}})
 
 
-def test_the_schema_documents_secrets_as_strings_and_gives_them_no_default():
+@pytest.mark.parametrize("key, value", [
+    # As the loader: a secret in clear is refused, and so is a plain setting stored encrypted.
+    ("slackApiUrl", "https://hooks.slack.com/services/T/B/X"),
+    ("postgresDsn", ""),
+    ("namespace", {"secure": "v1:AAAA"}),
+    ("alerting", {"secure": "v1:BBBB"}),
+    ("protectData", {"secure": "v1:CCCC"}),
+])
+def test_the_schema_takes_secrets_only_encrypted_and_nothing_else_encrypted(key, value, schema_validator):
+    assert not schema_validator.is_valid({"config": {f"{PROJECT}:{key}": value}})
+
+
+def test_the_schema_documents_every_secret_as_encrypted_and_gives_it_no_default():
     keys = json.loads(settings_reference.SCHEMA.read_text())["properties"]["config"]["properties"]
     for key, spec in SECRETS.items():
         entry = keys[f"{PROJECT}:{key}"]
         assert entry["description"].startswith("secret: ") and spec.doc in entry["description"]
-        assert {"type": "string"}.items() <= entry["anyOf"][1].items()
+        assert entry["$ref"] == "#/$defs/encrypted" and set(entry) == {"description", "$ref"}
         assert '"default":' not in json.dumps(entry)
 
 

@@ -21,7 +21,7 @@ from components.logging.elasticsearch import Elasticsearch
 from components.logging.kibana import HTTP_PORT as KIBANA_PORT
 
 BASE = "/etc/logging-bootstrap"
-RESOURCES = Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="64Mi")
+RESOURCES = Resources.of(cpu_request="10m", memory_request="32Mi", memory_limit="64Mi")
 
 
 class LoggingBootstrap(pulumi.ComponentResource):

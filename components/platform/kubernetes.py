@@ -25,7 +25,7 @@ DNS_EGRESS = {
             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
 }
-RELOADER_RESOURCES = Resources(cpu_request="5m", memory_request="16Mi", cpu_limit=None, memory_limit="64Mi")
+RELOADER_RESOURCES = Resources.of(cpu_request="5m", memory_request="16Mi", memory_limit="64Mi")
 JOB_TTL_SECONDS = 7 * 86400  # finished run-once Jobs stay a week for their logs, then go
 
 

@@ -7,16 +7,19 @@ stack. Each problem is one line that names the key as the stack file spells it
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import json
 import re
 import typing
-from typing import Any, Iterator, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import pulumi
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
-from components.settings.models import BROKEN_RULES, HERE, PROJECT, SKIP_RULES, Section, Settings, StackConfig
+from components.settings.models import (
+    PROJECT, Section, Settings, StackConfig, Unreadable, fields_by_alias, keys_of, section_type)
 from components.settings.secrets import SECRETS, Secrets
 from components.settings.types import INVALID, dns_label_problem
 
@@ -28,11 +31,18 @@ class SettingsError(pulumi.RunError):
 def load_settings(stack: Optional[str] = None) -> Settings:
     """Read, validate and type the configuration of the current (or given) stack."""
     stack = stack or pulumi.get_stack()
-    raw = {key: _decode(value) for key, value in _raw_config().items()}
-    plain = {key: value for key, value in raw.items() if key not in SECRETS}
-    problems: list[str] = []
+    given = _raw_config()
+    raw = {key: _decode(value) for key, value in given.items()}
+    secret_keys = _secret_keys()
+    # A value stored encrypted stays out of validation: a message would print it in clear, and a
+    # setting read as plain text lands in the state unencrypted.
+    plain = {key: value for key, value in raw.items() if key not in SECRETS and key not in secret_keys}
+    problems: list[str] = [
+        f"{PROJECT}:{key} is stored encrypted but is not a secret setting; set it without --secret"
+        if key in fields_by_alias(StackConfig) else _unknown((key,))
+        for key in raw if key in secret_keys and key not in SECRETS]
 
-    if plain.get("environment") in (None, ""):
+    if plain.get("environment") in (None, "") and "environment" not in secret_keys:
         problem = dns_label_problem(stack)
         if problem:
             problems.append(f"{PROJECT}:environment is not set and the stack name {stack!r} cannot stand in "
@@ -40,29 +50,24 @@ def load_settings(stack: Optional[str] = None) -> Settings:
         else:
             plain["environment"] = stack
 
-    config: Optional[StackConfig] = None
-    broken_rules: list[str] = []
     try:
-        config = StackConfig.model_validate(plain)
+        config: Optional[StackConfig] = StackConfig.model_validate(plain)
     except ValidationError as exc:
-        if all(error["type"] == BROKEN_RULES for error in exc.errors()):
-            # Every field is valid, so the secrets can still be checked against them.
-            broken_rules = list(describe(exc, plain))
-            config = StackConfig.model_validate(plain, context={SKIP_RULES: True})
-        else:
-            problems.extend(describe(exc, plain))
+        problems.extend(describe(exc))
+        config = valid_part(StackConfig, plain, [error["loc"] for error in exc.errors()])
 
-    secret_keys = _secret_keys()
     problems.extend(f"{PROJECT}:{key} is set in plain text: it is a secret, set it with "
                     f"`pulumi config set --secret {PROJECT}:{key} <value>`"
                     for key in SECRETS if key in raw and key not in secret_keys)
-    missing_secrets = []
-    if config is not None and not problems:
-        missing_secrets = [f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
-                           f"`pulumi config set --secret {PROJECT}:{key} <value>`"
-                           for key, spec in SECRETS.items()
-                           if spec.required_when(config) and not spec.optional and key not in raw]
-    problems += broken_rules + missing_secrets
+    if config is not None:
+        problems += [f"{PROJECT}:{problem}" for problem in config.broken_rules()]
+        problems += [f"{PROJECT}:{key} {problem}" for key, spec in SECRETS.items()
+                     if key in secret_keys and key in given and _needed(spec, config)
+                     and (problem := spec.problem(str(given[key])))]
+        problems += [f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
+                     f"`pulumi config set --secret {PROJECT}:{key} <value>`"
+                     for key, spec in SECRETS.items()
+                     if not spec.optional and key not in raw and _needed(spec, config)]
     if problems:
         raise SettingsError("invalid settings for stack {!r}:\n  - {}".format(stack, "\n  - ".join(problems)))
 
@@ -72,68 +77,143 @@ def load_settings(stack: Optional[str] = None) -> Settings:
     return Settings.model_construct(**dict(config), stack=stack, secrets=secrets)
 
 
+def _needed(spec: Any, config: StackConfig) -> bool:
+    """Whether the stack needs the secret; not when that hangs on a setting that failed (whose own
+    message comes first)."""
+    try:
+        return bool(spec.required_when(config))
+    except Unreadable:
+        return False
+
+
+def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Optional[Section]:
+    """``raw`` as ``model`` without the settings that failed at ``locations``: reading one of them
+    raises ``Unreadable``, so the rules and the secrets that do not depend on them are still judged.
+    A section with a failure inside is itself a valid part; None when nothing of it is usable."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict) or () in locations:
+        return None
+    failed = {location[0] for location in locations}
+    try:
+        section = model.model_validate({key: value for key, value in raw.items() if key not in failed})
+    except ValidationError:
+        return None
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        if alias not in failed:
+            continue
+        inner = section_type(field.annotation)
+        part = inner and valid_part(inner, raw.get(alias), [loc[1:] for loc in locations if loc[0] == alias])
+        if part is None:
+            del section.__dict__[name]
+        else:
+            section.__dict__[name] = part
+    return section
+
+
 # --------------------------------------------------------------------------- the report
 
-def describe(exc: ValidationError, raw: dict) -> Iterator[str]:
-    """One line per problem pydantic found in ``raw``, in the words of the stack file."""
+def describe(exc: ValidationError) -> Iterator[str]:
+    """One line per problem pydantic found, in the words of the stack file: the full place
+    of the value (``probes.http[0].target``, ``alerting.teams.platform.email``), the value, what is allowed."""
     for error in exc.errors(include_url=False):
         location, kind = error["loc"], error["type"]
-        if kind == BROKEN_RULES:
-            prefix = "".join(f"{part}." for part in location)
-            for problem in error["ctx"]["problems"]:
-                yield f"{PROJECT}:{problem.replace(HERE, prefix)}"
+        if location[-1:] == ("[key]",):  # a key of a map that is not one of its keys
+            yield f"{PROJECT}:{_key(location[:-1])} is not a known key: expected {_allowed(error)}"
             continue
-        setting, inside, model = _split(location)
-        key = ".".join(str(part) for part in setting)
-        if inside:
-            yield (f"{PROJECT}:{key} = {_format(_value_at(raw, setting))} is not valid: "
-                   + _describe_inside(error, inside, _field_at(setting).annotation))
-        elif kind == "extra_forbidden":
-            hint = difflib.get_close_matches(key, known_keys(), n=1)
-            yield (f"{PROJECT}:{key} is not a known setting" + (f"; did you mean {hint[0]}?" if hint else "")
-                   + " (see docs/settings.md)")
-        elif model is not None:
-            yield (f"{PROJECT}:{key} = {_format(error['input'])} is not valid: expected an object with keys "
-                   + ", ".join(_aliases(model)))
+        key = f"{PROJECT}:{_key(location)}"
+        if kind == "extra_forbidden":
+            yield _unknown(location)
+        elif kind == "missing":
+            yield f"{key} is not set: expected {_allowed_at(location)}"
+        elif kind == "model_type":
+            model = _unannotated(_place(location)[0])
+            yield (f"{key} = {_format(error['input'])} is not valid: expected an object with keys "
+                   + ", ".join(fields_by_alias(model)))
         else:
-            yield f"{PROJECT}:{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
+            yield f"{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
 
 
-def _describe_inside(error: dict, inside: tuple, annotation: Any) -> str:
-    """A problem inside a list or map setting, e.g. ``[0].target = 'x': expected host:port``."""
-    kind = error["type"]
-    if inside[-1] == "[key]":
-        return f"key {inside[-2]!r}: expected {_allowed(error)}"
-    where = _path(inside)
-    if kind in ("extra_forbidden", "missing", "model_type"):
-        item = _item_model(annotation, inside[:-1] if kind != "model_type" else inside)
-        keys = " and ".join(", ".join(_aliases(item)).rsplit(", ", 1)) if item else ""
-        if kind == "model_type":
-            return f"{where} = {_format(error['input'])}: expected an object" + (f" with {keys}" if keys else "")
-        return f"{where} is {'not a known key' if kind == 'extra_forbidden' else 'missing'}" + (
-            f": expected {keys}" if keys else "")
-    return f"{where} = {_format(error['input'])}: expected {_allowed(error)}"
+def _unknown(location: tuple) -> str:
+    hint = _did_you_mean(location)
+    return (f"{PROJECT}:{_key(location)} is not a known setting" + (f"; did you mean {hint}?" if hint else "")
+            + " (see docs/settings.md)")
 
 
-def _item_model(annotation: Any, parts: tuple) -> Optional[type[BaseModel]]:
-    """The model of the object at ``parts`` inside a value of type ``annotation``."""
-    for part in parts:
+def _words(key: str) -> frozenset[str]:
+    """``cpu_limit`` and ``limits.cpu`` both read {cpu, limit}."""
+    return frozenset(word.lower().removesuffix("s")
+                     for word in re.findall(r"[A-Za-z][a-z0-9]*|[0-9]+", key.replace("_", ".")))
+
+
+def _did_you_mean(location: tuple) -> Optional[str]:
+    """The key meant by the unknown one at ``location``: in its own section the same name written
+    another way (retention_size, sender for `from`) or the same words as a key below it (cpu_limit:
+    limits.cpu); else the same name in another section; else the closest name in its own section.
+    Never the section itself nor one around it."""
+    *parent, name = location
+    model = StackConfig if not parent else _unannotated(_place(tuple(parent))[0])
+    if not (isinstance(name, str) and isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    at = _key(tuple(parent)) + "." if parent else ""
+    # A sibling answers to its key and to its Python name (alerting.email.from is `sender` in code).
+    siblings = {alias.lower(): alias for alias in fields_by_alias(model)}
+    siblings |= {field_name.replace("_", ""): field.alias or field_name
+                 for field_name, field in model.model_fields.items()}
+    if not parent:
+        siblings |= {key.lower(): key for key in SECRETS}
+    plain = name.lower().replace("_", "").replace("-", "")
+    if plain in siblings:
+        return at + siblings[plain]
+    below = [key for key, _ in keys_of(model) if "." in key]
+    same_words = [key for key in below if _words(key) == _words(name)]
+    if same_words:
+        return at + same_words[0]
+    # The same name in another section is a surer sign than a loosely similar one in this section.
+    elsewhere = [key for key in known_keys() if key.rsplit(".", 1)[-1].lower().replace("_", "") == plain
+                 and not (at and key.startswith(at)) and not at.startswith(key + ".")]
+    if elsewhere:
+        return " or ".join(", ".join(elsewhere[:3]).rsplit(", ", 1))
+    close = difflib.get_close_matches(plain, list(siblings), n=1, cutoff=0.5)
+    return at + siblings[close[0]] if close else None
+
+
+def _key(location: tuple) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _place(location: tuple) -> tuple[Any, Optional[FieldInfo]]:
+    """(the type of the value at ``location``, the field that holds it when a model does)."""
+    annotation: Any = StackConfig
+    field: Optional[FieldInfo] = None
+    for part in location:
         annotation = _unannotated(annotation)
         origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
-        if origin in (tuple, list) and isinstance(part, int):
-            annotation = arguments[0]
-        elif origin is dict:
-            annotation = arguments[1]
-        elif _is_model(annotation) and part in _fields_by_alias(annotation):
-            annotation = _fields_by_alias(annotation)[part].annotation
+        if origin is tuple and isinstance(part, int):
+            annotation, field = arguments[0], None
+        elif origin in (dict, collections.abc.Mapping):
+            annotation, field = arguments[1], None
         else:
-            return None
-    annotation = _unannotated(annotation)
-    return annotation if _is_model(annotation) else None
+            field = fields_by_alias(annotation)[part]
+            annotation = field.annotation
+    return annotation, field
 
 
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+def _allowed_at(location: tuple) -> str:
+    """What the field at ``location`` allows, in the words its type refuses a value with."""
+    annotation, field = _place(location)
+    model = _unannotated(annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return "an object with keys " + ", ".join(fields_by_alias(model))
+    try:
+        TypeAdapter(Annotated[(annotation, *field.metadata)] if field and field.metadata else annotation
+                    ).validate_python(None)
+    except ValidationError as exc:
+        return _allowed(exc.errors()[0])
+    return "a value"
 
 
 def _unannotated(annotation: Any) -> Any:
@@ -142,73 +222,17 @@ def _unannotated(annotation: Any) -> Any:
     return annotation
 
 
-def _field_at(setting: tuple) -> Any:
-    model: type[BaseModel] = StackConfig
-    for part in setting[:-1]:
-        model = _fields_by_alias(model)[part].annotation
-    return _fields_by_alias(model)[setting[-1]]
-
-
 def _allowed(error: dict) -> str:
     return error["ctx"]["allowed"] if error["type"] == INVALID else error["msg"].lower()
-
-
-def _path(parts: tuple) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 def _format(value: Any) -> str:
     return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
-def _value_at(raw: Any, path: tuple) -> Any:
-    for part in path:
-        raw = raw.get(part) if isinstance(raw, dict) else None
-    return raw
-
-
-def _split(location: tuple) -> tuple[tuple, tuple, Optional[type[BaseModel]]]:
-    """(the setting, the place inside its value, the section model when the setting is a section)."""
-    model: type[BaseModel] = StackConfig
-    for index, part in enumerate(location):
-        field = _fields_by_alias(model).get(part)
-        if field is None:  # an unknown key
-            return location[:index + 1], (), None
-        section = _section_type(field.annotation)
-        if section is None:
-            return location[:index + 1], location[index + 1:], None
-        model = section
-    return location, (), model
-
-
-def _section_type(annotation: Any) -> Optional[type[Section]]:
-    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
-
-
-def _fields_by_alias(model: type[BaseModel]) -> dict:
-    return {field.alias or name: field for name, field in model.model_fields.items()}
-
-
-def _aliases(model: type[BaseModel]) -> list[str]:
-    return list(_fields_by_alias(model))
-
-
 def known_keys() -> list[str]:
     """Every key a stack file may set, sections included, in the file's spelling."""
-    keys: list[str] = []
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for alias, field in _fields_by_alias(model).items():
-            keys.append(prefix + alias)
-            section = _section_type(field.annotation)
-            if section is not None:
-                walk(section, f"{prefix}{alias}.")
-
-    walk(StackConfig, "")
-    return keys + list(SECRETS)
+    return [key for key, _ in keys_of(StackConfig)] + list(SECRETS)
 
 
 # --------------------------------------------------------------------------- what Pulumi passes

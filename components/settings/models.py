@@ -8,33 +8,48 @@ Where the rest of the program reads a setting under another name than the file's
 resources as ``settings.logging.logstash``, a toggle as a plain bool), ``view`` gives that name and
 the section itself is the field with the ``_settings`` suffix.
 
-Rules across fields are each section's ``broken_rules``; they run once the section's own fields are
-valid, and name keys relative to the section with ``HERE``, which the loader replaces by the
-section's path (a validator does not know where its section sits in the file).
+Rules across fields are methods marked ``@rule``. They are not validators: pydantic skips a model's
+validators once a field inside it fails, so one bad value would hide every rule above it. The loader
+validates the fields, then asks the valid part of the tree for its ``broken_rules``; a rule that reads
+a setting which failed is skipped, every other one is judged.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Mapping, Optional
+from types import MappingProxyType
+from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, create_model,
-                      model_validator)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic.fields import FieldInfo
 
 from components.settings.images import DEFAULT_IMAGES
 from components.settings.secrets import Secrets
 from components.settings.types import (
-    Choice, CpuQuantity, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
-    IPv4Address, MemoryQuantity, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail, OptionalEndpoint,
-    OptionalHostname, OptionalHostPort, OptionalText, Percentage, Port, PrometheusSize, SlackChannel,
-    StorageQuantity, WholeNumber, DnsLabel, cpu_millicores, duration_seconds, invalid, listed, mapping,
-    prometheus_size_bytes, quantity_bytes, setting)
+    Choice, CpuQuantity, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
+    IPv4Address, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
+    OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalObjectName, OptionalText, Percentage, Port,
+    PrometheusSize, SlackChannel, StorageQuantity, WholeNumber, cpu_millicores, duration_seconds, invalid, listed,
+    mapping, prometheus_size_bytes, quantity_bytes, setting)
 
 PROJECT = "football-monitoring"
-HERE = "<section>."
-BROKEN_RULES = "broken_rules"
-SKIP_RULES = "skip_rules"  # validation context flag: fields only, for the secrets check after a broken rule
+
+
+class Unreadable(Exception):
+    """Raised on reading a setting that failed validation: a rule that needs it cannot be judged."""
+
+
+def rule(check: Optional[Callable] = None, *, each: tuple = ()) -> Any:
+    """Marks a section's method as a rule across its settings. ``check(self, at)`` yields one message
+    per broken rule and writes keys as f"{at}key", ``at`` being the section's place in the file
+    (``"prometheus."``, or ``""`` for the stack). With ``each``, ``check(self, at, item)`` is judged
+    once per item, so that a setting which failed for one item does not hide the others."""
+
+    def mark(check: Callable) -> Callable:
+        check.rule_items = each or (None,)  # type: ignore[attr-defined]
+        return check
+
+    return mark(check) if check is not None else mark
 
 
 def view(path: str) -> property:
@@ -58,21 +73,53 @@ class Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _absent_is_empty(cls, data: Any) -> Any:
-        # `football-monitoring:ingress:` with nothing under it reads as null: all defaults.
-        return {} if data is None else data
+        # `football-monitoring:ingress:` with nothing under it reads as null: all defaults. The
+        # section holding it says so, because a null item of a list is a mistake, not an empty object.
+        if not isinstance(data, dict):
+            return data
+        sections = {alias for alias, field in fields_by_alias(cls).items() if section_type(field.annotation)}
+        return {key: {} if value is None and key in sections else value for key, value in data.items()}
 
-    @model_validator(mode="after")
-    def _check_rules(self, info: ValidationInfo) -> "Section":
-        if info.context and info.context.get(SKIP_RULES):
-            return self
-        problems = self.broken_rules()
-        if problems:
-            raise PydanticCustomError(BROKEN_RULES, "{problems}", {"problems": tuple(problems)})
-        return self
+    def __getattr__(self, name: str) -> Any:
+        # Only a partly valid section (loading.valid_part) lacks a field: the one that failed.
+        if name in type(self).model_fields:
+            raise Unreadable(name)
+        return super().__getattr__(name)
 
-    def broken_rules(self) -> list[str]:
-        """One message per broken rule, keys written as f"{HERE}key"."""
-        return []
+    def broken_rules(self, at: str = "") -> list[str]:
+        """What the rules of this section and of the sections inside it find, the inner ones first;
+        a rule that reads a setting which failed validation is skipped."""
+        problems = []
+        for name, field in type(self).model_fields.items():
+            inner = self.__dict__.get(name)
+            if isinstance(inner, Section):
+                problems += inner.broken_rules(f"{at}{field.alias or name}.")
+        for check in (v for cls in reversed(type(self).__mro__) for v in vars(cls).values()):
+            for item in getattr(check, "rule_items", ()):
+                try:
+                    problems += check(self, at) if item is None else check(self, at, item)
+                except Unreadable:
+                    pass
+        return problems
+
+
+def fields_by_alias(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields by their key in the stack file."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
+def section_type(annotation: Any) -> Optional[type[Section]]:
+    """The section a field holds, or None for a value."""
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
+
+
+def keys_of(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    """Every key of ``model`` in the stack file's spelling with its field, each section before its keys."""
+    for alias, field in fields_by_alias(model).items():
+        yield prefix + alias, field
+        inner = section_type(field.annotation)
+        if inner is not None:
+            yield from keys_of(inner, f"{prefix}{alias}.")
 
 
 # --------------------------------------------------------------------------- resources
@@ -87,25 +134,23 @@ class ResourceLimits(Section):
     memory: MemoryQuantity
 
 
-_FLAT_RESOURCES = ("cpu_request", "memory_request", "cpu_limit", "memory_limit")
-
-
 class Resources(Section):
     """CPU and memory of one container: what the scheduler reserves, and the most it may use."""
 
     requests: ResourceRequests
     limits: ResourceLimits
 
-    @model_validator(mode="before")
     @classmethod
-    def _flat(cls, data: Any) -> Any:
-        # Written in code, a container's resources read best flat:
-        # Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="64Mi").
-        if isinstance(data, dict) and set(data) & set(_FLAT_RESOURCES):
-            rest = {k: v for k, v in data.items() if k not in _FLAT_RESOURCES}
-            return {**rest, "requests": {"cpu": data.get("cpu_request"), "memory": data.get("memory_request")},
-                    "limits": {"cpu": data.get("cpu_limit"), "memory": data.get("memory_limit")}}
-        return data
+    def of(cls, cpu_request: str, memory_request: str, memory_limit: str,
+           cpu_limit: Optional[str] = None) -> "Resources":
+        """A container's resources written in code, where they read best flat; refused (ValueError)
+        as in the stack file when a value is bad or a request is above its limit."""
+        resources = cls.model_validate({"requests": {"cpu": cpu_request, "memory": memory_request},
+                                        "limits": {"cpu": cpu_limit, "memory": memory_limit}})
+        problems = resources.broken_rules()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return resources
 
     cpu_request = view("requests.cpu")
     memory_request = view("requests.memory")
@@ -118,15 +163,17 @@ class Resources(Section):
             limits["cpu"] = self.cpu_limit
         return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request}, "limits": limits}
 
-    def broken_rules(self) -> list[str]:
-        problems = []
+    @rule
+    def _memory_request_within_limit(self, at: str) -> Iterable[str]:
         if quantity_bytes(self.memory_request) > quantity_bytes(self.memory_limit):
-            problems.append(f"{HERE}requests.memory = {self.memory_request!r} is not valid: "
-                            f"expected at most {HERE}limits.memory ({self.memory_limit})")
+            yield (f"{at}requests.memory = {self.memory_request!r} is not valid: "
+                   f"expected at most {at}limits.memory ({self.memory_limit})")
+
+    @rule
+    def _cpu_request_within_limit(self, at: str) -> Iterable[str]:
         if self.cpu_limit and cpu_millicores(self.cpu_request) > cpu_millicores(self.cpu_limit):
-            problems.append(f"{HERE}requests.cpu = {self.cpu_request!r} is not valid: "
-                            f"expected at most {HERE}limits.cpu ({self.cpu_limit})")
-        return problems
+            yield (f"{at}requests.cpu = {self.cpu_request!r} is not valid: "
+                   f"expected at most {at}limits.cpu ({self.cpu_limit})")
 
 
 def component_resources(name: str, what: str, cpu: str, memory: str, memory_limit: str) -> Any:
@@ -168,9 +215,11 @@ def toggle(name: str, description: str) -> Any:
 class IngressSettings(Section):
     """The UIs behind the cluster's ingress controller."""
 
-    class_name: OptionalText = Field(None, description="IngressClass of the UI ingresses")
-    tls_secret_name: OptionalText = Field(None, description="TLS Secret used by the UI ingresses (empty: plain HTTP)")
-    cluster_issuer: OptionalText = Field(None, description="cert-manager ClusterIssuer that issues tlsSecretName")
+    class_name: OptionalObjectName = Field(None, description="IngressClass of the UI ingresses")
+    tls_secret_name: OptionalObjectName = Field(
+        None, description="TLS Secret used by the UI ingresses (empty: plain HTTP)")
+    cluster_issuer: OptionalObjectName = Field(
+        None, description="cert-manager ClusterIssuer that issues tlsSecretName")
     grafana_host: OptionalHostname = Field(None, description="public host of Grafana (empty: no ingress)")
     prometheus_host: OptionalHostname = Field(None, description="public host of Prometheus (empty: no ingress)")
     alertmanager_host: OptionalHostname = Field(None, description="public host of Alertmanager (empty: no ingress)")
@@ -178,7 +227,7 @@ class IngressSettings(Section):
         None, description="public host of the Jaeger UI (empty: no ingress; needs authUrl)")
     controller_namespace: DnsLabel = Field(
         "ingress-nginx", description="namespace of the ingress controller (network policies let it reach the UIs)")
-    auth_url: OptionalText = Field(None, description=(
+    auth_url: OptionalAuthUrl = Field(None, description=(
         "external authentication URL (nginx auth-url, e.g. an oauth2-proxy /oauth2/auth) required in front of "
         "Prometheus and Alertmanager, which have no login"))
     auth_signin: OptionalText = Field(None, description="where unauthenticated users are sent (nginx auth-signin)")
@@ -198,18 +247,19 @@ class IngressSettings(Section):
             return None
         return f"{'https' if self.tls_secret_name else 'http'}://{host}"
 
-    def broken_rules(self) -> list[str]:
-        problems = []
-        for ui in ("prometheus", "alertmanager", "jaeger"):
-            host = getattr(self, f"{ui}_host")
-            if host and not self.auth_url:
-                problems.append(f"{HERE}{ui}Host = {host!r} is not valid without {HERE}authUrl: {ui} has no login "
-                                "of its own, so it is exposed only behind an authenticating proxy (e.g. "
-                                "oauth2-proxy); use kubectl port-forward otherwise")
+    @rule(each=("prometheus", "alertmanager", "jaeger"))
+    def _logins_need_auth(self, at: str, ui: str) -> Iterable[str]:
+        host = getattr(self, f"{ui}_host")
+        if host and not self.auth_url:
+            yield (f"{at}{ui}Host = {host!r} is not valid without {at}authUrl: {ui} has no login of its own, so it "
+                   "is exposed only behind an authenticating proxy (e.g. oauth2-proxy); use kubectl port-forward "
+                   "otherwise")
+
+    @rule
+    def _issuer_needs_tls_secret(self, at: str) -> Iterable[str]:
         if self.cluster_issuer and not self.tls_secret_name:
-            problems.append(f"{HERE}clusterIssuer = {self.cluster_issuer!r} is not valid: expected only together "
-                            f"with {HERE}tlsSecretName, the Secret it issues")
-        return problems
+            yield (f"{at}clusterIssuer = {self.cluster_issuer!r} is not valid: expected only together with "
+                   f"{at}tlsSecretName, the Secret it issues")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -233,18 +283,19 @@ class PrometheusSettings(Section):
         "not signed by the cluster CA, such as kind)"))
     resources: PrometheusResources
 
-    def broken_rules(self) -> list[str]:
-        problems = []
+    @rule
+    def _retention_size_fits_volume(self, at: str) -> Iterable[str]:
         cap = 0.85 * quantity_bytes(self.storage_size)
         if prometheus_size_bytes(self.retention_size) > cap:
-            problems.append(
-                f"{HERE}retentionSize = {self.retention_size!r} is not valid: expected at most 85% of "
-                f"{HERE}storageSize ({self.storage_size}, so at most {int(cap // 2**30)}GB) so that size-based "
-                "retention acts before the volume fills")
+            yield (f"{at}retentionSize = {self.retention_size!r} is not valid: expected at most 85% of "
+                   f"{at}storageSize ({self.storage_size}, so at most {int(cap // 2**30)}GB) so that size-based "
+                   "retention acts before the volume fills")
+
+    @rule
+    def _timeout_within_interval(self, at: str) -> Iterable[str]:
         if duration_seconds(self.scrape_timeout) > duration_seconds(self.scrape_interval):
-            problems.append(f"{HERE}scrapeTimeout = {self.scrape_timeout!r} is not valid: "
-                            f"expected at most {HERE}scrapeInterval ({self.scrape_interval})")
-        return problems
+            yield (f"{at}scrapeTimeout = {self.scrape_timeout!r} is not valid: "
+                   f"expected at most {at}scrapeInterval ({self.scrape_interval})")
 
 
 AlertmanagerResources = component_resources("Alertmanager", "each Alertmanager", "25m", "64Mi", "256Mi")
@@ -333,18 +384,9 @@ class IcmpProbeTarget(ProbeTarget):
     target: Host = Field(description="host probed with the icmp module")
 
 
-def _unique_names(targets: tuple) -> tuple:
-    names = [t.name for t in targets]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise invalid("names unique within the list; " + ", ".join(repr(n) for n in repeated)
-                      + " appears more than once")
-    return targets
-
-
 def probe_list(model: type[ProbeTarget], example: str) -> Any:
     allowed = f"a list of {{name, target}} objects, name a DNS label, target like {example}"
-    return Annotated[tuple[model, ...], listed(allowed), AfterValidator(_unique_names)]
+    return Annotated[tuple[model, ...], listed(allowed)]
 
 
 HttpProbes = probe_list(HttpProbeTarget, "http://football-prediction-api.app.svc:8000/health")
@@ -364,6 +406,15 @@ class ProbeSettings(Section):
          TcpProbeTarget(name="redis", target="redis.football-prediction.svc:6379")),
         description="host:port targets probed with the tcp_connect module")
     icmp: IcmpProbes = Field((), description="hosts probed with the icmp module")
+
+    @rule(each=("http", "tcp", "icmp"))
+    def _unique_names(self, at: str, protocol: str) -> Iterable[str]:
+        first: dict[str, int] = {}
+        for index, probe in enumerate(getattr(self, protocol)):
+            if probe.name in first:
+                yield (f"{at}{protocol}[{index}].name = {probe.name!r} is not valid: expected a name unique within "
+                       f"{at}{protocol} ({at}{protocol}[{first[probe.name]}] has it)")
+            first.setdefault(probe.name, index)
 
 
 class StaticTarget(Section):
@@ -432,11 +483,12 @@ class TeamContact(Section):
     email: Optional[Email] = Field(None, description="e-mail address of the team")
 
 
-def _every_team(teams: dict) -> dict:
-    return {team: teams.get(team) or TeamContact() for team in TEAMS}
+def _every_team(teams: Mapping[str, TeamContact]) -> Mapping[str, TeamContact]:
+    # Read-only like the rest of the settings: a frozen model does not freeze a dict it holds.
+    return MappingProxyType({team: teams.get(team) or TeamContact() for team in TEAMS})
 
 
-Teams = Annotated[dict[Team, TeamContact],
+Teams = Annotated[Mapping[Team, TeamContact],
                   mapping("an object of teams (" + ", ".join(TEAMS) + ") each with optional slackChannel "
                           "(#channel) and email (address)"),
                   AfterValidator(_every_team)]
@@ -451,11 +503,15 @@ class EmailSettings(Section):
     username: OptionalText = Field(None, description="SMTP user (its password is the smtpPassword secret)")
     require_tls: Flag = Field(True, description="require STARTTLS to the SMTP server")
 
-    def broken_rules(self) -> list[str]:
-        if not self.enabled:
-            return []
-        return [f"{HERE}{key} is not set: expected a value when {HERE}enabled is true"
-                for key, value in (("smarthost", self.smarthost), ("from", self.sender)) if not value]
+    @rule
+    def _smarthost_when_enabled(self, at: str) -> Iterable[str]:
+        if self.enabled and not self.smarthost:
+            yield f"{at}smarthost is not set: expected a value when {at}enabled is true"
+
+    @rule
+    def _sender_when_enabled(self, at: str) -> Iterable[str]:
+        if self.enabled and not self.sender:
+            yield f"{at}from is not set: expected a value when {at}enabled is true"
 
 
 class Timings(Section):
@@ -515,14 +571,17 @@ class AlertingSettings(Section):
         """By severity."""
         return {"critical": self.critical, "warning": self.warning, "info": self.info}
 
-    def broken_rules(self) -> list[str]:
-        problems = []
-        for channel, key, attribute in (("slack", "slackChannel", "slack_channel"), ("email", "email", "email")):
-            enabled = self.slack if channel == "slack" else self.email.enabled
-            if enabled and not any(getattr(contact, attribute) for contact in self.teams.values()):
-                problems.append(f"{HERE}teams = {{}} is not valid: expected at least one team with {key} when "
-                                f"{HERE}{channel}.enabled is true")
-        return problems
+    @rule
+    def _a_team_on_slack(self, at: str) -> Iterable[str]:
+        if self.slack and not any(contact.slack_channel for contact in self.teams.values()):
+            yield (f"{at}teams = {{}} is not valid: expected at least one team with slackChannel when "
+                   f"{at}slack.enabled is true")
+
+    @rule
+    def _a_team_on_email(self, at: str) -> Iterable[str]:
+        if self.email.enabled and not any(contact.email for contact in self.teams.values()):
+            yield (f"{at}teams = {{}} is not valid: expected at least one team with email when "
+                   f"{at}email.enabled is true")
 
 
 # --------------------------------------------------------------------------- tracing
@@ -599,23 +658,25 @@ class TracingSettings(Section):
     sampling_percentage = view("sampling.percentage")
     slow_trace_threshold = view("sampling.slow_trace_threshold")
 
-    def broken_rules(self) -> list[str]:
-        if not self.enabled:
-            return []
-        problems = []
-        if self.storage != "elasticsearch" and self.collector_replicas != 1:
-            problems.append(f"{HERE}collector.replicas = {self.collector_replicas} is not valid with {HERE}storage "
-                            f"{self.storage!r}: expected 1 (memory and Badger live inside one Jaeger process; "
-                            "scale collectors with storage elasticsearch)")
-        if self.sampling_percentage < 100 and not self.gateway_enabled:
-            problems.append(f"{HERE}sampling.percentage = {self.sampling_percentage} is not valid without "
-                            f"{HERE}gateway.enabled: expected 100 (the sampler runs in the OpenTelemetry Collector "
-                            "gateway)")
-        if self.sampling_mode == "tail" and self.gateway_enabled and self.gateway_replicas != 1:
-            problems.append(f"{HERE}gateway.replicas = {self.gateway_replicas} is not valid with {HERE}sampling.mode "
-                            "'tail': expected 1 (tail sampling decides on whole traces, and the spans of one trace "
-                            "would be spread over the replicas)")
-        return problems
+    @rule
+    def _one_collector_in_process(self, at: str) -> Iterable[str]:
+        if self.enabled and self.storage != "elasticsearch" and self.collector_replicas != 1:
+            yield (f"{at}collector.replicas = {self.collector_replicas} is not valid with {at}storage "
+                   f"{self.storage!r}: expected 1 (memory and Badger live inside one Jaeger process; scale "
+                   "collectors with storage elasticsearch)")
+
+    @rule
+    def _sampling_needs_gateway(self, at: str) -> Iterable[str]:
+        if self.enabled and self.sampling_percentage < 100 and not self.gateway_enabled:
+            yield (f"{at}sampling.percentage = {self.sampling_percentage} is not valid without "
+                   f"{at}gateway.enabled: expected 100 (the sampler runs in the OpenTelemetry Collector gateway)")
+
+    @rule
+    def _tail_sampling_on_one_gateway(self, at: str) -> Iterable[str]:
+        if self.enabled and self.sampling_mode == "tail" and self.gateway_enabled and self.gateway_replicas != 1:
+            yield (f"{at}gateway.replicas = {self.gateway_replicas} is not valid with {at}sampling.mode 'tail': "
+                   "expected 1 (tail sampling decides on whole traces, and the spans of one trace would be spread "
+                   "over the replicas)")
 
 
 # --------------------------------------------------------------------------- logging
@@ -707,23 +768,26 @@ class LoggingSettings(Section):
     filebeat = view("filebeat_settings.resources")
     exporters = view("exporter_settings.resources")
 
-    def broken_rules(self) -> list[str]:
-        if not self.enabled:
-            return []
-        problems = []
+    @rule
+    def _heap_fits(self, at: str) -> Iterable[str]:
         limit = self.elasticsearch.memory_limit
-        if quantity_bytes(limit) < 2**30:
-            problems.append(f"{HERE}elasticsearch.resources.limits.memory = {limit!r} is not valid: expected at least "
-                            f"1Gi (the JVM heap takes {HERE}elasticsearch.heapPercent of it)")
+        if self.enabled and quantity_bytes(limit) < 2**30:
+            yield (f"{at}elasticsearch.resources.limits.memory = {limit!r} is not valid: expected at least 1Gi "
+                   f"(the JVM heap takes {at}elasticsearch.heapPercent of it)")
+
+    @rule
+    def _s3_snapshots_need_bucket(self, at: str) -> Iterable[str]:
         snapshot = self.snapshot
-        if snapshot.enabled and snapshot.type == "s3" and not snapshot.bucket:
-            problems.append(f"{HERE}snapshot.bucket is not set: expected a bucket when {HERE}snapshot.enabled is true "
-                            f"and {HERE}snapshot.type is s3")
-        if snapshot.enabled and snapshot.type == "fs" and not snapshot.claim_name:
-            problems.append(f"{HERE}snapshot.claimName is not set: expected an existing ReadWriteMany "
-                            f"PersistentVolumeClaim when {HERE}snapshot.type is fs (every node must see the "
-                            "repository)")
-        return problems
+        if self.enabled and snapshot.enabled and snapshot.type == "s3" and not snapshot.bucket:
+            yield (f"{at}snapshot.bucket is not set: expected a bucket when {at}snapshot.enabled is true and "
+                   f"{at}snapshot.type is s3")
+
+    @rule
+    def _fs_snapshots_need_claim(self, at: str) -> Iterable[str]:
+        snapshot = self.snapshot
+        if self.enabled and snapshot.enabled and snapshot.type == "fs" and not snapshot.claim_name:
+            yield (f"{at}snapshot.claimName is not set: expected an existing ReadWriteMany PersistentVolumeClaim "
+                   f"when {at}snapshot.type is fs (every node must see the repository)")
 
 
 # --------------------------------------------------------------------------- images
@@ -757,7 +821,8 @@ class StackConfig(Section):
     namespace: DnsLabel = Field("monitoring", description="Kubernetes namespace the stack creates and deploys into")
     kube_context: OptionalText = Field(None, description=(
         "kubeconfig context to deploy to (empty: the current context)"))
-    storage_class: OptionalText = Field(None, description="StorageClass of every volume (empty: the cluster default)")
+    storage_class: OptionalObjectName = Field(
+        None, description="StorageClass of every volume (empty: the cluster default)")
     protect_data: Flag = Field(False, description=(
         "protect stateful resources from deletion and replacement (true in prod)"))
     ingress: IngressSettings = Field(default_factory=IngressSettings, description=(
@@ -788,46 +853,63 @@ class StackConfig(Section):
     def model_post_init(self, context: Any) -> None:
         self.ingress._kibana_host = self.logging.kibana_host
 
-    def broken_rules(self) -> list[str]:
-        problems = []
-        docker = self.platform == "docker"
-        if docker:
-            for section in ("prometheus", "alertmanager"):
-                replicas = getattr(self, section).replicas
-                if replicas != 1:
-                    problems.append(f"{section}.replicas = {replicas} is not valid on platform docker: expected 1 "
-                                    "(replicas on one host share its fate; HA needs Kubernetes)")
-        tracing, logging = self.tracing, self.logging
-        if tracing.enabled and tracing.storage == "elasticsearch":
-            if not logging.enabled:
-                problems.append("tracing.storage = 'elasticsearch' needs the logging stack's Elasticsearch: expected "
-                                "logging.enabled = true, or tracing.storage memory or badger")
-            if docker:
-                problems.append("tracing.storage = 'elasticsearch' is not valid on platform docker: expected memory or "
-                                "badger (the nightly index cleanup is a Kubernetes CronJob)")
-        if tracing.enabled and tracing.gateway_enabled and docker:
-            problems.append("tracing.gateway.enabled = true is not valid on platform docker: expected false (on one "
-                            "host the all-in-one Jaeger receives OTLP itself)")
-        if logging.enabled and docker:
-            # One host: more nodes or replicas would share its disk and its fate, for triple the memory.
-            if logging.nodes != 1:
-                problems.append(f"logging.elasticsearch.nodes = {logging.nodes} is not valid on platform docker: "
-                                "expected 1 (nodes on one host share its fate; a cluster needs Kubernetes)")
-            if logging.logstash_replicas != 1:
-                problems.append(f"logging.logstash.replicas = {logging.logstash_replicas} is not valid on platform "
-                                "docker: expected 1")
-            if logging.kibana_host:
-                problems.append(f"logging.kibana.host = {logging.kibana_host!r} is not valid on platform docker: "
-                                "expected empty (a Docker host publishes Kibana on docker.bindAddress and "
-                                "docker.kibanaPort; there is no ingress)")
-        elif logging.enabled and logging.nodes == 2:
-            problems.append("logging.elasticsearch.nodes = 2 is not valid: expected 1 (a single node) or 3 or more "
-                            "(two master-eligible nodes cannot elect a master once either is gone)")
-        return problems
+    @rule(each=("prometheus", "alertmanager"))
+    def _no_replicas_on_docker(self, at: str, section: str) -> Iterable[str]:
+        replicas = getattr(self, section).replicas
+        if self.platform == "docker" and replicas != 1:
+            yield (f"{at}{section}.replicas = {replicas} is not valid on platform docker: expected 1 (replicas on "
+                   "one host share its fate; HA needs Kubernetes)")
 
+    @rule
+    def _traces_in_elasticsearch_need_logging(self, at: str) -> Iterable[str]:
+        tracing = self.tracing
+        if tracing.enabled and tracing.storage == "elasticsearch" and not self.logging.enabled:
+            yield (f"{at}tracing.storage = 'elasticsearch' needs the logging stack's Elasticsearch: expected "
+                   f"{at}logging.enabled = true, or {at}tracing.storage memory or badger")
 
-def logging_enabled(settings: StackConfig) -> bool:
-    return settings.logging.enabled
+    @rule
+    def _traces_in_elasticsearch_need_kubernetes(self, at: str) -> Iterable[str]:
+        tracing = self.tracing
+        if tracing.enabled and tracing.storage == "elasticsearch" and self.platform == "docker":
+            yield (f"{at}tracing.storage = 'elasticsearch' is not valid on platform docker: expected memory or "
+                   "badger (the nightly index cleanup is a Kubernetes CronJob)")
+
+    @rule
+    def _gateway_needs_kubernetes(self, at: str) -> Iterable[str]:
+        tracing = self.tracing
+        if tracing.enabled and tracing.gateway_enabled and self.platform == "docker":
+            yield (f"{at}tracing.gateway.enabled = true is not valid on platform docker: expected false (on one "
+                   "host the all-in-one Jaeger receives OTLP itself)")
+
+    # One host: more Elasticsearch nodes or Logstash replicas would share its disk and its fate, for
+    # triple the memory.
+    @rule
+    def _one_elasticsearch_node_on_docker(self, at: str) -> Iterable[str]:
+        logging = self.logging
+        if logging.enabled and self.platform == "docker" and logging.nodes != 1:
+            yield (f"{at}logging.elasticsearch.nodes = {logging.nodes} is not valid on platform docker: expected 1 "
+                   "(nodes on one host share its fate; a cluster needs Kubernetes)")
+
+    @rule
+    def _one_logstash_on_docker(self, at: str) -> Iterable[str]:
+        logging = self.logging
+        if logging.enabled and self.platform == "docker" and logging.logstash_replicas != 1:
+            yield (f"{at}logging.logstash.replicas = {logging.logstash_replicas} is not valid on platform docker: "
+                   "expected 1")
+
+    @rule
+    def _no_kibana_host_on_docker(self, at: str) -> Iterable[str]:
+        logging = self.logging
+        if logging.enabled and self.platform == "docker" and logging.kibana_host:
+            yield (f"{at}logging.kibana.host = {logging.kibana_host!r} is not valid on platform docker: expected "
+                   "empty (a Docker host publishes Kibana on docker.bindAddress and docker.kibanaPort; there is no "
+                   "ingress)")
+
+    @rule
+    def _no_two_node_cluster(self, at: str) -> Iterable[str]:
+        if self.logging.enabled and self.platform != "docker" and self.logging.nodes == 2:
+            yield (f"{at}logging.elasticsearch.nodes = 2 is not valid: expected 1 (a single node) or 3 or more (two "
+                   "master-eligible nodes cannot elect a master once either is gone)")
 
 
 class Settings(StackConfig):

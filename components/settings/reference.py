@@ -12,23 +12,13 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
-from components.settings.models import PROJECT, Section, StackConfig
+from components.settings.models import PROJECT, StackConfig, fields_by_alias, keys_of, section_type
 from components.settings.secrets import SECRETS
 
 SECRET_HOW = "set it with `pulumi config set --secret {key} <value>`; a value in plain text is refused"
-
-
-def _fields(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
-    return [(field.alias or name, field) for name, field in model.model_fields.items()]
-
-
-def _section(field: FieldInfo) -> Optional[type[Section]]:
-    annotation = field.annotation
-    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
 
 
 def _default(field: FieldInfo) -> Any:
@@ -40,27 +30,18 @@ def _default(field: FieldInfo) -> Any:
 
 def reference() -> list[tuple[str, str, str]]:
     """(key, default, description) for every setting, for docs/settings.md."""
-    rows: list[tuple[str, str, str]] = []
+    def shown(default: Any) -> str:
+        return "" if default is None else default if isinstance(default, str) else json.dumps(default)
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for alias, field in _fields(model):
-            section = _section(field)
-            if section is not None:
-                walk(section, f"{prefix}{alias}.")
-                continue
-            default = _default(field)
-            shown = "" if default is None else default if isinstance(default, str) else json.dumps(default)
-            rows.append((prefix + alias, shown, field.description or ""))
-
-    walk(StackConfig, "")
-    rows += [(key, "(secret)", spec.doc) for key, spec in SECRETS.items()]
-    return rows
+    return [(key, shown(_default(field)), field.description or "")
+            for key, field in keys_of(StackConfig) if section_type(field.annotation) is None
+            ] + [(key, "(secret)", spec.doc) for key, spec in SECRETS.items()]
 
 
 # --------------------------------------------------------------------------- JSON Schema
 
 ENCRYPTED = {
-    "description": "a value encrypted by `pulumi config set --secret` (Pulumi allows it for any key)",
+    "description": "a value encrypted by `pulumi config set --secret`",
     "type": "object",
     "properties": {"secure": {"type": "string", "description": "the ciphertext"}},
     "required": ["secure"],
@@ -78,23 +59,14 @@ def _without_titles(schema: Any) -> Any:
     return schema
 
 
-def _encrypted_or(schema: dict) -> dict:
-    value = dict(schema)
-    wrapper = {key: value.pop(key) for key in ("description",) if key in value}
-    return {**wrapper, "anyOf": [value, {"$ref": "#/$defs/encrypted"}]}
-
-
 def stack_file_schema() -> dict:
     config = _without_titles(StackConfig.model_json_schema(by_alias=True))
     definitions = config.pop("$defs")
-    keys = {f"{PROJECT}:{alias}": _encrypted_or(schema) for alias, schema in config["properties"].items()}
+    # As the loader: a secret only encrypted, every other setting only in clear.
+    keys = {f"{PROJECT}:{alias}": schema for alias, schema in config["properties"].items()}
     for key, spec in SECRETS.items():
         how = SECRET_HOW.format(key=f"{PROJECT}:{key}")
-        keys[f"{PROJECT}:{key}"] = {
-            "description": f"secret: {spec.doc} ({how})",
-            "anyOf": [{"$ref": "#/$defs/encrypted"},
-                      {"type": "string", "description": "the secret's value, as the program reads it"}],
-        }
+        keys[f"{PROJECT}:{key}"] = {"description": f"secret: {spec.doc} ({how})", "$ref": "#/$defs/encrypted"}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"Pulumi stack file of {PROJECT}",
@@ -143,7 +115,7 @@ def project_config() -> dict:
     when a receiver or an exporter is on.
     """
     declarations: dict[str, dict] = {}
-    for alias, field in _fields(StackConfig):
+    for alias, field in fields_by_alias(StackConfig).items():
         kind = _pulumi_type(field.annotation)
         declaration: dict[str, Any] = {"description": field.description}
         if kind is not None:

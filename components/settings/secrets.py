@@ -2,11 +2,13 @@
 
 The loader reads each one with ``pulumi.Config.require_secret``, so it stays a secret Output all the
 way into the resources, and only when the settings need it: a URL for a receiver that is off is
-neither demanded nor read.
+neither demanded nor read. The value of each one it reads is checked (not empty; a receiver's URL
+an http(s) URL), and a message about it never shows it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -19,6 +21,18 @@ class SecretSetting:
     placeholder: str  # a valid, obviously fake value for offline renders
     required_when: Callable[[Any], bool] = lambda settings: True  # given the validated StackConfig
     optional: bool = False  # read when set, never demanded
+    url: bool = False  # an http(s) URL that a receiver posts to
+
+    def problem(self, value: str) -> Optional[str]:
+        """What is wrong with the secret's value, in words that do not show it; None when nothing."""
+        if not value.strip():
+            return "is set but empty"
+        if self.url and not _HTTP_URL.fullmatch(value):
+            return "is not valid: expected an http(s) URL, without spaces (the value is not shown)"
+        return None
+
+
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+\S*")
 
 
 def _s3_snapshots(settings: Any) -> bool:
@@ -29,7 +43,7 @@ def _s3_snapshots(settings: Any) -> bool:
 SECRETS: dict[str, SecretSetting] = {
     "alertmanagerWebhookUrl": SecretSetting(
         "URL of the webhook receiver that Alertmanager's default route notifies (mounted as a file, read through url_file)",
-        "https://secret.invalid/alertmanagerWebhookUrl"),
+        "https://secret.invalid/alertmanagerWebhookUrl", url=True),
     "postgresDsn": SecretSetting(
         "PostgreSQL connection string for postgres-exporter, e.g. "
         "postgresql://monitor:PASSWORD@postgres.app.svc:5432/football?sslmode=require",
@@ -42,7 +56,7 @@ SECRETS: dict[str, SecretSetting] = {
     "slackApiUrl": SecretSetting(
         "Slack incoming-webhook URL (mounted as a file, read through api_url_file)",
         "https://secret.invalid/slackApiUrl",
-        lambda settings: settings.alerting.slack),
+        lambda settings: settings.alerting.slack, url=True),
     "smtpPassword": SecretSetting(
         "password of alerting.email.username (mounted as a file, read through auth_password_file)",
         "smtp-password-placeholder",
@@ -50,7 +64,7 @@ SECRETS: dict[str, SecretSetting] = {
     "dingtalkWebhookUrl": SecretSetting(
         "DingTalk robot URL with its access_token, held by the DingTalk relay",
         "https://secret.invalid/dingtalkWebhookUrl?access_token=placeholder",
-        lambda settings: settings.alerting.dingtalk),
+        lambda settings: settings.alerting.dingtalk, url=True),
     "dingtalkSecret": SecretSetting(
         "DingTalk robot signing secret (when the robot has signing on)",
         "SECplaceholder",
@@ -58,11 +72,11 @@ SECRETS: dict[str, SecretSetting] = {
     "heartbeatUrl": SecretSetting(
         "dead man's switch URL that expects the Watchdog every few minutes",
         "https://secret.invalid/heartbeatUrl",
-        lambda settings: settings.alerting.heartbeat),
+        lambda settings: settings.alerting.heartbeat, url=True),
     "escalationWebhookUrl": SecretSetting(
         "on-call paging webhook that receives every critical alert",
         "https://secret.invalid/escalationWebhookUrl",
-        lambda settings: settings.alerting.escalation),
+        lambda settings: settings.alerting.escalation, url=True),
     "loggingSnapshotAccessKey": SecretSetting(
         "access key of the S3 snapshot repository (logging.snapshot.type s3), kept in the Elasticsearch keystore",
         "snapshot-access-key-placeholder", _s3_snapshots),

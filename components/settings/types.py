@@ -213,7 +213,8 @@ def _matching(pattern: re.Pattern, allowed: str, optional: bool = False, strip: 
         if optional and _empty(value):
             return None
         text = value.strip() if strip and isinstance(value, str) else value
-        if not isinstance(text, str) or not pattern.match(text):
+        # fullmatch: Python's $ also matches before a final newline.
+        if not isinstance(text, str) or not pattern.fullmatch(text):
             raise invalid(allowed)
         return text
 
@@ -233,18 +234,26 @@ def dns_label_problem(text: str) -> Optional[str]:
     return None if _DNS_LABEL_RE.match(text) else _DNS_LABEL_ALLOWED
 
 
+_DNS_SUBDOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+OptionalObjectName = _matching(
+    _DNS_SUBDOMAIN_RE, "a Kubernetes object name (a DNS subdomain): lower-case letters, digits, '-' and '.', at "
+    "most 253 characters, starting and ending with a letter or digit, or empty", optional=True)
+
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 OptionalHostname = _matching(_HOSTNAME_RE, "a lower-case DNS host name such as grafana.example.org, or empty",
                              optional=True)
 
-_HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
-HostPort = _matching(_HOSTPORT_RE, "host:port such as api.football-prediction.svc:8000")
-OptionalHostPort = _matching(_HOSTPORT_RE, "host:port such as smtp.example.org:587, or empty", optional=True)
+# 1 to 65535 as a pattern, so that the JSON Schema refuses what the loader refuses.
+_PORT = r"(?:[1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])"
+_HOSTPORT_RE = re.compile(rf"^[A-Za-z0-9.-]+:{_PORT}$")
+HostPort = _matching(_HOSTPORT_RE, "host:port such as api.football-prediction.svc:8000 (port 1 to 65535)")
+OptionalHostPort = _matching(
+    _HOSTPORT_RE, "host:port such as smtp.example.org:587 (port 1 to 65535), or empty", optional=True)
 
-_ENDPOINT_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?$")
+_ENDPOINT_RE = re.compile(rf"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:{_PORT})?$")
 OptionalEndpoint = _matching(
-    _ENDPOINT_RE, "a host or host:port of an S3-compatible service, such as minio.storage.svc:9000, or empty (AWS S3)",
-    optional=True)
+    _ENDPOINT_RE, "a host or host:port (port 1 to 65535) of an S3-compatible service, such as minio.storage.svc:9000, "
+    "or empty (AWS S3)", optional=True)
 
 _IPV4_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
 
@@ -267,8 +276,14 @@ ElasticsearchCron = _matching(
     _ES_CRON_RE, "an Elasticsearch cron expression with seconds first, such as '0 30 1 * * ?' (01:30 every day)",
     strip=True)
 
-_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[^\s]*)?$")
-HttpUrl = _matching(_URL_RE, "an http(s) URL such as http://football-prediction-api.app.svc:8000/health")
+_URL_RE = re.compile(rf"^https?://[A-Za-z0-9.-]+(?::{_PORT})?(?:/[^\s]*)?$")
+HttpUrl = _matching(
+    _URL_RE, "an http(s) URL such as http://football-prediction-api.app.svc:8000/health (port 1 to 65535)")
+# nginx expands variables in auth-url, and oauth2-proxy is often reached on the request's own host.
+_AUTH_URL_RE = re.compile(rf"^https?://(?:[A-Za-z0-9.-]+|\$[a-z_]+)(?::{_PORT})?(?:[/?][^\s]*)?$")
+OptionalAuthUrl = _matching(
+    _AUTH_URL_RE, "an absolute http(s) URL such as https://oauth2-proxy.auth.svc/oauth2/auth or "
+    "https://$host/oauth2/auth, or empty", optional=True)
 Host = _matching(re.compile(r"^[A-Za-z0-9.-]+$"), "a host name such as postgres.app.svc")
 
 

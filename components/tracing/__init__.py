@@ -39,7 +39,7 @@ ES_CREDENTIALS_DIR = "/etc/jaeger/es-credentials"
 ES_CA_DIR = "/etc/jaeger/es-ca"
 BADGER_DIR = "/tmp/badger"  # on the data volume mounted at /tmp (the image's own writable /tmp)
 CLEANER_SCHEDULE = "15 0 * * *"  # nightly, after the day's index has rolled over at midnight UTC
-CLEANER_RESOURCES = Resources(cpu_request="10m", memory_request="32Mi", cpu_limit=None, memory_limit="128Mi")
+CLEANER_RESOURCES = Resources.of(cpu_request="10m", memory_request="32Mi", memory_limit="128Mi")
 OTLP_PORTS = [(jaeger_config.OTLP_GRPC_PORT, "TCP"), (jaeger_config.OTLP_HTTP_PORT, "TCP")]
 GATEWAY = "otel-gateway"
 
