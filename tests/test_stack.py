@@ -9,6 +9,7 @@ import yaml
 
 from tools import offline
 from components.settings import PROJECT, SECRETS
+from tests import command_lines, grafana_expansion
 from tests.conftest import KUBERNETES, run_on_kubernetes
 
 COMPONENT_TYPES = {
@@ -237,6 +238,101 @@ def test_grafana_provisioning(prod):
     assert dashboards == data.dashboards() and "stack-health.json" in dashboards
     uids = {json.loads(text)["uid"] for text in dashboards.values()}
     assert len(uids) == len(dashboards)
+
+
+def grafana_containers(result) -> list[command_lines.Container]:
+    _, not_built = command_lines.pods(result, result.stack)
+    found = [c for c in not_built if command_lines.image_key(c.image) == "grafana"]
+    assert found, f"{result.stack}: no Grafana container"
+    return found
+
+
+def container_files(container: command_lines.Container) -> dict[str, str]:
+    """Every file the container sees at its path (ConfigMaps, Secrets, uploads)."""
+    return {(f"{path.rstrip('/')}/{name}" if name else path): content
+            for path, volume in container.mounts.items() for name, content in volume.files.items()}
+
+
+def unintended_expansions(container: command_lines.Container) -> tuple[list[str], int]:
+    """Every `$` Grafana would expand in what it reads at start, other than a $__file{} of a file
+    the container has or a $__env{} of a variable it sets; and how many of those references there are."""
+    files, env = container_files(container), container.env
+    problems, meant = [], 0
+
+    def judge(where: str, found: list[grafana_expansion.Expansion]) -> None:
+        nonlocal meant
+        for e in found:
+            if (e.kind == "file" and e.name in files) or \
+                    (e.kind == "env" and e.text.startswith("$__env{") and e.name in env):
+                meant += 1
+            else:
+                problems.append(f"{container.where}: {where}: {e.text!r} would be expanded ({e.kind})")
+
+    # The stack names both paths instead of relying on the image's defaults.
+    config_path, provisioning_dir = env["GF_PATHS_CONFIG"], env["GF_PATHS_PROVISIONING"]
+    for key, value in grafana_expansion.ini_values(files[config_path]):
+        judge(f"{config_path} {key}", grafana_expansion.expand_ini_value(value, env, files)[1])
+    for name, value in env.items():  # GF_<SECTION>_<KEY> overrides are expanded like the file's values
+        if name.startswith("GF_"):
+            judge(f"${name}", grafana_expansion.expand_ini_value(value, env, files)[1])
+    documents = list(grafana_expansion.provisioned_documents(files, provisioning_dir))
+    assert documents, f"{container.where}: nothing under {provisioning_dir}"
+    for path, document in documents:
+        for where, value in grafana_expansion.strings_of(document):
+            judge(f"{path} {where}", grafana_expansion.expand_provisioned(value, env, files)[1])
+    return problems, meant
+
+
+def test_grafana_expands_only_the_references_we_mean(runs, docker_dev):
+    """Grafana expands `$` in grafana.ini and in every provisioned value (tests/grafana_expansion.py):
+    a literal `$` that is not written `$$` silently disappears with what follows it."""
+    for result in (runs["dev"], runs["prod"], docker_dev):
+        for container in grafana_containers(result):
+            problems, meant = unintended_expansions(container)
+            assert not problems, "\n".join(problems)
+            assert meant >= 3  # the admin password, the logs datasource's password and CA: the check sees them
+
+
+def test_grafana_sees_the_trace_link_queries_as_written(prod):
+    (container,) = grafana_containers(prod)
+    files = container_files(container)
+    text = files[f"{container.env['GF_PATHS_PROVISIONING']}/datasources/datasources.yaml"]
+    jaeger = {d["uid"]: d for d in yaml.safe_load(text)["datasources"]}["traces"]["jsonData"]
+    seen = {where: grafana_expansion.expand_provisioned(value, container.env, files)[0]
+            for where, value in grafana_expansion.strings_of(jaeger)}
+    assert seen["tracesToMetrics.queries[0].query"] == "sum(job:http_requests:rate5m{$__tags})"
+    assert seen["tracesToLogsV2.query"] == 'trace.id:"${__trace.traceId}"'
+
+
+@pytest.mark.parametrize("raw, env, files, expected", [
+    # Grafana's own cases (pkg/services/provisioning/values/values_test.go)
+    ("$STRING", {"STRING": "test"}, {}, "test"),
+    ("$EMPTYSTRING", {"EMPTYSTRING": ""}, {}, ""),
+    ("$$", {}, {}, "$"),
+    ("mY,Passwo$$rd", {}, {}, "mY,Passwo$rd"),
+    ("Some text with $STRING\n", {"STRING": "test"}, {}, "Some text with test\n"),
+    ("$__file{/f}", {}, {"/f": "hello, world\n"}, "hello, world"),
+    # Go's os.Expand: unset names, ${...} with any characters, special one-character names, bad syntax
+    ("{$__tags}", {}, {}, "{}"),
+    ('"${__trace.traceId}"', {}, {}, '""'),
+    ("a$1b", {}, {}, "ab"),
+    ("${}x", {}, {}, "x"),
+    ("x$", {}, {}, "x$"),
+    ("$-", {}, {}, ""),
+    ("${HOME}/$$HOME", {"HOME": "/h"}, {}, "/h/$HOME"),
+    ("$$$X", {"X": "1"}, {}, "$1"),
+    ("${", {}, {}, ""),
+    ("a${b", {}, {}, "ab"),
+    ("$__env{X}:$__other{y}", {"X": "1"}, {}, "1:{y}"),  # no `other` expander: os.ExpandEnv eats `$__other`
+])
+def test_grafana_expansion_rule(raw, env, files, expected):
+    assert grafana_expansion.expand_provisioned(raw, env, files)[0] == expected
+
+
+def test_grafana_ini_expansion_rule():
+    assert grafana_expansion.expand_ini_value("$__file{/f} ${X} $__env{X} $Y $$ $__vault{a}",
+                                              {"X": "1", "Y": "2"}, {"/f": " s "})[0] == \
+        "s 1 1 $Y $$ $__vault{a}"
 
 
 def test_ingress_only_where_a_host_is_set(dev, prod):

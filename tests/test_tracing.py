@@ -24,7 +24,7 @@ from components.logging import CA_SECRET
 from components.configs import jaeger as jaeger_config
 from components.settings import DEFAULT_IMAGES, SettingsError
 from components.tracing import ElasticsearchConnection
-from tests import otel_policy
+from tests import grafana_expansion, otel_policy
 from tests.test_otel_validate import validate
 from tests.conftest import ROOT, run_on_kubernetes
 from tests.test_hardening import EXACT_IMAGE, SCHEMA_VERSION
@@ -434,13 +434,14 @@ def test_prometheus_scrapes_every_tracing_service(dev_k8s, prod_tracing, dev_doc
 
 
 def datasources(result) -> dict:
+    """The provisioned datasources as Grafana reads them (after its `$` expansion, no environment)."""
     if result.containers():
         grafana = result.container("grafana")
         text = {u["file"]: u["content"] for u in grafana.inputs["uploads"]}[
             "/etc/grafana/provisioning/datasources/datasources.yaml"]
     else:
         text = result.one("ConfigMap", "grafana-datasources")["data"]["datasources.yaml"]
-    return {d["uid"]: d for d in yaml.safe_load(text)["datasources"]}
+    return {d["uid"]: d for d in grafana_expansion.as_read(yaml.safe_load(text))["datasources"]}
 
 
 def test_grafana_gets_a_jaeger_datasource_linked_to_metrics_and_logs(prod_tracing, dev_docker):
