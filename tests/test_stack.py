@@ -338,9 +338,49 @@ def test_grafana_ini_expansion_rule():
 def test_ingress_only_where_a_host_is_set(dev, prod):
     assert not dev.find("Ingress")
     ingress = prod.one("Ingress", "grafana")
-    assert ingress["spec"]["tls"] == [{"hosts": ["grafana.football-prediction.example.org"], "secretName": "monitoring-tls"}]
+    assert ingress["spec"]["tls"] == [{"hosts": ["grafana.football-prediction.example.org"],
+                                       "secretName": "monitoring-tls-grafana"}]
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt-prod"}
     assert [i["metadata"]["name"] for i in prod.find("Ingress")] == ["grafana", "kibana"]
+
+
+# What makes cert-manager's ingress-shim issue a Certificate for an Ingress (hasShimAnnotation in
+# pkg/controller/certificate-shim/sync.go; kubernetes.io/tls-acme is its default auto annotation).
+SHIM_ANNOTATIONS = ("cert-manager.io/issuer", "cert-manager.io/cluster-issuer")
+SHIM_AUTO_ANNOTATION = "kubernetes.io/tls-acme"
+
+
+def shim_certificate_conflicts(result) -> list[str]:
+    """TLS Secrets that more than one issuing Ingress (or one Ingress twice) names: the shim makes
+    one Certificate per Secret, owned by the first Ingress, and refuses to update it for the others."""
+    owners: dict[tuple[str, str], list[str]] = {}
+    for ingress in result.find("Ingress"):
+        meta = ingress["metadata"]
+        annotations = meta.get("annotations") or {}
+        if not (any(a in annotations for a in SHIM_ANNOTATIONS)
+                or annotations.get(SHIM_AUTO_ANNOTATION, "").lower() in ("1", "t", "true")):
+            continue
+        for block in ingress["spec"].get("tls") or []:
+            owners.setdefault((meta.get("namespace", "default"), block["secretName"]), []).append(meta["name"])
+    return [f"{result.stack}: Secret {namespace}/{secret} is named by the issuing Ingresses {names}"
+            for (namespace, secret), names in sorted(owners.items()) if len(names) > 1]
+
+
+def every_ui_exposed(overrides: dict | None = None) -> offline.RunResult:
+    hosts = {f"{ui}Host": f"{ui}.football-prediction.example.org" for ui in ("prometheus", "alertmanager", "jaeger")}
+    return offline.run("prod", {"ingress": {**hosts, "authUrl": "https://auth.example.org/oauth2/auth",
+                                            **(overrides or {})}})
+
+
+def test_each_issued_certificate_has_one_ingress(runs):
+    exposed = every_ui_exposed()
+    assert len(exposed.find("Ingress")) == 5  # grafana, prometheus, alertmanager, jaeger, kibana
+    for result in (*runs.values(), exposed):
+        assert not shim_certificate_conflicts(result), shim_certificate_conflicts(result)
+    # Without an issuer the named Secret is the operator's own (a wildcard certificate): shared as named.
+    own = every_ui_exposed({"clusterIssuer": None})
+    assert {i["spec"]["tls"][0]["secretName"] for i in own.find("Ingress")} == {"monitoring-tls"}
+    assert not shim_certificate_conflicts(own)
 
 
 def test_stateful_resources_protected_in_prod_only(dev, prod):

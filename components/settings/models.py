@@ -169,8 +169,11 @@ class IngressSettings(Section):
     """The UIs behind the cluster's ingress controller."""
 
     class_name: OptionalText = Field(None, description="IngressClass of the UI ingresses")
-    tls_secret_name: OptionalText = Field(None, description="TLS Secret used by the UI ingresses (empty: plain HTTP)")
-    cluster_issuer: OptionalText = Field(None, description="cert-manager ClusterIssuer that issues tlsSecretName")
+    tls_secret_name: OptionalText = Field(None, description=(
+        "TLS Secret used by the UI ingresses (empty: plain HTTP); with clusterIssuer, the prefix of one Secret "
+        "per UI, <tlsSecretName>-<ui>"))
+    cluster_issuer: OptionalText = Field(None, description=(
+        "cert-manager ClusterIssuer that issues each UI's Secret (<tlsSecretName>-grafana, -kibana, ...)"))
     grafana_host: OptionalHostname = Field(None, description="public host of Grafana (empty: no ingress)")
     prometheus_host: OptionalHostname = Field(None, description="public host of Prometheus (empty: no ingress)")
     alertmanager_host: OptionalHostname = Field(None, description="public host of Alertmanager (empty: no ingress)")
