@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Optional
 
 import pytest
 import yaml
 
 from tools import offline
-from components.settings import PROJECT, SECRETS
+from components.settings import PROJECT, SECRETS, SettingsError
 from tests import command_lines, grafana_expansion
 from tests.conftest import KUBERNETES, run_on_kubernetes
 
@@ -381,6 +383,130 @@ def test_each_issued_certificate_has_one_ingress(runs):
     own = every_ui_exposed({"clusterIssuer": None})
     assert {i["spec"]["tls"][0]["secretName"] for i in own.find("Ingress")} == {"monitoring-tls"}
     assert not shim_certificate_conflicts(own)
+
+
+def _flag(args: list[str], flag: str) -> Optional[str]:
+    """The value of --flag=value or of `--flag value`."""
+    for i, arg in enumerate(args):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def _kibana_url(c: command_lines.Container) -> Optional[str]:
+    return yaml.safe_load(container_files(c)[_flag(c.args, "--config")]).get("server.publicBaseUrl")
+
+
+def _grafana_url(c: command_lines.Container) -> Optional[str]:
+    return dict(grafana_expansion.ini_values(container_files(c)[c.env["GF_PATHS_CONFIG"]])).get("server.root_url")
+
+
+# How each program with a UI learns the address it puts in the links it hands out: Alertmanager's in
+# every notification (.ExternalURL: Slack's default title_link, the webhook and DingTalk payloads),
+# Prometheus's in every alert (generatorURL), Grafana's and Kibana's in shared and alert links.
+ANNOUNCED_URL = {
+    "prometheus": lambda c: _flag(c.args, "--web.external-url"),
+    "alertmanager": lambda c: _flag(c.args, "--web.external-url"),
+    "grafana": _grafana_url,
+    "kibana": _kibana_url,
+    # The Jaeger UI links relative to the page it is opened at, and sends nothing.
+    "jaeger": None,
+}
+
+
+def ingress_urls(result) -> dict[str, str]:
+    """workload name -> the URL its Ingress serves it at (https when the Ingress has TLS for the host)."""
+    workloads = [o for o in result.kubernetes_objects() if o["kind"] in ("StatefulSet", "Deployment", "DaemonSet")]
+    found = {}
+    for ingress in result.find("Ingress"):
+        tls_hosts = {h for block in ingress["spec"].get("tls") or [] for h in block["hosts"]}
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                selector = result.one("Service", path["backend"]["service"]["name"])["spec"]["selector"]
+                for w in workloads:
+                    if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items():
+                        scheme = "https" if rule["host"] in tls_hosts else "http"
+                        found[w["metadata"]["name"]] = f"{scheme}://{rule['host']}"
+    return found
+
+
+def announced_urls(result) -> dict[str, tuple[str, Optional[str]]]:
+    """workload name -> (program, the URL it announces) for every UI program of the run."""
+    pods, not_built = command_lines.pods(result, result.stack)
+    found = {}
+    for c in [c for pod in pods for c in pod.containers] + not_built:
+        key = command_lines.image_key(c.image)
+        if key in ANNOUNCED_URL and ANNOUNCED_URL[key]:
+            # "<stack> <Kind>/<name> container <c>" or, on a Docker host, "<stack> docker container <name>"
+            parts = c.where.split()
+            workload = parts[-1] if parts[1] == "docker" else parts[1].split("/", 1)[1]
+            found[workload] = (key, ANNOUNCED_URL[key](c))
+    return found
+
+
+def unreachable_links(result) -> list[str]:
+    """Every announced URL that is not where the program is opened from outside, where the stack exposes it."""
+    announced = announced_urls(result)
+    problems = []
+    for workload, url in ingress_urls(result).items():
+        program = next((p for w, (p, _) in announced.items() if w == workload), None)
+        if program is None:
+            assert workload in ANNOUNCED_URL and ANNOUNCED_URL[workload] is None, f"{workload}: how does it announce?"
+            continue
+        if (announced[workload][1] or "").rstrip("/") != url:
+            problems.append(f"{result.stack} {workload}: announces {announced[workload][1]!r}, its ingress is {url}")
+    return problems
+
+
+def notification_literal_urls(result) -> list[str]:
+    """URLs written into notification texts (templates and the receivers' text fields) that name a
+    cluster-internal host: nobody outside can open them."""
+    config = yaml.safe_load(result.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"])
+    texts = [result.one("ConfigMap", "alertmanager-templates")["data"][name]
+             for name in result.one("ConfigMap", "alertmanager-templates")["data"]]
+    delivery = {"url", "api_url", "url_file", "api_url_file", "smarthost"}  # where it sends, not what it says
+    for receiver in config.get("receivers") or []:
+        for kind, configs in receiver.items():
+            for entry in configs if isinstance(configs, list) else []:
+                texts += [str(v) for k, v in entry.items() if k not in delivery and isinstance(v, str)]
+    return [m.group(0) for text in texts for m in re.finditer(r"https?://[^\s\"'<>)]+", text)
+            if re.search(r"\.svc(\.|:|/|$)|//(localhost|127\.)", m.group(0))]
+
+
+def test_links_people_get_open_from_outside(runs):
+    """The URL every UI program puts into its links is the one its ingress serves, wherever the stack
+    gives it one, and no notification text names a cluster-internal address of its own accord."""
+    exposed = every_ui_exposed()
+    assert set(ingress_urls(exposed)) == {"grafana", "prometheus", "alertmanager", "jaeger", "kibana"}
+    for result in (*runs.values(), exposed):
+        assert not unreachable_links(result), unreachable_links(result)
+        assert not notification_literal_urls(result), notification_literal_urls(result)
+
+
+def test_external_urls_without_an_ingress_come_from_the_settings(runs):
+    urls = {"prometheus": "https://prometheus.vpn.example.org", "alertmanager": "https://alertmanager.vpn.example.org"}
+    for stack in ("prod", "dev"):  # Kubernetes without an ingress for them; a Docker host's published ports
+        result = offline.run(stack, {section: {"externalUrl": url} for section, url in urls.items()})
+        announced = announced_urls(result)
+        assert {w: u for w, (_, u) in announced.items() if w in urls} == urls, stack
+        assert not result.find("Ingress", "prometheus") and not result.find("Ingress", "alertmanager")
+        for section, url in urls.items():
+            assert result.outputs[f"{section}ExternalUrl"] == url
+    # Without the setting and without an ingress the internal address is all there is.
+    plain = announced_urls(runs["prod"])
+    assert {w: u for w, (_, u) in plain.items() if w in urls} == \
+        {"prometheus": "http://prometheus.monitoring.svc:9090", "alertmanager": "http://alertmanager.monitoring.svc:9093"}
+    assert "prometheusExternalUrl" not in runs["prod"].outputs
+    # The ingress wins, and a second address next to it is refused.
+    with pytest.raises(SettingsError, match="prometheus.externalUrl"):
+        every_ui_exposed_with({"prometheus": {"externalUrl": urls["prometheus"]}})
+
+
+def every_ui_exposed_with(sections: dict) -> offline.RunResult:
+    hosts = {f"{ui}Host": f"{ui}.football-prediction.example.org" for ui in ("prometheus", "alertmanager", "jaeger")}
+    return offline.run("prod", {"ingress": {**hosts, "authUrl": "https://auth.example.org/oauth2/auth"}, **sections})
 
 
 def test_stateful_resources_protected_in_prod_only(dev, prod):

@@ -27,7 +27,7 @@ from components.settings.secrets import Secrets
 from components.settings.types import (
     Choice, CpuQuantity, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
     IPv4Address, MemoryQuantity, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail, OptionalEndpoint,
-    OptionalHostname, OptionalHostPort, OptionalText, Percentage, Port, PrometheusSize, SlackChannel,
+    OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalText, Percentage, Port, PrometheusSize, SlackChannel,
     StorageQuantity, WholeNumber, DnsLabel, cpu_millicores, duration_seconds, invalid, listed, mapping,
     prometheus_size_bytes, quantity_bytes, setting)
 
@@ -234,6 +234,9 @@ class PrometheusSettings(Section):
     kubelet_insecure_skip_verify: Flag = Field(False, description=(
         "skip TLS verification of kubelet serving certificates (only for clusters whose kubelet certificates are "
         "not signed by the cluster CA, such as kind)"))
+    external_url: OptionalHttpUrl = Field(None, description=(
+        "where people open Prometheus when ingress.prometheusHost is empty (a proxy or VPN address of your own): "
+        "the links of alerts point there; empty: the cluster-internal address"))
     resources: PrometheusResources
 
     def broken_rules(self) -> list[str]:
@@ -260,6 +263,10 @@ class AlertmanagerSettings(Section):
     retention: Duration(3600, 365 * 86400) = Field(
         "120h", description="how long silences and the notification log are kept")
     storage_size: StorageQuantity = Field("1Gi", description="size of each Alertmanager volume")
+    external_url: OptionalHttpUrl = Field(None, description=(
+        "where people open Alertmanager when ingress.alertmanagerHost is empty (a proxy or VPN address of your "
+        "own): the links of Slack, e-mail and webhook notifications point there; empty: the cluster-internal "
+        "address"))
     resources: AlertmanagerResources
 
 
@@ -800,6 +807,11 @@ class StackConfig(Section):
                 if replicas != 1:
                     problems.append(f"{section}.replicas = {replicas} is not valid on platform docker: expected 1 "
                                     "(replicas on one host share its fate; HA needs Kubernetes)")
+        for section in ("prometheus", "alertmanager"):
+            url, ingress = getattr(self, section).external_url, self.ingress.url(section)
+            if url and ingress and not docker:
+                problems.append(f"{section}.externalUrl = {url!r} is not valid with ingress.{section}Host: expected "
+                                f"empty (the ingress, {ingress}, is where {section} is opened from outside)")
         tracing, logging = self.tracing, self.logging
         if tracing.enabled and tracing.storage == "elasticsearch":
             if not logging.enabled:

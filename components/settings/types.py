@@ -269,6 +269,8 @@ ElasticsearchCron = _matching(
 
 _URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[^\s]*)?$")
 HttpUrl = _matching(_URL_RE, "an http(s) URL such as http://football-prediction-api.app.svc:8000/health")
+OptionalHttpUrl = _matching(_URL_RE, "an http(s) URL such as https://prometheus.example.org, or empty",
+                            optional=True)
 Host = _matching(re.compile(r"^[A-Za-z0-9.-]+$"), "a host name such as postgres.app.svc")
 
 
