@@ -21,6 +21,9 @@ Every other argument stays as generated. ``run_together()`` starts a batch of pr
 two at a time at most), and ``verdict()`` decides: a flag or config error in the output fails; a program still
 running after START_WAIT seconds (and, where the program logs one, after its "config loaded"
 line) passes, as does a one-shot program that exits 0 or fails the way its expectation says.
+A running program must also serve the path of every HTTP probe the platform makes against it
+(Kubernetes httpGet probes, the URL of a Docker healthcheck), on the port the probe names: a 404
+there restarts the container forever (liveness) or keeps it out of its Service (readiness).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.client
 import itertools
 import json
 import os
@@ -39,6 +43,8 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -75,6 +81,28 @@ NOT_COVERED = {
     "logstashExporter": "not built: logstash-exporter is not among the tools the tests build",
     "beatExporter": "not built: beat-exporter is not among the tools the tests build",
     "curl": "not a Go program: the curl image runs a shell script",
+}
+
+# Image key -> {the path of each HTTP probe the stack points at it: where the pinned release serves
+# it}. These programs are not started here, so each path is held against the upstream source.
+SERVED_PATHS = {
+    "grafana": {"/api/health": "grafana/grafana v12.4 pkg/api/http_server.go: apiHealthHandler answers "
+                               "GET/HEAD /api/health"},
+    "kibana": {"/login": "elastic/kibana 8.19 security plugin server/routes/views/login.ts: httpResources "
+                         "path '/login', authentication optional (an anonymous GET gets the login page)"},
+    "logstash": {"/": "elastic/logstash 8.19 logstash-core/lib/logstash/api/modules/root.rb: get \"/\" "
+                      "(node info on the monitoring API)"},
+    "filebeat": {"/": "elastic/beats 8.19 libbeat/api/routes.go: NewWithDefaultRoutes registers \"/\" "
+                      "(the beat's info) on the HTTP endpoint"},
+    "beatExporter": {"/": "trustpilot/beat-exporter 0.4.0 main.go: http.HandleFunc(\"/\", IndexHandler(...))"},
+    "logstashExporter": {"/healthcheck": "kuskoman/logstash-exporter v1.9.1 server/server.go: "
+                                         "mux.HandleFunc(\"/healthcheck\", ...); there is no /health (its README "
+                                         "said so until kuskoman/logstash-exporter#452)"},
+    "dingtalkRelay": {"/-/healthy": "timonwong/prometheus-webhook-dingtalk v2.1.0 web/web.go: "
+                                    "router.Get(\"/-/healthy\")",
+                      "/-/ready": "timonwong/prometheus-webhook-dingtalk v2.1.0 web/web.go: router.Get(\"/-/ready\")"},
+    "cadvisor": {"/healthz": "google/cadvisor v0.60.3 cmd/internal/http/handlers.go: healthz.RegisterHandler, "
+                             "healthz/healthz.go: \"/healthz\""},
 }
 
 # Warnings a program prints at every start in its image too, which are not a rejected command line.
@@ -173,6 +201,16 @@ class Volume:
     read_only: bool = False
 
 
+@dataclass(frozen=True)
+class Probe:
+    """An HTTP check the platform makes against the container: a Kubernetes httpGet probe or the
+    URL a Docker healthcheck fetches."""
+    kind: str  # livenessProbe, readinessProbe, startupProbe or healthcheck
+    port: int
+    path: str
+    scheme: str = "HTTP"
+
+
 @dataclass
 class Container:
     where: str  # e.g. "prod StatefulSet/prometheus container config-reloader"
@@ -187,6 +225,7 @@ class Container:
     # For a one-shot program that cannot succeed here: the output that shows it got past its
     # command line (e.g. a connection refused by the loopback stand-in).
     expect_failure: Optional[str] = None
+    probes: list[Probe] = field(default_factory=list)
 
 
 @dataclass
@@ -200,7 +239,7 @@ class Pod:
     def fingerprint(self) -> str:
         data = [(c.tool, c.command, c.args, sorted(c.env.items()),
                  sorted((p, v.files, v.host_path, v.read_only) for p, v in c.mounts.items()),
-                 c.one_shot, c.expect_failure) for c in self.containers]
+                 c.one_shot, c.expect_failure, c.probes) for c in self.containers]
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -320,6 +359,33 @@ def _expand(text: str, env: dict[str, str]) -> str:
                   lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
 
 
+PROBE_KINDS = ("livenessProbe", "readinessProbe", "startupProbe")
+# The URL a Docker healthcheck command fetches from the container itself (wget or curl).
+HEALTHCHECK_URL = re.compile(r"^(?P<scheme>https?)://(?:127\.0\.0\.1|localhost):(?P<port>\d+)(?P<path>/[^\s]*)?$")
+
+
+def kubernetes_probes(where: str, c: dict) -> list[Probe]:
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
+    probes = []
+    for kind in PROBE_KINDS:
+        get = (c.get(kind) or {}).get("httpGet")
+        if not get:
+            continue
+        port = get["port"]
+        if isinstance(port, str):
+            if port not in ports:
+                raise LookupError(f"{where}: {kind} names port {port!r}, which the container does not declare")
+            port = ports[port]
+        probes.append(Probe(kind, int(port), get.get("path", "/"), get.get("scheme", "HTTP")))
+    return probes
+
+
+def docker_probes(healthcheck: Optional[dict]) -> list[Probe]:
+    urls = [m for a in (healthcheck or {}).get("tests") or [] if (m := HEALTHCHECK_URL.match(a))]
+    return [Probe("healthcheck", int(m.group("port")), m.group("path") or "/", m.group("scheme").upper())
+            for m in urls]
+
+
 def kubernetes_pods(result, label: str) -> tuple[list[Pod], list[Container]]:
     """(pods with a built program, containers not covered) of a Kubernetes run."""
     pods, skipped = [], []
@@ -356,7 +422,7 @@ def kubernetes_pods(result, label: str) -> tuple[list[Pod], list[Container]]:
                     where=where, name=c["name"], image=c["image"], tool=tool_of(where, c["image"]),
                     command=[_expand(a, env) for a in c["command"]] if c.get("command") else None,
                     args=[_expand(a, env) for a in c.get("args") or []], env=env, mounts=mounts,
-                    one_shot=one_shot or section == "initContainers")
+                    one_shot=one_shot or section == "initContainers", probes=kubernetes_probes(where, c))
                 (bucket if container.tool else skipped).append(container)
         # Init containers run to completion before the pod's containers start: each is its own step.
         for c in init:
@@ -397,7 +463,8 @@ def docker_pods(result, label: str) -> tuple[list[Pod], list[Container]]:
         container = Container(
             where=where, name=r.name, image=images[r.name], tool=tool_of(where, images[r.name]),
             command=list(i["entrypoints"]) if i.get("entrypoints") else None, args=list(i.get("command") or []),
-            env=env, mounts=mounts, one_shot=i.get("restart") == "on-failure")
+            env=env, mounts=mounts, one_shot=i.get("restart") == "on-failure",
+            probes=docker_probes(i.get("healthcheck")))
         if not container.tool:
             skipped.append(container)
             continue
@@ -573,6 +640,8 @@ class Started:
     listens: list[str] = field(default_factory=list)  # "127.0.0.1:port" it must be listening on
     changes: list[str] = field(default_factory=list)
     expect_failure: Optional[str] = None  # Container.expect_failure with this pod's addresses
+    # (probe, URL here); the URL is None when the probe's port is none the program listens on.
+    probes: list[tuple[Probe, Optional[str]]] = field(default_factory=list)
 
 
 class Rewriter:
@@ -754,7 +823,9 @@ def prepare(pod: Pod, root: Path, environment: Environment) -> list[Started]:
         if problems:
             raise ValueError(f"{c.where}: addresses this check does not know how to keep on loopback: {problems}")
         expect = c.expect_failure and c.expect_failure.format(closed=f"127.0.0.1:{rewriter.closed}")
-        started.append(Started(c, args, process_env, root, changes=changes, expect_failure=expect))
+        probes = [(probe, f"{probe.scheme.lower()}://127.0.0.1:{rewriter.ports[probe.port]}{probe.path}"
+                   if probe.port in rewriter.ports else None) for probe in c.probes]
+        started.append(Started(c, args, process_env, root, changes=changes, expect_failure=expect, probes=probes))
     for s in started:
         s.listens = rewriter.listens.get(s.container.name, [])
     return started
@@ -789,6 +860,7 @@ class Outcome:
     output: str
     seconds: float
     listening: dict[str, bool] = field(default_factory=dict)
+    probed: dict[str, str] = field(default_factory=dict)  # "kind GET path" -> the answer
     problem: Optional[str] = None
 
     @property
@@ -800,13 +872,45 @@ class Outcome:
         lines = [f"{self.started.container.where} ({self.started.container.tool}): {state} after {self.seconds:.1f}s",
                  f"  argv: {shlex.join(self.started.argv)}"]
         lines += [f"  changed: {change}" for change in self.started.changes]
+        lines += [f"  probed: {key} -> {answer}" for key, answer in self.probed.items()]
         if self.problem:
             lines.append(f"  problem: {self.problem}")
             lines += ["  | " + line for line in self.output.strip().splitlines()[-15:]]
         return "\n".join(lines)
 
 
-def verdict(started: Started, returncode: Optional[int], output: str, listening: dict[str, bool]) -> Optional[str]:
+# Answers that show the path is not one the program serves (or not over HTTP at that port). Any
+# other answer means the route exists: a 503 is the program's own verdict on its health here, on
+# loopback with stand-ins, which is not what this check is about.
+NOT_SERVED = (404, 405, 501)
+
+
+def probe(url: str) -> str:
+    """What a kubelet's httpGet (or a healthcheck's wget) gets: redirects followed, the final status."""
+    request = urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.33", "Accept": "*/*"})
+    context = ssl._create_unverified_context() if url.startswith("https:") else None  # kubelet does not verify
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as answer:
+            return str(answer.status)
+    except urllib.error.HTTPError as error:
+        return str(error.code)
+    except (OSError, http.client.HTTPException) as error:
+        return f"no HTTP answer ({error})"
+
+
+def probe_problems(started: Started, probed: dict[str, str]) -> list[str]:
+    problems = []
+    for p, url in started.probes:
+        key = f"{p.kind} {p.scheme} GET :{p.port}{p.path}"
+        if url is None:
+            problems.append(f"{key}: the program listens on no port {p.port}")
+        elif not probed.get(key, "").isdigit() or int(probed[key]) in NOT_SERVED:
+            problems.append(f"{key}: {probed.get(key, 'not requested')}")
+    return problems
+
+
+def verdict(started: Started, returncode: Optional[int], output: str, listening: dict[str, bool],
+            probed: Optional[dict[str, str]] = None) -> Optional[str]:
     """None when the program accepted its command line and config, else what went wrong."""
     benign = BENIGN.get(started.container.tool)
     lines = [line for line in output.splitlines() if not (benign and benign.search(line))]
@@ -832,6 +936,9 @@ def verdict(started: Started, returncode: Optional[int], output: str, listening:
     silent = [a for a, up in listening.items() if not up]
     if silent:
         return f"not listening on {', '.join(silent)}, which its command line or config names"
+    unserved = probe_problems(started, probed or {})
+    if unserved:
+        return "a probe's path is not served: " + "; ".join(unserved)
     return None
 
 
@@ -899,13 +1006,17 @@ def run_together(batch: list[Started], binary: Callable[[str], str], logs: Path)
         for p in processes:
             returncode = p.popen.poll()
             listening = {a: _listening(a) for a in p.started.listens} if returncode is None else {}
-            outcomes.append(Outcome(p.started, returncode, "", (p.ended or time.monotonic()) - p.began, listening))
+            probed = {f"{pr.kind} {pr.scheme} GET :{pr.port}{pr.path}": probe(url)
+                      for pr, url in p.started.probes if url and returncode is None}
+            outcomes.append(Outcome(p.started, returncode, "", (p.ended or time.monotonic()) - p.began, listening,
+                                    probed))
     finally:
         for p in processes:
             p.stop()
     for outcome, p in zip(outcomes, processes):
         outcome.output = p.output()
-        outcome.problem = verdict(outcome.started, outcome.returncode, outcome.output, outcome.listening)
+        outcome.problem = verdict(outcome.started, outcome.returncode, outcome.output, outcome.listening,
+                                  outcome.probed)
     return outcomes
 
 

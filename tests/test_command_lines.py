@@ -134,6 +134,26 @@ def test_every_container_is_started_or_listed_as_not_covered(results, stack):
         assert {c.tool for c in started} == PROD_PROGRAMS
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_probe_of_a_program_not_started_here_is_a_path_it_serves(results, stack):
+    """The probes of the programs this check cannot start (their HTTP probes are requested from the
+    started ones, in the test below) are held against SERVED_PATHS, the upstream source of each."""
+    _, skipped = cl.pods(results[stack], stack)
+    problems = [f"{c.where}: {p.kind} GET {p.path} is not among the paths {cl.image_key(c.image)} serves "
+                f"({sorted(cl.SERVED_PATHS.get(cl.image_key(c.image), {}))})"
+                for c in skipped for p in c.probes
+                if p.path not in cl.SERVED_PATHS.get(cl.image_key(c.image), {})]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_served_path_listed_is_one_a_probe_uses(results):
+    used = {(cl.image_key(c.image), p.path) for stack in STACKS for c in cl.pods(results[stack], stack)[1]
+            for p in c.probes}
+    listed = {(key, path) for key, paths in cl.SERVED_PATHS.items() for path in paths}
+    assert listed == used
+    assert set(cl.SERVED_PATHS) <= set(cl.NOT_COVERED)
+
+
 # ---------------------------------------------------------------- the command lines
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -180,6 +200,18 @@ def test_a_config_the_program_rejects_fails_the_check(results, runner):
     container.mounts["/etc/blackbox"] = dataclasses.replace(volume, files={"blackbox.yml": "modules: {http_2xx: {prober: http, no_such_field: 1}}\n"})
     outcome = run_one(runner, pod)
     assert not outcome.passed and "config rejected" in outcome.problem, outcome.describe()
+
+
+def test_a_probe_path_the_program_does_not_serve_fails_the_check(results, runner):
+    pod = one_container(results, "prod", "jaeger")
+    container = pod.containers[0]
+    container.probes = [dataclasses.replace(p, path="/health") for p in container.probes]
+    outcome = run_one(runner, pod)
+    assert not outcome.passed and "a probe's path is not served" in outcome.problem, outcome.describe()
+    assert "GET :13133/health: 404" in outcome.problem, outcome.describe()
+    container.probes = [dataclasses.replace(p, port=1) for p in container.probes]
+    outcome = run_one(runner, pod)
+    assert not outcome.passed and "listens on no port 1" in outcome.problem, outcome.describe()
 
 
 def test_a_one_shot_program_passes_only_on_its_expected_failure(results, runner):

@@ -433,6 +433,53 @@ def test_filebeat_input_registry_and_rbac(prod):
     assert role == [{"apiGroups": [""], "resources": ["pods", "namespaces", "nodes"], "verbs": ["get", "list", "watch"]}]
 
 
+def kubernetes_metadata_reads(processor: dict) -> set[tuple[str, str]]:
+    """(API group, resource) that Filebeat 8.19's add_kubernetes_metadata reads with these settings
+    (libbeat/processors/add_kubernetes_metadata, its documented defaults): the pods, their node and
+    namespace unless disabled, the ReplicaSets behind a Deployment and the Jobs behind a CronJob
+    unless disabled, and with use_kubeadm (default true) kube-system's kubeadm-config ConfigMap."""
+    reads = {("", "pods")}
+    extra = processor.get("add_resource_metadata") or {}
+    for key, resource in (("node", ("", "nodes")), ("namespace", ("", "namespaces"))):
+        if (extra.get(key) or {}).get("enabled", True):
+            reads.add(resource)
+    for key, resource in (("deployment", ("apps", "replicasets")), ("cronjob", ("batch", "jobs"))):
+        if extra.get(key, True):
+            reads.add(resource)
+    if processor.get("use_kubeadm", True):
+        reads.add(("", "configmaps"))
+    return reads
+
+
+def granted(result, namespace: str, account: str) -> set[tuple[str, str]]:
+    """(API group, resource) a service account may get, list and watch through its bindings."""
+    rules = []
+    for binding in result.find("ClusterRoleBinding") + result.find("RoleBinding"):
+        if any(s["kind"] == "ServiceAccount" and s["name"] == account and s.get("namespace", namespace) == namespace
+               for s in binding.get("subjects") or []):
+            role = result.one(binding["roleRef"]["kind"], binding["roleRef"]["name"])
+            rules += role["rules"]
+    return {(group, resource) for rule in rules if {"get", "list", "watch"} <= set(rule["verbs"])
+            for group in rule["apiGroups"] for resource in rule["resources"]}
+
+
+def test_filebeat_reads_only_what_its_rbac_grants(runs):
+    """Every Kubernetes read the metadata processors of the generated filebeat.yml make is granted to
+    Filebeat's service account: a refused read is retried and logged forever, and the events lack it."""
+    for result in runs.values():
+        daemonset = result.one("DaemonSet", "filebeat")
+        account = daemonset["spec"]["template"]["spec"]["serviceAccountName"]
+        config = yaml.safe_load(result.one("ConfigMap", "filebeat-config")["data"]["filebeat.yml"])
+        processors = [p["add_kubernetes_metadata"] for i in config["filebeat.inputs"] for p in i.get("processors", [])
+                      if "add_kubernetes_metadata" in p]
+        processors += [p["add_kubernetes_metadata"] for p in config.get("processors") or []
+                       if "add_kubernetes_metadata" in p]
+        assert processors, result.stack
+        allowed = granted(result, daemonset["metadata"]["namespace"], account)
+        for processor in processors:
+            assert kubernetes_metadata_reads(processor) <= allowed, (result.stack, processor, allowed)
+
+
 def unhardened(objects: list) -> list[str]:
     """Every init, main and sidecar container (Jobs included) that lacks a hardened default."""
     problems = []

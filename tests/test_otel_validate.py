@@ -11,9 +11,14 @@ next release. Each mutation breaks one rule and the program must say so.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import signal
 import socket
 import subprocess
+import time
+import urllib.request
 
 import pytest
 import yaml
@@ -162,3 +167,141 @@ def test_the_program_refuses_a_broken_config(mutation, tmp_path):
         code, _, out = start(distribution, text, tmp_path)
     assert code not in (0, None), f"{mutation}: the program accepted it: {out[-2000:]}"
     assert expected in out, f"{mutation}: {out[-2000:]}"
+
+
+# ---------------------------------------------------------------- one maximal batch, gateway -> collector
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:  # length-delimited (wire type 2)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _fixed64(number: int, value: int) -> bytes:
+    return _varint(number << 3 | 1) + value.to_bytes(8, "little")
+
+
+def _attribute(key: str, value: str) -> bytes:
+    return _field(1, key.encode()) + _field(2, _field(1, value.encode()))  # KeyValue{key, AnyValue{string_value}}
+
+
+def otlp_traces(spans: int, attribute_bytes: int) -> bytes:
+    """An OTLP ExportTraceServiceRequest (opentelemetry/proto/collector/trace/v1) of one service:
+    `spans` spans of one trace each, each with an attribute of `attribute_bytes` bytes."""
+    now = time.time_ns()
+    filler = "x" * attribute_bytes
+    body = b"".join(_field(2, (  # ScopeSpans.spans: Span
+        _field(1, i.to_bytes(16, "big")) + _field(2, (i + 1).to_bytes(8, "big")) + _field(5, b"GET /predictions")
+        + _varint(6 << 3) + _varint(2) + _fixed64(7, now - 1_000_000) + _fixed64(8, now)
+        + _field(9, _attribute("payload", filler)))) for i in range(spans))
+    scope_spans = _field(1, _field(1, b"loopback-test")) + body
+    resource = _field(1, _field(1, _attribute("service.name", "football-api")))
+    return _field(1, resource + _field(2, scope_spans))  # ExportTraceServiceRequest.resource_spans
+
+
+def _counter(port: int, name: str) -> float:
+    """A counter's sum over its series; Jaeger 2.14's collector core names it with `_total`, the
+    gateway's 0.161 without."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.split("{", 1)[0].split(" ", 1)[0] in (name, name + "_total"))
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, log, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"exited {proc.returncode}: {log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"nothing listens on {port} after {seconds}s: {log.read_text()[-2000:]}")
+
+
+def _port_of(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["as-generated", "without-the-byte-split"])
+def test_a_maximal_gateway_batch_reaches_the_jaeger_collector(split, tmp_path):
+    """The gateway (the collector built at the image's release) forwards the largest batch its batch
+    processor forms (send_batch_max_size spans) to a Jaeger collector (Jaeger at the image's release)
+    started with the rendered receivers: every span must arrive. Without the exporter's byte split the
+    same batch is over the receiver's limit and is dropped: the batch is really a maximal one."""
+    _, gateway = rendered("gateway-keep-all")
+    _, prod_gateway = rendered("gateway-tail")
+    # The parts that decide the batch and the export are the same for every sampling mode.
+    assert gateway["processors"]["batch"] == prod_gateway["processors"]["batch"]
+    assert gateway["exporters"] == {"otlp_grpc/jaeger": {**prod_gateway["exporters"]["otlp_grpc/jaeger"],
+                                                         "endpoint": "jaeger:4317"}}
+    if not split:
+        gateway["exporters"]["otlp_grpc/jaeger"]["sending_queue"].pop("batch")
+    _, collector = rendered("collector")
+    # No Elasticsearch here: the store is memory, the receivers and processors are as rendered.
+    collector["extensions"]["jaeger_storage"]["backends"]["traces"] = {"memory": {"max_traces": 100_000}}
+
+    (tmp_path / "jaeger").mkdir()
+    (tmp_path / "gateway").mkdir()
+    collector_cfg = otel_policy.parse(on_loopback(yaml.safe_dump(collector), tmp_path / "jaeger"))
+    grpc_endpoint = collector_cfg["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    gateway_text = on_loopback(yaml.safe_dump(gateway), tmp_path / "gateway").replace("127.0.0.1:9", grpc_endpoint)
+    gateway_cfg = otel_policy.parse(gateway_text)
+    spans = gateway_cfg["processors"]["batch"]["send_batch_max_size"]
+    # ~1 KiB a span: the batch is over every limit involved, under the gateway's 20 MiB HTTP body limit.
+    payload = otlp_traces(spans, 1000)
+    limit = collector_cfg["receivers"]["otlp"]["protocols"]["grpc"]["max_recv_msg_size_mib"] * 1024 * 1024
+    assert limit < len(payload) < 20 * 1024 * 1024
+
+    processes = []
+    try:
+        for name, distribution, config in (("jaeger", "jaeger", collector_cfg), ("gateway", "contrib", gateway_cfg)):
+            path, log = tmp_path / name / "config.yaml", tmp_path / name / "out.log"
+            path.write_text(yaml.safe_dump(config))
+            with open(log, "wb") as out:
+                proc = subprocess.Popen([program(distribution), f"--config={path}"], stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            processes.append(proc)
+            ready = (grpc_endpoint if name == "jaeger"
+                     else config["receivers"]["otlp"]["protocols"]["http"]["endpoint"])
+            _wait_listening(_port_of(ready), proc, log)
+        jaeger_metrics = collector_cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"][
+            "prometheus"]["port"]
+        gateway_metrics = gateway_cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"][
+            "prometheus"]["port"]
+        http = gateway_cfg["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+        request = urllib.request.Request(f"http://{http}/v1/traces", data=payload, method="POST",
+                                         headers={"Content-Type": "application/x-protobuf"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            sent = _counter(gateway_metrics, "otelcol_exporter_sent_spans")
+            failed = _counter(gateway_metrics, "otelcol_exporter_send_failed_spans")
+            if sent + failed >= spans:
+                break
+            time.sleep(0.5)
+        accepted = _counter(jaeger_metrics, "otelcol_receiver_accepted_spans")
+    finally:
+        for proc in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    gateway_log = (tmp_path / "gateway" / "out.log").read_text()
+    if split:
+        assert (sent, failed, accepted) == (spans, 0, spans), gateway_log[-3000:]
+    else:
+        assert failed == spans and accepted == 0, gateway_log[-3000:]
+        assert "ResourceExhausted" in gateway_log and "larger than max" in gateway_log, gateway_log[-3000:]

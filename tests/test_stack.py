@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Optional
 
 import pytest
 import yaml
 
 from tools import offline
-from components.settings import PROJECT, SECRETS
+from components.settings import PROJECT, SECRETS, SettingsError
+from tests import command_lines, grafana_expansion
 from tests.conftest import KUBERNETES, run_on_kubernetes
 
 COMPONENT_TYPES = {
@@ -241,12 +244,271 @@ def test_grafana_provisioning(prod):
     assert len(uids) == len(dashboards)
 
 
+def grafana_containers(result) -> list[command_lines.Container]:
+    _, not_built = command_lines.pods(result, result.stack)
+    found = [c for c in not_built if command_lines.image_key(c.image) == "grafana"]
+    assert found, f"{result.stack}: no Grafana container"
+    return found
+
+
+def container_files(container: command_lines.Container) -> dict[str, str]:
+    """Every file the container sees at its path (ConfigMaps, Secrets, uploads)."""
+    return {(f"{path.rstrip('/')}/{name}" if name else path): content
+            for path, volume in container.mounts.items() for name, content in volume.files.items()}
+
+
+def unintended_expansions(container: command_lines.Container) -> tuple[list[str], int]:
+    """Every `$` Grafana would expand in what it reads at start, other than a $__file{} of a file
+    the container has or a $__env{} of a variable it sets; and how many of those references there are."""
+    files, env = container_files(container), container.env
+    problems, meant = [], 0
+
+    def judge(where: str, found: list[grafana_expansion.Expansion]) -> None:
+        nonlocal meant
+        for e in found:
+            if (e.kind == "file" and e.name in files) or \
+                    (e.kind == "env" and e.text.startswith("$__env{") and e.name in env):
+                meant += 1
+            else:
+                problems.append(f"{container.where}: {where}: {e.text!r} would be expanded ({e.kind})")
+
+    # The stack names both paths instead of relying on the image's defaults.
+    config_path, provisioning_dir = env["GF_PATHS_CONFIG"], env["GF_PATHS_PROVISIONING"]
+    for key, value in grafana_expansion.ini_values(files[config_path]):
+        judge(f"{config_path} {key}", grafana_expansion.expand_ini_value(value, env, files)[1])
+    for name, value in env.items():  # GF_<SECTION>_<KEY> overrides are expanded like the file's values
+        if name.startswith("GF_"):
+            judge(f"${name}", grafana_expansion.expand_ini_value(value, env, files)[1])
+    documents = list(grafana_expansion.provisioned_documents(files, provisioning_dir))
+    assert documents, f"{container.where}: nothing under {provisioning_dir}"
+    for path, document in documents:
+        for where, value in grafana_expansion.strings_of(document):
+            judge(f"{path} {where}", grafana_expansion.expand_provisioned(value, env, files)[1])
+    return problems, meant
+
+
+def test_grafana_expands_only_the_references_we_mean(runs, docker_dev):
+    """Grafana expands `$` in grafana.ini and in every provisioned value (tests/grafana_expansion.py):
+    a literal `$` that is not written `$$` silently disappears with what follows it."""
+    for result in (runs["dev"], runs["prod"], docker_dev):
+        for container in grafana_containers(result):
+            problems, meant = unintended_expansions(container)
+            assert not problems, "\n".join(problems)
+            assert meant >= 3  # the admin password, the logs datasource's password and CA: the check sees them
+
+
+def test_grafana_sees_the_trace_link_queries_as_written(prod):
+    (container,) = grafana_containers(prod)
+    files = container_files(container)
+    text = files[f"{container.env['GF_PATHS_PROVISIONING']}/datasources/datasources.yaml"]
+    jaeger = {d["uid"]: d for d in yaml.safe_load(text)["datasources"]}["traces"]["jsonData"]
+    seen = {where: grafana_expansion.expand_provisioned(value, container.env, files)[0]
+            for where, value in grafana_expansion.strings_of(jaeger)}
+    assert seen["tracesToMetrics.queries[0].query"] == "sum(job:http_requests:rate5m{$__tags})"
+    assert seen["tracesToLogsV2.query"] == 'trace.id:"${__trace.traceId}"'
+
+
+@pytest.mark.parametrize("raw, env, files, expected", [
+    # Grafana's own cases (pkg/services/provisioning/values/values_test.go)
+    ("$STRING", {"STRING": "test"}, {}, "test"),
+    ("$EMPTYSTRING", {"EMPTYSTRING": ""}, {}, ""),
+    ("$$", {}, {}, "$"),
+    ("mY,Passwo$$rd", {}, {}, "mY,Passwo$rd"),
+    ("Some text with $STRING\n", {"STRING": "test"}, {}, "Some text with test\n"),
+    ("$__file{/f}", {}, {"/f": "hello, world\n"}, "hello, world"),
+    # Go's os.Expand: unset names, ${...} with any characters, special one-character names, bad syntax
+    ("{$__tags}", {}, {}, "{}"),
+    ('"${__trace.traceId}"', {}, {}, '""'),
+    ("a$1b", {}, {}, "ab"),
+    ("${}x", {}, {}, "x"),
+    ("x$", {}, {}, "x$"),
+    ("$-", {}, {}, ""),
+    ("${HOME}/$$HOME", {"HOME": "/h"}, {}, "/h/$HOME"),
+    ("$$$X", {"X": "1"}, {}, "$1"),
+    ("${", {}, {}, ""),
+    ("a${b", {}, {}, "ab"),
+    ("$__env{X}:$__other{y}", {"X": "1"}, {}, "1:{y}"),  # no `other` expander: os.ExpandEnv eats `$__other`
+])
+def test_grafana_expansion_rule(raw, env, files, expected):
+    assert grafana_expansion.expand_provisioned(raw, env, files)[0] == expected
+
+
+def test_grafana_ini_expansion_rule():
+    assert grafana_expansion.expand_ini_value("$__file{/f} ${X} $__env{X} $Y $$ $__vault{a}",
+                                              {"X": "1", "Y": "2"}, {"/f": " s "})[0] == \
+        "s 1 1 $Y $$ $__vault{a}"
+
+
 def test_ingress_only_where_a_host_is_set(dev, prod):
     assert not dev.find("Ingress")
     ingress = prod.one("Ingress", "grafana")
-    assert ingress["spec"]["tls"] == [{"hosts": ["grafana.football-prediction.example.org"], "secretName": "monitoring-tls"}]
+    assert ingress["spec"]["tls"] == [{"hosts": ["grafana.football-prediction.example.org"],
+                                       "secretName": "monitoring-tls-grafana"}]
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt-prod"}
     assert [i["metadata"]["name"] for i in prod.find("Ingress")] == ["grafana", "kibana"]
+
+
+# What makes cert-manager's ingress-shim issue a Certificate for an Ingress (hasShimAnnotation in
+# pkg/controller/certificate-shim/sync.go; kubernetes.io/tls-acme is its default auto annotation).
+SHIM_ANNOTATIONS = ("cert-manager.io/issuer", "cert-manager.io/cluster-issuer")
+SHIM_AUTO_ANNOTATION = "kubernetes.io/tls-acme"
+
+
+def shim_certificate_conflicts(result) -> list[str]:
+    """TLS Secrets that more than one issuing Ingress (or one Ingress twice) names: the shim makes
+    one Certificate per Secret, owned by the first Ingress, and refuses to update it for the others."""
+    owners: dict[tuple[str, str], list[str]] = {}
+    for ingress in result.find("Ingress"):
+        meta = ingress["metadata"]
+        annotations = meta.get("annotations") or {}
+        if not (any(a in annotations for a in SHIM_ANNOTATIONS)
+                or annotations.get(SHIM_AUTO_ANNOTATION, "").lower() in ("1", "t", "true")):
+            continue
+        for block in ingress["spec"].get("tls") or []:
+            owners.setdefault((meta.get("namespace", "default"), block["secretName"]), []).append(meta["name"])
+    return [f"{result.stack}: Secret {namespace}/{secret} is named by the issuing Ingresses {names}"
+            for (namespace, secret), names in sorted(owners.items()) if len(names) > 1]
+
+
+def every_ui_exposed(overrides: dict | None = None) -> offline.RunResult:
+    hosts = {f"{ui}Host": f"{ui}.football-prediction.example.org" for ui in ("prometheus", "alertmanager", "jaeger")}
+    return offline.run("prod", {"ingress": {**hosts, "authUrl": "https://auth.example.org/oauth2/auth",
+                                            **(overrides or {})}})
+
+
+def test_each_issued_certificate_has_one_ingress(runs):
+    exposed = every_ui_exposed()
+    assert len(exposed.find("Ingress")) == 5  # grafana, prometheus, alertmanager, jaeger, kibana
+    for result in (*runs.values(), exposed):
+        assert not shim_certificate_conflicts(result), shim_certificate_conflicts(result)
+    # Without an issuer the named Secret is the operator's own (a wildcard certificate): shared as named.
+    own = every_ui_exposed({"clusterIssuer": None})
+    assert {i["spec"]["tls"][0]["secretName"] for i in own.find("Ingress")} == {"monitoring-tls"}
+    assert not shim_certificate_conflicts(own)
+
+
+def _flag(args: list[str], flag: str) -> Optional[str]:
+    """The value of --flag=value or of `--flag value`."""
+    for i, arg in enumerate(args):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def _kibana_url(c: command_lines.Container) -> Optional[str]:
+    return yaml.safe_load(container_files(c)[_flag(c.args, "--config")]).get("server.publicBaseUrl")
+
+
+def _grafana_url(c: command_lines.Container) -> Optional[str]:
+    return dict(grafana_expansion.ini_values(container_files(c)[c.env["GF_PATHS_CONFIG"]])).get("server.root_url")
+
+
+# How each program with a UI learns the address it puts in the links it hands out: Alertmanager's in
+# every notification (.ExternalURL: Slack's default title_link, the webhook and DingTalk payloads),
+# Prometheus's in every alert (generatorURL), Grafana's and Kibana's in shared and alert links.
+ANNOUNCED_URL = {
+    "prometheus": lambda c: _flag(c.args, "--web.external-url"),
+    "alertmanager": lambda c: _flag(c.args, "--web.external-url"),
+    "grafana": _grafana_url,
+    "kibana": _kibana_url,
+    # The Jaeger UI links relative to the page it is opened at, and sends nothing.
+    "jaeger": None,
+}
+
+
+def ingress_urls(result) -> dict[str, str]:
+    """workload name -> the URL its Ingress serves it at (https when the Ingress has TLS for the host)."""
+    workloads = [o for o in result.kubernetes_objects() if o["kind"] in ("StatefulSet", "Deployment", "DaemonSet")]
+    found = {}
+    for ingress in result.find("Ingress"):
+        tls_hosts = {h for block in ingress["spec"].get("tls") or [] for h in block["hosts"]}
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                selector = result.one("Service", path["backend"]["service"]["name"])["spec"]["selector"]
+                for w in workloads:
+                    if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items():
+                        scheme = "https" if rule["host"] in tls_hosts else "http"
+                        found[w["metadata"]["name"]] = f"{scheme}://{rule['host']}"
+    return found
+
+
+def announced_urls(result) -> dict[str, tuple[str, Optional[str]]]:
+    """workload name -> (program, the URL it announces) for every UI program of the run."""
+    pods, not_built = command_lines.pods(result, result.stack)
+    found = {}
+    for c in [c for pod in pods for c in pod.containers] + not_built:
+        key = command_lines.image_key(c.image)
+        if key in ANNOUNCED_URL and ANNOUNCED_URL[key]:
+            # "<stack> <Kind>/<name> container <c>" or, on a Docker host, "<stack> docker container <name>"
+            parts = c.where.split()
+            workload = parts[-1] if parts[1] == "docker" else parts[1].split("/", 1)[1]
+            found[workload] = (key, ANNOUNCED_URL[key](c))
+    return found
+
+
+def unreachable_links(result) -> list[str]:
+    """Every announced URL that is not where the program is opened from outside, where the stack exposes it."""
+    announced = announced_urls(result)
+    problems = []
+    for workload, url in ingress_urls(result).items():
+        program = next((p for w, (p, _) in announced.items() if w == workload), None)
+        if program is None:
+            assert workload in ANNOUNCED_URL and ANNOUNCED_URL[workload] is None, f"{workload}: how does it announce?"
+            continue
+        if (announced[workload][1] or "").rstrip("/") != url:
+            problems.append(f"{result.stack} {workload}: announces {announced[workload][1]!r}, its ingress is {url}")
+    return problems
+
+
+def notification_literal_urls(result) -> list[str]:
+    """URLs written into notification texts (templates and the receivers' text fields) that name a
+    cluster-internal host: nobody outside can open them."""
+    config = yaml.safe_load(result.one("ConfigMap", "alertmanager-config")["data"]["alertmanager.yml"])
+    texts = [result.one("ConfigMap", "alertmanager-templates")["data"][name]
+             for name in result.one("ConfigMap", "alertmanager-templates")["data"]]
+    delivery = {"url", "api_url", "url_file", "api_url_file", "smarthost"}  # where it sends, not what it says
+    for receiver in config.get("receivers") or []:
+        for kind, configs in receiver.items():
+            for entry in configs if isinstance(configs, list) else []:
+                texts += [str(v) for k, v in entry.items() if k not in delivery and isinstance(v, str)]
+    return [m.group(0) for text in texts for m in re.finditer(r"https?://[^\s\"'<>)]+", text)
+            if re.search(r"\.svc(\.|:|/|$)|//(localhost|127\.)", m.group(0))]
+
+
+def test_links_people_get_open_from_outside(runs):
+    """The URL every UI program puts into its links is the one its ingress serves, wherever the stack
+    gives it one, and no notification text names a cluster-internal address of its own accord."""
+    exposed = every_ui_exposed()
+    assert set(ingress_urls(exposed)) == {"grafana", "prometheus", "alertmanager", "jaeger", "kibana"}
+    for result in (*runs.values(), exposed):
+        assert not unreachable_links(result), unreachable_links(result)
+        assert not notification_literal_urls(result), notification_literal_urls(result)
+
+
+def test_external_urls_without_an_ingress_come_from_the_settings(runs):
+    urls = {"prometheus": "https://prometheus.vpn.example.org", "alertmanager": "https://alertmanager.vpn.example.org"}
+    for stack in ("prod", "dev"):  # Kubernetes without an ingress for them; a Docker host's published ports
+        result = offline.run(stack, {section: {"externalUrl": url} for section, url in urls.items()})
+        announced = announced_urls(result)
+        assert {w: u for w, (_, u) in announced.items() if w in urls} == urls, stack
+        assert not result.find("Ingress", "prometheus") and not result.find("Ingress", "alertmanager")
+        for section, url in urls.items():
+            assert result.outputs[f"{section}ExternalUrl"] == url
+    # Without the setting and without an ingress the internal address is all there is.
+    plain = announced_urls(runs["prod"])
+    assert {w: u for w, (_, u) in plain.items() if w in urls} == \
+        {"prometheus": "http://prometheus.monitoring.svc:9090", "alertmanager": "http://alertmanager.monitoring.svc:9093"}
+    assert "prometheusExternalUrl" not in runs["prod"].outputs
+    # The ingress wins, and a second address next to it is refused.
+    with pytest.raises(SettingsError, match="prometheus.externalUrl"):
+        every_ui_exposed_with({"prometheus": {"externalUrl": urls["prometheus"]}})
+
+
+def every_ui_exposed_with(sections: dict) -> offline.RunResult:
+    hosts = {f"{ui}Host": f"{ui}.football-prediction.example.org" for ui in ("prometheus", "alertmanager", "jaeger")}
+    return offline.run("prod", {"ingress": {**hosts, "authUrl": "https://auth.example.org/oauth2/auth"}, **sections})
 
 
 def test_stateful_resources_protected_in_prod_only(dev, prod):

@@ -24,7 +24,7 @@ from components.logging import CA_SECRET
 from components.configs import jaeger as jaeger_config
 from components.settings import DEFAULT_IMAGES, SettingsError
 from components.tracing import ElasticsearchConnection
-from tests import otel_policy
+from tests import grafana_expansion, otel_policy
 from tests.test_otel_validate import validate
 from tests.conftest import ROOT, run_on_kubernetes
 from tests.test_hardening import EXACT_IMAGE, SCHEMA_VERSION
@@ -289,6 +289,111 @@ def test_probabilistic_sampling_scales_the_gateway(prod_probabilistic):
     assert "tail_sampling" not in config["processors"]
 
 
+# ---------------------------------------------------------------- sender bytes against receiver limits
+
+MIB = 1024 * 1024
+# configgrpc v0.140.0 (the collector core of Jaeger 2.14) passes grpc.MaxRecvMsgSize only when
+# max_recv_msg_size_mib > 0 (ServerConfig.ToServer); grpc-go v1.76.0 then keeps its own default,
+# defaultServerMaxReceiveMessageSize = 4 MiB (server.go), checked after decompression as well
+# (rpc_util.go), so gzip on the wire buys nothing.
+GRPC_DEFAULT_MAX_RECV_BYTES = 4 * MIB
+OTLP_EXPORTERS = ("otlp", "otlp_grpc")
+
+
+def collector_configs(result) -> dict[str, tuple[dict, dict]]:
+    """workload name -> (its config, the workload) for every program started with --config=<file>."""
+    found = {}
+    for obj in result.kubernetes_objects():
+        if obj["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        spec = pod(obj)
+        container = spec["containers"][0]
+        path = next((a.split("=", 1)[1] for a in container.get("args") or [] if a.startswith("--config=")), None)
+        if not path:
+            continue
+        directory, file = path.rsplit("/", 1)
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        text = result.one("ConfigMap", volume["configMap"]["name"])["data"][file]
+        found[obj["metadata"]["name"]] = (yaml.safe_load(text), obj)
+    return found
+
+
+def worst_case_export_bytes(exporter: dict) -> tuple[float, str]:
+    """The largest message an OTLP exporter of collector 0.161 sends, and why.
+
+    Only exporterhelper's queue batching with the `bytes` sizer bounds a request's size; a batch
+    counted in spans (the batch processor, or an `items` sizer) has no bound in bytes, since a span's
+    attributes do not (the OpenTelemetry SDKs limit their count, not their length, by default)."""
+    queue = exporter.get("sending_queue") or {}
+    batch = queue.get("batch")
+    if not queue.get("enabled", True) or not batch:
+        return float("inf"), "no batching in the exporter's queue: requests go out as the processors built them"
+    # queuebatch.Config.Unmarshal: the batch inherits the queue's sizer when it names none; the
+    # default batch counts items.
+    sizer = batch.get("sizer") or queue.get("sizer") or "items"
+    if sizer != "bytes" or not batch.get("max_size"):
+        return float("inf"), f"the queue batches by {sizer} without a maximum in bytes"
+    return batch["max_size"], f"sending_queue.batch.max_size {batch['max_size']} bytes"
+
+
+def receiver_limit_bytes(config: dict, port: int) -> tuple[str, int]:
+    """(receiver id, the largest message it accepts) of the OTLP gRPC receiver listening on port."""
+    for rid, receiver in (config.get("receivers") or {}).items():
+        grpc = (((receiver or {}).get("protocols") or {}).get("grpc")) or {}
+        if rid.split("/")[0] == "otlp" and str(grpc.get("endpoint", "")).endswith(f":{port}"):
+            mib = grpc.get("max_recv_msg_size_mib") or 0
+            return rid, mib * MIB if mib > 0 else GRPC_DEFAULT_MAX_RECV_BYTES
+    raise LookupError(f"no OTLP gRPC receiver on port {port}")
+
+
+def otlp_links(result) -> list[tuple[str, dict, str, dict, int]]:
+    """(sender workload, exporter, receiver workload, receiver config, container port) of every OTLP
+    gRPC exporter a collector config of the run has, followed through the Service its endpoint names."""
+    configs = collector_configs(result)
+    links = []
+    for sender, (config, _) in configs.items():
+        for eid, exporter in (config.get("exporters") or {}).items():
+            if eid.split("/")[0] not in OTLP_EXPORTERS:
+                continue
+            host, port = exporter["endpoint"].rsplit(":", 1)
+            service = result.one("Service", host.split(".")[0])["spec"]
+            target = next(p.get("targetPort", p["port"]) for p in service["ports"] if p["port"] == int(port))
+            receivers = [(name, cfg, obj) for name, (cfg, obj) in configs.items()
+                         if service["selector"].items() <= pod_labels(obj).items()]
+            assert receivers, f"{sender}: {exporter['endpoint']} selects no collector"
+            for name, cfg, obj in receivers:
+                container_port = target if isinstance(target, int) else container_ports(obj)[target]
+                links.append((f"{sender} exporters.{eid}", exporter, name, cfg, container_port))
+    return links
+
+
+def pod_labels(obj: dict) -> dict:
+    return obj["spec"]["template"]["metadata"]["labels"]
+
+
+def test_no_gateway_export_is_larger_than_its_receiver_accepts(prod_tracing, prod_probabilistic):
+    for result in (prod_tracing, prod_probabilistic):
+        links = otlp_links(result)
+        assert [(s.split()[0], r) for s, _, r, _, _ in links] == [("otel-gateway", "jaeger-collector")]
+        for sender, exporter, receiver, config, port in links:
+            worst, why = worst_case_export_bytes(exporter)
+            rid, limit = receiver_limit_bytes(config, port)
+            assert worst <= limit, (f"{sender} sends up to {worst} bytes ({why}); {receiver} receivers.{rid} "
+                                    f"accepts {limit}: a larger export is refused and dropped")
+
+
+def test_the_export_bound_is_exporterhelpers_own_rule():
+    assert worst_case_export_bytes({"sending_queue": {"batch": {"sizer": "bytes", "max_size": 5}}})[0] == 5
+    assert worst_case_export_bytes({"sending_queue": {"sizer": "bytes", "batch": {"max_size": 5}}})[0] == 5
+    for unbounded in ({}, {"sending_queue": {"queue_size": 10}}, {"sending_queue": {"batch": {"max_size": 5}}},
+                      {"sending_queue": {"enabled": False, "batch": {"sizer": "bytes", "max_size": 5}}},
+                      {"sending_queue": {"batch": {"sizer": "bytes", "max_size": 0}}}):
+        assert worst_case_export_bytes(unbounded)[0] == float("inf"), unbounded
+    grpc = {"receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}}}}}
+    assert receiver_limit_bytes(grpc, 4317) == ("otlp", 4 * MIB)
+
+
 # ---------------------------------------------------------------- the generated configs
 
 
@@ -434,13 +539,14 @@ def test_prometheus_scrapes_every_tracing_service(dev_k8s, prod_tracing, dev_doc
 
 
 def datasources(result) -> dict:
+    """The provisioned datasources as Grafana reads them (after its `$` expansion, no environment)."""
     if result.containers():
         grafana = result.container("grafana")
         text = {u["file"]: u["content"] for u in grafana.inputs["uploads"]}[
             "/etc/grafana/provisioning/datasources/datasources.yaml"]
     else:
         text = result.one("ConfigMap", "grafana-datasources")["data"]["datasources.yaml"]
-    return {d["uid"]: d for d in yaml.safe_load(text)["datasources"]}
+    return {d["uid"]: d for d in grafana_expansion.as_read(yaml.safe_load(text))["datasources"]}
 
 
 def test_grafana_gets_a_jaeger_datasource_linked_to_metrics_and_logs(prod_tracing, dev_docker):

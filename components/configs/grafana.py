@@ -74,6 +74,33 @@ external_enabled = false
 """
 
 
+class FileRef(str):
+    """A `$__file{path}` reference: the one `$` of a provisioned value Grafana is meant to expand.
+
+    Grafana passes the file's content through os.ExpandEnv as well, so it must hold no `$` (the
+    generated passwords are alphanumeric, a PEM has none)."""
+
+    def __new__(cls, path: str) -> "FileRef":
+        return super().__new__(cls, f"$__file{{{path}}}")
+
+
+def provisioned(value):
+    """A provisioning document as Grafana must read it: every `$` of a literal doubled.
+
+    Grafana 12.4 expands `$NAME`, `${NAME}` and `$__<expander>{...}` in every string value of a
+    provisioning file and reads `$$` as one `$` (pkg/services/provisioning/values/values.go), so a
+    query such as `{$__tags}` would reach the datasource as `{}`. Only FileRefs stay expandable."""
+    if isinstance(value, FileRef):
+        return str(value)
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: provisioned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [provisioned(v) for v in value]
+    return value
+
+
 def render_datasources(cfg: GrafanaConfig) -> str:
     document = {
         "apiVersion": 1,
@@ -105,7 +132,7 @@ def render_datasources(cfg: GrafanaConfig) -> str:
         document["datasources"].append(jaeger_datasource(cfg))
     if cfg.logs_url:
         document["datasources"].append(logs_datasource(cfg))
-    return yaml.safe_dump(document, sort_keys=False)
+    return yaml.safe_dump(provisioned(document), sort_keys=False)
 
 
 def logs_datasource(cfg: GrafanaConfig) -> dict:
@@ -129,8 +156,8 @@ def logs_datasource(cfg: GrafanaConfig) -> dict:
             "tlsAuthWithCACert": True,
         },
         "secureJsonData": {
-            "basicAuthPassword": f"$__file{{{SECRETS_DIR}/logs-password}}",
-            "tlsCACert": f"$__file{{{SECRETS_DIR}/logs-ca.crt}}",
+            "basicAuthPassword": FileRef(f"{SECRETS_DIR}/logs-password"),
+            "tlsCACert": FileRef(f"{SECRETS_DIR}/logs-ca.crt"),
         },
     }
 
@@ -193,7 +220,7 @@ def render_dashboard_provider(cfg: GrafanaConfig) -> str:
             "options": {"path": DASHBOARDS_DIR, "foldersFromFilesStructure": False},
         }],
     }
-    return yaml.safe_dump(document, sort_keys=False)
+    return yaml.safe_dump(provisioned(document), sort_keys=False)
 
 
 def root_url(external_url: Optional[str], internal_url: str) -> str:

@@ -31,6 +31,12 @@ METRICS_PORT = 8888
 HEALTH_PORT = 13133
 HEALTH_PATH = "/status"
 
+# The largest OTLP/gRPC message the receivers accept. Left unset, configgrpc (v0.140.0, inside
+# Jaeger 2.14) adds no limit and grpc-go's default of 4 MiB applies, counted after decompression;
+# a larger export is refused with ResourceExhausted, which the OTLP exporter treats as permanent
+# and drops. Set here so that senders (the gateway's exporter) are sized against a visible value.
+OTLP_MAX_RECV_MSG_SIZE_MIB = 8
+
 ROLES = ("all-in-one", "collector", "query")
 STORAGE_NAME = "traces"  # the jaeger_storage backend every role uses
 DATE_LAYOUT = "2006-01-02"  # Go layout: one index per day, named <prefix>-jaeger-span-YYYY-MM-DD
@@ -146,7 +152,8 @@ def document(cfg: JaegerConfig) -> dict:
         exporters: dict = {"nop": None}
         pipeline = {"receivers": ["nop"], "exporters": ["nop"]}
     else:
-        receivers = {"otlp": {"protocols": {"grpc": {"endpoint": _listen(OTLP_GRPC_PORT)},
+        receivers = {"otlp": {"protocols": {"grpc": {"endpoint": _listen(OTLP_GRPC_PORT),
+                                                     "max_recv_msg_size_mib": OTLP_MAX_RECV_MSG_SIZE_MIB},
                                             "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}}
         processors = {
             # First in the pipeline: refuse spans (clients retry) before the process runs out of memory.

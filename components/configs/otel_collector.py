@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from components.configs import jaeger as jaeger_config
+
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
 METRICS_PORT = 8888
@@ -20,6 +22,14 @@ HEALTH_PORT = 13133
 HEALTH_PATH = "/"
 
 SAMPLING_MODES = ("probabilistic", "tail")
+
+MIB = 1024 * 1024
+# The batch processor counts spans (8192 to 16384 a batch), and a span's size has no bound: a
+# batch of ordinary 1 KiB spans is 8 to 16 MiB, over what the Jaeger collector accepts in one
+# message. The exporter's queue therefore splits every batch, at span boundaries, into requests
+# of at most this many bytes of OTLP protobuf (exporterhelper's `bytes` sizer measures the
+# message the exporter sends): half the receiver's limit, so no request comes near it.
+MAX_EXPORT_BYTES = jaeger_config.OTLP_MAX_RECV_MSG_SIZE_MIB * MIB // 2
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class GatewayConfig:
     memory_limit_percentage: int = 80
     memory_spike_percentage: int = 20
     queue_size: int = 5000
+    max_export_bytes: int = MAX_EXPORT_BYTES
 
 
 def _listen(port: int) -> str:
@@ -81,7 +92,10 @@ def document(cfg: GatewayConfig) -> dict:
             "endpoint": cfg.jaeger_endpoint,
             # In-cluster hop between two services of the stack, isolated by network policy.
             "tls": {"insecure": True},
-            "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": cfg.queue_size},
+            "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": cfg.queue_size,
+                              # Split only: with no minimum nothing waits here (the batch processor batches).
+                              "batch": {"sizer": "bytes", "min_size": 0, "max_size": cfg.max_export_bytes,
+                                        "flush_timeout": "1s"}},
             "retry_on_failure": {"enabled": True, "initial_interval": "1s", "max_interval": "30s",
                                  "max_elapsed_time": "5m"},
         }},

@@ -274,6 +274,9 @@ def _container_input(platform: str) -> dict:
             "host": "${NODE_NAME}",
             "matchers": [{"logs_path": {"logs_path": "/var/log/containers/"}}],
             "add_resource_metadata": {"deployment": False, "cronjob": False},
+            # On by default: it reads kube-system's kubeadm-config ConfigMap for the cluster name,
+            # which Filebeat's read-only RBAC (pods, namespaces, nodes) does not grant.
+            "use_kubeadm": False,
         }}
     return {
         "type": "filestream",

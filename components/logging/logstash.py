@@ -72,7 +72,9 @@ class Logstash(pulumi.ComponentResource):
             readiness=HttpCheck("/", "api"),
             replicas=lg.logstash_replicas,
             sidecars=[Sidecar("exporter", settings.images["logstashExporter"], Port("exporter", EXPORTER_PORT),
-                              lg.exporters, HttpCheck("/health", "exporter"),
+                              # logstash-exporter v1.9.1 serves /healthcheck (server/server.go), not
+                              # /health; it answers 200 while Logstash's own API does.
+                              lg.exporters, HttpCheck("/healthcheck", "exporter"),
                               env={"LOGSTASH_URL": f"http://127.0.0.1:{API_PORT}", "PORT": str(EXPORTER_PORT)})],
             allow_in=[Flow("filebeat", [(BEATS_PORT, "TCP")]), Flow("prometheus", [(EXPORTER_PORT, "TCP")])],
             allow_out=[Flow("elasticsearch", [(ES_PORT, "TCP")])],

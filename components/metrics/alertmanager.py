@@ -25,7 +25,10 @@ class Alertmanager(pulumi.ComponentResource):
                  dingtalk_url: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:alertmanager:Alertmanager", name, None, opts)
         am = settings.alertmanager
-        self.external_url = platform.public_url("alertmanager")
+        # Notification and alert links carry this URL: the ingress (or a Docker host's published port),
+        # else the address people reach it at some other way, else the cluster-internal one.
+        public = platform.public_url("alertmanager")
+        self.external_url = am.external_url or public
         internal_url = f"http://{platform.host_of('alertmanager')}:{WEB_PORT}"
         secrets = settings.secrets
         # Every receiver credential is a file beside the config, so the config holds no secret
@@ -98,6 +101,6 @@ class Alertmanager(pulumi.ComponentResource):
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("web")
         self.replica_addresses = self.deployed.replica_addresses("web")
-        if self.external_url:
+        if public:
             platform.expose(self.deployed, "web", parent=self)
         self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url})

@@ -65,7 +65,10 @@ class Prometheus(pulumi.ComponentResource):
         prom = settings.prometheus
         discovery = "kubernetes" if platform.kind == "kubernetes" else "static"
         self.config = config_text(settings, alertmanagers, components, blackbox_address, discovery)
-        self.external_url = platform.public_url("prometheus")
+        # Notification and alert links carry this URL: the ingress (or a Docker host's published port),
+        # else the address people reach it at some other way, else the cluster-internal one.
+        public = platform.public_url("prometheus")
+        self.external_url = prom.external_url or public
         internal_url = f"http://{platform.host_of('prometheus')}:{WEB_PORT}"
 
         spec = ServiceSpec(
@@ -102,6 +105,6 @@ class Prometheus(pulumi.ComponentResource):
         )
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("web")
-        if self.external_url:
+        if public:
             platform.expose(self.deployed, "web", parent=self)
         self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url})

@@ -468,9 +468,23 @@ class KubernetesPlatform:
         if ingress.class_name:
             spec["ingressClassName"] = ingress.class_name
         if ingress.tls_secret_name:
-            spec["tls"] = [{"hosts": [host], "secretName": ingress.tls_secret_name}]
+            spec["tls"] = [{"hosts": [host], "secretName": tls_secret(ingress, deployed.name)}]
         k8s.networking.v1.Ingress(deployed.name, metadata=self.meta(deployed.name, deployed.spec, annotations=annotations),
                                   spec=spec, opts=self.opts(parent))
+
+
+def tls_secret(ingress, ui: str) -> str:
+    """The TLS Secret of one UI's Ingress.
+
+    cert-manager's ingress-shim makes one Certificate per TLS Secret, named after the Secret and
+    controlled by the Ingress that asked first; for any other Ingress naming the same Secret it
+    refuses to update "non-owned" Certificates (pkg/controller/certificate-shim/sync.go,
+    buildCertificates), so that host is never added and is served the first host's certificate.
+    With an issuer every Ingress therefore gets its own Secret; without one, the Secret is the
+    operator's (e.g. a wildcard certificate) and is shared as named."""
+    if ingress.cluster_issuer:
+        return f"{ingress.tls_secret_name}-{ui}"
+    return ingress.tls_secret_name
 
 
 def _container_security() -> dict:

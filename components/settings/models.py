@@ -28,8 +28,8 @@ from components.settings.secrets import Secrets
 from components.settings.types import (
     Choice, CpuQuantity, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
     IPv4Address, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
-    OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalObjectName, OptionalText, Percentage, Port,
-    PrometheusSize, SlackChannel, StorageQuantity, WholeNumber, cpu_millicores, duration_seconds, invalid, listed,
+    OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalObjectName, OptionalText,
+    Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, WholeNumber, cpu_millicores, duration_seconds, invalid, listed,
     mapping, prometheus_size_bytes, quantity_bytes, setting)
 
 PROJECT = "football-monitoring"
@@ -216,10 +216,11 @@ class IngressSettings(Section):
     """The UIs behind the cluster's ingress controller."""
 
     class_name: OptionalObjectName = Field(None, description="IngressClass of the UI ingresses")
-    tls_secret_name: OptionalObjectName = Field(
-        None, description="TLS Secret used by the UI ingresses (empty: plain HTTP)")
-    cluster_issuer: OptionalObjectName = Field(
-        None, description="cert-manager ClusterIssuer that issues tlsSecretName")
+    tls_secret_name: OptionalObjectName = Field(None, description=(
+        "TLS Secret used by the UI ingresses (empty: plain HTTP); with clusterIssuer, the prefix of one Secret "
+        "per UI, <tlsSecretName>-<ui>"))
+    cluster_issuer: OptionalObjectName = Field(None, description=(
+        "cert-manager ClusterIssuer that issues each UI's Secret (<tlsSecretName>-grafana, -kibana, ...)"))
     grafana_host: OptionalHostname = Field(None, description="public host of Grafana (empty: no ingress)")
     prometheus_host: OptionalHostname = Field(None, description="public host of Prometheus (empty: no ingress)")
     alertmanager_host: OptionalHostname = Field(None, description="public host of Alertmanager (empty: no ingress)")
@@ -281,6 +282,9 @@ class PrometheusSettings(Section):
     kubelet_insecure_skip_verify: Flag = Field(False, description=(
         "skip TLS verification of kubelet serving certificates (only for clusters whose kubelet certificates are "
         "not signed by the cluster CA, such as kind)"))
+    external_url: OptionalHttpUrl = Field(None, description=(
+        "where people open Prometheus when ingress.prometheusHost is empty (a proxy or VPN address of your own): "
+        "the links of alerts point there; empty: the cluster-internal address"))
     resources: PrometheusResources
 
     @rule
@@ -308,6 +312,10 @@ class AlertmanagerSettings(Section):
     retention: Duration(3600, 365 * 86400) = Field(
         "120h", description="how long silences and the notification log are kept")
     storage_size: StorageQuantity = Field("1Gi", description="size of each Alertmanager volume")
+    external_url: OptionalHttpUrl = Field(None, description=(
+        "where people open Alertmanager when ingress.alertmanagerHost is empty (a proxy or VPN address of your "
+        "own): the links of Slack, e-mail and webhook notifications point there; empty: the cluster-internal "
+        "address"))
     resources: AlertmanagerResources
 
 
@@ -859,6 +867,13 @@ class StackConfig(Section):
         if self.platform == "docker" and replicas != 1:
             yield (f"{at}{section}.replicas = {replicas} is not valid on platform docker: expected 1 (replicas on "
                    "one host share its fate; HA needs Kubernetes)")
+
+    @rule(each=("prometheus", "alertmanager"))
+    def _external_url_beside_an_ingress(self, at: str, section: str) -> Iterable[str]:
+        url, ingress = getattr(self, section).external_url, self.ingress.url(section)
+        if url and ingress and self.platform != "docker":
+            yield (f"{at}{section}.externalUrl = {url!r} is not valid with {at}ingress.{section}Host: expected "
+                   f"empty (the ingress, {ingress}, is where {section} is opened from outside)")
 
     @rule
     def _traces_in_elasticsearch_need_logging(self, at: str) -> Iterable[str]:

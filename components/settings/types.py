@@ -284,6 +284,8 @@ _AUTH_URL_RE = re.compile(rf"^https?://(?:[A-Za-z0-9.-]+|\$[a-z_]+)(?::{_PORT})?
 OptionalAuthUrl = _matching(
     _AUTH_URL_RE, "an absolute http(s) URL such as https://oauth2-proxy.auth.svc/oauth2/auth or "
     "https://$host/oauth2/auth, or empty", optional=True)
+OptionalHttpUrl = _matching(_URL_RE, "an http(s) URL such as https://prometheus.example.org (port 1 to 65535), "
+                            "or empty", optional=True)
 Host = _matching(re.compile(r"^[A-Za-z0-9.-]+$"), "a host name such as postgres.app.svc")
 
 
