@@ -11,14 +11,12 @@ next release. Each mutation breaks one rule and the program must say so.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
-import signal
 import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -169,6 +167,71 @@ def test_the_program_refuses_a_broken_config(mutation, tmp_path):
     assert expected in out, f"{mutation}: {out[-2000:]}"
 
 
+# ---------------------------------------------------------------- programs kept running on loopback
+
+# Prometheus 3's scrape Accept header: what decides the exposition format the programs answer with.
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+                     "application/openmetrics-text;version=0.0.1;q=0.5,"
+                     "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2")
+
+
+def http_get(url: str, accept: str = "*/*") -> str:
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept}), timeout=5) as response:
+        return response.read().decode()
+
+
+def exposed(port: int) -> set[str]:
+    text = http_get(f"http://127.0.0.1:{port}/metrics", PROMETHEUS_ACCEPT)
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def wait_for(what: str, check, seconds: float = 30.0):
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError as error:  # not listening yet
+            last = error
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what} ({last})")
+
+
+class Running:
+    """The program with a config (already moved to loopback), its output in directory/output.log."""
+
+    def __init__(self, distribution: str, text: str, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ports = otel_policy.listening_ports(otel_policy.parse(text))
+        path = directory / "config.yaml"
+        path.write_text(text)
+        self.log = directory / "output.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([program(distribution), f"--config={path}"], stdout=log,
+                                         stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+
+    def metrics_port(self) -> int:
+        return self.ports["service.telemetry.metrics.readers[0]"]
+
+
+
+def counter(port: int, name: str) -> float:
+    """A counter's sum over its series, by its exact name as Prometheus would store it."""
+    text = http_get(f"http://127.0.0.1:{port}/metrics", PROMETHEUS_ACCEPT)
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.split("{", 1)[0].split(" ", 1)[0] == name)
+
+
 # ---------------------------------------------------------------- one maximal batch, gateway -> collector
 
 def _varint(n: int) -> bytes:
@@ -206,30 +269,6 @@ def otlp_traces(spans: int, attribute_bytes: int) -> bytes:
     return _field(1, resource + _field(2, scope_spans))  # ExportTraceServiceRequest.resource_spans
 
 
-def _counter(port: int, name: str) -> float:
-    """A counter's sum over its series; Jaeger 2.14's collector core names it with `_total`, the
-    gateway's 0.161 without."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.split("{", 1)[0].split(" ", 1)[0] in (name, name + "_total"))
-
-
-def _wait_listening(port: int, proc: subprocess.Popen, log, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"exited {proc.returncode}: {log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"nothing listens on {port} after {seconds}s: {log.read_text()[-2000:]}")
-
-
-def _port_of(endpoint: str) -> int:
-    return int(endpoint.rsplit(":", 1)[1])
-
-
 @pytest.mark.parametrize("split", [True, False], ids=["as-generated", "without-the-byte-split"])
 def test_a_maximal_gateway_batch_reaches_the_jaeger_collector(split, tmp_path):
     """The gateway (the collector built at the image's release) forwards the largest batch its batch
@@ -248,8 +287,6 @@ def test_a_maximal_gateway_batch_reaches_the_jaeger_collector(split, tmp_path):
     # No Elasticsearch here: the store is memory, the receivers and processors are as rendered.
     collector["extensions"]["jaeger_storage"]["backends"]["traces"] = {"memory": {"max_traces": 100_000}}
 
-    (tmp_path / "jaeger").mkdir()
-    (tmp_path / "gateway").mkdir()
     collector_cfg = otel_policy.parse(on_loopback(yaml.safe_dump(collector), tmp_path / "jaeger"))
     grpc_endpoint = collector_cfg["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
     gateway_text = on_loopback(yaml.safe_dump(gateway), tmp_path / "gateway").replace("127.0.0.1:9", grpc_endpoint)
@@ -260,22 +297,11 @@ def test_a_maximal_gateway_batch_reaches_the_jaeger_collector(split, tmp_path):
     limit = collector_cfg["receivers"]["otlp"]["protocols"]["grpc"]["max_recv_msg_size_mib"] * 1024 * 1024
     assert limit < len(payload) < 20 * 1024 * 1024
 
-    processes = []
+    jaeger = Running("jaeger", yaml.safe_dump(collector_cfg), tmp_path / "jaeger")
+    gateway_run = Running("contrib", yaml.safe_dump(gateway_cfg), tmp_path / "gateway")
     try:
-        for name, distribution, config in (("jaeger", "jaeger", collector_cfg), ("gateway", "contrib", gateway_cfg)):
-            path, log = tmp_path / name / "config.yaml", tmp_path / name / "out.log"
-            path.write_text(yaml.safe_dump(config))
-            with open(log, "wb") as out:
-                proc = subprocess.Popen([program(distribution), f"--config={path}"], stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-            processes.append(proc)
-            ready = (grpc_endpoint if name == "jaeger"
-                     else config["receivers"]["otlp"]["protocols"]["http"]["endpoint"])
-            _wait_listening(_port_of(ready), proc, log)
-        jaeger_metrics = collector_cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"][
-            "prometheus"]["port"]
-        gateway_metrics = gateway_cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"][
-            "prometheus"]["port"]
+        for running in (jaeger, gateway_run):
+            wait_for(f"{running.log.parent.name} to serve its metrics", lambda r=running: exposed(r.metrics_port()))
         http = gateway_cfg["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
         request = urllib.request.Request(f"http://{http}/v1/traces", data=payload, method="POST",
                                          headers={"Content-Type": "application/x-protobuf"})
@@ -283,23 +309,16 @@ def test_a_maximal_gateway_batch_reaches_the_jaeger_collector(split, tmp_path):
             assert answer.status == 200
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            sent = _counter(gateway_metrics, "otelcol_exporter_sent_spans")
-            failed = _counter(gateway_metrics, "otelcol_exporter_send_failed_spans")
+            sent = counter(gateway_run.metrics_port(), "otelcol_exporter_sent_spans_total")
+            failed = counter(gateway_run.metrics_port(), "otelcol_exporter_send_failed_spans_total")
             if sent + failed >= spans:
                 break
             time.sleep(0.5)
-        accepted = _counter(jaeger_metrics, "otelcol_receiver_accepted_spans")
+        accepted = counter(jaeger.metrics_port(), "otelcol_receiver_accepted_spans_total")
     finally:
-        for proc in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-    gateway_log = (tmp_path / "gateway" / "out.log").read_text()
+        for running in (gateway_run, jaeger):
+            running.stop()
+    gateway_log = gateway_run.log.read_text()
     if split:
         assert (sent, failed, accepted) == (spans, 0, spans), gateway_log[-3000:]
     else:

@@ -12,24 +12,18 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests import otel_policy
 from tests.conftest import ROOT
-from tests.test_otel_validate import on_loopback
-from tests.test_tracing_config import program, render
+from tests.test_otel_validate import Running, exposed, http_get, on_loopback, wait_for
+from tests.test_tracing_config import render
 
-# Prometheus 3's scrape Accept header: what decides the exposition format the programs answer with.
-PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
-                     "application/openmetrics-text;version=0.0.1;q=0.5,"
-                     "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2")
 # Names the programs create only when the thing they count first happens.
 ONLY_ON_FAILURE = {
     "otelcol_exporter_send_failed_spans_total": "an export that failed for good",
@@ -47,30 +41,6 @@ def promised_names() -> set[str]:
     return set(catalog["jaeger"]["metrics"])
 
 
-def http_get(url: str, accept: str = "*/*") -> str:
-    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept}), timeout=5) as response:
-        return response.read().decode()
-
-
-def exposed(port: int) -> set[str]:
-    text = http_get(f"http://127.0.0.1:{port}/metrics", PROMETHEUS_ACCEPT)
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
-
-
-def wait_for(what: str, check, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError as error:  # not listening yet
-            last = error
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what} ({last})")
-
-
 def otlp_span(trace_id: str) -> bytes:
     now = time.time_ns()
     return json.dumps({"resourceSpans": [{
@@ -79,29 +49,6 @@ def otlp_span(trace_id: str) -> bytes:
             "traceId": trace_id, "spanId": secrets.token_hex(8), "name": "GET /predictions/{match_id}",
             "kind": 2, "startTimeUnixNano": str(now - 25_000_000), "endTimeUnixNano": str(now),
             "status": {"code": 2}}]}]}]}).encode()
-
-
-class Running:
-    def __init__(self, distribution: str, text: str, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.ports = otel_policy.listening_ports(otel_policy.parse(text))
-        path = directory / "config.yaml"
-        path.write_text(text)
-        self.log = directory / "output.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([program(distribution), f"--config={path}"], stdout=log,
-                                         stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=15)
-
-    def metrics_port(self) -> int:
-        return self.ports["service.telemetry.metrics.readers[0]"]
 
 
 @pytest.fixture(scope="module")
