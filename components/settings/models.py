@@ -819,6 +819,28 @@ Images = create_model(
 Platform = Choice("kubernetes", "docker")
 
 
+# What one Docker host cannot run: place in the file -> (its value, whether that value is wrong there,
+# what is expected instead and why).
+_SINGLE_HOST: dict[str, tuple[Callable, Callable, str]] = {
+    **{f"{section}.replicas": (lambda s, section=section: getattr(s, section).replicas,
+                               lambda s, value: value != 1,
+                               "1 (replicas on one host share its fate; HA needs Kubernetes)")
+       for section in ("prometheus", "alertmanager")},
+    "tracing.storage": (lambda s: s.tracing.storage, lambda s, value: s.tracing.enabled and value == "elasticsearch",
+                        "memory or badger (the nightly index cleanup is a Kubernetes CronJob)"),
+    "tracing.gateway.enabled": (lambda s: s.tracing.gateway_enabled, lambda s, value: s.tracing.enabled and value,
+                                "false (on one host the all-in-one Jaeger receives OTLP itself)"),
+    # More Elasticsearch nodes or Logstash replicas would share the host's disk and its fate, for triple the memory.
+    "logging.elasticsearch.nodes": (lambda s: s.logging.nodes, lambda s, value: s.logging.enabled and value != 1,
+                                    "1 (nodes on one host share its fate; a cluster needs Kubernetes)"),
+    "logging.logstash.replicas": (lambda s: s.logging.logstash_replicas,
+                                  lambda s, value: s.logging.enabled and value != 1, "1"),
+    "logging.kibana.host": (lambda s: s.logging.kibana_host, lambda s, value: s.logging.enabled and bool(value),
+                            "empty (a Docker host publishes Kibana on docker.bindAddress and docker.kibanaPort; "
+                            "there is no ingress)"),
+}
+
+
 class StackConfig(Section):
     """Everything a stack file may set under football-monitoring: (secrets aside)."""
 
@@ -862,13 +884,6 @@ class StackConfig(Section):
         self.ingress._kibana_host = self.logging.kibana_host
 
     @rule(each=("prometheus", "alertmanager"))
-    def _no_replicas_on_docker(self, at: str, section: str) -> Iterable[str]:
-        replicas = getattr(self, section).replicas
-        if self.platform == "docker" and replicas != 1:
-            yield (f"{at}{section}.replicas = {replicas} is not valid on platform docker: expected 1 (replicas on "
-                   "one host share its fate; HA needs Kubernetes)")
-
-    @rule(each=("prometheus", "alertmanager"))
     def _external_url_beside_an_ingress(self, at: str, section: str) -> Iterable[str]:
         url, ingress = getattr(self, section).external_url, self.ingress.url(section)
         if url and ingress and self.platform != "docker":
@@ -882,43 +897,15 @@ class StackConfig(Section):
             yield (f"{at}tracing.storage = 'elasticsearch' needs the logging stack's Elasticsearch: expected "
                    f"{at}logging.enabled = true, or {at}tracing.storage memory or badger")
 
-    @rule
-    def _traces_in_elasticsearch_need_kubernetes(self, at: str) -> Iterable[str]:
-        tracing = self.tracing
-        if tracing.enabled and tracing.storage == "elasticsearch" and self.platform == "docker":
-            yield (f"{at}tracing.storage = 'elasticsearch' is not valid on platform docker: expected memory or "
-                   "badger (the nightly index cleanup is a Kubernetes CronJob)")
-
-    @rule
-    def _gateway_needs_kubernetes(self, at: str) -> Iterable[str]:
-        tracing = self.tracing
-        if tracing.enabled and tracing.gateway_enabled and self.platform == "docker":
-            yield (f"{at}tracing.gateway.enabled = true is not valid on platform docker: expected false (on one "
-                   "host the all-in-one Jaeger receives OTLP itself)")
-
-    # One host: more Elasticsearch nodes or Logstash replicas would share its disk and its fate, for
-    # triple the memory.
-    @rule
-    def _one_elasticsearch_node_on_docker(self, at: str) -> Iterable[str]:
-        logging = self.logging
-        if logging.enabled and self.platform == "docker" and logging.nodes != 1:
-            yield (f"{at}logging.elasticsearch.nodes = {logging.nodes} is not valid on platform docker: expected 1 "
-                   "(nodes on one host share its fate; a cluster needs Kubernetes)")
-
-    @rule
-    def _one_logstash_on_docker(self, at: str) -> Iterable[str]:
-        logging = self.logging
-        if logging.enabled and self.platform == "docker" and logging.logstash_replicas != 1:
-            yield (f"{at}logging.logstash.replicas = {logging.logstash_replicas} is not valid on platform docker: "
-                   "expected 1")
-
-    @rule
-    def _no_kibana_host_on_docker(self, at: str) -> Iterable[str]:
-        logging = self.logging
-        if logging.enabled and self.platform == "docker" and logging.kibana_host:
-            yield (f"{at}logging.kibana.host = {logging.kibana_host!r} is not valid on platform docker: expected "
-                   "empty (a Docker host publishes Kibana on docker.bindAddress and docker.kibanaPort; there is no "
-                   "ingress)")
+    @rule(each=tuple(_SINGLE_HOST))
+    def _fits_one_docker_host(self, at: str, key: str) -> Iterable[str]:
+        read, broken, expected = _SINGLE_HOST[key]
+        if self.platform == "docker":
+            value = read(self)
+            if broken(self, value):
+                shown = ("true" if value else "false") if isinstance(value, bool) else \
+                    repr(value) if isinstance(value, str) else value
+                yield f"{at}{key} = {shown} is not valid on platform docker: expected {expected}"
 
     @rule
     def _no_two_node_cluster(self, at: str) -> Iterable[str]:
