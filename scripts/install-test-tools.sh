@@ -211,7 +211,15 @@ fi
 build_one() {  # name version mode module modver pkgs ldflags stubs
   local name=$1 version=$2 module=$4 modver=$5 recipe
   recipe=$(IFS=$'\t'; printf "%s" "$*")
-  local dest="$cache/$name-$version" log="$cache/logs/$name-$version.log" tmp start
+  local dest="$cache/$name-$version" log="$cache/logs/$name-$version.log" tmp start lock
+  # Another checkout or CI job may be building the same tool right now: wait for it, then use
+  # its result instead of building a second copy beside it.
+  exec {lock}>"$cache/.lock-$name-$version"
+  flock "$lock"
+  if [ "$(cat "$dest/.complete" 2>/dev/null)" = "$recipe" ]; then
+    echo "$name $version was built meanwhile by another run; using it" >&2
+    return 0
+  fi
   tmp=$(mktemp -d "$cache/.build-$name-$version.XXXXXX")
   start=$(date +%s)
   if ! GO="$GO" "$BASH" "$0" --build-steps "$@" "$tmp" >"$log" 2>&1; then
@@ -262,6 +270,8 @@ fi
 # One directory with every tool by its plain name, per set of pins.
 key=$(printf '%s\n' "$plan" | sha256sum | cut -c1-12)
 bin="$cache/bin-$key"
+exec {bin_lock}>"$cache/.lock-bin-$key"
+flock "$bin_lock"
 if [ ! -f "$bin/.complete" ]; then
   rm -rf "$bin.tmp"; mkdir -p "$bin.tmp"
   for i in "${!names[@]}"; do
