@@ -23,7 +23,7 @@ import rules_support as rs  # noqa: E402
 from tests.conftest import require_tool  # noqa: E402
 
 # A bound that stops a hung promtool, not a benchmark: on a 2-core machine busy with builds the
-# longest test file (business_test.yaml) took over 180 s.
+# longest test file took over 180 s before the week-long tests moved to their own file.
 PROMTOOL_TIMEOUT = 600  # seconds per promtool invocation
 
 RULE_FILES = rs.rule_files()
@@ -281,12 +281,40 @@ def test_alert_tests_name_existing_alerts():
     assert not unknown, f"promtool tests reference unknown alerts: {unknown}"
 
 
+# Files named *_weekly_test.yaml hold tests that need a week of history (offset 1w baselines):
+# promtool evaluates every rule of the file at every step up to the last eval_time, which at
+# 30s costs minutes. They may take a coarser step, but one that cannot change an outcome: at
+# most a sixth of the shortest `for` of the alerts they test, dividing every eval_time.
+WEEKLY_SUFFIX = "_weekly_test.yaml"
+
+
 def test_rule_test_files_use_30s_evaluation_interval():
     for path in RULE_TEST_FILES:
         document = rs.load_yaml(path) or {}
+        if path.name.endswith(WEEKLY_SUFFIX):
+            continue
         assert str(document.get("evaluation_interval")) == "30s", (
             f"{path.name}: evaluation_interval must be 30s (the production rule evaluation interval)"
         )
+
+
+def test_weekly_rule_tests_take_a_step_that_cannot_change_an_outcome():
+    weekly = [p for p in RULE_TEST_FILES if p.name.endswith(WEEKLY_SUFFIX)]
+    assert weekly, f"no *{WEEKLY_SUFFIX} file: the week-over-week alerts have no test"
+    by_name = {alert.name: alert for alert in ALERTS}
+    for path in weekly:
+        document = rs.load_yaml(path) or {}
+        step = rs.parse_duration(str(document.get("evaluation_interval")))
+        cases = [case for case in ALERT_CASES if case.test_file == path]
+        assert cases, f"{path.name}: tests no alert"
+        shortest_for = min(rs.parse_duration(by_name[c.alertname].data.get("for", "0s")) for c in cases)
+        assert step * 6 <= shortest_for, (
+            f"{path.name}: evaluation_interval {step:.0f}s is coarser than a sixth of the shortest "
+            f"`for` ({shortest_for:.0f}s) of the alerts it tests"
+        )
+        for case in cases:
+            at = rs.parse_duration(str(case.eval_time))
+            assert at % step == 0, f"{path.name}: eval_time {case.eval_time} is not a multiple of the step"
 
 
 # --------------------------------------------------------------------------------------
