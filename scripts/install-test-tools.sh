@@ -220,6 +220,7 @@ build_one() {  # name version mode module modver pkgs ldflags stubs
     echo "$name $version was built meanwhile by another run; using it" >&2
     return 0
   fi
+  rm -rf "$cache/.build-$name-$version".*  # what an interrupted build left; none runs now
   tmp=$(mktemp -d "$cache/.build-$name-$version.XXXXXX")
   start=$(date +%s)
   if ! GO="$GO" "$BASH" "$0" --build-steps "$@" "$tmp" >"$log" 2>&1; then
