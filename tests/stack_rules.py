@@ -24,13 +24,27 @@ ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = "prod"
 
 
+def _slo_files(root: Path) -> tuple[tuple[str, str], ...]:
+    return tuple((p.name, p.read_text(encoding="utf-8")) for p in sorted((Path(root) / "slos").glob("*.yaml")))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(files: tuple[tuple[str, str], ...]) -> tuple[slo_config.Slo, ...]:
+    return tuple(slo_config.parse_all(dict(files)))
+
+
+@functools.lru_cache(maxsize=None)
+def _rendered(files: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(slo_config.rule_files(_parsed(files), ENVIRONMENT).items())
+
+
 def slos(root: Path = ROOT) -> list[slo_config.Slo]:
-    files = {p.name: p.read_text(encoding="utf-8") for p in sorted((Path(root) / "slos").glob("*.yaml"))}
-    return slo_config.parse_all(files)
+    return list(_parsed(_slo_files(root)))
 
 
 def generated_rule_files(root: Path = ROOT) -> dict[str, str]:
-    return slo_config.rule_files(slos(root), ENVIRONMENT)
+    """Rule file name -> text, rendered once per content of slos/."""
+    return dict(_rendered(_slo_files(root)))
 
 
 def _temporary(prefix: str) -> Path:
@@ -50,8 +64,7 @@ def _written(key: str, files: tuple[tuple[str, str], ...]) -> Path:
 def generated_rule_paths(root: Path = ROOT) -> list[Path]:
     """The generated rule files of `root`'s slos/, written to a temporary directory (once per content)."""
     files = tuple(sorted(generated_rule_files(root).items()))
-    key = hashlib.sha256(repr(files).encode()).hexdigest()
-    directory = _written(key, files)
+    directory = _written(hashlib.sha256(repr(files).encode()).hexdigest(), files)
     return [directory / name for name, _ in files]
 
 

@@ -108,7 +108,7 @@ def test_tool_reports_its_image_version(tool):
     if args is not None:
         proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"{tool} {' '.join(args)} failed: {proc.stdout}{proc.stderr}"
-        problem = version_problem(tool, proc.stdout + proc.stderr, want)
+        problem = version_problem(tool, proc.stdout + "\n" + proc.stderr, want)
         assert problem is None, problem + " (rebuild: scripts/install-test-tools.sh)"
     recorded = module_versions(binary).get(module)
     assert recorded == module_version, (
