@@ -1,4 +1,4 @@
-"""The versioned data files of the repository: alert rules and dashboards."""
+"""The versioned data files of the repository: alert rules, SLOs and dashboards."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "rules"
 DASHBOARDS_DIR = ROOT / "dashboards"
+SLOS_DIR = ROOT / "slos"
 
 # A ConfigMap holds at most 1 MiB; stay clear of it so an update never fails half-way.
 CONFIGMAP_BUDGET = 900 * 1024
@@ -31,8 +32,13 @@ def rule_files() -> dict[str, str]:
         if not isinstance(document, dict) or not isinstance(document.get("groups"), list):
             raise DataFileError(f"{path.relative_to(ROOT)} must be a Prometheus rule file with a 'groups' list")
         files[path.name] = text
-    _check_budget("rules/*.yaml", files)
+    check_budget("rules/*.yaml", files)
     return files
+
+
+def slo_files() -> dict[str, str]:
+    """slos/*.yaml by file name: one service level objective each (components/configs/slo.py reads them)."""
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(SLOS_DIR.glob("*.yaml"))}
 
 
 def dashboards() -> dict[str, str]:
@@ -52,7 +58,7 @@ def dashboards() -> dict[str, str]:
     return files
 
 
-def _check_budget(what: str, files: dict[str, str]) -> None:
+def check_budget(what: str, files: dict[str, str]) -> None:
     size = sum(len(text.encode()) for text in files.values())
     if size > CONFIGMAP_BUDGET:
         raise DataFileError(f"{what} add up to {size} bytes, more than one ConfigMap holds ({CONFIGMAP_BUDGET})")

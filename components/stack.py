@@ -19,6 +19,7 @@ from components.metrics.grafana import Grafana, LogsAccess
 from components.logging import deploy as deploy_logging
 from components.metrics.prometheus import WEB_PORT as PROMETHEUS_PORT
 from components.metrics.prometheus import Prometheus
+from components.metrics.prometheus import rule_files as prometheus_rule_files
 from components.settings import Settings
 from components.platform.workload import ElasticsearchConnection
 from components.tracing import Jaeger, OtelGateway
@@ -35,6 +36,8 @@ class MonitoringStack(pulumi.ComponentResource):
     """The metrics half of the FootballPrediction monitoring system, on Kubernetes or one Docker host."""
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+        # The data files first: a bad rule or SLO file stops the program before it declares anything.
+        rules = prometheus_rule_files(settings)
         super().__init__("football-monitoring:stack:MonitoringStack", name, None, opts)
         if settings.platform == "kubernetes":
             provider = kubernetes.provider("kubernetes", settings.kube_context, parent=self)
@@ -99,7 +102,7 @@ class MonitoringStack(pulumi.ComponentResource):
         self.prometheus = Prometheus(
             "prometheus", settings=settings, platform=platform,
             alertmanagers=self.alertmanager.replica_addresses, components=targets,
-            blackbox_address=blackbox.address, opts=in_namespace)
+            blackbox_address=blackbox.address, rules=rules, opts=in_namespace)
         self.grafana = Grafana("grafana", settings=settings, platform=platform,
                                prometheus_url=self.prometheus.internal_url,
                                alertmanager_url=self.alertmanager.internal_url,

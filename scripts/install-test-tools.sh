@@ -92,10 +92,13 @@ row("prometheus-config-reloader", "configReloader", "wrapper", "github.com/prome
 # the UI, so the build gets placeholder pages in a temporary copy of the module.
 row("alertmanager", "alertmanager", "wrapper", "github.com/prometheus/alertmanager", f"v{tag('alertmanager')}",
     ["cmd/alertmanager", "cmd/amtool"], ui_stubs=["ui/app/dist/elm", "ui/app/dist/mantine"])
-# pint has no image: its version sits beside the images, in TEST_TOOLS.
+# pint and sloth have no image: their versions sit beside the images, in TEST_TOOLS.
 pint = tools["pint"].rsplit(":", 1)[1].lstrip("v")
 row("pint", None, "wrapper", "github.com/cloudflare/pint", f"v{pint}", ["cmd/pint"],
     f"-X main.version=v{pint} -X main.commit=release", version=pint)
+sloth = tools["sloth"].rsplit(":", 1)[1].lstrip("v")
+row("sloth", None, "install", "github.com/slok/sloth", f"v{sloth}", ["cmd/sloth"],
+    f"-X github.com/slok/sloth/internal/info.Version=v{sloth}", version=sloth)
 row("postgres_exporter", "postgresExporter", "wrapper", "github.com/prometheus-community/postgres_exporter",
     f"v{tag('postgresExporter')}", ["cmd/postgres_exporter"])
 row("elasticsearch_exporter", "elasticsearchExporter", "wrapper",

@@ -255,10 +255,14 @@ def load_contract(root: Path) -> Contract:
 
 
 def rule_files(root: Path) -> list[Path]:
+    """rules/*.yaml and the rule files generated from slos/*.yaml: every rule file Prometheus loads."""
     d = Path(root) / "rules"
     if not d.is_dir():
         return []
-    return sorted(list(d.glob("*.yaml")) + list(d.glob("*.yml")))
+    from tests import stack_rules  # imports the generator: only when rules are read
+
+    generated = stack_rules.generated_rule_paths(root) if (Path(root) / "slos").is_dir() else []
+    return sorted(list(d.glob("*.yaml")) + list(d.glob("*.yml"))) + generated
 
 
 def _groups(doc) -> list:

@@ -1,6 +1,7 @@
 """Helpers for tests/test_rules.py: load the rule files, their promtool tests and runbooks.
 
-Pure functions over the files in rules/, rules/tests/ and docs/runbooks/; no promtool here.
+Pure functions over the rule files Prometheus loads (rules/*.yaml and those generated from slos/*.yaml,
+staged with their promtool tests by tests/stack_rules.py) and docs/runbooks/; no promtool here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from tests import stack_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "rules"
@@ -34,6 +37,11 @@ DOMAIN_TEAMS = {
     "security": "security",
 }
 RECORDING_FILE = "recording"
+
+# The rule file generated from each SLO (slo-<name>): its alerts belong to the SLO's owner team, and it
+# holds the SLO's own recording rules beside its alerts.
+SLO_TEAMS = {Path(stack_rules.slo_config.rule_file_name(slo)).stem: slo.team for slo in stack_rules.slos()}
+DOMAIN_TEAMS.update(SLO_TEAMS)
 
 # Alerts that by design fire all the time (dead man's switch): they cannot have a
 # "must not fire" test case; instead they must be tested firing at several times.
@@ -109,11 +117,11 @@ class Rule:
 
 
 def rule_files() -> list[Path]:
-    return sorted(RULES_DIR.glob("*.yaml"))
+    return sorted(stack_rules.stage().glob("*.yaml"))
 
 
 def rule_test_files() -> list[Path]:
-    return sorted(RULE_TESTS_DIR.glob("*.yaml"))
+    return sorted((stack_rules.stage() / "tests").glob("*.yaml"))
 
 
 def load_yaml(path: Path):

@@ -448,8 +448,8 @@ def test_rule_expressions_use_known_metrics(contract):
 
 @pytest.fixture()
 def broken_root(tmp_path) -> Path:
-    """A copy of dashboards/, metrics/ and rules/ that a test may break."""
-    for sub in ("dashboards", "metrics", "rules"):
+    """A copy of dashboards/, metrics/, rules/ and slos/ that a test may break."""
+    for sub in ("dashboards", "metrics", "rules", "slos"):
         src = ROOT / sub
         if src.is_dir():
             shutil.copytree(src, tmp_path / sub, ignore=shutil.ignore_patterns("tests"))

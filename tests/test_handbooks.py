@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from tests import stack_rules
 from tests.conftest import ROOT
 
 HANDBOOKS = ["handbook.md", "alert-handling.md", "troubleshooting.md", "emergency.md"]
@@ -15,7 +16,7 @@ ALERT_LIKE = re.compile(r"`([A-Z][a-z]+(?:[A-Z][a-z0-9]*|[A-Z]{2,}(?=[A-Z][a-z]|
 
 def alert_names() -> set:
     names = set()
-    for path in (ROOT / "rules").glob("*.yaml"):
+    for path in stack_rules.stage().glob("*.yaml"):
         for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
             names |= {r["alert"] for r in group["rules"] if "alert" in r}
     return names

@@ -38,6 +38,7 @@ def jaeger_module_version(release: str) -> str:
 # tool -> (command after the binary, image key or None, Go module, module version), evaluated lazily
 def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
     pint = TEST_TOOLS["pint"].rsplit(":", 1)[1].lstrip("v")
+    sloth = TEST_TOOLS["sloth"].rsplit(":", 1)[1].lstrip("v")
     return {
         "prometheus": (["--version"], tag("prometheus"), "github.com/prometheus/prometheus",
                        prometheus_module_version(tag("prometheus"))),
@@ -70,6 +71,7 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
         "es-index-cleaner": (None, tag("jaegerIndexCleaner"), "github.com/jaegertracing/jaeger",
                              "v" + tag("jaegerIndexCleaner")),
         "pint": (["version"], pint, "github.com/cloudflare/pint", "v" + pint),
+        "sloth": (["version"], sloth, "github.com/slok/sloth", "v" + sloth),
     }
 
 
@@ -106,7 +108,7 @@ def test_tool_reports_its_image_version(tool):
     if args is not None:
         proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"{tool} {' '.join(args)} failed: {proc.stdout}{proc.stderr}"
-        problem = version_problem(tool, proc.stdout + proc.stderr, want)
+        problem = version_problem(tool, proc.stdout + "\n" + proc.stderr, want)
         assert problem is None, problem + " (rebuild: scripts/install-test-tools.sh)"
     recorded = module_versions(binary).get(module)
     assert recorded == module_version, (

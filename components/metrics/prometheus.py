@@ -13,6 +13,7 @@ import pulumi
 
 from components import data
 from components.configs import prometheus as prometheus_config
+from components.configs import slo
 from components.configs.prometheus import RULES_DIR, ScrapeTarget
 from components.settings import Settings
 from components.platform.workload import (ANYWHERE, INGRESS, AccessRule, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
@@ -54,13 +55,28 @@ def config_text(settings: Settings, alertmanagers: Sequence[str], components: Se
     ))
 
 
+def rule_files(settings: Settings) -> dict[str, str]:
+    """The rule files Prometheus loads: rules/*.yaml, and with slo.enabled one generated from each of slos/*.yaml.
+
+    Raises components.configs.slo.SloError (or data.DataFileError) on a bad data file: called before the stack
+    declares anything, so a bad file declares nothing."""
+    files = data.rule_files()
+    if settings.slo.enabled:
+        for name, text in slo.rule_files(slo.parse_all(data.slo_files()), settings.environment).items():
+            if name in files:
+                raise data.DataFileError(f"rules/{name} has the name of the rule file generated from an SLO: rename it")
+            files[name] = text
+        data.check_budget("the rule files", files)
+    return files
+
+
 class Prometheus(pulumi.ComponentResource):
     internal_url: str
     external_url: Optional[str]
 
     def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  alertmanagers: Sequence[str], components: Sequence[ScrapeTarget], blackbox_address: str,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 rules: Optional[dict[str, str]] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:prometheus:Prometheus", name, None, opts)
         prom = settings.prometheus
         discovery = "kubernetes" if platform.kind == "kubernetes" else "static"
@@ -89,7 +105,7 @@ class Prometheus(pulumi.ComponentResource):
             env_from_pod={"POD_NAME": "metadata.name"},
             config=[
                 ConfigFiles("config", "/etc/prometheus/config", {"prometheus.yml": self.config}, reload=True),
-                ConfigFiles("rules", RULES_DIR, data.rule_files(), reload=True),
+                ConfigFiles("rules", RULES_DIR, rules if rules is not None else rule_files(settings), reload=True),
             ],
             data=DataVolume("/prometheus", prom.storage_size),
             liveness=HttpCheck("/-/healthy", "web"),

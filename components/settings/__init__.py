@@ -15,7 +15,7 @@ from components.settings.loading import SettingsError, known_keys, load_settings
 from components.settings.models import (
     PROJECT, TEAMS, AlertingSettings, AlertmanagerSettings, DockerSettings, EmailSettings, ExporterSettings,
     GrafanaSettings, IngressSettings, LoggingSettings, ProbeSettings, ProbeTarget, PrometheusSettings, Resources,
-    Settings, SnapshotSettings, StackConfig, StaticTarget, TeamContact, Timings, TracingSettings)
+    Settings, SloSettings, SnapshotSettings, StackConfig, StaticTarget, TeamContact, Timings, TracingSettings)
 from components.settings.reference import reference
 from components.settings.secrets import SECRETS, Secrets, SecretSetting
 from components.settings.types import cpu_millicores, duration_seconds, prometheus_size_bytes, quantity_bytes
@@ -24,7 +24,7 @@ __all__ = [
     "DEFAULT_IMAGES", "PROJECT", "SECRETS", "TEAMS", "AlertingSettings", "AlertmanagerSettings", "DockerSettings",
     "EmailSettings", "ExporterSettings", "GrafanaSettings", "IngressSettings", "LoggingSettings", "ProbeSettings",
     "ProbeTarget", "PrometheusSettings", "Resources", "SecretSetting", "Secrets", "Settings", "SettingsError",
-    "SnapshotSettings", "StackConfig", "StaticTarget", "TeamContact", "Timings", "TracingSettings",
+    "SloSettings", "SnapshotSettings", "StackConfig", "StaticTarget", "TeamContact", "Timings", "TracingSettings",
     "cpu_millicores", "duration_seconds", "known_keys", "load_settings",
     "prometheus_size_bytes", "quantity_bytes", "reference",
 ]

@@ -49,4 +49,7 @@ DEFAULT_IMAGES = {
 TEST_TOOLS = {
     # Prometheus rule linter; the newest release the Go module proxy serves here.
     "pint": "github.com/cloudflare/pint:v0.87.0",
+    # SLO generator whose prometheus/v1 spec slos/*.yaml follow: `sloth validate` checks every file, and
+    # `sloth generate` is the reference the generated SLO rules are compared with.
+    "sloth": "github.com/slok/sloth:v0.16.0",
 }

@@ -598,6 +598,14 @@ CollectorResources = component_resources(
     "Collector", "each Jaeger collector (or the all-in-one Jaeger)", "100m", "256Mi", "1Gi")
 
 
+class SloSettings(Section):
+    """The service level objectives of slos/ (docs/slos.md)."""
+
+    enabled: Flag = Field(True, description=(
+        "deploy the SLOs of slos/: their recording rules (error ratios per window, budget) and burn-rate alerts "
+        "(see docs/slos.md)"))
+
+
 class CollectorSettings(Section):
     replicas: WholeNumber(1, 10) = Field(1, description=(
         "Jaeger collectors behind the OTLP Service (more than 1 needs storage elasticsearch)"))
@@ -874,6 +882,8 @@ class StackConfig(Section):
         "a Docker host"))
     alerting: AlertingSettings = Field(default_factory=AlertingSettings, description=(
         "alert delivery: teams, channels (Slack, e-mail, DingTalk), heartbeat, escalation, timings"))
+    slo: SloSettings = Field(default_factory=SloSettings, description=(
+        "service level objectives: the rules and alerts generated from slos/*.yaml"))
     tracing: TracingSettings = Field(default_factory=TracingSettings, description=(
         "tracing: Jaeger, its storage, the OpenTelemetry gateway and sampling"))
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description=(

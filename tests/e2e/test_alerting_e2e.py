@@ -11,7 +11,8 @@ tests below assert on what the capture servers received during that run:
   Alertmanagers handle it, with the rule's labels, the environment and no `replica` label;
 - after recovery the surviving Alertmanager sends each resolved notification exactly once
   (not for FootballApiHighErrorRatio: its 5m rate window keeps it firing for minutes);
-- the Watchdog reaches the heartbeat receiver repeatedly, deduplicated, also after the failover.
+- the Watchdog reaches the heartbeat receiver repeatedly, deduplicated, also after the failover;
+- the 5xx fault also pages the API availability SLO (slos/), on its team's critical route.
 """
 
 from __future__ import annotations
@@ -180,10 +181,35 @@ def test_recovery_is_notified_once_by_the_surviving_alertmanager(e2e, alertname)
     assert {n.sender.rstrip("/") for n in resolved if n.integration == "webhook"} <= survivors
 
 
+def _slo_alerts(pipeline) -> dict[str, dict]:
+    """The alerts of the rule files generated from slos/: name -> labels."""
+    out = {}
+    for name, text in pipeline.generated.rule_files.items():
+        if name.startswith("slo-"):
+            for group in yaml.safe_load(text)["groups"]:
+                out.update({r["alert"]: r["labels"] for r in group["rules"] if "alert" in r})
+    return out
+
+
 def test_nothing_else_was_notified(e2e):
     pipeline, _ = e2e
-    others = [n for n in pipeline.notifications() if n.alertname not in set(FAULTS) | {"Watchdog"}]
+    # The faults also burn error budgets (slos/): the 5xx answers the API availability's, the stopped
+    # Alertmanager the monitoring system's. Their pages and tickets are expected (test below).
+    others = [n for n in pipeline.notifications()
+              if n.alertname not in set(FAULTS) | {"Watchdog"} | set(_slo_alerts(pipeline))]
     assert not others, "unexpected notifications:\n" + _describe(others)
+
+
+def test_the_5xx_fault_pages_the_availability_slo_on_its_team_routes(e2e):
+    pipeline, result = e2e
+    slo_alerts = _slo_alerts(pipeline)
+    page = pipeline.notified("FootballApiAvailabilityFastBurn", "firing", result.t_fault)
+    assert page, "the API answering 5xx did not page its availability SLO:\n" + _describe(pipeline.notifications())
+    for n in [n for n in pipeline.notifications() if n.alertname in slo_alerts and n.integration == "webhook"]:
+        labels = slo_alerts[n.alertname]
+        route = f"{labels['team']}-{labels['severity']}"
+        allowed = {route, "escalation"} if labels["severity"] == "critical" else {route}
+        assert n.receiver in allowed, f"{n.alertname} ({labels}) reached {n.receiver}:\n" + _describe([n])
 
 
 def test_email_is_sent_with_the_mounted_smtp_credentials(e2e):

@@ -8,6 +8,7 @@ from typing import Optional
 
 import yaml
 
+from components.configs import slo
 from tools.verify.checks import Context, check, ready
 from tools.verify.project import ROOT
 from tools.verify.report import FAIL, PASS, WARN, Result
@@ -77,8 +78,9 @@ def prometheus_rules(ctx: Context) -> Result:
     return Result(PASS, "prometheus.rules", numbers)
 
 
-def checkout_alerting_rules(rules_dir: Path = ROOT / "rules") -> Optional[int]:
-    """Alerting rules this checkout deploys (rules/*.yaml), or None when there is no checkout."""
+def checkout_alerting_rules(rules_dir: Path = ROOT / "rules", slos_dir: Optional[Path] = ROOT / "slos") -> Optional[int]:
+    """Alerting rules this checkout deploys (rules/*.yaml, and a page and a ticket per SLO of slos/*.yaml), or
+    None when there is no checkout."""
     files = sorted(rules_dir.glob("*.yaml")) if rules_dir.is_dir() else []
     if not files:
         return None
@@ -89,7 +91,8 @@ def checkout_alerting_rules(rules_dir: Path = ROOT / "rules") -> Optional[int]:
         except (OSError, yaml.YAMLError):
             return None
         count += sum(1 for g in document.get("groups") or [] for r in g.get("rules") or [] if "alert" in r)
-    return count
+    slo_files = sorted(slos_dir.glob("*.yaml")) if slos_dir is not None and slos_dir.is_dir() else []
+    return count + len(slo.ALERT_KINDS) * len(slo_files)
 
 
 @check("prometheus.alerting-rules", needs=("prometheus",))
@@ -102,6 +105,10 @@ def prometheus_alerting_rules(ctx: Context) -> Result:
         return Result(FAIL, "prometheus.alerting-rules", "no alerting rules loaded",
                       action="check the prometheus-rules ConfigMap and rule_files in prometheus.yml")
     expected = checkout_alerting_rules()
+    without_slos = checkout_alerting_rules(slos_dir=None) if expected is not None else None
+    if expected is not None and len(alerting) == without_slos != expected:
+        return Result(PASS, "prometheus.alerting-rules", f"{numbers}; this checkout defines {without_slos} without "
+                                                         "its SLOs (slo.enabled is false)")
     if expected is not None and expected != len(alerting):
         return Result(WARN, "prometheus.alerting-rules", f"{numbers}; this checkout defines {expected}",
                       action="the deployed rules differ from this checkout: deploy this revision, "
