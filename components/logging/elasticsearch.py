@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Optional, Sequence
 
 import pulumi
@@ -79,9 +78,6 @@ class Elasticsearch(pulumi.ComponentResource):
         headless = platform.every_replica_host("elasticsearch")
         heap = configs.heap_mb(lg.elasticsearch.memory_limit, lg.heap_percent)
         self.heap_mb = heap
-        # Nodes read their certificates at start: a re-issued certificate rolls them (one at a time).
-        cert_checksum = pulumi.Output.all(self.ca_cert_pem, self.certs.certs["http"], self.certs.certs["transport"]) \
-            .apply(lambda pems: hashlib.sha256("".join(pems).encode()).hexdigest())
 
         allow_out = [Flow("elasticsearch", [(TRANSPORT_PORT, "TCP")])]
         if repository == "s3":
@@ -115,7 +111,6 @@ class Elasticsearch(pulumi.ComponentResource):
             readiness=CommandCheck(configs.probe_command("ready")),
             replicas=lg.nodes,
             shared_volumes=[SharedVolume(snapshot.claim_name, configs.ES_SNAPSHOTS)] if repository == "fs" else [],
-            pod_annotations={"football-monitoring/certificates-checksum": cert_checksum},
             allow_in=[Flow("elasticsearch", [(HTTP_PORT, "TCP"), (TRANSPORT_PORT, "TCP")])]
             + [Flow(client, [(HTTP_PORT, "TCP")]) for client in clients],
             allow_out=allow_out,
