@@ -314,7 +314,7 @@ def test_elasticsearch_runs_its_init_step_then_the_images_own_start(docker_dev, 
     assert es["command"] == main["command"] + main["args"]
     assert es["entrypoints"][:2] == ["/bin/sh", "-c"] and shlex.join(init) in es["entrypoints"][2]
     assert es["entrypoints"][2].rstrip().endswith('exec "$@"')
-    assert "ES_JAVA_OPTS=-Xms512m -Xmx512m" in es["envs"] and es["memory"] == 1024
+    assert "ES_JAVA_OPTS=-Xms512m -Xmx512m -Xlog:disable" in " ".join(es["envs"]) and es["memory"] == 1024
     assert "POD_NAME=fm-dev-elasticsearch" in es["envs"]  # node.name
 
 
