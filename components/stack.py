@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import pulumi
+import pulumi_random as random
 
 from components.platform import docker
 from components.platform import kubernetes
@@ -54,6 +55,9 @@ class MonitoringStack(pulumi.ComponentResource):
                 ingress=settings.ingress,
                 priority_class=f"{settings.namespace}-monitoring",
                 ingress_namespace=settings.ingress.controller_namespace,
+                checksum_key=pulumi.Output.secret(random.RandomPassword(
+                    "pod-checksum-key", length=40, special=False,
+                    opts=pulumi.ResourceOptions(parent=self)).result),
             )
             in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns, deny, priority])
         else:

@@ -9,7 +9,7 @@
 # Each tool lands in ${FM_TOOLS_CACHE:-$HOME/.cache/football-monitoring/tools}/<name>-<version>/
 # and is reused while that directory is complete; a new pin builds a new directory, an old
 # binary is never used for a new pin. Grafana is not built: it is AGPL-licensed.
-# openssl (test certificates) still comes from the system's packages.
+# openssl (test certificates) and java still come from the system's packages.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,13 +25,17 @@ esac
 
 die() { echo "install-test-tools: $*" >&2; exit 1; }
 
-# openssl: from the distribution, as before.
-if ! command -v openssl >/dev/null 2>&1; then
-  command -v apt-get >/dev/null 2>&1 || die "the tests need openssl; install it with your package manager."
+# openssl (test certificates) and a Java runtime (the JVM says which log files the generated JVM
+# options make it write): from the distribution.
+system_packages=()
+command -v openssl >/dev/null 2>&1 || system_packages+=(openssl)
+command -v java >/dev/null 2>&1 || system_packages+=(default-jre-headless)
+if [ "${#system_packages[@]}" -gt 0 ]; then
+  command -v apt-get >/dev/null 2>&1 || die "the tests need ${system_packages[*]}; install them with your package manager."
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "Installing openssl ..." >&2
+  echo "Installing ${system_packages[*]} ..." >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${system_packages[@]}" >/dev/null
 fi
 
 # The tool list: name, version (the image tag without "v"), how to build, module, module version,

@@ -47,6 +47,29 @@ def prod(runs) -> offline.RunResult:
     return runs["prod"]
 
 
+# prod with every optional part on that prod leaves off: every UI behind an ingress, an ICMP probe,
+# a static target. Checks of a class of defects run over dev, prod and this.
+EVERY_PART = {
+    "ingress": {"prometheusHost": "prometheus.football-prediction.example.org",
+                "alertmanagerHost": "alertmanager.football-prediction.example.org",
+                "jaegerHost": "jaeger.football-prediction.example.org",
+                "authUrl": "https://auth.football-prediction.example.org/oauth2/auth"},
+    "probes": {"icmp": [{"name": "api-node", "target": "football-prediction-api.football-prediction.svc"}]},
+    "staticTargets": [{"job": "football-prediction-batch", "target": "batch.football-prediction.svc:9100"}],
+}
+
+
+@pytest.fixture(scope="session")
+def every_part() -> offline.RunResult:
+    return offline.run("prod", EVERY_PART)
+
+
+@pytest.fixture(scope="session")
+def every_stack(runs, every_part) -> dict[str, offline.RunResult]:
+    """dev (on Kubernetes), prod, and prod with every optional part on."""
+    return {**runs, "prod-every-part": every_part}
+
+
 # The programs scripts/install-test-tools.sh builds from source at the versions the images pin.
 BUILT_TOOLS = frozenset({
     "prometheus", "promtool", "alertmanager", "amtool", "node_exporter", "blackbox_exporter",
@@ -86,6 +109,6 @@ def require_tool(name: str) -> str:
                     f"use the built {DEBIAN_NAMES[name]!r}", pytrace=False)
     path = shutil.which(name)
     if not path:
-        pytest.fail(f"{name} is not installed: {INSTALL_HINT} (openssl comes from the system's packages)",
+        pytest.fail(f"{name} is not installed: {INSTALL_HINT} (openssl and java come from the system's packages)",
                     pytrace=False)
     return path

@@ -142,7 +142,8 @@ def test_config_files_come_from_the_same_renderers_as_on_kubernetes(docker_dev, 
             == dev.one("ConfigMap", config_map)["data"], config_map
     rules = dev.one("ConfigMap", "prometheus-rules")["data"]
     assert {p.rsplit("/", 1)[1]: t for p, t in files["prometheus"].items() if "/rules/" in p} == rules
-    dashboards = dev.one("ConfigMap", "grafana-dashboards")["data"]
+    dashboards = {f: t for o in dev.find("ConfigMap") if o["metadata"]["name"].startswith("grafana-dashboards-")
+                  for f, t in o["data"].items()}
     assert {p.rsplit("/", 1)[1]: t for p, t in files["grafana"].items() if "dashboards/" in p and p.endswith(".json")} == dashboards
     # Only the addresses differ: service names on the Docker network instead of cluster DNS.
     kube_ds = dev.one("ConfigMap", "grafana-datasources")["data"]["datasources.yaml"]
@@ -313,7 +314,7 @@ def test_elasticsearch_runs_its_init_step_then_the_images_own_start(docker_dev, 
     assert es["command"] == main["command"] + main["args"]
     assert es["entrypoints"][:2] == ["/bin/sh", "-c"] and shlex.join(init) in es["entrypoints"][2]
     assert es["entrypoints"][2].rstrip().endswith('exec "$@"')
-    assert "ES_JAVA_OPTS=-Xms512m -Xmx512m" in es["envs"] and es["memory"] == 1024
+    assert "ES_JAVA_OPTS=-Xms512m -Xmx512m -Xlog:disable" in " ".join(es["envs"]) and es["memory"] == 1024
     assert "POD_NAME=fm-dev-elasticsearch" in es["envs"]  # node.name
 
 

@@ -64,5 +64,6 @@ def test_grafana_provider_reads_the_mounted_dashboards(prod):
     grafana = prod.one("StatefulSet", "grafana")["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m["name"] for m in grafana["containers"][0]["volumeMounts"]}
     volumes = {v["name"]: v for v in grafana["volumes"]}
-    assert volumes[mounts[DASHBOARDS_DIR]]["configMap"]["name"] == "grafana-dashboards"
+    assert {s["configMap"]["name"] for s in volumes[mounts[DASHBOARDS_DIR]]["projected"]["sources"]} == \
+        {o["metadata"]["name"] for o in prod.find("ConfigMap") if o["metadata"]["name"].startswith("grafana-dashboards-")}
     assert volumes[mounts["/etc/grafana/secrets"]]["secret"]["secretName"] == "grafana-admin"

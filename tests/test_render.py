@@ -26,7 +26,7 @@ def test_render_command_writes_objects_configs_and_outputs(tmp_path):
     configs = {str(p.relative_to(out / "config")) for p in (out / "config").rglob("*") if p.is_file()}
     assert {"prometheus-config/prometheus.yml", "alertmanager-config/alertmanager.yml",
             "grafana-datasources/datasources.yaml", "grafana-dashboard-provider/football-monitoring.yaml",
-            "blackbox-exporter-config/blackbox.yml", "grafana-dashboards/stack-health.json"} <= configs
+            "blackbox-exporter-config/blackbox.yml", "grafana-dashboards-stack-health/stack-health.json"} <= configs
     assert any(c.startswith("prometheus-rules/") for c in configs)
     outputs = json.loads((out / "outputs.json").read_text())
     assert outputs["grafanaAdminPassword"] == render.SECRET_MARK

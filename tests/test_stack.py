@@ -144,12 +144,14 @@ def test_config_changes_reload_prometheus_and_alertmanager(runs):
             assert f"--reload-url={url}" in reloader[0]["args"]
             assert [a.split("=", 1)[1] for a in reloader[0]["args"] if a.startswith("--watched-dir=")] == watched
             # No checksum annotation: a config change must not restart them (TSDB, silences stay live).
-            assert "football-monitoring/config-checksum" not in sts["spec"]["template"]["metadata"]["annotations"]
+            annotations = sts["spec"]["template"]["metadata"]["annotations"]
+            assert not [k for k in annotations if k.endswith(("-config", "-rules", "-templates"))], annotations
 
 
 def test_config_change_rolls_pods_that_only_read_config_at_start(monkeypatch):
     def checksum(result, kind, name):
-        return result.one(kind, name)["spec"]["template"]["metadata"]["annotations"]["football-monitoring/config-checksum"]
+        return {k: v for k, v in result.one(kind, name)["spec"]["template"]["metadata"]["annotations"].items()
+                if k.startswith("checksum.football-monitoring/")}
 
     before = run_on_kubernetes("dev")
     after = run_on_kubernetes("dev", {"prometheus": {"scrapeInterval": "15s", "scrapeTimeout": "10s"}})
@@ -237,7 +239,8 @@ def test_grafana_provisioning(prod):
     assert "[auth.anonymous]\nenabled = false" in ini
     assert "allow_sign_up = false" in ini
     assert "root_url = https://grafana.football-prediction.example.org/" in ini
-    dashboards = prod.one("ConfigMap", "grafana-dashboards")["data"]
+    dashboards = {f: t for o in prod.find("ConfigMap") if o["metadata"]["name"].startswith("grafana-dashboards-")
+                  for f, t in o["data"].items()}
     from components import data
     assert dashboards == data.dashboards() and "stack-health.json" in dashboards
     uids = {json.loads(text)["uid"] for text in dashboards.values()}

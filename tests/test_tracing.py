@@ -188,7 +188,7 @@ def test_config_change_rolls_jaeger(dev_k8s):
 
     def checksum(result):
         return result.one("StatefulSet", "jaeger")["spec"]["template"]["metadata"]["annotations"][
-            "football-monitoring/config-checksum"]
+            "checksum.football-monitoring/jaeger-config"]
 
     assert checksum(dev_k8s) != checksum(after)
     assert config_of(after, "jaeger")["extensions"]["jaeger_storage"]["backends"]["traces"]["badger"]["ttl"] == \

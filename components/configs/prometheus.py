@@ -139,7 +139,6 @@ def _annotated_jobs(cfg: PrometheusConfig) -> list[dict]:
              "regex": r"([^:]+)(?::\d+)?;(\d+)", "replacement": "$1:$2", "target_label": "__address__"},
             {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
             {"source_labels": ["__meta_kubernetes_pod_name"], "regex": "(.+)", "target_label": "pod"},
-            {"source_labels": ["__meta_kubernetes_pod_container_name"], "regex": "(.+)", "target_label": "container"},
             # job = the workload's app.kubernetes.io/name (e.g. football-prediction-api)
             {"source_labels": [f"__meta_kubernetes_{role}_label_app_kubernetes_io_name"], "regex": "(.+)",
              "target_label": "job"},
@@ -150,7 +149,10 @@ def _annotated_jobs(cfg: PrometheusConfig) -> list[dict]:
         return {"job_name": job_name, "kubernetes_sd_configs": [{"role": sd_role}], "relabel_configs": relabel}
 
     pods = job("kubernetes-pods", "pod", "pod")
-    # A pod with several ports would otherwise be scraped once per port.
+    # Pod discovery makes a target of every port of every container (a port-less container: one
+    # of its own). With prometheus.io/port they all get the same address and, with no label left
+    # that names the container, the same labels: the scrape pool keeps one of equal targets, so a
+    # pod with sidecars is scraped once, not once per port (which doubled every sum()).
     pods["relabel_configs"].insert(1, {"source_labels": ["__meta_kubernetes_pod_container_init"],
                                        "regex": "true", "action": "drop"})
     pods["relabel_configs"].insert(2, {"source_labels": ["__meta_kubernetes_pod_phase"],

@@ -6,7 +6,7 @@ node's stable name). Private keys exist only as secret Outputs: in Pulumi's encr
 in the Kubernetes Secret that Elasticsearch mounts. Clients get the CA certificate alone.
 
 Rotation: a certificate is re-issued on the first ``pulumi up`` within 30 days of its expiry
-(early_renewal_hours); the Secret changes and the checksum rolls the nodes one at a time.
+(early_renewal_hours); the Secret changes and its checksum annotation rolls the nodes one at a time.
 """
 
 from __future__ import annotations

@@ -7,15 +7,17 @@
 - cluster.initial_master_nodes is added by the init step only when the node's data directory
   holds no cluster state (configs.init_script), so it is never present on a restart.
 - Heap: logging.elasticsearch.heapPercent (50) of the memory limit.
-- vm.max_map_count: node.store.allow_mmap false (configs.elasticsearch_yml says why).
-- Readiness: the cluster is green or yellow (configs.probe_command); a red cluster takes the
-  nodes out of the client Service, and Logstash's persistent queue holds the logs meanwhile.
+- Index files are memory-mapped (logging.elasticsearch.allowMmap): the init step refuses to start
+  a node whose kernel has vm.max_map_count below 262144.
+- GC logs go to stderr with the rest of the node's output (the image writes up to 2 GB of them
+  into path.logs, an emptyDir).
+- Readiness: the node answers (configs.probe_command), so one red index does not empty the client
+  Service; a new pod is ready only once the cluster is green, which paces rolling restarts.
   The exporter reads health through the headless Service, which also lists unready nodes.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Optional, Sequence
 
 import pulumi
@@ -79,9 +81,6 @@ class Elasticsearch(pulumi.ComponentResource):
         headless = platform.every_replica_host("elasticsearch")
         heap = configs.heap_mb(lg.elasticsearch.memory_limit, lg.heap_percent)
         self.heap_mb = heap
-        # Nodes read their certificates at start: a re-issued certificate rolls them (one at a time).
-        cert_checksum = pulumi.Output.all(self.ca_cert_pem, self.certs.certs["http"], self.certs.certs["transport"]) \
-            .apply(lambda pems: hashlib.sha256("".join(pems).encode()).hexdigest())
 
         allow_out = [Flow("elasticsearch", [(TRANSPORT_PORT, "TCP")])]
         if repository == "s3":
@@ -98,24 +97,23 @@ class Elasticsearch(pulumi.ComponentResource):
             # containers (Docker) runs the init step in this container, then execs exactly this.
             command=["/bin/tini", "--", "/usr/local/bin/docker-entrypoint.sh"],
             args=["eswrapper"],
-            env={"ES_PATH_CONF": configs.ES_CONF, "ES_JAVA_OPTS": f"-Xms{heap}m -Xmx{heap}m", "ES_TMPDIR": "/tmp"},
+            env={"ES_PATH_CONF": configs.ES_CONF, "ES_JAVA_OPTS": configs.es_java_opts(heap), "ES_TMPDIR": "/tmp"},
             env_from_pod={"POD_NAME": "metadata.name"},
             config=[
                 ConfigFiles("config", configs.ES_CONFIG_MOUNT, {"elasticsearch.yml": configs.elasticsearch_yml(
                     environment=settings.environment, nodes=lg.nodes, headless=headless,
-                    snapshot_type=repository, s3_endpoint=snapshot.endpoint)}),
+                    snapshot_type=repository, s3_endpoint=snapshot.endpoint, allow_mmap=lg.allow_mmap)}),
                 ConfigFiles("secrets", configs.ES_SECRETS_MOUNT, secret_files, secret=True),
             ],
             data=DataVolume(configs.ES_DATA, lg.storage_size),
             scratch_paths=[configs.ES_CONF, "/tmp", f"{configs.ES_HOME}/logs"],
             scratch_exec=["/tmp"],  # ES_TMPDIR: JNA loads its native library from there
-            init=[InitStep("prepare-config", ["/bin/sh", "-c", configs.init_script(nodes=lg.nodes,
-                                                                                  s3_keys=repository == "s3")])],
+            init=[InitStep("prepare-config", ["/bin/sh", "-c", configs.init_script(
+                nodes=lg.nodes, s3_keys=repository == "s3", allow_mmap=lg.allow_mmap)])],
             liveness=CommandCheck(configs.probe_command("alive")),
-            readiness=CommandCheck(configs.probe_command("ready")),
+            readiness=CommandCheck(configs.probe_command("ready", lg.nodes)),
             replicas=lg.nodes,
             shared_volumes=[SharedVolume(snapshot.claim_name, configs.ES_SNAPSHOTS)] if repository == "fs" else [],
-            pod_annotations={"football-monitoring/certificates-checksum": cert_checksum},
             allow_in=[Flow("elasticsearch", [(HTTP_PORT, "TCP"), (TRANSPORT_PORT, "TCP")])]
             + [Flow(client, [(HTTP_PORT, "TCP")]) for client in clients],
             allow_out=allow_out,

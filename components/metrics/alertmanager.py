@@ -84,8 +84,11 @@ class Alertmanager(pulumi.ComponentResource):
                 ConfigFiles("config", CONFIG_DIR, {"alertmanager.yml": self.config}, reload=True),
                 ConfigFiles("templates", alertmanager_config.TEMPLATES_DIR, alertmanager_config.templates(),
                             reload=True),
-                # No reload: Alertmanager reads each credential file when it sends a notification.
-                ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True),
+                # Alertmanager reads each credential file when it sends a notification (v0.35
+                # notify/webhook, notify/slack, notify/email: os.ReadFile in Notify), so a changed
+                # credential needs neither a reload nor a restart.
+                ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True,
+                            reload=True),
             ],
             data=DataVolume("/alertmanager", am.storage_size),
             liveness=HttpCheck("/-/healthy", "web"),

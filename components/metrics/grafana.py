@@ -83,8 +83,9 @@ class Grafana(pulumi.ComponentResource):
                 ConfigFiles("dashboard-provider", "/etc/grafana/provisioning/dashboards",
                             {"football-monitoring.yaml": grafana_config.render_dashboard_provider(cfg)}),
                 # Grafana re-reads dashboard files by itself (updateIntervalSeconds), so a
-                # changed dashboard needs no restart.
-                ConfigFiles("dashboards", DASHBOARDS_DIR, data.dashboards(), reload=True),
+                # changed dashboard needs no restart. One ConfigMap each: together they are far
+                # over what one object may hold for client-side apply.
+                ConfigFiles("dashboards", DASHBOARDS_DIR, data.dashboards(), reload=True, object_per_file=True),
                 ConfigFiles("admin", SECRETS_DIR, {"admin-password": self.admin_password,
                                                    **(logs.secret_files() if logs else {})}, secret=True),
             ],

@@ -10,8 +10,10 @@ The exceptions are the ``HOST_ACCESS`` entries of ``components.platform.workload
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from typing import Optional
+import re
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -29,8 +31,31 @@ RELOADER_RESOURCES = Resources.of(cpu_request="5m", memory_request="16Mi", memor
 JOB_TTL_SECONDS = 7 * 86400  # finished run-once Jobs stay a week for their logs, then go
 
 
+# Pod template annotations "checksum.football-monitoring/<object>": one per ConfigMap or Secret the
+# pods read only at start, so that a change of its content rolls them.
+CHECKSUM_PREFIX = "checksum.football-monitoring"
+_ANNOTATION_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+
+
 def content_checksum(files: dict) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def secret_checksum(key: str, data: Mapping[str, str]) -> str:
+    """HMAC-SHA256 of a Secret's data under the stack's own checksum key: it changes with the
+    content and, unlike a plain hash of a short password, cannot be tested against guesses by
+    anyone who may read pod specs but not Secrets."""
+    return hmac.new(key.encode(), json.dumps(dict(data), sort_keys=True).encode(), hashlib.sha256).hexdigest()
+
+
+def checksum_annotation(object_name: str) -> str:
+    if not _ANNOTATION_NAME.fullmatch(object_name):
+        raise ValueError(f"{object_name!r} cannot name a checksum annotation (at most 63 characters)")
+    return f"{CHECKSUM_PREFIX}/{object_name}"
+
+
+def _file_object_suffix(file_name: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", file_name.rsplit(".", 1)[0].lower()).strip("-")
 
 
 class KubernetesPlatform:
@@ -41,8 +66,13 @@ class KubernetesPlatform:
     def __init__(self, *, namespace: str, environment: str, provider: k8s.Provider,
                  storage_class: Optional[str], protect_data: bool, reloader_image: str,
                  ingress: Optional[IngressSettings] = None, priority_class: Optional[str] = None,
-                 ingress_namespace: str = "ingress-nginx"):
+                 ingress_namespace: str = "ingress-nginx", checksum_key: Optional[pulumi.Output] = None):
         self.namespace = namespace
+        # Keys the checksums of Secret content (secret_checksum); generated once per stack.
+        self.checksum_key = checksum_key
+        # Content of every Secret this platform made, by name: a service that mounts one of them
+        # by name (ExternalSecret) rolls when it changes, like the service that owns it.
+        self._secret_data: dict[str, dict] = {}
         self.ingress = ingress
         self.priority_class = priority_class
         self.ingress_namespace = ingress_namespace
@@ -102,10 +132,13 @@ class KubernetesPlatform:
             volumes.append({"name": f"shared-{i}", "persistentVolumeClaim": {"claimName": shared.claim_name}})
             mounts.append({"name": f"shared-{i}", "mountPath": shared.mount_path})
         annotations.update(spec.pod_annotations)
-        secret_env = self._secret_env(spec, parent)
+        secret_env = self._secret_env(spec, parent, annotations)
         for i, external in enumerate(spec.external_secrets):
             volumes.append({"name": f"external-{i}", "secret": {"secretName": external.secret_name, "defaultMode": 0o440}})
             mounts.append({"name": f"external-{i}", "mountPath": external.mount_path, "readOnly": True})
+            if external.secret_name in self._secret_data:
+                annotations[checksum_annotation(external.secret_name)] = \
+                    self._secret_checksum(self._secret_data[external.secret_name])
 
         pod_spec: dict = {
             "securityContext": {
@@ -168,14 +201,26 @@ class KubernetesPlatform:
         return DeployedService(spec, self.host_of(spec.name),
                                self.replica_hosts(spec.name, spec.replicas) if spec.data else [], workload)
 
-    def _secret_env(self, spec: ServiceSpec, parent: pulumi.Resource) -> list:
+    def _secret_checksum(self, data: Mapping) -> pulumi.Output:
+        if self.checksum_key is None:
+            raise ValueError("the platform has no checksum key for Secret content")
+        content = pulumi.Output.all(**{k: pulumi.Output.from_input(v) for k, v in data.items()})
+        # Derived from secrets, so secret itself: state and previews show only that it changed.
+        return pulumi.Output.secret(pulumi.Output.all(self.checksum_key, content).apply(
+            lambda key_content: secret_checksum(key_content[0], key_content[1])))
+
+    def _secret_env(self, spec: ServiceSpec, parent: pulumi.Resource, annotations: dict) -> list:
         if not spec.secret_env:
             return []
         object_name = f"{spec.name}-env"
         keys = {name: name.lower().replace("_", "-") for name in spec.secret_env}
+        data = {keys[n]: v for n, v in spec.secret_env.items()}
         k8s.core.v1.Secret(object_name, metadata=self.meta(object_name, spec), type="Opaque",
-                           string_data={keys[n]: pulumi.Output.secret(v) for n, v in spec.secret_env.items()},
+                           string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
                            opts=self.opts(parent))
+        self._secret_data[object_name] = data
+        # The environment is read when the container starts: a changed value must roll the pods.
+        annotations[checksum_annotation(object_name)] = self._secret_checksum(data)
         return [{"name": n, "valueFrom": {"secretKeyRef": {"name": object_name, "key": keys[n]}}} for n in spec.secret_env]
 
     def _main_container(self, spec: ServiceSpec, mounts: list, secret_env: list) -> dict:
@@ -240,7 +285,9 @@ class KubernetesPlatform:
         return container
 
     def _reloader_container(self, spec: ServiceSpec) -> dict:
-        watched = [c for c in spec.config if c.reload]
+        # Secret files marked reload are read by the program each time it uses them; the reloader
+        # only asks it to reload its configuration, so it watches (and mounts) none of them.
+        watched = [c for c in spec.config if c.reload and not c.secret]
         return {
             "name": "config-reloader",
             "image": self.reloader_image,
@@ -258,8 +305,9 @@ class KubernetesPlatform:
         }
 
     def _config_volumes(self, spec: ServiceSpec, parent: pulumi.Resource):
+        """Volumes and mounts of the config files, and a checksum annotation for each object the
+        service reads only at start (not ``reload``): a change of its content rolls the pods."""
         volumes, mounts, annotations = [], [], {}
-        rolling: dict = {}
         for cfg in spec.config:
             object_name = f"{spec.name}-{cfg.name}"
             if cfg.secret:
@@ -267,17 +315,24 @@ class KubernetesPlatform:
                     object_name, metadata=self.meta(object_name, spec), type="Opaque",
                     string_data={k: pulumi.Output.secret(v) for k, v in cfg.files.items()},
                     opts=self.opts(parent))
+                self._secret_data[object_name] = dict(cfg.files)
                 volumes.append({"name": f"config-{cfg.name}", "secret": {"secretName": object_name, "defaultMode": 0o440}})
-            else:
-                k8s.core.v1.ConfigMap(object_name, metadata=self.meta(object_name, spec), data=dict(cfg.files),
-                                      opts=self.opts(parent))
-                volumes.append({"name": f"config-{cfg.name}", "configMap": {"name": object_name, "defaultMode": 0o444}})
                 if not cfg.reload:
-                    rolling[cfg.name] = cfg.files
+                    annotations[checksum_annotation(object_name)] = self._secret_checksum(cfg.files)
+            else:
+                parts = ({f"{object_name}-{_file_object_suffix(f)}": {f: text} for f, text in cfg.files.items()}
+                         if cfg.object_per_file else {object_name: dict(cfg.files)})
+                for part, data in parts.items():
+                    k8s.core.v1.ConfigMap(part, metadata=self.meta(part, spec), data=data, opts=self.opts(parent))
+                    if not cfg.reload:
+                        annotations[checksum_annotation(part)] = content_checksum(data)
+                if cfg.object_per_file:
+                    # One directory from many ConfigMaps; the kubelet updates it like a configMap volume.
+                    volumes.append({"name": f"config-{cfg.name}", "projected": {
+                        "sources": [{"configMap": {"name": part}} for part in parts], "defaultMode": 0o444}})
+                else:
+                    volumes.append({"name": f"config-{cfg.name}", "configMap": {"name": object_name, "defaultMode": 0o444}})
             mounts.append({"name": f"config-{cfg.name}", "mountPath": cfg.mount_path, "readOnly": True})
-        if rolling:
-            # Files the service only reads at start: a change must roll the pods.
-            annotations["football-monitoring/config-checksum"] = content_checksum(rolling)
         return volumes, mounts, annotations
 
     def _service_account(self, spec: ServiceSpec, parent: pulumi.Resource) -> str:

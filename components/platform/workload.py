@@ -80,8 +80,11 @@ class ConfigFiles:
 
     ``secret`` files land in a Kubernetes Secret (their content may be an
     Output), others in a ConfigMap. ``reload`` says the service notices a
-    change itself (a reloader sidecar or its own polling); otherwise a change
-    rolls the pods through a checksum annotation.
+    change itself (a reloader sidecar, its own polling, or reading the file each
+    time it needs it); otherwise a change rolls the pods through a checksum
+    annotation, for Secrets as much as for ConfigMaps. ``object_per_file`` puts each
+    file in its own ConfigMap (one directory still, through a projected volume), for
+    sets of files too large for one object.
     """
 
     name: str
@@ -89,6 +92,7 @@ class ConfigFiles:
     files: Mapping[str, Union[str, pulumi.Output]]
     secret: bool = False
     reload: bool = False
+    object_per_file: bool = False
 
 
 @dataclass(frozen=True)

@@ -707,6 +707,10 @@ class ElasticsearchSettings(Section):
     storage_size: StorageQuantity = Field("10Gi", description="size of each Elasticsearch data volume")
     heap_percent: WholeNumber(25, 75) = Field(50, description=(
         "JVM heap as a share of the memory limit, in percent (Elastic: about half; the rest is filesystem cache)"))
+    allow_mmap: Flag = Field(True, description=(
+        "memory-map index files (node.store.allow_mmap), as Elastic advises for production: every node must have "
+        "the kernel setting vm.max_map_count of at least 262144, which each node checks before it starts; false "
+        "reads them through NIO instead (slower searches on large indices) where nodes cannot be set so"))
     resources: ElasticsearchResources
 
 
@@ -775,6 +779,7 @@ class LoggingSettings(Section):
     nodes = view("elasticsearch_settings.nodes")
     storage_size = view("elasticsearch_settings.storage_size")
     heap_percent = view("elasticsearch_settings.heap_percent")
+    allow_mmap = view("elasticsearch_settings.allow_mmap")
     elasticsearch = view("elasticsearch_settings.resources")
     logstash_replicas = view("logstash_settings.replicas")
     logstash_storage_size = view("logstash_settings.storage_size")
