@@ -96,6 +96,9 @@ row("alertmanager", "alertmanager", "wrapper", "github.com/prometheus/alertmanag
 pint = tools["pint"].rsplit(":", 1)[1].lstrip("v")
 row("pint", None, "wrapper", "github.com/cloudflare/pint", f"v{pint}", ["cmd/pint"],
     f"-X main.version=v{pint} -X main.commit=release", version=pint)
+cyclonus = tools["cyclonus"].rsplit(":", 1)[1].lstrip("v")
+row("cyclonus", None, "wrapper", "github.com/mattfenwick/cyclonus", f"v{cyclonus}", ["cmd/cyclonus"],
+    f"-X github.com/mattfenwick/cyclonus/pkg/cli.version=v{cyclonus}", version=cyclonus)
 row("postgres_exporter", "postgresExporter", "wrapper", "github.com/prometheus-community/postgres_exporter",
     f"v{tag('postgresExporter')}", ["cmd/postgres_exporter"])
 row("elasticsearch_exporter", "elasticsearchExporter", "wrapper",

@@ -38,6 +38,7 @@ def jaeger_module_version(release: str) -> str:
 # tool -> (command after the binary, image key or None, Go module, module version), evaluated lazily
 def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
     pint = TEST_TOOLS["pint"].rsplit(":", 1)[1].lstrip("v")
+    cyclonus = TEST_TOOLS["cyclonus"].rsplit(":", 1)[1].lstrip("v")
     return {
         "prometheus": (["--version"], tag("prometheus"), "github.com/prometheus/prometheus",
                        prometheus_module_version(tag("prometheus"))),
@@ -70,6 +71,7 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
         "es-index-cleaner": (None, tag("jaegerIndexCleaner"), "github.com/jaegertracing/jaeger",
                              "v" + tag("jaegerIndexCleaner")),
         "pint": (["version"], pint, "github.com/cloudflare/pint", "v" + pint),
+        "cyclonus": (["version"], cyclonus, "github.com/mattfenwick/cyclonus", "v" + cyclonus),
     }
 
 

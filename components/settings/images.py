@@ -49,4 +49,7 @@ DEFAULT_IMAGES = {
 TEST_TOOLS = {
     # Prometheus rule linter; the newest release the Go module proxy serves here.
     "pint": "github.com/cloudflare/pint:v0.87.0",
+    # NetworkPolicy analyzer (the engine that became SIG Network's policy-assistant): answers whether
+    # the rendered policies allow a given flow; the newest release the Go module proxy serves here.
+    "cyclonus": "github.com/mattfenwick/cyclonus:v0.5.6",
 }
