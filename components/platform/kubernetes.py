@@ -17,9 +17,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.settings import IngressSettings, Resources
-from components.platform.workload import ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, CommandCheck, DeployedService, Flow, ServiceSpec
+from components.platform.workload import (ANYWHERE, HOST_ACCESS, INGRESS, OTHER_NAMESPACES, PART_OF, RELOADER_PORT,
+                                          CommandCheck, DeployedService, Flow, ServiceSpec)
 
-RELOADER_PORT = 8080
 DNS_EGRESS = {
     "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
@@ -412,6 +412,9 @@ class KubernetesPlatform:
             return []  # no "from"/"to": every address
         if peer == INGRESS:
             return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.ingress_namespace}}}]
+        if peer == OTHER_NAMESPACES:
+            return [{"namespaceSelector": {"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [self.namespace]}]}}]
         return [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": peer,
                                                  "app.kubernetes.io/part-of": PART_OF}}}]
 
@@ -421,7 +424,10 @@ class KubernetesPlatform:
         peers = self._peer(flow.peer)
         if peers:
             rule[peers_key] = peers
-        if flow.ports:
+        if isinstance(flow.ports, pulumi.Output):
+            rule["ports"] = flow.ports.apply(lambda pairs: [{"port": port, "protocol": protocol}
+                                                            for port, protocol in pairs])
+        elif flow.ports:
             rule["ports"] = [{"port": port, "protocol": protocol} for port, protocol in flow.ports]
         return rule
 
@@ -434,6 +440,9 @@ class KubernetesPlatform:
             if flow.peer == INGRESS and not (self.ingress and self.ingress.hosts.get(spec.name)):
                 continue  # not exposed: no door for the ingress controller
             ingress.append(self._rule(flow, "from"))
+        if spec.reloader:
+            # Without this door the reloader's metrics are never scraped and its target is down.
+            ingress += [self._rule(Flow(peer, [(RELOADER_PORT, "TCP")]), "from") for peer in spec.reloader.scraped_by]
         egress = [DNS_EGRESS] + [self._rule(flow, "to") for flow in spec.allow_out]
         name = spec.name
         k8s.networking.v1.NetworkPolicy(f"{name}-network", metadata=self.meta(name, spec), spec={

@@ -183,25 +183,34 @@ class AccessRule:
 # Peers of a Flow besides the stack's own services (named by their app name).
 ANYWHERE = "anywhere"  # any address, inside or outside the cluster
 INGRESS = "ingress"  # the ingress controller that serves the UIs
+# Pods of every namespace but the stack's own: clients such as the instrumented application, kept
+# apart from the stack's pods, which reach a service only where a flow names them.
+OTHER_NAMESPACES = "other-namespaces"
 
 
 @dataclass(frozen=True)
 class Flow:
     """Traffic a service accepts (allow_in) or starts (allow_out), for network isolation.
 
-    ``peer`` is another service of the stack (its name), ANYWHERE or INGRESS;
-    ``ports`` are (port, protocol) pairs, empty meaning every port.
+    ``peer`` is another service of the stack (its name), ANYWHERE, INGRESS or OTHER_NAMESPACES;
+    ``ports`` are (port, protocol) pairs, empty meaning every port, or an Output of such pairs
+    when they come from secret settings (a receiver URL's port: the port is not the secret).
     """
 
     peer: str
-    ports: Sequence[tuple] = ()
+    ports: Union[Sequence[tuple], pulumi.Output] = ()
+
+
+RELOADER_PORT = 8080  # the reloader sidecar's web port: its metrics
 
 
 @dataclass(frozen=True)
 class Reloader:
-    """A sidecar that watches the service's reloadable config and asks it to reload."""
+    """A sidecar that watches the service's reloadable config and asks it to reload; it serves
+    its metrics (reloads triggered, failures) on RELOADER_PORT to the ``scraped_by`` services."""
 
     reload_url: str
+    scraped_by: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
