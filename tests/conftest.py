@@ -51,7 +51,7 @@ def prod(runs) -> offline.RunResult:
 BUILT_TOOLS = frozenset({
     "prometheus", "promtool", "alertmanager", "amtool", "node_exporter", "blackbox_exporter",
     "postgres_exporter", "redis_exporter", "elasticsearch_exporter", "kube-state-metrics",
-    "prometheus-config-reloader", "otelcol", "jaeger", "es-index-cleaner", "pint", "cyclonus",
+    "prometheus-config-reloader", "otelcol", "jaeger", "es-index-cleaner", "pint", "cyclonus", "pod-security-check",
 })
 DEBIAN_NAMES = {"prometheus-alertmanager": "alertmanager", "prometheus-node-exporter": "node_exporter",
                 "prometheus-blackbox-exporter": "blackbox_exporter"}
