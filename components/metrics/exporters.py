@@ -68,7 +68,8 @@ class NodeExporter(pulumi.ComponentResource):
         self.deployed = platform.deploy(spec, self)
         self.scrape_targets = [ScrapeTarget(
             "node-exporter", "node-exporter", "metrics", instance_from_node=True,
-            addresses=[self.deployed.address("metrics")], labels=single_host_labels(settings.environment))]
+            addresses=[self.deployed.address("metrics")], labels=single_host_labels(settings.environment),
+            namespace=self.deployed.namespace)]
         self.register_outputs({})
 
 

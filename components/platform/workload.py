@@ -280,6 +280,7 @@ class DeployedService:
     host: str  # the name other services use to reach it
     replica_hosts: Sequence[str]  # stable per-replica names
     workload: Any = None
+    namespace: Optional[str] = None  # where its pods run (Kubernetes)
 
     @property
     def name(self) -> str:
@@ -322,6 +323,9 @@ class Platform(Protocol):
         service itself serves, where the platform publishes its port as it is)."""
 
     def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None: ...
+
+    def finish(self) -> None:
+        """After every service is deployed: what depends on all of them (Kubernetes' network policies)."""
 
 
 # The Kubernetes API server, as clients reach it (the Service port and the usual node port).
