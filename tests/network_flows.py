@@ -466,6 +466,11 @@ def scrape_flows(cluster: Cluster, prometheus_yml: str, promtool: str, timeout: 
         with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
             results = list(pool.map(discover, jobs))
         for name, targets in results:
+            job = next(j for j in doc["scrape_configs"] if j["job_name"] == name)
+            confined = all(c.get("namespaces") for c in job["kubernetes_sd_configs"])
+            if confined and not any(t["labels"].get("__address__") for t in targets):
+                # A job of the stack's own pods that keeps none: wrong namespaces, labels or port names.
+                raise AssertionError(f"scrape job {name} keeps no target among the rendered pods")
             for target in targets:
                 address = target["labels"].get("__address__")
                 if not address:

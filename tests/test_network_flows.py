@@ -180,3 +180,18 @@ def test_receiver_ports_follow_the_receiver_settings():
                                                     "tcp": [{"name": "db", "target": "db.example.org:5433"}]}})
     egress = blackbox.one("NetworkPolicy", "blackbox-exporter")["spec"]["egress"][1:]
     assert egress == [{"ports": [{"port": 443, "protocol": "TCP"}, {"port": 5433, "protocol": "TCP"}]}]
+
+
+def test_a_job_looking_in_the_wrong_namespace_is_found(verdicts):
+    """Mutation: node-exporter's job discovering in the stack's namespace instead of the node
+    namespace its pods run in: Prometheus' discovery keeps no target, and the check says so."""
+    v = verdicts["prod"]
+    import yaml
+
+    doc = yaml.safe_load(v.result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    job = next(j for j in doc["scrape_configs"] if j["job_name"] == "node-exporter")
+    assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == [v.result.outputs["nodeNamespace"]]
+    job["kubernetes_sd_configs"][0]["namespaces"]["names"] = [v.result.outputs["namespace"]]
+    doc["scrape_configs"] = [job]
+    with pytest.raises(AssertionError, match="scrape job node-exporter keeps no target"):
+        nf.scrape_flows(v.cluster, yaml.safe_dump(doc), require_tool("promtool"))
