@@ -161,8 +161,7 @@ class Cluster:
             if port is not None and sp["port"] != port:
                 continue
             for pod in self.selected(namespace, svc["spec"]["selector"]):
-                if pod_name and pod.name != pod_name and \
-                        not (pod_name.rsplit("-", 1)[0] == pod.name.rsplit("-", 1)[0]):
+                if pod_name and pod_name.rsplit("-", 1)[0] != pod.name.rsplit("-", 1)[0]:
                     continue  # a StatefulSet pod's own name: any rendered replica stands for it
                 target = sp.get("targetPort", sp["port"])
                 for name, number, protocol in pod.ports:
@@ -506,7 +505,7 @@ def _static_scrape(cluster: Cluster, prometheus: list[Pod], job: dict, target: s
              for dest, number, protocol in cluster.resolve(host, int(port)) for s in prometheus]
     if address != target:
         module = job.get("params", {}).get("module", [""])[0]
-        exporters = [p for dest_host in [host] for p, _, _ in cluster.resolve(dest_host, int(port))]
+        exporters = {p for p, _, _ in cluster.resolve(host, int(port))}
         probe_host = urlparse(target).hostname if "://" in target else target.rsplit(":", 1)[0]
         probe_port = _external_port(target)
         if probe_port and not module.startswith("icmp"):
@@ -541,8 +540,10 @@ def unneeded_flows(cluster: Cluster, needed: Iterable[Flow], namespaces: Iterabl
     flows = []
     for source in pods:
         for dest in pods:
-            if source == dest or (dest is not first[dest.workload] and source.workload != dest.workload) \
-                    or (source is not first[source.workload] and source.workload != dest.workload):
+            if source == dest:
+                continue
+            if source.workload != dest.workload and (source is not first[source.workload]
+                                                     or dest is not first[dest.workload]):
                 continue
             for name, number, protocol in dest.ports:
                 for proto in {protocol, "UDP" if protocol == "TCP" else "TCP"}:

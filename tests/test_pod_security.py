@@ -30,7 +30,8 @@ def pod_spec(obj: dict) -> dict:
 
 
 def rendered(result) -> list[dict]:
-    return [o for o in result.kubernetes_objects() if o["kind"] in POD_KINDS]
+    """Copies: the mutations below must not reach the session's shared renders."""
+    return copy.deepcopy([o for o in result.kubernetes_objects() if o["kind"] in POD_KINDS])
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_a_host_path_in_the_stack_namespace_is_refused(prod):
     verdict = next(v for v in judge(objects) if v["name"] == "prometheus")
     assert verdict["enforce"]["allowed"] is False
     assert any("hostPath" in reason for reason in verdict["enforce"]["reasons"])
-    relaxed = copy.deepcopy(rendered(prod))
+    relaxed = rendered(prod)
     for o in relaxed:
         if o["kind"] == "Namespace" and o["metadata"]["name"] == prod.outputs["namespace"]:
             o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
