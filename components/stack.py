@@ -44,6 +44,9 @@ class MonitoringStack(pulumi.ComponentResource):
             provider = kubernetes.provider("kubernetes", settings.kube_context, parent=self)
             ns = kubernetes.namespace(settings.namespace, provider, self)
             deny = kubernetes.default_deny(ns, settings.namespace, provider, self)
+            node_ns = kubernetes.namespace(settings.host_namespace, provider, self, host_access=True)
+            node_deny = kubernetes.default_deny(node_ns, settings.host_namespace, provider, self,
+                                                resource_name="default-deny-node")  # Pulumi's name; in-cluster default-deny
             priority = kubernetes.priority_class(f"{settings.namespace}-monitoring", provider, self)
             platform = kubernetes.KubernetesPlatform(
                 namespace=settings.namespace,
@@ -58,8 +61,9 @@ class MonitoringStack(pulumi.ComponentResource):
                 checksum_key=pulumi.Output.secret(random.RandomPassword(
                     "pod-checksum-key", length=40, special=False,
                     opts=pulumi.ResourceOptions(parent=self)).result),
+                node_namespace=settings.host_namespace,
             )
-            in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns, deny, priority])
+            in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns, deny, node_ns, node_deny, priority])
         else:
             provider = docker.provider("docker", settings.docker.host, parent=self)
             platform = docker.DockerPlatform(
@@ -117,6 +121,7 @@ class MonitoringStack(pulumi.ComponentResource):
                                                ca_cert_pem=self.logging.elasticsearch.ca_cert_pem)
                                if self.logging else None,
                                opts=in_namespace)
+        platform.finish()
         self.outputs = stack_outputs(settings, self)
         self.register_outputs(self.outputs)
 
@@ -125,6 +130,7 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
     outputs: dict[str, Any] = {
         "environment": settings.environment,
         "namespace": settings.namespace,
+        **({"nodeNamespace": settings.host_namespace} if settings.platform == "kubernetes" else {}),
         "grafanaUrl": stack.grafana.internal_url,
         "prometheusUrl": stack.prometheus.internal_url,
         "alertmanagerUrl": stack.alertmanager.internal_url,

@@ -40,8 +40,8 @@ fi
 
 # The tool list: name, version (the image tag without "v"), how to build, module, module version,
 # packages, -X flags, directories needing placeholder web assets ("-": none; no field is empty). Derived from DEFAULT_IMAGES without importing the project.
-plan=$(python3 - "$root/components/settings/images.py" <<'PY'
-import ast, re, sys
+plan=$(python3 - "$root/components/settings/images.py" "$root" <<'PY'
+import ast, hashlib, re, sys
 
 tree = ast.parse(open(sys.argv[1]).read())
 def assigned(name):
@@ -103,6 +103,15 @@ row("pint", None, "wrapper", "github.com/cloudflare/pint", f"v{pint}", ["cmd/pin
 sloth = tools["sloth"].rsplit(":", 1)[1].lstrip("v")
 row("sloth", None, "install", "github.com/slok/sloth", f"v{sloth}", ["cmd/sloth"],
     f"-X github.com/slok/sloth/internal/info.Version=v{sloth}", version=sloth)
+cyclonus = tools["cyclonus"].rsplit(":", 1)[1].lstrip("v")
+row("cyclonus", None, "wrapper", "github.com/mattfenwick/cyclonus", f"v{cyclonus}", ["cmd/cyclonus"],
+    f"-X github.com/mattfenwick/cyclonus/pkg/cli.version=v{cyclonus}", version=cyclonus)
+# Our own small program over an upstream library: built from scripts/pod-security-check/ in a
+# throwaway module requiring the library's release; the source's digest is part of the recipe.
+psa = tools["podSecurityAdmission"].rsplit(":", 1)[1].lstrip("v")
+digest = hashlib.sha256(open(f"{sys.argv[2]}/scripts/pod-security-check/main.go", "rb").read()).hexdigest()[:16]
+row("pod-security-check", None, "local", "k8s.io/pod-security-admission", f"v{psa}", ["scripts/pod-security-check"],
+    f"-X main.sourceDigest={digest}", version=psa)
 row("postgres_exporter", "postgresExporter", "wrapper", "github.com/prometheus-community/postgres_exporter",
     f"v{tag('postgresExporter')}", ["cmd/postgres_exporter"])
 row("elasticsearch_exporter", "elasticsearchExporter", "wrapper",
@@ -178,6 +187,14 @@ for r in json.load(sys.stdin).get("Replace") or []:
         "$GO" get "$module@$modver"
       fi
       "$GO" install -mod=mod -ldflags "$ldflags" "${targets[@]}"
+      ;;
+    local)
+      local w="$tmp/wrapper"
+      mkdir -p "$w"; cd "$w"
+      "$GO" mod init "football-monitoring.invalid/$name" >/dev/null 2>&1
+      cp "$root/$pkgs"/*.go "$w/"
+      "$GO" get "$module@$modver"
+      "$GO" install -mod=mod -ldflags "$ldflags" .
       ;;
     otelcol)
       # The collector builder, at the collector's release, with exactly the components the

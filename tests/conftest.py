@@ -74,7 +74,8 @@ def every_stack(runs, every_part) -> dict[str, offline.RunResult]:
 BUILT_TOOLS = frozenset({
     "prometheus", "promtool", "alertmanager", "amtool", "node_exporter", "blackbox_exporter",
     "postgres_exporter", "redis_exporter", "elasticsearch_exporter", "kube-state-metrics",
-    "prometheus-config-reloader", "otelcol", "jaeger", "es-index-cleaner", "pint", "sloth",
+    "prometheus-config-reloader", "otelcol", "jaeger", "es-index-cleaner", "pint", "sloth", "cyclonus",
+    "pod-security-check",
 })
 DEBIAN_NAMES = {"prometheus-alertmanager": "alertmanager", "prometheus-node-exporter": "node_exporter",
                 "prometheus-blackbox-exporter": "blackbox_exporter"}

@@ -34,7 +34,7 @@ PROD_PROGRAMS = {"prometheus", "alertmanager", "prometheus-config-reloader", "no
                  "blackbox_exporter", "postgres_exporter", "redis_exporter", "elasticsearch_exporter", "jaeger",
                  "otelcol", "es-index-cleaner"}
 # Built tools that check configs and run in no container.
-CHECK_ONLY_TOOLS = {"promtool", "amtool", "pint", "sloth"}
+CHECK_ONLY_TOOLS = {"promtool", "amtool", "pint", "sloth", "cyclonus", "pod-security-check"}
 
 
 @pytest.fixture(scope="module")

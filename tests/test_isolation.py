@@ -27,8 +27,10 @@ def allowed_from(spec) -> set:
 
 def test_namespace_denies_by_default(runs):
     for result in runs.values():
-        deny = result.one("NetworkPolicy", "default-deny")["spec"]
-        assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        denies = {o["metadata"]["namespace"]: o["spec"] for o in result.find("NetworkPolicy", "default-deny")}
+        # The stack's namespace and the node namespace of the host-access workloads.
+        assert set(denies) == {result.outputs["namespace"], result.outputs["nodeNamespace"]}
+        assert all(deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]} for deny in denies.values())
 
 
 def test_only_the_flows_the_stack_needs(prod):

@@ -542,8 +542,10 @@ def test_network_flows(prod):
     assert allowed_from(prod, "filebeat") == {"prometheus"}
     assert allowed_from(prod, "logging-bootstrap") == set()
     out = prod.one("NetworkPolicy", "filebeat")["spec"]["egress"]
+    # Filebeat runs in the node namespace: the peer names Logstash's namespace too.
     assert out[1] == {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "logstash",
-                                                              "app.kubernetes.io/part-of": "football-monitoring"}}}],
+                                                              "app.kubernetes.io/part-of": "football-monitoring"}},
+                              "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
                       "ports": [{"port": 5044, "protocol": "TCP"}]}
 
 

@@ -528,7 +528,7 @@ def test_stateful_resources_protected_in_prod_only(dev, prod):
 
 
 def test_outputs(dev, prod):
-    assert set(dev.outputs) == {"environment", "namespace", "grafanaUrl", "prometheusUrl", "alertmanagerUrl",
+    assert set(dev.outputs) == {"environment", "namespace", "nodeNamespace", "grafanaUrl", "prometheusUrl", "alertmanagerUrl",
                                 "grafanaAdminUser", "grafanaAdminPassword", "elasticsearchUrl", "kibanaUrl",
                                 "elasticsearchUser", "elasticsearchPassword", "elasticsearchCaCertificate",
                                 "jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"}

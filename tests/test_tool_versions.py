@@ -39,6 +39,8 @@ def jaeger_module_version(release: str) -> str:
 def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
     pint = TEST_TOOLS["pint"].rsplit(":", 1)[1].lstrip("v")
     sloth = TEST_TOOLS["sloth"].rsplit(":", 1)[1].lstrip("v")
+    cyclonus = TEST_TOOLS["cyclonus"].rsplit(":", 1)[1].lstrip("v")
+    psa = TEST_TOOLS["podSecurityAdmission"].rsplit(":", 1)[1].lstrip("v")
     return {
         "prometheus": (["--version"], tag("prometheus"), "github.com/prometheus/prometheus",
                        prometheus_module_version(tag("prometheus"))),
@@ -72,6 +74,8 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
                              "v" + tag("jaegerIndexCleaner")),
         "pint": (["version"], pint, "github.com/cloudflare/pint", "v" + pint),
         "sloth": (["version"], sloth, "github.com/slok/sloth", "v" + sloth),
+        "cyclonus": (["version"], cyclonus, "github.com/mattfenwick/cyclonus", "v" + cyclonus),
+        "pod-security-check": (["--version"], psa, "k8s.io/pod-security-admission", "v" + psa),
     }
 
 

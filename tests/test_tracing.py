@@ -131,9 +131,10 @@ def allowed_from(policy: dict) -> dict:
     for rule in policy["spec"]["ingress"]:
         ports = {p["port"] for p in rule.get("ports", [])}
         for peer in rule.get("from", [{"anywhere": True}]):
+            namespaces = peer.get("namespaceSelector", {})
             name = (peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
-                    or ("ns:" + peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                        if "namespaceSelector" in peer else "anywhere"))
+                    or ("ns:" + namespaces["matchLabels"]["kubernetes.io/metadata.name"] if "matchLabels" in namespaces
+                        else "other namespaces" if "matchExpressions" in namespaces else "anywhere"))
             peers.setdefault(name, set()).update(ports)
     return peers
 
@@ -506,11 +507,12 @@ def test_every_tracing_container_is_hardened(dev_k8s, prod_tracing):
 
 def test_network_flows(dev_k8s, prod_tracing):
     jaeger = allowed_from(dev_k8s.one("NetworkPolicy", "jaeger"))
-    assert jaeger == {"anywhere": {4317, 4318}, "grafana": {16686}, "prometheus": {8888}}  # no ingress host in dev
+    # Spans come from the application's namespaces, never from the stack's own pods.
+    assert jaeger == {"other namespaces": {4317, 4318}, "grafana": {16686}, "prometheus": {8888}}  # no ingress host in dev
     assert allowed_to(dev_k8s.one("NetworkPolicy", "jaeger")) == {}
     assert allowed_to(dev_k8s.one("NetworkPolicy", "grafana"))["jaeger"] == {16686}
 
-    assert allowed_from(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"anywhere": {4317, 4318},
+    assert allowed_from(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"other namespaces": {4317, 4318},
                                                                                 "prometheus": {8888}}
     assert allowed_to(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"jaeger-collector": {4317}}
     # With a gateway, only the gateway may send spans to the collectors.

@@ -130,8 +130,10 @@ def write(result: offline.RunResult, out: Path) -> list[Path]:
             + _yaml(compose_view(result, secret_values)))
         files.update({out / "config" / rel: text for rel, text in container_files(result).items()})
     for obj in result.kubernetes_objects():
-        files[out / "kubernetes" / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"] = \
-            _yaml(_redacted(obj))
+        path = out / "kubernetes" / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        if path in files:  # the same name in another namespace (each namespace's default-deny)
+            path = path.with_name(f"{obj['kind'].lower()}-{obj['metadata']['name']}.{obj['metadata']['namespace']}.yaml")
+        files[path] = _yaml(_redacted(obj))
     files.update({out / "config" / rel: text for rel, text in config_files(result).items()})
     outputs = {k: (SECRET_MARK if k in result.secret_outputs else v) for k, v in sorted(result.outputs.items())}
     files[out / "outputs.json"] = json.dumps(outputs, indent=2) + "\n"

@@ -24,6 +24,7 @@ class ScrapeTarget:
     honor_labels: bool = False
     addresses: Sequence[str] = ()  # host:port, for static discovery
     labels: Mapping[str, str] = field(default_factory=dict)  # extra target labels, for static discovery
+    namespace: Optional[str] = None  # where its pods run, if not in the stack's namespace
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _component_job(cfg: PrometheusConfig, target: ScrapeTarget) -> dict:
     relabel.append(_environment_label(cfg.environment))
     job = {
         "job_name": target.job,
-        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [cfg.namespace]}}],
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [target.namespace or cfg.namespace]}}],
         "relabel_configs": relabel,
     }
     if target.honor_labels:

@@ -72,7 +72,7 @@ def deploy(settings: Settings, platform: Platform, opts: pulumi.ResourceOptions,
         ScrapeTarget("logstash", "logstash", "exporter", addresses=[logstash.deployed.address("exporter")]),
         ScrapeTarget("filebeat", "filebeat", "exporter", instance_from_node=True,
                      addresses=[filebeat.deployed.address("exporter")],
-                     labels=single_host_labels(settings.environment)),
+                     labels=single_host_labels(settings.environment), namespace=filebeat.deployed.namespace),
     ]
     connection = None
     if jaeger:

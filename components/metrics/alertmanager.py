@@ -5,10 +5,12 @@ headless Service, and every Prometheus sends every alert to every replica."""
 from __future__ import annotations
 
 from typing import Optional
+from urllib.parse import urlparse
 
 import pulumi
 
 from components.configs import alertmanager as alertmanager_config
+from components.metrics import dingtalk
 from components.settings import Settings
 from components.platform.workload import ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, Reloader, ServiceSpec
 
@@ -94,12 +96,14 @@ class Alertmanager(pulumi.ComponentResource):
             liveness=HttpCheck("/-/healthy", "web"),
             readiness=HttpCheck("/-/ready", "web"),
             replicas=am.replicas,
-            reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload"),
+            reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload", scraped_by=("prometheus",)),
             allow_in=[Flow("prometheus", [(WEB_PORT, "TCP")]), Flow("grafana", [(WEB_PORT, "TCP")]),
                       Flow("alertmanager", [(WEB_PORT, "TCP"), (MESH_PORT, "TCP"), (MESH_PORT, "UDP")]),
                       Flow(INGRESS, [(WEB_PORT, "TCP")])],
-            # Receivers (Slack, SMTP, webhooks on any port) are outside; peers gossip on the mesh port.
-            allow_out=[Flow("alertmanager", [(MESH_PORT, "TCP"), (MESH_PORT, "UDP")]), Flow(ANYWHERE)],
+            # Peers gossip on the mesh port; receivers are reached on their own ports only.
+            allow_out=[Flow("alertmanager", [(MESH_PORT, "TCP"), (MESH_PORT, "UDP")])]
+            + ([Flow(dingtalk.NAME, [(dingtalk.PORT, "TCP")])] if dingtalk_url else [])
+            + [Flow(ANYWHERE, receiver_ports(settings))],
         )
         self.deployed = platform.deploy(spec, self)
         self.internal_url = self.deployed.url("web")
@@ -107,3 +111,25 @@ class Alertmanager(pulumi.ComponentResource):
         if public:
             platform.expose(self.deployed, "web", parent=self)
         self.register_outputs({"internal_url": self.internal_url, "external_url": self.external_url})
+
+
+def receiver_ports(settings: Settings) -> pulumi.Output:
+    """The TCP ports of the receivers outside the stack: each webhook, heartbeat, escalation and
+    Slack URL's port (443 for https, 80 for http, else the URL's own), and the SMTP smarthost's.
+
+    The URLs are secrets; their ports are not, and a NetworkPolicy that showed nothing in a
+    preview would hide what Alertmanager may reach."""
+    secrets = settings.secrets
+    urls = [u for u in (secrets.alertmanager_webhook_url, secrets.heartbeat_url, secrets.escalation_webhook_url,
+                        secrets.slack_api_url) if u is not None]
+    email = settings.alerting.email
+    smtp = {int(email.smarthost.rsplit(":", 1)[1])} if email.enabled and email.smarthost else set()
+
+    def ports(values) -> list:
+        found = set(smtp)
+        for url in values:
+            parsed = urlparse(url)
+            found.add(parsed.port or (443 if parsed.scheme == "https" else 80))
+        return [(port, "TCP") for port in sorted(found)]
+
+    return pulumi.Output.unsecret(pulumi.Output.all(*urls).apply(ports))

@@ -14,6 +14,7 @@ from components.settings import Settings
 from components.platform.workload import ANYWHERE, ConfigFiles, Flow, HttpCheck, Platform, Port, ServiceSpec
 
 PORT = 8060
+NAME = "dingtalk-relay"
 TARGET = "football"
 
 
@@ -34,7 +35,7 @@ class DingTalkRelay(pulumi.ComponentResource):
         config = pulumi.Output.all(secrets.dingtalk_webhook_url, secrets.dingtalk_secret).apply(
             lambda values: relay_config(values[0], values[1]))
         spec = ServiceSpec(
-            name="dingtalk-relay",
+            name=NAME,
             component="alerting",
             image=settings.images["dingtalkRelay"],
             ports=[Port("http", PORT)],

@@ -12,6 +12,7 @@ kube-state-metrics reports Kubernetes objects and runs only there.
 from __future__ import annotations
 
 from typing import Optional
+from urllib.parse import urlparse
 
 import pulumi
 
@@ -67,7 +68,8 @@ class NodeExporter(pulumi.ComponentResource):
         self.deployed = platform.deploy(spec, self)
         self.scrape_targets = [ScrapeTarget(
             "node-exporter", "node-exporter", "metrics", instance_from_node=True,
-            addresses=[self.deployed.address("metrics")], labels=single_host_labels(settings.environment))]
+            addresses=[self.deployed.address("metrics")], labels=single_host_labels(settings.environment),
+            namespace=self.deployed.namespace)]
         self.register_outputs({})
 
 
@@ -88,7 +90,8 @@ class KubeStateMetrics(pulumi.ComponentResource):
             readiness=HttpCheck("/readyz", "telemetry"),
             api_access=[AccessRule(api_groups=[group], resources=names, verbs=["list", "watch"])
                         for group, names in KUBE_STATE_RESOURCES.items()],
-            allow_in=[Flow("prometheus", [(8080, "TCP"), (8081, "TCP")])],
+            # Prometheus scrapes the metrics port; the telemetry port serves only the readiness probe.
+            allow_in=[Flow("prometheus", [(8080, "TCP")])],
             allow_out=[Flow(ANYWHERE, API_SERVER_PORTS)],
         )
         self.deployed = platform.deploy(spec, self)
@@ -116,13 +119,29 @@ class BlackboxExporter(pulumi.ComponentResource):
             # Unprivileged ICMP for the exporter's own group instead of the NET_RAW capability.
             sysctls={"net.ipv4.ping_group_range": "65534 65534"},
             allow_in=[Flow("prometheus", [(9115, "TCP")])],
-            allow_out=[Flow(ANYWHERE)],  # probe targets are wherever settings say
+            allow_out=probe_flows(settings),
         )
         self.deployed = platform.deploy(spec, self)
         self.address = self.deployed.address("http")
         self.scrape_targets = [ScrapeTarget("blackbox-exporter", "blackbox-exporter", "http",
                                             addresses=[self.address])]
         self.register_outputs({"address": self.address})
+
+
+def probe_flows(settings: Settings) -> list[Flow]:
+    """Where the probes go: the ports of the HTTP and TCP probe targets, wherever those are.
+
+    NetworkPolicy has no ICMP: with ICMP probes the exporter may send anything, anywhere."""
+    probes = settings.probes
+    if probes.icmp:
+        return [Flow(ANYWHERE)]
+    ports = set()
+    for probe in probes.http:
+        parsed = urlparse(probe.target)
+        ports.add(parsed.port or (443 if parsed.scheme == "https" else 80))
+    ports.update(int(probe.target.rsplit(":", 1)[1]) for probe in probes.tcp)
+    # No probes: no flow at all (a flow without ports would open every port).
+    return [Flow(ANYWHERE, [(port, "TCP") for port in sorted(ports)])] if ports else []
 
 
 class DatabaseExporter(pulumi.ComponentResource):

@@ -112,7 +112,7 @@ class Prometheus(pulumi.ComponentResource):
             readiness=HttpCheck("/-/ready", "web"),
             replicas=prom.replicas,
             api_access=DISCOVERY_ACCESS,
-            reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload"),
+            reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload", scraped_by=("prometheus",)),
             session_affinity=True,
             allow_in=[Flow("grafana", [(WEB_PORT, "TCP")]), Flow("prometheus", [(WEB_PORT, "TCP")]),
                       Flow(INGRESS, [(WEB_PORT, "TCP")])],

@@ -63,6 +63,9 @@ class DockerPlatform:
     def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None:
         """Published ports are part of the container itself (see deploy)."""
 
+    def finish(self) -> None:
+        """Nothing waits for the last service: one network joins every container."""
+
     def container_name(self, name: str) -> str:
         return f"fm-{self.environment}-{name}"
 

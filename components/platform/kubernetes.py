@@ -19,9 +19,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.settings import IngressSettings, Resources
-from components.platform.workload import ANYWHERE, HOST_ACCESS, INGRESS, PART_OF, CommandCheck, DeployedService, Flow, ServiceSpec
+from components.platform.workload import (ANYWHERE, HOST_ACCESS, INGRESS, OTHER_NAMESPACES, PART_OF, RELOADER_PORT,
+                                          CommandCheck, DeployedService, Flow, ServiceSpec)
 
-RELOADER_PORT = 8080
 DNS_EGRESS = {
     "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
@@ -59,20 +59,28 @@ def _file_object_suffix(file_name: str) -> str:
 
 
 class KubernetesPlatform:
-    """Places services into one namespace of one cluster."""
+    """Places services into the stack's namespace of one cluster, and those that need host access
+    (``HOST_ACCESS``) into a namespace of their own, so that the stack's namespace can enforce the
+    PodSecurity "restricted" level and only the other is privileged."""
 
     kind = "kubernetes"
 
     def __init__(self, *, namespace: str, environment: str, provider: k8s.Provider,
                  storage_class: Optional[str], protect_data: bool, reloader_image: str,
                  ingress: Optional[IngressSettings] = None, priority_class: Optional[str] = None,
-                 ingress_namespace: str = "ingress-nginx", checksum_key: Optional[pulumi.Output] = None):
+                 ingress_namespace: str = "ingress-nginx", checksum_key: Optional[pulumi.Output] = None,
+                 node_namespace: Optional[str] = None):
         self.namespace = namespace
+        self.node_namespace = node_namespace or namespace
         # Keys the checksums of Secret content (secret_checksum); generated once per stack.
         self.checksum_key = checksum_key
         # Content of every Secret this platform made, by name: a service that mounts one of them
         # by name (ExternalSecret) rolls when it changes, like the service that owns it.
         self._secret_data: dict[str, dict] = {}
+        # Network policies wait for finish(): a flow may name a service deployed later, whose
+        # namespace is known only then.
+        self._policies: list = []
+        self._namespace_of_app: dict[str, str] = {}
         self.ingress = ingress
         self.priority_class = priority_class
         self.ingress_namespace = ingress_namespace
@@ -83,7 +91,10 @@ class KubernetesPlatform:
         self.reloader_image = reloader_image
 
     def host_of(self, name: str) -> str:
-        return f"{name}.{self.namespace}.svc"
+        return f"{name}.{self._namespace_of_app.get(name, self.namespace)}.svc"
+
+    def namespace_of(self, spec: ServiceSpec) -> str:
+        return self.node_namespace if spec.host_access else self.namespace
 
     def every_replica_host(self, name: str) -> str:
         return f"{name}-headless.{self.namespace}.svc"  # the headless Service lists unready pods too
@@ -108,7 +119,7 @@ class KubernetesPlatform:
     def meta(self, name: str, spec: Optional[ServiceSpec] = None, namespaced: bool = True, **extra) -> dict:
         meta = {"name": name, "labels": self.labels(spec) if spec else {"app.kubernetes.io/part-of": PART_OF}}
         if namespaced:
-            meta["namespace"] = self.namespace
+            meta["namespace"] = self.namespace_of(spec) if spec else self.namespace
         meta.update(extra)
         return meta
 
@@ -122,6 +133,7 @@ class KubernetesPlatform:
 
     # -- the service --------------------------------------------------------------
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService:
+        self._namespace_of_app[spec.name] = self.namespace_of(spec)
         volumes, mounts, annotations = self._config_volumes(spec, parent)
         if spec.data:
             mounts.append({"name": "data", "mountPath": spec.data.mount_path})
@@ -188,18 +200,25 @@ class KubernetesPlatform:
         if spec.run_once:
             pod_spec["restartPolicy"] = "OnFailure"
             workload = self._job(spec, template, parent)
-            self._network_policy(spec, parent)
-            return DeployedService(spec, self.host_of(spec.name), [], workload)
+            self._policies.append((spec, parent))
+            return DeployedService(spec, self.host_of(spec.name), [], workload, self.namespace_of(spec))
         workload = self._workload(spec, template, parent)
         self._services(spec, parent)
-        self._network_policy(spec, parent)
+        self._policies.append((spec, parent))
         if spec.replicas > 1 and not spec.every_node:
             # Voluntary disruptions (node drains, upgrades) take one replica at a time.
             k8s.policy.v1.PodDisruptionBudget(spec.name, metadata=self.meta(spec.name, spec), spec={
                 "maxUnavailable": 1, "selector": {"matchLabels": self.selector(spec)},
             }, opts=self.opts(parent))
         return DeployedService(spec, self.host_of(spec.name),
-                               self.replica_hosts(spec.name, spec.replicas) if spec.data else [], workload)
+                               self.replica_hosts(spec.name, spec.replicas) if spec.data else [], workload,
+                               self.namespace_of(spec))
+
+    def finish(self) -> None:
+        """The network policies of every deployed service, now that each one's namespace is known."""
+        for spec, parent in self._policies:
+            self._network_policy(spec, parent)
+        self._policies = []
 
     def _secret_checksum(self, data: Mapping) -> pulumi.Output:
         if self.checksum_key is None:
@@ -352,7 +371,7 @@ class KubernetesPlatform:
             k8s.rbac.v1.ClusterRoleBinding(
                 cluster_name, metadata=self.meta(cluster_name, spec, namespaced=False),
                 role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
-                subjects=[{"kind": "ServiceAccount", "name": spec.name, "namespace": self.namespace}],
+                subjects=[{"kind": "ServiceAccount", "name": spec.name, "namespace": self.namespace_of(spec)}],
                 opts=self.opts(parent))
         return spec.name
 
@@ -462,21 +481,34 @@ class KubernetesPlatform:
             }, opts=self.opts(parent))
 
     # -- isolation ------------------------------------------------------------------
-    def _peer(self, peer: str) -> list:
+    def _peer(self, peer: str, own_namespace: str) -> list:
         if peer == ANYWHERE:
             return []  # no "from"/"to": every address
         if peer == INGRESS:
             return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.ingress_namespace}}}]
-        return [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": peer,
-                                                 "app.kubernetes.io/part-of": PART_OF}}}]
+        if peer == OTHER_NAMESPACES:
+            return [{"namespaceSelector": {"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                "values": sorted({self.namespace, self.node_namespace})}]}}]
+        selector = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": peer, "app.kubernetes.io/part-of": PART_OF}}}
+        if peer not in self._namespace_of_app:
+            raise ValueError(f"a network flow names {peer!r}, which is not a service of this stack")
+        peer_namespace = self._namespace_of_app[peer]
+        if peer_namespace != own_namespace:
+            # A bare podSelector means the policy's own namespace.
+            selector["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": peer_namespace}}
+        return [selector]
 
-    def _rule(self, flow: Flow, peers_key: str) -> dict:
+    def _rule(self, flow: Flow, peers_key: str, own_namespace: str) -> dict:
         """One NetworkPolicy rule for ``flow``; ``peers_key`` is "from" (ingress) or "to" (egress)."""
         rule: dict = {}
-        peers = self._peer(flow.peer)
+        peers = self._peer(flow.peer, own_namespace)
         if peers:
             rule[peers_key] = peers
-        if flow.ports:
+        if isinstance(flow.ports, pulumi.Output):
+            rule["ports"] = flow.ports.apply(lambda pairs: [{"port": port, "protocol": protocol}
+                                                            for port, protocol in pairs])
+        elif flow.ports:
             rule["ports"] = [{"port": port, "protocol": protocol} for port, protocol in flow.ports]
         return rule
 
@@ -484,12 +516,17 @@ class KubernetesPlatform:
         access = HOST_ACCESS.get(spec.host_access) if spec.host_access else None
         if access and access.host_network:
             return  # policies do not apply to pods in the host's network namespace
+        own = self.namespace_of(spec)
         ingress = []
         for flow in spec.allow_in:
             if flow.peer == INGRESS and not (self.ingress and self.ingress.hosts.get(spec.name)):
                 continue  # not exposed: no door for the ingress controller
-            ingress.append(self._rule(flow, "from"))
-        egress = [DNS_EGRESS] + [self._rule(flow, "to") for flow in spec.allow_out]
+            ingress.append(self._rule(flow, "from", own))
+        if spec.reloader:
+            # Without this door the reloader's metrics are never scraped and its target is down.
+            ingress += [self._rule(Flow(peer, [(RELOADER_PORT, "TCP")]), "from", own)
+                        for peer in spec.reloader.scraped_by]
+        egress = [DNS_EGRESS] + [self._rule(flow, "to", own) for flow in spec.allow_out]
         name = spec.name
         k8s.networking.v1.NetworkPolicy(f"{name}-network", metadata=self.meta(name, spec), spec={
             "podSelector": {"matchLabels": self.selector(spec)},
@@ -560,16 +597,19 @@ def _http_probe(check, *, period: int, failures: int) -> dict:
             "timeoutSeconds": 5, "failureThreshold": failures}
 
 
-def namespace(name: str, provider: k8s.Provider, parent: pulumi.Resource) -> k8s.core.v1.Namespace:
+def namespace(name: str, provider: k8s.Provider, parent: pulumi.Resource,
+              host_access: bool = False) -> k8s.core.v1.Namespace:
+    """The stack's namespace enforces PodSecurity "restricted" (warnings and audit too); the
+    namespace of the host-access workloads (HOST_ACCESS: node-exporter, Filebeat) is privileged
+    and holds nothing else."""
+    level = "privileged" if host_access else "restricted"
     return k8s.core.v1.Namespace(name, metadata={
         "name": name,
         "labels": {
             "app.kubernetes.io/part-of": PART_OF,
-            # node-exporter needs host namespaces (see HOST_ACCESS); everything else would
-            # pass "restricted", which is what warnings and audit report against.
-            "pod-security.kubernetes.io/enforce": "privileged",
-            "pod-security.kubernetes.io/warn": "baseline",
-            "pod-security.kubernetes.io/audit": "restricted",
+            "pod-security.kubernetes.io/enforce": level,
+            "pod-security.kubernetes.io/warn": level,
+            "pod-security.kubernetes.io/audit": level,
         },
     }, opts=pulumi.ResourceOptions(parent=parent, provider=provider))
 
@@ -583,9 +623,9 @@ def provider(name: str, context: Optional[str], parent: Optional[pulumi.Resource
 
 
 def default_deny(namespace: k8s.core.v1.Namespace, name: str, provider: k8s.Provider,
-                 parent: pulumi.Resource) -> k8s.networking.v1.NetworkPolicy:
+                 parent: pulumi.Resource, resource_name: Optional[str] = None) -> k8s.networking.v1.NetworkPolicy:
     """Nothing in the namespace talks or is talked to unless a service's own policy allows it."""
-    return k8s.networking.v1.NetworkPolicy("default-deny", metadata={
+    return k8s.networking.v1.NetworkPolicy("default-deny" if resource_name is None else resource_name, metadata={
         "name": "default-deny", "namespace": name, "labels": {"app.kubernetes.io/part-of": PART_OF},
     }, spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
         opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[namespace]))

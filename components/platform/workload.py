@@ -187,25 +187,34 @@ class AccessRule:
 # Peers of a Flow besides the stack's own services (named by their app name).
 ANYWHERE = "anywhere"  # any address, inside or outside the cluster
 INGRESS = "ingress"  # the ingress controller that serves the UIs
+# Pods of every namespace but the stack's own: clients such as the instrumented application, kept
+# apart from the stack's pods, which reach a service only where a flow names them.
+OTHER_NAMESPACES = "other-namespaces"
 
 
 @dataclass(frozen=True)
 class Flow:
     """Traffic a service accepts (allow_in) or starts (allow_out), for network isolation.
 
-    ``peer`` is another service of the stack (its name), ANYWHERE or INGRESS;
-    ``ports`` are (port, protocol) pairs, empty meaning every port.
+    ``peer`` is another service of the stack (its name), ANYWHERE, INGRESS or OTHER_NAMESPACES;
+    ``ports`` are (port, protocol) pairs, empty meaning every port, or an Output of such pairs
+    when they come from secret settings (a receiver URL's port: the port is not the secret).
     """
 
     peer: str
-    ports: Sequence[tuple] = ()
+    ports: Union[Sequence[tuple], pulumi.Output] = ()
+
+
+RELOADER_PORT = 8080  # the reloader sidecar's web port: its metrics
 
 
 @dataclass(frozen=True)
 class Reloader:
-    """A sidecar that watches the service's reloadable config and asks it to reload."""
+    """A sidecar that watches the service's reloadable config and asks it to reload; it serves
+    its metrics (reloads triggered, failures) on RELOADER_PORT to the ``scraped_by`` services."""
 
     reload_url: str
+    scraped_by: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -275,6 +284,7 @@ class DeployedService:
     host: str  # the name other services use to reach it
     replica_hosts: Sequence[str]  # stable per-replica names
     workload: Any = None
+    namespace: Optional[str] = None  # where its pods run (Kubernetes)
 
     @property
     def name(self) -> str:
@@ -317,6 +327,9 @@ class Platform(Protocol):
         service itself serves, where the platform publishes its port as it is)."""
 
     def expose(self, deployed: DeployedService, port_name: str, parent: pulumi.Resource) -> None: ...
+
+    def finish(self) -> None:
+        """After every service is deployed: what depends on all of them (Kubernetes' network policies)."""
 
 
 # The Kubernetes API server, as clients reach it (the Service port and the usual node port).

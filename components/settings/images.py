@@ -52,4 +52,10 @@ TEST_TOOLS = {
     # SLO generator whose prometheus/v1 spec slos/*.yaml follow: `sloth validate` checks every file, and
     # `sloth generate` is the reference the generated SLO rules are compared with.
     "sloth": "github.com/slok/sloth:v0.16.0",
+    # NetworkPolicy analyzer (the engine that became SIG Network's policy-assistant): answers whether
+    # the rendered policies allow a given flow; the newest release the Go module proxy serves here.
+    "cyclonus": "github.com/mattfenwick/cyclonus:v0.5.6",
+    # The PodSecurity admission controller's own policy code, run over the rendered pods by
+    # scripts/pod-security-check; a current release (keep all k8s.io modules of it at one release).
+    "podSecurityAdmission": "k8s.io/pod-security-admission:v0.37.2",
 }

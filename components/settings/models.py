@@ -861,7 +861,11 @@ class StackConfig(Section):
         "environment label on every series and alert (default: the stack name)"))
     platform: Platform = Field("kubernetes", description=(
         "where the stack runs: a Kubernetes cluster, or a single Docker host"))
-    namespace: DnsLabel = Field("monitoring", description="Kubernetes namespace the stack creates and deploys into")
+    namespace: DnsLabel = Field("monitoring", description=(
+        "Kubernetes namespace the stack creates and deploys into (PodSecurity restricted)"))
+    node_namespace: OptionalDnsLabel = Field(None, description=(
+        "Kubernetes namespace of the workloads that need host access, node-exporter and Filebeat (PodSecurity "
+        "privileged, nothing else in it); empty: <namespace>-node"))
     kube_context: OptionalText = Field(None, description=(
         "kubeconfig context to deploy to (empty: the current context)"))
     storage_class: OptionalObjectName = Field(
@@ -897,6 +901,24 @@ class StackConfig(Section):
 
     def model_post_init(self, context: Any) -> None:
         self.ingress._kibana_host = self.logging.kibana_host
+
+    @property
+    def host_namespace(self) -> str:
+        """Where node-exporter and Filebeat run: apart, so the stack's namespace can be restricted."""
+        return self.node_namespace or f"{self.namespace}-node"
+
+    @rule
+    def _node_namespace_apart(self, at: str) -> Iterable[str]:
+        if self.platform == "docker":
+            return
+        name = self.host_namespace
+        if name == self.namespace:
+            yield (f"{at}nodeNamespace = {name!r} is not valid: expected another namespace than {at}namespace (the "
+                   "host-access workloads need a privileged namespace of their own)")
+        elif len(name) > 63:
+            yield (f"{at}nodeNamespace is empty and {at}namespace = {self.namespace!r} is too long for the default "
+                   f"<namespace>-node ({len(name)} characters): expected a namespace of at most 58 characters, "
+                   f"or {at}nodeNamespace set")
 
     @rule(each=("prometheus", "alertmanager"))
     def _external_url_beside_an_ingress(self, at: str, section: str) -> Iterable[str]:

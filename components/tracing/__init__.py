@@ -29,7 +29,7 @@ from components.configs import jaeger as jaeger_config
 from components.configs import otel_collector as gateway_config
 from components.configs.prometheus import ScrapeTarget
 from components.settings import Resources, Settings, duration_seconds
-from components.platform.workload import (ANYWHERE, INGRESS, ConfigFiles, DataVolume, ElasticsearchConnection, ExternalSecret, Flow,
+from components.platform.workload import (ANYWHERE, INGRESS, OTHER_NAMESPACES, ConfigFiles, DataVolume, ElasticsearchConnection, ExternalSecret, Flow,
                                           HttpCheck, Platform, Port,
                        ServiceSpec)
 
@@ -68,7 +68,7 @@ class Jaeger(pulumi.ComponentResource):
         tracing = settings.tracing
         self.external_url = platform.public_url("jaeger")
         # Who may send OTLP to Jaeger: the gateway when there is one, otherwise any client.
-        self._otlp_from = Flow(GATEWAY, OTLP_PORTS) if gateway else Flow(ANYWHERE, OTLP_PORTS)
+        self._otlp_from = Flow(GATEWAY, OTLP_PORTS) if gateway else Flow(OTHER_NAMESPACES, OTLP_PORTS)
         if tracing.storage == "elasticsearch":
             if elasticsearch is None:
                 raise ValueError("tracing.storage elasticsearch needs an ElasticsearchConnection")
@@ -199,7 +199,7 @@ class OtelGateway(pulumi.ComponentResource):
             readiness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
             replicas=tracing.gateway_replicas,
             # Applications in any namespace send OTLP here.
-            allow_in=[Flow(ANYWHERE, OTLP_PORTS), Flow("prometheus", [(gateway_config.METRICS_PORT, "TCP")])],
+            allow_in=[Flow(OTHER_NAMESPACES, OTLP_PORTS), Flow("prometheus", [(gateway_config.METRICS_PORT, "TCP")])],
             allow_out=[Flow(jaeger_app, [(jaeger_config.OTLP_GRPC_PORT, "TCP")])],
         )
         self.deployed = platform.deploy(spec, self)
