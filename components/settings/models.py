@@ -29,14 +29,10 @@ from components.settings.types import (
     Choice, CpuQuantity, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
     IPv4Address, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
     OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalObjectName, OptionalText,
-    Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, WholeNumber, cpu_millicores, duration_seconds, invalid, listed,
-    mapping, prometheus_size_bytes, quantity_bytes, setting)
+    Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, Unreadable, WholeNumber, cpu_millicores,
+    duration_seconds, invalid, listed, mapping, prometheus_size_bytes, quantity_bytes, setting)
 
 PROJECT = "football-monitoring"
-
-
-class Unreadable(Exception):
-    """Raised on reading a setting that failed validation: a rule that needs it cannot be judged."""
 
 
 def rule(check: Optional[Callable] = None, *, each: tuple = ()) -> Any:

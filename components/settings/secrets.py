@@ -4,6 +4,10 @@ The loader reads each one with ``pulumi.Config.require_secret``, so it stays a s
 way into the resources, and only when the settings need it: a URL for a receiver that is off is
 neither demanded nor read. The value of each one it reads is checked (not empty; a receiver's URL
 an http(s) URL), and a message about it never shows it.
+
+``needed_secrets`` says which secrets a stack needs; the loader and ``scripts/deploy`` (through
+``python -m scripts.required_secrets``) both ask it, so the list a person is shown before a deploy
+is the list the program demands.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any, Callable, Optional
 
 import pulumi
 
+from components.settings.types import Unreadable
+
 
 @dataclass(frozen=True)
 class SecretSetting:
@@ -22,6 +28,7 @@ class SecretSetting:
     required_when: Callable[[Any], bool] = lambda settings: True  # given the validated StackConfig
     optional: bool = False  # read when set, never demanded
     url: bool = False  # an http(s) URL that a receiver posts to
+    without: str = ""  # what the stack does without it, where it is optional
 
     def problem(self, value: str) -> Optional[str]:
         """What is wrong with the secret's value, in words that do not show it; None when nothing."""
@@ -68,7 +75,8 @@ SECRETS: dict[str, SecretSetting] = {
     "dingtalkSecret": SecretSetting(
         "DingTalk robot signing secret (when the robot has signing on)",
         "SECplaceholder",
-        lambda settings: settings.alerting.dingtalk, optional=True),
+        lambda settings: settings.alerting.dingtalk, optional=True,
+        without="the relay calls the robot unsigned (a robot with signing on refuses it)"),
     "heartbeatUrl": SecretSetting(
         "dead man's switch URL that expects the Watchdog every few minutes",
         "https://secret.invalid/heartbeatUrl",
@@ -84,6 +92,35 @@ SECRETS: dict[str, SecretSetting] = {
         "secret key of the S3 snapshot repository (logging.snapshot.type s3), kept in the Elasticsearch keystore",
         "snapshot-secret-key-placeholder", _s3_snapshots),
 }
+
+
+@dataclass(frozen=True)
+class NeededSecret:
+    """A secret a stack needs: ``optional`` ones are read when set and never demanded."""
+
+    key: str
+    setting: SecretSetting
+    optional: bool
+
+    @property
+    def doc(self) -> str:
+        return self.setting.doc
+
+
+def needed_secrets(settings: Any) -> list[NeededSecret]:
+    """The secrets a stack with these (validated) settings needs, in the order of ``SECRETS``.
+
+    A secret whose rule reads a setting that failed validation is left out: that setting's own
+    message comes first, and whether the secret is needed cannot be told before it is fixed.
+    """
+    needed = []
+    for key, spec in SECRETS.items():
+        try:
+            if spec.required_when(settings):
+                needed.append(NeededSecret(key, spec, spec.optional))
+        except Unreadable:
+            continue
+    return needed
 
 
 @dataclass(frozen=True)
