@@ -528,7 +528,9 @@ def test_outputs(dev, prod):
     assert set(dev.outputs) == {"environment", "namespace", "grafanaUrl", "prometheusUrl", "alertmanagerUrl",
                                 "grafanaAdminUser", "grafanaAdminPassword", "elasticsearchUrl", "kibanaUrl",
                                 "elasticsearchUser", "elasticsearchPassword", "elasticsearchCaCertificate",
-                                "jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"}
+                                "jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint", "alertDelivery"}
+    assert prod.outputs["alertDelivery"] == ("delivered to the default webhook, Slack, e-mail, DingTalk, the escalation "
+                                             "webhook, the heartbeat (Watchdog)")
     # The CA certificate is public (clients trust Elasticsearch with it); its key never leaves a Secret.
     for result in (dev, prod):
         assert result.outputs["elasticsearchCaCertificate"] == \

@@ -37,6 +37,7 @@ class Alertmanager(pulumi.ComponentResource):
             environment=settings.environment,
             heartbeat=secrets.heartbeat_url is not None,
             escalation=secrets.escalation_webhook_url is not None,
+            webhook=secrets.alertmanager_webhook_url is not None,
             timings=settings.alerting.timings,
             teams=settings.alerting.teams,
             quiet=settings.alerting.quiet,
@@ -45,8 +46,9 @@ class Alertmanager(pulumi.ComponentResource):
             dingtalk_url=dingtalk_url,
         ))
         files = alertmanager_config.WEBHOOK_URL_FILES
-        credentials = {files["webhook"]: secrets.alertmanager_webhook_url}
-        for name, value in (("heartbeat", secrets.heartbeat_url), ("escalation", secrets.escalation_webhook_url)):
+        credentials = {}
+        for name, value in (("webhook", secrets.alertmanager_webhook_url), ("heartbeat", secrets.heartbeat_url),
+                            ("escalation", secrets.escalation_webhook_url)):
             if value is not None:
                 credentials[files[name]] = value
         if secrets.slack_api_url is not None:
@@ -85,7 +87,8 @@ class Alertmanager(pulumi.ComponentResource):
                 ConfigFiles("templates", alertmanager_config.TEMPLATES_DIR, alertmanager_config.templates(),
                             reload=True),
                 # No reload: Alertmanager reads each credential file when it sends a notification.
-                ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True),
+                *([ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True)]
+                  if credentials else []),
             ],
             data=DataVolume("/alertmanager", am.storage_size),
             liveness=HttpCheck("/-/healthy", "web"),

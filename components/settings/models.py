@@ -331,6 +331,9 @@ PostgresExporterResources = component_resources("PostgresExporter", "postgres-ex
 
 class PostgresExporterSettings(Section):
     enabled: Flag = Field(True, description="deploy postgres-exporter (needs the postgresDsn secret)")
+    required: Flag = Field(True, description=(
+        "demand the postgresDsn secret; false: without it postgres-exporter is left out (dev, which has no "
+        "database of the service)"))
     resources: PostgresExporterResources
 
 
@@ -339,6 +342,9 @@ RedisExporterResources = component_resources("RedisExporter", "redis-exporter", 
 
 class RedisExporterSettings(Section):
     enabled: Flag = Field(True, description="deploy redis-exporter (needs the redisUrl secret)")
+    required: Flag = Field(True, description=(
+        "demand the redisUrl secret; false: without it redis-exporter is left out (dev, which has no Redis of "
+        "the service)"))
     resources: RedisExporterResources
 
 
@@ -362,8 +368,10 @@ class ExporterSettings(Section):
     kube_state_metrics = view("kube_state_metrics_settings.resources")
     blackbox = view("blackbox_settings.resources")
     postgres_enabled = view("postgres_settings.enabled")
+    postgres_required = view("postgres_settings.required")
     postgres = view("postgres_settings.resources")
     redis_enabled = view("redis_settings.enabled")
+    redis_required = view("redis_settings.required")
     redis = view("redis_settings.resources")
 
 
@@ -544,6 +552,16 @@ HeartbeatSettings = toggle(
     "Heartbeat", "send the always-firing Watchdog to an external dead man's switch (heartbeatUrl)")
 EscalationSettings = toggle(
     "Escalation", "also send every critical alert to an on-call paging webhook (escalationWebhookUrl)")
+
+
+class WebhookSettings(Section):
+    """The default webhook: every notification that no other receiver takes, and a copy of the rest."""
+
+    required: Flag = Field(True, description=(
+        "demand the alertmanagerWebhookUrl secret; false: without it the notifications are delivered nowhere "
+        "and stay visible in Alertmanager's UI (dev)"))
+
+
 CriticalTimings = severity_timings("critical", "30s", "5m", "1h")
 WarningTimings = severity_timings("warning", "1m", "10m", "6h")
 InfoTimings = severity_timings("info", "5m", "30m", "24h")
@@ -556,6 +574,8 @@ class AlertingSettings(Section):
         "only critical alerts reach people; warnings and info go to the default webhook alone (dev)"))
     teams: Teams = Field({}, validate_default=True, json_schema_extra={"propertyNames": {"enum": list(TEAMS)}},
                          description="where each team hears about its alerts: {platform: {slackChannel, email}, ...}")
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings, description=(
+        "the default webhook receiver (alertmanagerWebhookUrl)"))
     slack_settings: SlackSettings = Field(alias="slack")
     email: EmailSettings = Field(default_factory=EmailSettings, description="e-mail notifications")
     dingtalk_settings: DingtalkSettings = Field(alias="dingtalk")

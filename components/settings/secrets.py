@@ -26,7 +26,8 @@ class SecretSetting:
     doc: str
     placeholder: str  # a valid, obviously fake value for offline renders
     required_when: Callable[[Any], bool] = lambda settings: True  # given the validated StackConfig
-    optional: bool = False  # read when set, never demanded
+    # Read when set, never demanded: always (True), or where this says so, given the validated StackConfig.
+    optional: "bool | Callable[[Any], bool]" = False
     url: bool = False  # an http(s) URL that a receiver posts to
     without: str = ""  # what the stack does without it, where it is optional
 
@@ -50,16 +51,23 @@ def _s3_snapshots(settings: Any) -> bool:
 SECRETS: dict[str, SecretSetting] = {
     "alertmanagerWebhookUrl": SecretSetting(
         "URL of the webhook receiver that Alertmanager's default route notifies (mounted as a file, read through url_file)",
-        "https://secret.invalid/alertmanagerWebhookUrl", url=True),
+        "https://secret.invalid/alertmanagerWebhookUrl", url=True,
+        optional=lambda settings: not settings.alerting.webhook.required,
+        without="notifications reach no one: they stay visible in Alertmanager's UI, and the stack output "
+                "alertDelivery says so"),
     "postgresDsn": SecretSetting(
         "PostgreSQL connection string for postgres-exporter, e.g. "
         "postgresql://monitor:PASSWORD@postgres.app.svc:5432/football?sslmode=require",
         "postgresql://monitor:secret-placeholder@postgres.invalid:5432/postgres?sslmode=disable",
-        lambda settings: settings.exporters.postgres_enabled),
+        lambda settings: settings.exporters.postgres_enabled,
+        optional=lambda settings: not settings.exporters.postgres_required,
+        without="postgres-exporter is left out (the stack output notDeployed names it)"),
     "redisUrl": SecretSetting(
         "Redis URL for redis-exporter, e.g. redis://:PASSWORD@redis.app.svc:6379",
         "redis://:secret-placeholder@redis.invalid:6379",
-        lambda settings: settings.exporters.redis_enabled),
+        lambda settings: settings.exporters.redis_enabled,
+        optional=lambda settings: not settings.exporters.redis_required,
+        without="redis-exporter is left out (the stack output notDeployed names it)"),
     "slackApiUrl": SecretSetting(
         "Slack incoming-webhook URL (mounted as a file, read through api_url_file)",
         "https://secret.invalid/slackApiUrl",
@@ -117,7 +125,8 @@ def needed_secrets(settings: Any) -> list[NeededSecret]:
     for key, spec in SECRETS.items():
         try:
             if spec.required_when(settings):
-                needed.append(NeededSecret(key, spec, spec.optional))
+                optional = spec.optional(settings) if callable(spec.optional) else spec.optional
+                needed.append(NeededSecret(key, spec, bool(optional)))
         except Unreadable:
             continue
     return needed
@@ -126,7 +135,7 @@ def needed_secrets(settings: Any) -> list[NeededSecret]:
 @dataclass(frozen=True)
 class Secrets:
     """Secret settings; values are secret Outputs, None where not needed."""
-    alertmanager_webhook_url: pulumi.Output
+    alertmanager_webhook_url: Optional[pulumi.Output] = None
     postgres_dsn: Optional[pulumi.Output] = None
     redis_url: Optional[pulumi.Output] = None
     slack_api_url: Optional[pulumi.Output] = None
