@@ -22,6 +22,7 @@ from components.metrics.prometheus import Prometheus
 from components.settings import PROJECT, Settings
 from components.platform.workload import ElasticsearchConnection
 from components.tracing import Jaeger, OtelGateway
+from components.demo import Demo
 
 # The stack's own services and their metrics ports.
 SELF_TARGETS = [
@@ -104,6 +105,15 @@ class MonitoringStack(pulumi.ComponentResource):
         self.jaeger, self.otel_gateway = deploy_tracing(settings, platform, self, in_namespace)
         for tracing in (self.jaeger, self.otel_gateway):
             targets += tracing.scrape_targets if tracing else []
+        self.demo = None
+        if settings.demo.enabled:
+            ingest = self.otel_gateway or self.jaeger
+            self.demo = Demo("demo", settings=settings, platform=platform,
+                             otlp_endpoint=ingest.otlp_grpc_endpoint if ingest else None,
+                             otlp_peer=(self.otel_gateway.deployed.name if self.otel_gateway
+                                        else self.jaeger.collector.name) if ingest else None,
+                             opts=in_namespace)
+            targets += self.demo.scrape_targets
         self.prometheus = Prometheus(
             "prometheus", settings=settings, platform=platform,
             alertmanagers=self.alertmanager.replica_addresses, components=targets,
@@ -138,6 +148,9 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
     }
     if stack.not_deployed:
         outputs["notDeployed"] = dict(stack.not_deployed)
+    if getattr(stack, "demo", None):
+        # The stand-in's own API, for a first request by hand (its series are job football-prediction-api).
+        outputs["demoApiUrl"] = stack.demo.api_url
     for key, url in (("grafanaExternalUrl", stack.grafana.external_url),
                      ("prometheusExternalUrl", stack.prometheus.external_url),
                      ("alertmanagerExternalUrl", stack.alertmanager.external_url)):

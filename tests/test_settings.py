@@ -11,7 +11,7 @@ import yaml
 from tools import offline
 from components.settings import PROJECT, SECRETS, SettingsError
 from scripts import settings_reference
-from tests.conftest import ROOT
+from tests.conftest import KUBERNETES, ROOT
 
 
 def fail_with(overrides: dict, stack: str = "dev", secrets_as_plain: tuple = ()) -> str:
@@ -231,7 +231,7 @@ def test_missing_required_secret_says_how_to_set_it():
 
 
 def test_exporter_secret_not_needed_when_exporter_disabled():
-    config, secret_keys = offline.stack_config("dev", {"platform": "kubernetes",
+    config, secret_keys = offline.stack_config("dev", {**KUBERNETES,
                                                        "exporters": {"postgres": {"enabled": False}}})
     del config[f"{PROJECT}:postgresDsn"]
     result = offline.run("dev", config=config, secret_keys=secret_keys)

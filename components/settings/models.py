@@ -814,6 +814,21 @@ class LoggingSettings(Section):
                    f"when {at}snapshot.type is fs (every node must see the repository)")
 
 
+# --------------------------------------------------------------------------- the demo workload
+
+class DemoSettings(Section):
+    """A FootballPrediction stand-in (demo/) that fills every dashboard, log view and trace view."""
+
+    enabled: Flag = Field(False, description=(
+        "run the demo workload: a stand-in API and Celery worker serving the metric contract with realistic "
+        "traffic, the service's JSON logs and OTLP traces (on in dev; refused with protectData, where its "
+        "made-up data would be kept beside the real service's)"))
+    image: OptionalText = Field(None, description=(
+        "platform kubernetes: the demo's image in a registry the cluster pulls from (docker build -f "
+        "demo/Dockerfile .); a Docker host builds it from this repository itself"))
+    rps: WholeNumber(1, 50) = Field(5, description="API requests per second the demo's traffic makes")
+
+
 # --------------------------------------------------------------------------- images
 
 class ImageSettings(Section):
@@ -895,6 +910,8 @@ class StackConfig(Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description=(
         "the logging stack: Elasticsearch, Logstash, Kibana, Filebeat, snapshots"))
     images: Images = Field(default_factory=Images, description="the image of each service, pinned by version")
+    demo: DemoSettings = Field(default_factory=DemoSettings, description=(
+        "the demo workload, a FootballPrediction stand-in (demo/)"))
 
     def model_post_init(self, context: Any) -> None:
         self.ingress._kibana_host = self.logging.kibana_host
@@ -922,6 +939,20 @@ class StackConfig(Section):
                 shown = ("true" if value else "false") if isinstance(value, bool) else \
                     repr(value) if isinstance(value, str) else value
                 yield f"{at}{key} = {shown} is not valid on platform docker: expected {expected}"
+
+    @rule
+    def _no_demo_beside_protected_data(self, at: str) -> Iterable[str]:
+        if self.demo.enabled and self.protect_data:
+            yield (f"{at}demo.enabled = true is not valid with {at}protectData = true: expected false (the demo's "
+                   "made-up requests, logs and traces would be kept and alerted on as the real service's; a "
+                   "protected stack is a production one)")
+
+    @rule
+    def _demo_image_on_kubernetes(self, at: str) -> Iterable[str]:
+        if self.demo.enabled and self.platform == "kubernetes" and not self.demo.image:
+            yield (f"{at}demo.image is not set: expected the demo's image in a registry the cluster pulls from "
+                   f"when {at}demo.enabled is true on platform kubernetes (docker build -f demo/Dockerfile -t "
+                   f"<registry>/football-demo:<tag> . and push it), or {at}demo.enabled = false")
 
     @rule
     def _no_two_node_cluster(self, at: str) -> Iterable[str]:
