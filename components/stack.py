@@ -21,9 +21,10 @@ from components.logging import deploy as deploy_logging
 from components.metrics.prometheus import WEB_PORT as PROMETHEUS_PORT
 from components.metrics.prometheus import Prometheus
 from components.metrics.prometheus import rule_files as prometheus_rule_files
-from components.settings import Settings
+from components.settings import PROJECT, Settings
 from components.platform.workload import ElasticsearchConnection
 from components.tracing import Jaeger, OtelGateway
+from components.demo import Demo
 
 # The stack's own services and their metrics ports.
 SELF_TARGETS = [
@@ -83,13 +84,21 @@ class MonitoringStack(pulumi.ComponentResource):
             exporters.append(CAdvisor("cadvisor", settings=settings, platform=platform, opts=in_namespace))
         blackbox = BlackboxExporter("blackbox-exporter", settings=settings, platform=platform, opts=in_namespace)
         exporters.append(blackbox)
-        if settings.exporters.postgres_enabled:
-            exporters.append(DatabaseExporter("postgres-exporter", kind="postgres", settings=settings,
-                                              platform=platform, connection=settings.secrets.postgres_dsn,
-                                              opts=in_namespace))
-        if settings.exporters.redis_enabled:
-            exporters.append(DatabaseExporter("redis-exporter", kind="redis", settings=settings, platform=platform,
-                                              connection=settings.secrets.redis_url, opts=in_namespace))
+        # What this stack leaves out for want of an optional secret: named in the preview and in an output.
+        self.not_deployed: dict[str, str] = {}
+        for kind, key, connection in (("postgres", "postgresDsn", settings.secrets.postgres_dsn),
+                                      ("redis", "redisUrl", settings.secrets.redis_url)):
+            if not getattr(settings.exporters, f"{kind}_enabled"):
+                continue
+            if connection is None:
+                self.not_deployed[f"{kind}-exporter"] = (
+                    f"the {key} secret is not set (exporters.{kind}.required is false): set it with "
+                    f"`pulumi config set --secret {PROJECT}:{key} <value>` to watch the service's {kind.title()}")
+                continue
+            exporters.append(DatabaseExporter(f"{kind}-exporter", kind=kind, settings=settings, platform=platform,
+                                              connection=connection, opts=in_namespace))
+        for name, why in self.not_deployed.items():
+            pulumi.log.warn(f"{name} is left out: {why}", resource=self)
 
         dingtalk = (DingTalkRelay("dingtalk-relay", settings=settings, platform=platform, opts=in_namespace)
                     if settings.alerting.dingtalk else None)
@@ -107,6 +116,15 @@ class MonitoringStack(pulumi.ComponentResource):
         self.jaeger, self.otel_gateway = deploy_tracing(settings, platform, self, in_namespace)
         for tracing in (self.jaeger, self.otel_gateway):
             targets += tracing.scrape_targets if tracing else []
+        self.demo = None
+        if settings.demo.enabled:
+            ingest = self.otel_gateway or self.jaeger
+            self.demo = Demo("demo", settings=settings, platform=platform,
+                             otlp_endpoint=ingest.otlp_grpc_endpoint if ingest else None,
+                             otlp_peer=(self.otel_gateway.deployed.name if self.otel_gateway
+                                        else self.jaeger.collector.name) if ingest else None,
+                             opts=in_namespace)
+            targets += self.demo.scrape_targets
         self.prometheus = Prometheus(
             "prometheus", settings=settings, platform=platform,
             alertmanagers=self.alertmanager.replica_addresses, components=targets,
@@ -122,6 +140,9 @@ class MonitoringStack(pulumi.ComponentResource):
                                if self.logging else None,
                                opts=in_namespace)
         platform.finish()
+        self.alert_delivery = alert_delivery(settings, self.alertmanager)
+        if not settings.secrets.alertmanager_webhook_url:
+            pulumi.log.warn(f"Alertmanager: {self.alert_delivery}", resource=self)
         self.outputs = stack_outputs(settings, self)
         self.register_outputs(self.outputs)
 
@@ -136,7 +157,13 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
         "alertmanagerUrl": stack.alertmanager.internal_url,
         "grafanaAdminUser": stack.grafana.admin_user,
         "grafanaAdminPassword": stack.grafana.admin_password,
+        "alertDelivery": stack.alert_delivery,
     }
+    if stack.not_deployed:
+        outputs["notDeployed"] = dict(stack.not_deployed)
+    if getattr(stack, "demo", None):
+        # The stand-in's own API, for a first request by hand (its series are job football-prediction-api).
+        outputs["demoApiUrl"] = stack.demo.api_url
     for key, url in (("grafanaExternalUrl", stack.grafana.external_url),
                      ("prometheusExternalUrl", stack.prometheus.external_url),
                      ("alertmanagerExternalUrl", stack.alertmanager.external_url)):
@@ -165,6 +192,23 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
         if jaeger.external_url:
             outputs["jaegerExternalUrl"] = jaeger.external_url
     return outputs
+
+
+def alert_delivery(settings: Settings, alertmanager: Alertmanager) -> str:
+    """Where notifications go, in a sentence (the stack output alertDelivery)."""
+    secrets, alerting = settings.secrets, settings.alerting
+    channels = [name for name, on in (
+        ("the default webhook", secrets.alertmanager_webhook_url is not None), ("Slack", alerting.slack),
+        ("e-mail", alerting.email.enabled), ("DingTalk", alerting.dingtalk),
+        ("the escalation webhook", secrets.escalation_webhook_url is not None),
+        ("the heartbeat (Watchdog)", secrets.heartbeat_url is not None)) if on]
+    if secrets.alertmanager_webhook_url is None and not (alerting.slack or alerting.email.enabled or alerting.dingtalk
+                                                         or secrets.escalation_webhook_url is not None):
+        where = alertmanager.external_url or alertmanager.internal_url
+        return (f"nothing is delivered: no receiver is set (alertmanagerWebhookUrl is not set and "
+                f"alerting.webhook.required is false); alerts and their notifications stay visible in "
+                f"Alertmanager's UI at {where}")
+    return "delivered to " + ", ".join(channels)
 
 
 def deploy_tracing(settings: Settings, platform, stack: MonitoringStack, opts: pulumi.ResourceOptions):

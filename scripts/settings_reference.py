@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.settings import PROJECT, reference  # noqa: E402
+from components.settings import PROJECT, SECRETS, reference  # noqa: E402
 from components.settings.reference import project_config, stack_file_schema  # noqa: E402
 
 REFERENCE = ROOT / "docs" / "settings.md"
@@ -68,9 +68,39 @@ PROJECT_CONFIG_HEADER = """\
 """
 
 
+SECRETS_HEADER = """
+## Secrets
+
+Which secret a stack needs follows from its settings, by the rules the program applies
+(`needed_secrets` in components/settings/secrets.py); `scripts/deploy <stack>` asks the same
+function and lists the ones still unset (`python -m scripts.required_secrets --stack <stack>`
+prints them). A required secret stops the deploy until it is set; an optional one is read when
+set, and the stack deploys without it as the last column says. The stacks of this repository:
+
+| secret | what it holds | dev | prod | without it, where it is optional |
+| --- | --- | --- | --- | --- |
+"""
+
+
+def stack_needs(stack: str) -> dict[str, str]:
+    """secret -> "required" / "optional" for a committed stack; absent: not needed."""
+    from scripts import required_secrets
+
+    return {need.key: "optional" if need.optional else "required" for need in required_secrets.for_stack(stack)}
+
+
+def secrets_markdown() -> str:
+    stacks = {stack: stack_needs(stack) for stack in ("dev", "prod")}
+    rows = []
+    for key, spec in SECRETS.items():
+        columns = [stacks[stack].get(key, "not needed") for stack in stacks]
+        rows.append(f"| `{key}` | {spec.doc} | " + " | ".join(columns) + f" | {spec.without} |")
+    return SECRETS_HEADER + "\n".join(rows) + "\n"
+
+
 def markdown() -> str:
     rows = [f"| `{key}` | {('`' + default + '`') if default else ''} | {doc} |" for key, default, doc in reference()]
-    return HEADER + "\n".join(rows) + "\n"
+    return HEADER + "\n".join(rows) + "\n" + secrets_markdown()
 
 
 def schema_text() -> str:

@@ -69,6 +69,12 @@ BUILT = {
     "jaegerIndexCleaner": "es-index-cleaner",
     "otelCollector": "otelcol",
 }
+# Programs of this repository that containers run, by the last part of their image's repository: the
+# demo workload (components/demo.py builds its image on a Docker host, demo.image names it elsewhere)
+# is started here as its image starts it, `python -m demo` with the container's arguments.
+OWN_PROGRAMS = {"football-monitoring-demo": "demo"}
+OWN_ENTRYPOINTS = {"demo": ["-m", "demo"]}
+
 # Image key -> why its command line is not started here.
 NOT_COVERED = {
     "grafana": "not built: Grafana is AGPL-licensed, and the tests build no Grafana",
@@ -141,6 +147,7 @@ READY_LINES = {
     "blackbox_exporter": "Loaded config file",
     "otelcol": "Everything is ready",
     "jaeger": "Everything is ready",
+    "demo": "demo listening on",
 }
 
 # Flags whose value is an address the program listens on ("port" ones take only a port).
@@ -254,6 +261,9 @@ def image_key(image: str) -> Optional[str]:
 def tool_of(where: str, image: str) -> Optional[str]:
     """The built program an image runs, None for an image listed in NOT_COVERED; anything else
     (an image nobody classified, or a built one at another tag than the tools) is an error."""
+    own = OWN_PROGRAMS.get(image.rsplit(":", 1)[0].rsplit("/", 1)[-1])
+    if own:
+        return own
     key = image_key(image)
     if key is None:
         raise LookupError(f"{where}: image {image} is neither built for the tests (BUILT) nor listed in NOT_COVERED")
@@ -437,6 +447,9 @@ def docker_pods(result, label: str) -> tuple[list[Pod], list[Container]]:
     sidecars in its network namespace form one pod."""
     images = {r.name.removesuffix("-image"): r.inputs["name"] for r in result.resources
               if r.type == "docker:index/remoteImage:RemoteImage"}
+    # Images the program builds from the repository: the container names the built image itself.
+    built = {r.inputs["imageName"] for r in result.resources if r.type == "docker:index/image:Image"}
+    images.update({r.name: r.inputs["image"] for r in result.containers() if r.inputs.get("image") in built})
     ids = {f"container:{r.name}-id": r.name for r in result.containers()}  # offline.mock_id
     groups: dict[str, list[Container]] = {}
     skipped = []
@@ -983,7 +996,8 @@ def run_together(batch: list[Started], binary: Callable[[str], str], logs: Path)
     processes: list[_Process] = []
     try:
         for s in batch:
-            processes.append(_Process(s, binary(s.container.tool), logs / f"{next(_LOG_NUMBERS)}-{s.container.name}.log"))
+            program = own_program(s.container.tool) or binary(s.container.tool)
+            processes.append(_Process(s, program, logs / f"{next(_LOG_NUMBERS)}-{s.container.name}.log"))
         began = time.monotonic()
 
         def settled(p: _Process) -> bool:
@@ -1018,6 +1032,27 @@ def run_together(batch: list[Started], binary: Callable[[str], str], logs: Path)
         outcome.problem = verdict(outcome.started, outcome.returncode, outcome.output, outcome.listening,
                                   outcome.probed)
     return outcomes
+
+
+_LAUNCHERS: dict[str, str] = {}
+
+
+def own_program(tool: Optional[str]) -> Optional[str]:
+    """An executable that starts one of this repository's programs as its image does (None for a
+    built tool): this interpreter, the repository on its path, and the container's arguments."""
+    if tool not in OWN_ENTRYPOINTS:
+        return None
+    if tool not in _LAUNCHERS:
+        import sys
+        import tempfile
+
+        root = Path(__file__).resolve().parent.parent
+        path = Path(tempfile.mkdtemp(prefix=f"fm-{tool}-")) / tool
+        path.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(root))} exec {shlex.quote(sys.executable)} "
+                        f"{shlex.join(OWN_ENTRYPOINTS[tool])} \"$@\"\n")
+        path.chmod(0o755)
+        _LAUNCHERS[tool] = str(path)
+    return _LAUNCHERS[tool]
 
 
 def batches(pods: Iterable[list[Started]], at_once: int = 2) -> list[list[Started]]:

@@ -18,7 +18,8 @@ from tools import offline  # noqa: E402
 
 # The dev stack runs on a Docker host; the Kubernetes checks use dev's settings on
 # Kubernetes (the one-line switch a team makes when dev moves to a cluster).
-KUBERNETES = {"platform": "kubernetes"}
+# On a cluster the demo runs an image pushed beforehand (demo.image).
+KUBERNETES = {"platform": "kubernetes", "demo": {"image": "registry.example.org/football-monitoring-demo:1.0.0"}}
 
 
 def run_on_kubernetes(stack: str, overrides: dict | None = None, **kwargs) -> offline.RunResult:

@@ -280,7 +280,7 @@ def generated_flags(pods: list[cl.Pod]) -> dict[str, set[str]]:
     flags: dict[str, set[str]] = {}
     for pod in pods:
         for c in pod.containers:
-            if c.tool:
+            if c.tool and c.tool not in cl.OWN_ENTRYPOINTS:
                 flags.setdefault(c.tool, set()).update(
                     a.split("=", 1)[0] for a in (c.command or [])[1:] + c.args if a.startswith("--"))
     return flags

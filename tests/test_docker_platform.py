@@ -17,7 +17,7 @@ from tools import render
 from components.settings import DEFAULT_IMAGES, PROJECT, Resources
 from components.platform.workload import InitStep, Port, ServiceSpec
 from tests.config_checks import run
-from tests.conftest import require_tool
+from tests.conftest import KUBERNETES, require_tool
 
 PUBLISHED = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "jaeger": 16686, "kibana": 5601}
 LOGGING = {"elasticsearch", "elasticsearch-exporter", "logstash", "logstash-exporter", "kibana", "filebeat",
@@ -26,6 +26,7 @@ SIDECARS = {"logstash-exporter": "logstash", "filebeat-exporter": "filebeat"}
 ELASTIC = {"elasticsearch", "logstash", "kibana", "filebeat"}  # images with curl and no wget
 # Images without any HTTP client (FROM scratch): Prometheus' `up` is their health signal.
 NO_HEALTHCHECK = {"redis-exporter", "logstash-exporter"}
+DEMO = {"football-prediction-api", "football-prediction-worker"}  # built FROM python: no wget, no curl
 
 
 def uploads(container) -> dict[str, str]:
@@ -35,7 +36,7 @@ def uploads(container) -> dict[str, str]:
 def test_network_volumes_and_containers(docker_dev):
     names = {c.name for c in docker_dev.containers()}
     assert names == {"prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "blackbox-exporter",
-                     "postgres-exporter", "redis-exporter", "jaeger"} | LOGGING  # Jaeger all-in-one (tracing.enabled)
+                     "postgres-exporter", "redis-exporter", "jaeger"} | LOGGING | DEMO  # Jaeger all-in-one (tracing.enabled)
     network = [r for r in docker_dev.resources if r.type == "docker:index/network:Network"]
     assert [n.inputs["name"] for n in network] == ["fm-dev"]
     volumes = {r.inputs["name"] for r in docker_dev.resources if r.type == "docker:index/volume:Volume"}
@@ -76,6 +77,8 @@ def test_hardening_on_docker(docker_dev):
             assert check[:3] == ["CMD", "/bin/sh", "-c"] and "_cluster/health" in check[3]  # the readiness probe
         elif c.name in ELASTIC:
             assert check[:3] == ["CMD", "curl", "--fail"], c.name
+        elif c.name in DEMO:
+            assert check[:3] == ["CMD", "python", "-c"] and check[-1].endswith("/health"), c.name
         else:
             assert check[:3] == ["CMD", "wget", "-q"], c.name
 
@@ -176,8 +179,8 @@ def test_prometheus_finds_targets_by_address(docker_dev, tmp_path):
     config = yaml.safe_load(text)
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) == {"prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "blackbox-exporter",
-                         "postgres-exporter", "redis-exporter", "blackbox-http", "blackbox-tcp", "jaeger",
-                         "elasticsearch-exporter", "logstash", "filebeat"}
+                         "postgres-exporter", "redis-exporter", "blackbox-http", "jaeger",
+                         "elasticsearch-exporter", "logstash", "filebeat"} | DEMO  # dev: probes.tcp is empty
     assert not any("kubernetes_sd_configs" in j for j in jobs.values())
     assert jobs["node-exporter"]["static_configs"][0]["targets"] == ["host.docker.internal:9100"]
     assert jobs["postgres-exporter"]["static_configs"][0]["targets"] == ["postgres-exporter:9187"]
@@ -202,7 +205,7 @@ def test_prometheus_finds_targets_by_address(docker_dev, tmp_path):
 
 def test_static_targets_from_settings_on_both_platforms():
     targets = [{"job": "football-prediction-api", "target": "10.0.0.5:8000"}]
-    for overrides in ({"staticTargets": targets}, {"staticTargets": targets, "platform": "kubernetes"}):
+    for overrides in ({"staticTargets": targets}, {"staticTargets": targets, **KUBERNETES}):
         result = offline.run("dev", overrides)
         text = (uploads(result.container("prometheus"))["/etc/prometheus/config/prometheus.yml"]
                 if result.containers() else result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])

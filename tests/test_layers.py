@@ -18,6 +18,7 @@ LAYERS = {
     "components.metrics": 3,
     "components.logging": 3,
     "components.tracing": 3,
+    "components.demo": 3,
     "components.stack": 4,
     "tools": 5,
 }
@@ -73,6 +74,17 @@ def project_modules():
 
 def test_every_import_points_down_the_layers():
     assert layering_problems(project_modules()) == []
+
+
+def test_the_demo_is_a_program_of_its_own():
+    """demo/ runs in its own image: it imports nothing of the stack, the tools or the tests."""
+    for path in sorted((ROOT / "demo").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert not [n for n in names if n.split(".")[0] in ("components", "tools", "tests", "scripts")], \
+                f"{path}: imports {names}"
 
 
 def test_check_catches_an_upward_and_a_sideways_import(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import yaml
 from tools import offline
 from components.settings import PROJECT, SECRETS, SettingsError
 from scripts import settings_reference
-from tests.conftest import ROOT
+from tests.conftest import KUBERNETES, ROOT
 
 
 def fail_with(overrides: dict, stack: str = "dev", secrets_as_plain: tuple = ()) -> str:
@@ -222,7 +222,7 @@ def test_a_bad_secret_is_refused_without_showing_it(key, value, expected):
 
 
 def test_missing_required_secret_says_how_to_set_it():
-    config, secret_keys = offline.stack_config("dev")
+    config, secret_keys = offline.stack_config("dev", {"exporters": {"postgres": {"required": True}}})
     del config[f"{PROJECT}:postgresDsn"]
     with pytest.raises(SettingsError) as info:
         offline.run("dev", config=config, secret_keys=secret_keys)
@@ -231,7 +231,7 @@ def test_missing_required_secret_says_how_to_set_it():
 
 
 def test_exporter_secret_not_needed_when_exporter_disabled():
-    config, secret_keys = offline.stack_config("dev", {"platform": "kubernetes",
+    config, secret_keys = offline.stack_config("dev", {**KUBERNETES,
                                                        "exporters": {"postgres": {"enabled": False}}})
     del config[f"{PROJECT}:postgresDsn"]
     result = offline.run("dev", config=config, secret_keys=secret_keys)
@@ -404,7 +404,8 @@ def test_every_item_of_a_list_is_checked():
 def test_broken_rules_of_several_sections_and_a_missing_secret_are_reported_together():
     config, secret_keys = offline.stack_config("dev", {
         "grafana": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}},
-        "prometheus": {"scrapeTimeout": "1m"}, "ingress": {"clusterIssuer": "letsencrypt"}})
+        "prometheus": {"scrapeTimeout": "1m"}, "ingress": {"clusterIssuer": "letsencrypt"},
+        "exporters": {"postgres": {"required": True}}})
     del config[f"{PROJECT}:postgresDsn"]
     with pytest.raises(SettingsError) as info:
         offline.run("dev", config=config, secret_keys=secret_keys)

@@ -35,7 +35,8 @@ COMPONENT_TYPES = {
     "football-monitoring:tracing:Jaeger",
 }
 # DingTalk relay (prod's receivers); the OTel gateway (tracing.gateway.enabled, prod only).
-OPTIONAL_COMPONENT_TYPES = {"football-monitoring:dingtalk:DingTalkRelay", "football-monitoring:tracing:OtelGateway"}
+OPTIONAL_COMPONENT_TYPES = {"football-monitoring:dingtalk:DingTalkRelay", "football-monitoring:tracing:OtelGateway",
+                            "football-monitoring:demo:Demo"}
 
 
 def containers(obj: dict) -> list[dict]:
@@ -225,6 +226,8 @@ def test_every_scrape_job_labels_the_environment(runs):
         }
         if stack == "prod":
             expected |= {"jaeger-collector", "otel-gateway"}  # Elasticsearch storage, and the sampling gateway
+        else:
+            expected -= {"blackbox-tcp"}  # dev watches no database of the service (probes.tcp: [])
         assert {job["job_name"] for job in config["scrape_configs"]} == expected
         for job in config["scrape_configs"]:
             assert {"target_label": "environment", "replacement": stack, "action": "replace"} in job["relabel_configs"]
@@ -523,7 +526,7 @@ def test_stateful_resources_protected_in_prod_only(dev, prod):
     # on a volume: a StatefulSet, protected like the others wherever protectData is set.
     assert flags(prod) == {(name, True, True) for name in stateful}
     assert flags(dev) == {(name, False, False) for name in stateful + ("jaeger",)}
-    assert flags(run_on_kubernetes("dev", {"protectData": True})) == {(name, True, True)
+    assert flags(run_on_kubernetes("dev", {"protectData": True, "demo": {"enabled": False}})) == {(name, True, True)
                                                                       for name in stateful + ("jaeger",)}
 
 
@@ -531,7 +534,11 @@ def test_outputs(dev, prod):
     assert set(dev.outputs) == {"environment", "namespace", "nodeNamespace", "grafanaUrl", "prometheusUrl", "alertmanagerUrl",
                                 "grafanaAdminUser", "grafanaAdminPassword", "elasticsearchUrl", "kibanaUrl",
                                 "elasticsearchUser", "elasticsearchPassword", "elasticsearchCaCertificate",
-                                "jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint"}
+                                "jaegerUrl", "otlpGrpcEndpoint", "otlpHttpEndpoint", "alertDelivery", "demoApiUrl"}
+    assert dev.outputs["demoApiUrl"] == "http://football-prediction-api.monitoring-dev.svc:8000"
+    assert "demoApiUrl" not in prod.outputs
+    assert prod.outputs["alertDelivery"] == ("delivered to the default webhook, Slack, e-mail, DingTalk, the escalation "
+                                             "webhook, the heartbeat (Watchdog)")
     # The CA certificate is public (clients trust Elasticsearch with it); its key never leaves a Secret.
     for result in (dev, prod):
         assert result.outputs["elasticsearchCaCertificate"] == \

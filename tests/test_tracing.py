@@ -26,7 +26,7 @@ from components.settings import DEFAULT_IMAGES, SettingsError
 from components.tracing import ElasticsearchConnection
 from tests import grafana_expansion, otel_policy
 from tests.test_otel_validate import validate
-from tests.conftest import ROOT, run_on_kubernetes
+from tests.conftest import KUBERNETES, ROOT, run_on_kubernetes
 from tests.test_hardening import EXACT_IMAGE, SCHEMA_VERSION
 
 ES_URL = "https://elasticsearch.monitoring.svc:9200"
@@ -630,11 +630,11 @@ def test_jaeger_ui_exposed_only_behind_authentication():
      "logging.enabled = true"),
     ("dev", {"storage": "elasticsearch"}, {},
      "football-monitoring:tracing.storage = 'elasticsearch' is not valid on platform docker"),
-    ("dev", {"collector": {"replicas": 2}}, {"platform": "kubernetes"},
+    ("dev", {"collector": {"replicas": 2}}, KUBERNETES,
      "football-monitoring:tracing.collector.replicas = 2 is not valid with tracing.storage 'badger': expected 1"),
     ("dev", {"gateway": {"enabled": True}}, {},
      "football-monitoring:tracing.gateway.enabled = true is not valid on platform docker"),
-    ("dev", {"sampling": {"percentage": 10}}, {"platform": "kubernetes"},
+    ("dev", {"sampling": {"percentage": 10}}, KUBERNETES,
      "football-monitoring:tracing.sampling.percentage = 10 is not valid without tracing.gateway.enabled"),
     ("prod", {"gateway": {"replicas": 2}}, {},
      "football-monitoring:tracing.gateway.replicas = 2 is not valid with tracing.sampling.mode 'tail': expected 1"),

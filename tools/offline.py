@@ -190,8 +190,10 @@ def deep_merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
-def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tuple[dict[str, str], list[str]]:
-    """Config of Pulumi.<stack>.yaml as the engine would pass it, secrets replaced by placeholders.
+def file_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tuple[dict[str, str], list[str]]:
+    """Config of Pulumi.<stack>.yaml as the engine passes it to the program: every value a string
+    (objects and lists JSON-encoded), and the keys stored encrypted, whose values are left as the
+    file has them (the ciphertext).
 
     ``overrides`` (short or full keys) merge into the file's sections, so
     ``{"prometheus": {"scrapeInterval": "15s"}}`` changes that one key and keeps the stack's
@@ -209,17 +211,33 @@ def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tupl
             values[full] = deep_merge(values[full], value) if full in values else copy.deepcopy(value)
     config: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in values.items():
-        full = key if ":" in key else f"{PROJECT}:{key}"
-        short = full.split(":", 1)[1]
-        if isinstance(value, dict) and "secure" in value or short in SECRETS:
+    for full, value in values.items():
+        if isinstance(value, dict) and "secure" in value:
             secret_keys.append(full)
-            value = SECRETS[short].placeholder if short in SECRETS else "secret-placeholder"
+            value = value["secure"]
         config[full] = value if isinstance(value, str) else json.dumps(value)
-    # Required secrets that a stack sets outside its file (pulumi config set --secret).
+    return config, secret_keys
+
+
+def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None, *,
+                 secrets: Optional[Any] = None) -> tuple[dict[str, str], list[str]]:
+    """Config of Pulumi.<stack>.yaml as the engine would pass it, secrets replaced by placeholders.
+
+    ``overrides`` as in ``file_config``. Every secret the file holds becomes its placeholder, and so
+    does every other secret setting (as if set with `pulumi config set --secret`), unless
+    ``secrets`` names the ones that are set: then only those.
+    """
+    config, secret_keys = file_config(stack, overrides)
+    for full in list(config):
+        short = full.split(":", 1)[1]
+        if full in secret_keys or short in SECRETS:
+            if full not in secret_keys:
+                secret_keys.append(full)
+            config[full] = SECRETS[short].placeholder if short in SECRETS else "secret-placeholder"
+    # The secrets a stack sets outside its file (pulumi config set --secret).
     for short, spec in SECRETS.items():
         full = f"{PROJECT}:{short}"
-        if full not in config:
+        if full not in config and (secrets is None or short in secrets):
             config[full] = spec.placeholder
             secret_keys.append(full)
     return config, secret_keys

@@ -67,8 +67,9 @@ def compose_view(result: offline.RunResult, secret_values: set[str]) -> dict:
                for e in i.get("envs", [])]
         service = {
             "container_name": i["name"],
-            "image": next(r.inputs["name"] for r in result.resources
-                          if r.type == "docker:index/remoteImage:RemoteImage" and r.name == f"{c.name}-image"),
+            "image": next((r.inputs["name"] for r in result.resources
+                           if r.type == "docker:index/remoteImage:RemoteImage" and r.name == f"{c.name}-image"),
+                          i.get("image")),  # else an image the program builds (the container names it)
             "entrypoint": i.get("entrypoints", []),
             "command": i.get("command", []),
             "environment": env,

@@ -9,6 +9,12 @@ alone. Every receiver credential is a mounted file that Alertmanager reads at
 notification time (webhook and Slack URLs through ``url_file``/``api_url_file``,
 the SMTP password through ``smtp_auth_password_file``), so the config itself holds
 no secret. Only the DingTalk relay's in-cluster address is written inline.
+
+Without the default webhook (``webhook`` false: a stack that does not require
+alertmanagerWebhookUrl and has none), its place is taken by ``ui-only``, a receiver
+with no integration: the alerts are still grouped, routed and shown in Alertmanager's
+UI, and nothing is sent. A team receiver left without any integration is then not
+made at all, so that its alerts visibly land in ``ui-only`` too.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ SMTP_PASSWORD_FILE = f"{CREDENTIALS_DIR}/smtp-password"
 # The credential file of each secret webhook URL, by its name in the credentials directory.
 WEBHOOK_URL_FILES = {"webhook": "webhook-url", "heartbeat": "heartbeat-url", "escalation": "escalation-url"}
 SEVERITIES = ("critical", "warning", "info")
+DEFAULT_WEBHOOK = "default-webhook"
+UI_ONLY = "ui-only"  # the default receiver without a webhook: nothing is delivered
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class AlertmanagerConfig:
     dingtalk_url: Optional[str] = None  # the relay's in-cluster URL (not a secret)
     heartbeat: bool = False  # a heartbeat URL file is mounted
     escalation: bool = False  # an escalation URL file is mounted
+    webhook: bool = True  # the default webhook's URL file is mounted
     templates_dir: str = TEMPLATES_DIR
     credentials_dir: str = CREDENTIALS_DIR
 
@@ -64,9 +73,15 @@ def _secret_webhook(cfg: "AlertmanagerConfig", which: str, send_resolved: bool =
             "max_alerts": 50}
 
 
-def _team_receiver(cfg: AlertmanagerConfig, team: str, severity: str) -> dict:
+def default_receiver(cfg: "AlertmanagerConfig") -> str:
+    return DEFAULT_WEBHOOK if cfg.webhook else UI_ONLY
+
+
+def _team_receiver(cfg: AlertmanagerConfig, team: str, severity: str) -> Optional[dict]:
+    """The receiver of one team's alerts of one severity; None when it would deliver nothing."""
     contact = cfg.teams.get(team, TeamContact())
-    receiver: dict = {"name": f"{team}-{severity}", "webhook_configs": [_secret_webhook(cfg, "webhook")]}
+    receiver: dict = {"name": f"{team}-{severity}",
+                      "webhook_configs": [_secret_webhook(cfg, "webhook")] if cfg.webhook else []}
     if cfg.slack and contact.slack_channel:
         receiver["slack_configs"] = [{
             "api_url_file": f"{cfg.credentials_dir}/slack-api-url",
@@ -85,7 +100,9 @@ def _team_receiver(cfg: AlertmanagerConfig, team: str, severity: str) -> dict:
         }]
     if severity == "critical" and cfg.dingtalk_url:
         receiver["webhook_configs"].append(_webhook(cfg.dingtalk_url))
-    return receiver
+    if not receiver["webhook_configs"]:
+        del receiver["webhook_configs"]
+    return receiver if len(receiver) > 1 else None
 
 
 def _timing(t: Timings) -> dict:
@@ -94,7 +111,9 @@ def _timing(t: Timings) -> dict:
 
 def render(cfg: AlertmanagerConfig) -> str:
     teams = sorted(set(cfg.teams) | {"platform", "backend", "data", "security"})
-    receivers: list[dict] = [{"name": "default-webhook", "webhook_configs": [_secret_webhook(cfg, "webhook")]}]
+    default = default_receiver(cfg)
+    receivers: list[dict] = [{"name": DEFAULT_WEBHOOK, "webhook_configs": [_secret_webhook(cfg, "webhook")]}
+                             if cfg.webhook else {"name": UI_ONLY}]
     routes: list[dict] = []
 
     watchdog = {"receiver": "heartbeat" if cfg.heartbeat else "watchdog-drop",
@@ -109,7 +128,7 @@ def render(cfg: AlertmanagerConfig) -> str:
     routes.append(watchdog)
 
     for severity in SEVERITIES:
-        branch: dict = {"receiver": "default-webhook", "matchers": [f'severity="{severity}"'],
+        branch: dict = {"receiver": default, "matchers": [f'severity="{severity}"'],
                         **_timing(cfg.timings[severity]), "routes": []}
         people = severity == "critical" or (severity == "warning" and not cfg.quiet)
         if severity == "critical" and cfg.escalation:
@@ -117,12 +136,14 @@ def render(cfg: AlertmanagerConfig) -> str:
             branch["routes"].append({"receiver": "escalation", "matchers": ['severity="critical"'], "continue": True})
         if people:
             for team in teams:
-                receivers.append(_team_receiver(cfg, team, severity))
-                branch["routes"].append({"receiver": f"{team}-{severity}", "matchers": [f'team="{team}"']})
+                receiver = _team_receiver(cfg, team, severity)
+                if receiver:
+                    receivers.append(receiver)
+                    branch["routes"].append({"receiver": receiver["name"], "matchers": [f'team="{team}"']})
         if branch["routes"]:
             # An alert without a known team still reaches the webhook, even after a
             # `continue` route (escalation) has matched it.
-            branch["routes"].append({"receiver": "default-webhook"})
+            branch["routes"].append({"receiver": default})
         else:
             del branch["routes"]
         routes.append(branch)
@@ -139,7 +160,7 @@ def render(cfg: AlertmanagerConfig) -> str:
         "global": global_cfg,
         "templates": [f"{cfg.templates_dir}/*.tmpl"],
         "route": {
-            "receiver": "default-webhook",
+            "receiver": default,
             "group_by": ["alertname", "environment", "service"],
             **_timing(cfg.timings["warning"]),
             "routes": routes,

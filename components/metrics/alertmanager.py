@@ -39,6 +39,7 @@ class Alertmanager(pulumi.ComponentResource):
             environment=settings.environment,
             heartbeat=secrets.heartbeat_url is not None,
             escalation=secrets.escalation_webhook_url is not None,
+            webhook=secrets.alertmanager_webhook_url is not None,
             timings=settings.alerting.timings,
             teams=settings.alerting.teams,
             quiet=settings.alerting.quiet,
@@ -47,8 +48,9 @@ class Alertmanager(pulumi.ComponentResource):
             dingtalk_url=dingtalk_url,
         ))
         files = alertmanager_config.WEBHOOK_URL_FILES
-        credentials = {files["webhook"]: secrets.alertmanager_webhook_url}
-        for name, value in (("heartbeat", secrets.heartbeat_url), ("escalation", secrets.escalation_webhook_url)):
+        credentials = {}
+        for name, value in (("webhook", secrets.alertmanager_webhook_url), ("heartbeat", secrets.heartbeat_url),
+                            ("escalation", secrets.escalation_webhook_url)):
             if value is not None:
                 credentials[files[name]] = value
         if secrets.slack_api_url is not None:
@@ -89,8 +91,9 @@ class Alertmanager(pulumi.ComponentResource):
                 # Alertmanager reads each credential file when it sends a notification (v0.35
                 # notify/webhook, notify/slack, notify/email: os.ReadFile in Notify), so a changed
                 # credential needs neither a reload nor a restart.
-                ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True,
-                            reload=True),
+                *([ConfigFiles("credentials", alertmanager_config.CREDENTIALS_DIR, credentials, secret=True,
+                               reload=True)]
+                  if credentials else []),
             ],
             data=DataVolume("/alertmanager", am.storage_size),
             liveness=HttpCheck("/-/healthy", "web"),

@@ -32,6 +32,9 @@ from components.platform.workload import HOST_ACCESS, PART_OF, CommandCheck, Dep
 NO_HEALTHCHECK_TOOLS = ("redis_exporter", "logstash-exporter")
 # Elastic's images ship curl and no wget.
 CURL_IMAGES = ("docker.elastic.co/",)
+# Images built FROM python's slim images (the demo's, components/demo.py) have neither: Python itself asks.
+PYTHON_IMAGES = ("football-monitoring-demo",)
+PYTHON_CHECK = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)"
 HOST_GATEWAY = "host.docker.internal"
 # A run-once container (a Kubernetes Job elsewhere) is restarted this often after a failure.
 RUN_ONCE_RETRIES = 10
@@ -47,6 +50,7 @@ class DockerPlatform:
         self.network = network
         self.settings = settings
         self.protect_data = protect_data
+        self._built: dict[str, docker.Image] = {}  # image name -> its build, shared by the services that run it
 
     def host_of(self, name: str) -> str:
         return name  # the container's alias on the stack's network
@@ -81,7 +85,11 @@ class DockerPlatform:
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService:
         _check_realisable(spec)
         access = HOST_ACCESS[spec.host_access] if spec.host_access else None
-        image = docker.RemoteImage(f"{spec.name}-image", name=spec.image, keep_locally=True, opts=self.opts(parent))
+        if spec.build:
+            image_ref = self._build(spec, parent).image_name
+        else:
+            image_ref = docker.RemoteImage(f"{spec.name}-image", name=spec.image, keep_locally=True,
+                                           opts=self.opts(parent)).image_id
         volumes, uploads = [], []
         if spec.data:
             volume = self._volume(f"{spec.name}-data", f"{self.container_name(spec.name)}-data", parent)
@@ -116,7 +124,7 @@ class DockerPlatform:
         entrypoints, command = start_command(spec)
         args: dict = {
             "name": self.container_name(spec.name),
-            "image": image.image_id,
+            "image": image_ref,
             "entrypoints": entrypoints,
             "command": command,
             "envs": envs or None,
@@ -156,6 +164,15 @@ class DockerPlatform:
             self._sidecar(spec, sidecar, container, parent)
         host = HOST_GATEWAY if access and access.host_network else spec.name
         return DeployedService(spec, host, [host] if not spec.run_once else [], container)
+
+    def _build(self, spec: ServiceSpec, parent: pulumi.Resource) -> docker.Image:
+        """The image built from the repository, once per name; kept on the host, pushed nowhere."""
+        if spec.image not in self._built:
+            self._built[spec.image] = docker.Image(
+                f"{spec.name}-image", image_name=spec.image, skip_push=True,
+                build=docker.DockerBuildArgs(context=spec.build.context, dockerfile=spec.build.dockerfile),
+                opts=self.opts(parent))
+        return self._built[spec.image]
 
     def _hardening(self, name: str, component: str, version: str, resources) -> dict:
         """What every container gets: read-only root, no capabilities, no privilege gain,
@@ -233,7 +250,9 @@ def _healthcheck(image: str, ports, check) -> Optional[dict]:
     else:
         port = next(p.port for p in ports if p.name == check.port)
         url = f"http://127.0.0.1:{port}{check.path}"
-        if image.startswith(CURL_IMAGES):
+        if image.split(":", 1)[0] in PYTHON_IMAGES:
+            tests = ["CMD", "python", "-c", PYTHON_CHECK, url]
+        elif image.startswith(CURL_IMAGES):
             tests = ["CMD", "curl", "--fail", "--silent", "--max-time", "4", "--output", "/dev/null", url]
         else:
             tests = ["CMD", "wget", "-q", "--spider", url]

@@ -218,6 +218,15 @@ class Reloader:
 
 
 @dataclass(frozen=True)
+class ImageBuild:
+    """An image built from this repository (``context``, ``dockerfile`` relative to it) where the
+    platform can build one (a Docker host); elsewhere ``ServiceSpec.image`` must be pushed already."""
+
+    context: str
+    dockerfile: str
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     component: str
@@ -264,6 +273,7 @@ class ServiceSpec:
     run_once: bool = False
     # Extra annotations of the pod template (e.g. a checksum of Secret inputs the pods read at start).
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    build: Optional[ImageBuild] = None  # a Docker host builds ``image`` from the repository
 
     @property
     def version(self) -> str:

@@ -11,20 +11,21 @@ Secrets (receiver URLs, database DSNs) are never parsed into plain values: they 
 """
 
 from components.settings.images import DEFAULT_IMAGES
-from components.settings.loading import SettingsError, known_keys, load_settings
+from components.settings.loading import ReadConfig, SettingsError, known_keys, load_settings, read_config
 from components.settings.models import (
     PROJECT, TEAMS, AlertingSettings, AlertmanagerSettings, DockerSettings, EmailSettings, ExporterSettings,
     GrafanaSettings, IngressSettings, LoggingSettings, ProbeSettings, ProbeTarget, PrometheusSettings, Resources,
     Settings, SloSettings, SnapshotSettings, StackConfig, StaticTarget, TeamContact, Timings, TracingSettings)
 from components.settings.reference import reference
-from components.settings.secrets import SECRETS, Secrets, SecretSetting
+from components.settings.secrets import SECRETS, NeededSecret, Secrets, SecretSetting, needed_secrets
 from components.settings.types import cpu_millicores, duration_seconds, prometheus_size_bytes, quantity_bytes
 
 __all__ = [
     "DEFAULT_IMAGES", "PROJECT", "SECRETS", "TEAMS", "AlertingSettings", "AlertmanagerSettings", "DockerSettings",
-    "EmailSettings", "ExporterSettings", "GrafanaSettings", "IngressSettings", "LoggingSettings", "ProbeSettings",
-    "ProbeTarget", "PrometheusSettings", "Resources", "SecretSetting", "Secrets", "Settings", "SettingsError",
-    "SloSettings", "SnapshotSettings", "StackConfig", "StaticTarget", "TeamContact", "Timings", "TracingSettings",
-    "cpu_millicores", "duration_seconds", "known_keys", "load_settings",
+    "EmailSettings", "ExporterSettings", "GrafanaSettings", "IngressSettings", "LoggingSettings", "NeededSecret",
+    "ProbeSettings", "ProbeTarget", "PrometheusSettings", "ReadConfig", "Resources", "SecretSetting", "Secrets",
+    "Settings", "SettingsError", "SloSettings",
+    "SnapshotSettings", "StackConfig", "StaticTarget", "TeamContact", "Timings", "TracingSettings",
+    "cpu_millicores", "duration_seconds", "known_keys", "load_settings", "needed_secrets", "read_config",
     "prometheus_size_bytes", "quantity_bytes", "reference",
 ]

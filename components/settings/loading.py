@@ -12,6 +12,7 @@ import difflib
 import json
 import re
 import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Iterator, Optional
 
 import pulumi
@@ -19,8 +20,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from components.settings.models import (
-    PROJECT, Section, Settings, StackConfig, Unreadable, fields_by_alias, keys_of, section_type)
-from components.settings.secrets import SECRETS, Secrets
+    PROJECT, Section, Settings, StackConfig, fields_by_alias, keys_of, section_type)
+from components.settings.secrets import SECRETS, Secrets, needed_secrets
 from components.settings.types import INVALID, dns_label_problem
 
 
@@ -31,6 +32,38 @@ class SettingsError(pulumi.RunError):
 def load_settings(stack: Optional[str] = None) -> Settings:
     """Read, validate and type the configuration of the current (or given) stack."""
     stack = stack or pulumi.get_stack()
+    read = read_config(stack)
+    config, problems = read.config, list(read.problems)
+    needed = needed_secrets(config) if config is not None else []
+    problems += [f"{PROJECT}:{need.key} {problem}" for need in needed
+                 if need.key in read.secret_keys and need.key in read.given
+                 and (problem := need.setting.problem(str(read.given[need.key])))]
+    problems += [f"{PROJECT}:{need.key} is not set: expected a secret ({need.doc}); set it with "
+                 f"`pulumi config set --secret {PROJECT}:{need.key} <value>`"
+                 for need in needed if not need.optional and need.key not in read.given]
+    if problems:
+        raise SettingsError("invalid settings for stack {!r}:\n  - {}".format(stack, "\n  - ".join(problems)))
+
+    pulumi_config = pulumi.Config(PROJECT)
+    secrets = Secrets(**{_snake(need.key): pulumi_config.require_secret(need.key)
+                         for need in needed if need.key in read.given})
+    return Settings.model_construct(**dict(config), stack=stack, secrets=secrets)
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    """A stack's configuration as the engine passes it, validated but for its secrets' own checks
+    (which secrets are needed, and their values, are judged from ``config``)."""
+
+    config: Optional[StackConfig]  # the valid part; None when nothing of it is usable
+    problems: list[str]
+    given: dict[str, Any]  # every key set, as supplied (secrets included)
+    secret_keys: set[str]  # the keys stored encrypted
+
+
+def read_config(stack: str) -> ReadConfig:
+    """The stack's settings from the configuration Pulumi passes (or a test, or
+    ``tools.offline.file_config``, supplies), and every problem with them except the secrets'."""
     given = _raw_config()
     raw = {key: _decode(value) for key, value in given.items()}
     secret_keys = _secret_keys()
@@ -61,29 +94,7 @@ def load_settings(stack: Optional[str] = None) -> Settings:
                     for key in SECRETS if key in raw and key not in secret_keys)
     if config is not None:
         problems += [f"{PROJECT}:{problem}" for problem in config.broken_rules()]
-        problems += [f"{PROJECT}:{key} {problem}" for key, spec in SECRETS.items()
-                     if key in secret_keys and key in given and _needed(spec, config)
-                     and (problem := spec.problem(str(given[key])))]
-        problems += [f"{PROJECT}:{key} is not set: expected a secret ({spec.doc}); set it with "
-                     f"`pulumi config set --secret {PROJECT}:{key} <value>`"
-                     for key, spec in SECRETS.items()
-                     if not spec.optional and key not in raw and _needed(spec, config)]
-    if problems:
-        raise SettingsError("invalid settings for stack {!r}:\n  - {}".format(stack, "\n  - ".join(problems)))
-
-    pulumi_config = pulumi.Config(PROJECT)
-    secrets = Secrets(**{_snake(key): pulumi_config.require_secret(key)
-                         for key, spec in SECRETS.items() if spec.required_when(config) and key in raw})
-    return Settings.model_construct(**dict(config), stack=stack, secrets=secrets)
-
-
-def _needed(spec: Any, config: StackConfig) -> bool:
-    """Whether the stack needs the secret; not when that hangs on a setting that failed (whose own
-    message comes first)."""
-    try:
-        return bool(spec.required_when(config))
-    except Unreadable:
-        return False
+    return ReadConfig(config, problems, given, secret_keys)
 
 
 def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Optional[Section]:

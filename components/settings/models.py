@@ -29,14 +29,10 @@ from components.settings.types import (
     Choice, CpuQuantity, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
     IPv4Address, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
     OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalObjectName, OptionalText,
-    Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, WholeNumber, cpu_millicores, duration_seconds, invalid, listed,
-    mapping, prometheus_size_bytes, quantity_bytes, setting)
+    Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, Unreadable, WholeNumber, cpu_millicores,
+    duration_seconds, invalid, listed, mapping, prometheus_size_bytes, quantity_bytes, setting)
 
 PROJECT = "football-monitoring"
-
-
-class Unreadable(Exception):
-    """Raised on reading a setting that failed validation: a rule that needs it cannot be judged."""
 
 
 def rule(check: Optional[Callable] = None, *, each: tuple = ()) -> Any:
@@ -335,6 +331,9 @@ PostgresExporterResources = component_resources("PostgresExporter", "postgres-ex
 
 class PostgresExporterSettings(Section):
     enabled: Flag = Field(True, description="deploy postgres-exporter (needs the postgresDsn secret)")
+    required: Flag = Field(True, description=(
+        "demand the postgresDsn secret; false: without it postgres-exporter is left out (dev, which has no "
+        "database of the service)"))
     resources: PostgresExporterResources
 
 
@@ -343,6 +342,9 @@ RedisExporterResources = component_resources("RedisExporter", "redis-exporter", 
 
 class RedisExporterSettings(Section):
     enabled: Flag = Field(True, description="deploy redis-exporter (needs the redisUrl secret)")
+    required: Flag = Field(True, description=(
+        "demand the redisUrl secret; false: without it redis-exporter is left out (dev, which has no Redis of "
+        "the service)"))
     resources: RedisExporterResources
 
 
@@ -366,8 +368,10 @@ class ExporterSettings(Section):
     kube_state_metrics = view("kube_state_metrics_settings.resources")
     blackbox = view("blackbox_settings.resources")
     postgres_enabled = view("postgres_settings.enabled")
+    postgres_required = view("postgres_settings.required")
     postgres = view("postgres_settings.resources")
     redis_enabled = view("redis_settings.enabled")
+    redis_required = view("redis_settings.required")
     redis = view("redis_settings.resources")
 
 
@@ -548,6 +552,16 @@ HeartbeatSettings = toggle(
     "Heartbeat", "send the always-firing Watchdog to an external dead man's switch (heartbeatUrl)")
 EscalationSettings = toggle(
     "Escalation", "also send every critical alert to an on-call paging webhook (escalationWebhookUrl)")
+
+
+class WebhookSettings(Section):
+    """The default webhook: every notification that no other receiver takes, and a copy of the rest."""
+
+    required: Flag = Field(True, description=(
+        "demand the alertmanagerWebhookUrl secret; false: without it the notifications are delivered nowhere "
+        "and stay visible in Alertmanager's UI (dev)"))
+
+
 CriticalTimings = severity_timings("critical", "30s", "5m", "1h")
 WarningTimings = severity_timings("warning", "1m", "10m", "6h")
 InfoTimings = severity_timings("info", "5m", "30m", "24h")
@@ -560,6 +574,8 @@ class AlertingSettings(Section):
         "only critical alerts reach people; warnings and info go to the default webhook alone (dev)"))
     teams: Teams = Field({}, validate_default=True, json_schema_extra={"propertyNames": {"enum": list(TEAMS)}},
                          description="where each team hears about its alerts: {platform: {slackChannel, email}, ...}")
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings, description=(
+        "the default webhook receiver (alertmanagerWebhookUrl)"))
     slack_settings: SlackSettings = Field(alias="slack")
     email: EmailSettings = Field(default_factory=EmailSettings, description="e-mail notifications")
     dingtalk_settings: DingtalkSettings = Field(alias="dingtalk")
@@ -811,6 +827,21 @@ class LoggingSettings(Section):
                    f"when {at}snapshot.type is fs (every node must see the repository)")
 
 
+# --------------------------------------------------------------------------- the demo workload
+
+class DemoSettings(Section):
+    """A FootballPrediction stand-in (demo/) that fills every dashboard, log view and trace view."""
+
+    enabled: Flag = Field(False, description=(
+        "run the demo workload: a stand-in API and Celery worker serving the metric contract with realistic "
+        "traffic, the service's JSON logs and OTLP traces (on in dev; refused with protectData, where its "
+        "made-up data would be kept beside the real service's)"))
+    image: OptionalText = Field(None, description=(
+        "platform kubernetes: the demo's image in a registry the cluster pulls from (docker build -f "
+        "demo/Dockerfile .); a Docker host builds it from this repository itself"))
+    rps: WholeNumber(1, 50) = Field(5, description="API requests per second the demo's traffic makes")
+
+
 # --------------------------------------------------------------------------- images
 
 class ImageSettings(Section):
@@ -898,6 +929,8 @@ class StackConfig(Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description=(
         "the logging stack: Elasticsearch, Logstash, Kibana, Filebeat, snapshots"))
     images: Images = Field(default_factory=Images, description="the image of each service, pinned by version")
+    demo: DemoSettings = Field(default_factory=DemoSettings, description=(
+        "the demo workload, a FootballPrediction stand-in (demo/)"))
 
     def model_post_init(self, context: Any) -> None:
         self.ingress._kibana_host = self.logging.kibana_host
@@ -943,6 +976,20 @@ class StackConfig(Section):
                 shown = ("true" if value else "false") if isinstance(value, bool) else \
                     repr(value) if isinstance(value, str) else value
                 yield f"{at}{key} = {shown} is not valid on platform docker: expected {expected}"
+
+    @rule
+    def _no_demo_beside_protected_data(self, at: str) -> Iterable[str]:
+        if self.demo.enabled and self.protect_data:
+            yield (f"{at}demo.enabled = true is not valid with {at}protectData = true: expected false (the demo's "
+                   "made-up requests, logs and traces would be kept and alerted on as the real service's; a "
+                   "protected stack is a production one)")
+
+    @rule
+    def _demo_image_on_kubernetes(self, at: str) -> Iterable[str]:
+        if self.demo.enabled and self.platform == "kubernetes" and not self.demo.image:
+            yield (f"{at}demo.image is not set: expected the demo's image in a registry the cluster pulls from "
+                   f"when {at}demo.enabled is true on platform kubernetes (docker build -f demo/Dockerfile -t "
+                   f"<registry>/football-demo:<tag> . and push it), or {at}demo.enabled = false")
 
     @rule
     def _no_two_node_cluster(self, at: str) -> Iterable[str]:

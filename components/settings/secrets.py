@@ -4,6 +4,10 @@ The loader reads each one with ``pulumi.Config.require_secret``, so it stays a s
 way into the resources, and only when the settings need it: a URL for a receiver that is off is
 neither demanded nor read. The value of each one it reads is checked (not empty; a receiver's URL
 an http(s) URL), and a message about it never shows it.
+
+``needed_secrets`` says which secrets a stack needs; the loader and ``scripts/deploy`` (through
+``python -m scripts.required_secrets``) both ask it, so the list a person is shown before a deploy
+is the list the program demands.
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ from typing import Any, Callable, Optional
 
 import pulumi
 
+from components.settings.types import Unreadable
+
 
 @dataclass(frozen=True)
 class SecretSetting:
     doc: str
     placeholder: str  # a valid, obviously fake value for offline renders
     required_when: Callable[[Any], bool] = lambda settings: True  # given the validated StackConfig
-    optional: bool = False  # read when set, never demanded
+    # Read when set, never demanded: always (True), or where this says so, given the validated StackConfig.
+    optional: "bool | Callable[[Any], bool]" = False
     url: bool = False  # an http(s) URL that a receiver posts to
+    without: str = ""  # what the stack does without it, where it is optional
 
     def problem(self, value: str) -> Optional[str]:
         """What is wrong with the secret's value, in words that do not show it; None when nothing."""
@@ -43,16 +51,23 @@ def _s3_snapshots(settings: Any) -> bool:
 SECRETS: dict[str, SecretSetting] = {
     "alertmanagerWebhookUrl": SecretSetting(
         "URL of the webhook receiver that Alertmanager's default route notifies (mounted as a file, read through url_file)",
-        "https://secret.invalid/alertmanagerWebhookUrl", url=True),
+        "https://secret.invalid/alertmanagerWebhookUrl", url=True,
+        optional=lambda settings: not settings.alerting.webhook.required,
+        without="notifications reach no one: they stay visible in Alertmanager's UI, and the stack output "
+                "alertDelivery says so"),
     "postgresDsn": SecretSetting(
         "PostgreSQL connection string for postgres-exporter, e.g. "
         "postgresql://monitor:PASSWORD@postgres.app.svc:5432/football?sslmode=require",
         "postgresql://monitor:secret-placeholder@postgres.invalid:5432/postgres?sslmode=disable",
-        lambda settings: settings.exporters.postgres_enabled),
+        lambda settings: settings.exporters.postgres_enabled,
+        optional=lambda settings: not settings.exporters.postgres_required,
+        without="postgres-exporter is left out (the stack output notDeployed names it)"),
     "redisUrl": SecretSetting(
         "Redis URL for redis-exporter, e.g. redis://:PASSWORD@redis.app.svc:6379",
         "redis://:secret-placeholder@redis.invalid:6379",
-        lambda settings: settings.exporters.redis_enabled),
+        lambda settings: settings.exporters.redis_enabled,
+        optional=lambda settings: not settings.exporters.redis_required,
+        without="redis-exporter is left out (the stack output notDeployed names it)"),
     "slackApiUrl": SecretSetting(
         "Slack incoming-webhook URL (mounted as a file, read through api_url_file)",
         "https://secret.invalid/slackApiUrl",
@@ -68,7 +83,8 @@ SECRETS: dict[str, SecretSetting] = {
     "dingtalkSecret": SecretSetting(
         "DingTalk robot signing secret (when the robot has signing on)",
         "SECplaceholder",
-        lambda settings: settings.alerting.dingtalk, optional=True),
+        lambda settings: settings.alerting.dingtalk, optional=True,
+        without="the relay calls the robot unsigned (a robot with signing on refuses it)"),
     "heartbeatUrl": SecretSetting(
         "dead man's switch URL that expects the Watchdog every few minutes",
         "https://secret.invalid/heartbeatUrl",
@@ -87,9 +103,39 @@ SECRETS: dict[str, SecretSetting] = {
 
 
 @dataclass(frozen=True)
+class NeededSecret:
+    """A secret a stack needs: ``optional`` ones are read when set and never demanded."""
+
+    key: str
+    setting: SecretSetting
+    optional: bool
+
+    @property
+    def doc(self) -> str:
+        return self.setting.doc
+
+
+def needed_secrets(settings: Any) -> list[NeededSecret]:
+    """The secrets a stack with these (validated) settings needs, in the order of ``SECRETS``.
+
+    A secret whose rule reads a setting that failed validation is left out: that setting's own
+    message comes first, and whether the secret is needed cannot be told before it is fixed.
+    """
+    needed = []
+    for key, spec in SECRETS.items():
+        try:
+            if spec.required_when(settings):
+                optional = spec.optional(settings) if callable(spec.optional) else spec.optional
+                needed.append(NeededSecret(key, spec, bool(optional)))
+        except Unreadable:
+            continue
+    return needed
+
+
+@dataclass(frozen=True)
 class Secrets:
     """Secret settings; values are secret Outputs, None where not needed."""
-    alertmanager_webhook_url: pulumi.Output
+    alertmanager_webhook_url: Optional[pulumi.Output] = None
     postgres_dsn: Optional[pulumi.Output] = None
     redis_url: Optional[pulumi.Output] = None
     slack_api_url: Optional[pulumi.Output] = None

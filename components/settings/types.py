@@ -20,6 +20,10 @@ from pydantic_core import PydanticCustomError
 INVALID = "invalid_setting"
 
 
+class Unreadable(Exception):
+    """Raised on reading a setting that failed validation: a rule that needs it cannot be judged."""
+
+
 def invalid(allowed: str) -> PydanticCustomError:
     return PydanticCustomError(INVALID, "{allowed}", {"allowed": allowed})
 

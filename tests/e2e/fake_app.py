@@ -1,7 +1,9 @@
 """A stand-in for the FootballPrediction API (or its Celery worker) that exposes the metric contract.
 
 Every metric of ``metrics/catalog.yaml`` for the chosen component is created from the catalog
-(type, labels, histogram buckets), so the stand-in cannot drift from the contract. The API serves
+(type, labels, histogram buckets) by the demo workload's own code (demo/metrics.py), so the stand-in
+cannot drift from the contract. Its traffic is steadier than the demo's: the alert tests need a
+healthy baseline that only the switches below change. The API serves
 real HTTP endpoints and instruments them the way the application does (``http_requests_total``
 by method, route template and status, ``http_request_duration_seconds`` measured); a bounded
 background thread calls them a few times a second, so request rates, error ratios and
@@ -21,34 +23,15 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Optional
 
-import yaml
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-CATALOG = Path(__file__).resolve().parents[2] / "metrics" / "catalog.yaml"
+from demo.metrics import registry_for
+
 ROUTES = ["/api/v1/predictions/{match_id}", "/api/v1/matches", "/api/v1/matches/{match_id}/odds"]
 MODEL = "poisson-v3"
-
-
-def _catalog(component: str) -> list[dict]:
-    return [m for m in yaml.safe_load(CATALOG.read_text())["metrics"] if m["component"] == component]
-
-
-def _make_metric(spec: dict, registry: CollectorRegistry):
-    name, labels, doc = spec["name"], spec.get("labels") or [], spec.get("help", spec["name"])
-    kind = spec["type"]
-    if kind == "counter":
-        return Counter(name.removesuffix("_total"), doc, labels, registry=registry)
-    if kind == "gauge":
-        return Gauge(name, doc, labels, registry=registry)
-    if kind == "histogram":
-        return Histogram(name, doc, labels, buckets=spec["buckets"], registry=registry)
-    if kind == "info":
-        return Info(name.removesuffix("_info"), doc, registry=registry)
-    raise ValueError(f"metric {name}: unknown type {kind}")
 
 
 class FakeApp:
@@ -60,8 +43,7 @@ class FakeApp:
         self.healthy = True
         self.traffic_rps = traffic_rps
         self.max_runtime = max_runtime  # the traffic thread stops by itself after this long
-        self.registry = CollectorRegistry()
-        self.metrics = {spec["name"]: _make_metric(spec, self.registry) for spec in _catalog(component)}
+        self.registry, self.metrics = registry_for(component)
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
