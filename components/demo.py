@@ -43,6 +43,11 @@ def image_tag() -> str:
     return digest.hexdigest()[:12]
 
 
+def demo_apps() -> tuple[str, ...]:
+    """The demo's services by name: the clients other services let in."""
+    return tuple(app for _, app, _ in COMPONENTS)
+
+
 class Demo(pulumi.ComponentResource):
     scrape_targets: list[ScrapeTarget]
 

@@ -24,7 +24,7 @@ from components.metrics.prometheus import rule_files as prometheus_rule_files
 from components.settings import PROJECT, Settings
 from components.platform.workload import ElasticsearchConnection
 from components.tracing import Jaeger, OtelGateway
-from components.demo import Demo
+from components.demo import Demo, demo_apps
 
 # The stack's own services and their metrics ports.
 SELF_TARGETS = [
@@ -216,13 +216,16 @@ def deploy_tracing(settings: Settings, platform, stack: MonitoringStack, opts: p
     tracing = settings.tracing
     if not tracing or not tracing.enabled:
         return None, None
+    # The demo runs in the stack's namespace: it is let in by name, not as an application.
+    clients = demo_apps() if settings.demo.enabled else ()
     jaeger = Jaeger("jaeger", settings=settings, platform=platform,
-                    elasticsearch=tracing_elasticsearch(settings, stack), gateway=tracing.gateway_enabled, opts=opts)
+                    elasticsearch=tracing_elasticsearch(settings, stack), gateway=tracing.gateway_enabled,
+                    otlp_clients=clients, opts=opts)
     gateway = None
     if tracing.gateway_enabled:
         gateway = OtelGateway("otel-gateway", settings=settings, platform=platform,
                               jaeger_otlp_address=jaeger.otlp_grpc_address, jaeger_app=jaeger.collector.name,
-                              opts=opts)
+                              otlp_clients=clients, opts=opts)
     return jaeger, gateway
 
 

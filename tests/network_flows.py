@@ -139,12 +139,17 @@ class Cluster:
         return [p for p in self.pods if p.namespace == namespace
                 and all(dict(p.labels).get(k) == v for k, v in selector.items())]
 
-    def resolve(self, host: str, port: Optional[int]) -> list[tuple[Pod, int, str]]:
+    def resolve(self, host: str, port: Optional[int], namespace: Optional[str] = None) -> list[tuple[Pod, int, str]]:
         """(pod, container port, protocol) behind a cluster DNS name and Service port; [] when the
-        name is not one of the rendered Services."""
+        name is not one of the rendered Services. A pod of ``namespace`` also reaches a Service by
+        its short name (``svc``, ``svc.namespace``): its resolver's search path is
+        ``<namespace>.svc.cluster.local svc.cluster.local cluster.local``."""
         parts = host.split(".")
         if "svc" not in parts:
-            return []
+            if namespace is None or len(parts) > 2:
+                return []
+            searched = [f"{host}.{namespace}.svc"] + ([f"{host}.svc"] if len(parts) == 2 else [])
+            return next((found for name in searched if (found := self.resolve(name, port))), [])
         head = parts[:parts.index("svc")]
         pod_name = None
         if len(head) == 3:
@@ -310,7 +315,7 @@ def alertmanager_receiver_flows(cluster: Cluster) -> list[Flow]:
         walk(config)
         for address in addresses:
             host = urlparse(address).hostname if "://" in address else address.rsplit(":", 1)[0]
-            if cluster.resolve(host, None):
+            if cluster.resolve(host, None, pod.namespace):
                 continue  # in-cluster (the DingTalk relay): found with the other addresses
             port = _external_port(address)
             if port:
@@ -325,7 +330,7 @@ def relay_flows(cluster: Cluster) -> list[Flow]:
         for text in cluster.mounted_text(pod):
             for url in re.findall(r"https?://[^\s\"']+", text):
                 host = urlparse(url).hostname
-                if not cluster.resolve(host, None) and host not in ("localhost", "127.0.0.1"):
+                if not cluster.resolve(host, None, pod.namespace) and host not in ("localhost", "127.0.0.1"):
                     flows.append(Flow(Peer(pod), _outside(host), _external_port(url), "TCP", f"robot {host}"))
     return flows
 
@@ -509,8 +514,8 @@ def _static_scrape(cluster: Cluster, prometheus: list[Pod], job: dict, target: s
         probe_host = urlparse(target).hostname if "://" in target else target.rsplit(":", 1)[0]
         probe_port = _external_port(target)
         if probe_port and not module.startswith("icmp"):
-            in_cluster = cluster.resolve(probe_host, probe_port)
             for exporter in exporters:
+                in_cluster = cluster.resolve(probe_host, probe_port, exporter.namespace)
                 if in_cluster:
                     flows += [Flow(Peer(exporter), Peer(dest), number, protocol, f"probe {target}")
                               for dest, number, protocol in in_cluster]

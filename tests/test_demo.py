@@ -108,7 +108,7 @@ def contract_only(expr: str, records: dict[str, str], app: set[str]) -> bool:
 
 @pytest.fixture(scope="module")
 def prometheus(workloads, tmp_path_factory):
-    """Prometheus with dev's scrape jobs of the two demo targets and the recording rules, scraping
+    """Prometheus with dev's scrape jobs of the two demo targets and dev's rule files, scraping
     every second, then the dashboards' queries over the last hour."""
     from tools import offline
 
@@ -123,15 +123,22 @@ def prometheus(workloads, tmp_path_factory):
     for job in jobs:
         assert job["static_configs"][0]["targets"] == [f"{job['job_name']}:{8000 if 'api' in job['job_name'] else 9808}"]
         job["static_configs"][0]["targets"] = [f"127.0.0.1:{ports[job['job_name']]}"]
-    rules = yaml.safe_load((ROOT / "rules" / "recording.yaml").read_text())
-    for group in rules["groups"]:
-        group["interval"] = "1s"  # the rules' results within the short scrape
-    (work / "recording.yaml").write_text(yaml.safe_dump(rules))
-    prom = bench.Prometheus(require_tool("prometheus"), work / "tsdb", work, [work / "recording.yaml"])
+    # Every rule file dev's Prometheus loads (the generated SLO rules among them), each group
+    # evaluated every second: the rules' results within the short scrape.
+    rule_paths = []
+    for upload in result.container("prometheus").inputs["uploads"]:
+        if "/rules/" in upload["file"]:
+            rules = yaml.safe_load(upload["content"])
+            for group in rules["groups"]:
+                group["interval"] = "1s"
+            rule_paths.append(work / upload["file"].rsplit("/", 1)[1])
+            rule_paths[-1].write_text(yaml.safe_dump(rules))
+    assert {"recording.yaml", "slo-api-availability.yaml"} <= {p.name for p in rule_paths}
+    prom = bench.Prometheus(require_tool("prometheus"), work / "tsdb", work, rule_paths)
     prom.config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s",
                    "external_labels": {"environment": "dev"}},
-        "rule_files": [str(work / "recording.yaml")], "scrape_configs": jobs}))
+        "rule_files": [str(p) for p in rule_paths], "scrape_configs": jobs}))
     prom.start()
     try:
         time.sleep(SCRAPE_SECONDS)

@@ -23,7 +23,7 @@ from components.configs import slo as slo_config
 from scripts import slo_runbooks
 from tests import slo_scenarios as sc
 from tests import stack_rules
-from tests.conftest import ROOT, require_tool
+from tests.conftest import KUBERNETES, ROOT, require_tool
 from tests.test_docker_platform import uploads
 
 SLOS = stack_rules.slos()
@@ -200,7 +200,7 @@ def test_every_stack_deploys_the_slo_rules(runs, docker_dev):
 def test_slo_enabled_false_deploys_none():
     from tools import offline
 
-    result = offline.run("dev", {"platform": "kubernetes", "slo": {"enabled": False}})
+    result = offline.run("dev", {**KUBERNETES, "slo": {"enabled": False}})
     files = result.one("ConfigMap", "prometheus-rules")["data"]
     assert not [n for n in files if n.startswith(slo_config.RULE_FILE_PREFIX)]
     assert "recording.yaml" in files

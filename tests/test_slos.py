@@ -19,7 +19,7 @@ from components import data
 from components.configs import slo as slo_config
 from tests import promql_names as pn
 from tests import stack_rules
-from tests.conftest import ROOT, require_tool
+from tests.conftest import KUBERNETES, ROOT, require_tool
 
 SLO_FILES = sorted((ROOT / "slos").glob("*.yaml"))
 SLOS = stack_rules.slos()
@@ -129,5 +129,5 @@ def test_a_bad_slo_file_declares_nothing(monkeypatch):
     files["api-availability.yaml"] = files["api-availability.yaml"].replace("objective: 99.9", "objective: 120")
     monkeypatch.setattr(data, "slo_files", lambda: files)
     with pytest.raises(slo_config.SloError, match="objective = 120 is not valid"):
-        offline.run("dev", {"platform": "kubernetes"})
+        offline.run("dev", KUBERNETES)
     assert offline.LAST_RECORDER.resources == []

@@ -21,7 +21,7 @@ Secret, mounted by name.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 
@@ -63,12 +63,14 @@ class Jaeger(pulumi.ComponentResource):
 
     def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  elasticsearch: Optional[ElasticsearchConnection] = None, gateway: bool = False,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 otlp_clients: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:tracing:Jaeger", name, None, opts)
         tracing = settings.tracing
         self.external_url = platform.public_url("jaeger")
-        # Who may send OTLP to Jaeger: the gateway when there is one, otherwise any client.
-        self._otlp_from = Flow(GATEWAY, OTLP_PORTS) if gateway else Flow(OTHER_NAMESPACES, OTLP_PORTS)
+        # Who may send OTLP to Jaeger: the gateway when there is one, otherwise the applications of
+        # other namespaces and the stack's own ``otlp_clients`` (the demo), which no namespace rule admits.
+        self._otlp_from = ([Flow(GATEWAY, OTLP_PORTS)] if gateway else
+                           [Flow(OTHER_NAMESPACES, OTLP_PORTS)] + [Flow(c, OTLP_PORTS) for c in otlp_clients])
         if tracing.storage == "elasticsearch":
             if elasticsearch is None:
                 raise ValueError("tracing.storage elasticsearch needs an ElasticsearchConnection")
@@ -111,7 +113,7 @@ class Jaeger(pulumi.ComponentResource):
             scratch_paths=[] if tracing.storage == "badger" else ["/tmp"],
             liveness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
             readiness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
-            allow_in=[self._otlp_from,
+            allow_in=[*self._otlp_from,
                       Flow("grafana", [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
                       Flow(INGRESS, [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
                       Flow("prometheus", [(jaeger_config.METRICS_PORT, "TCP")])],
@@ -150,7 +152,7 @@ class Jaeger(pulumi.ComponentResource):
 
         self.collector = platform.deploy(server(
             "jaeger-collector", "collector", tracing.collector, tracing.collector_replicas,
-            [self._otlp_from]), self)
+            self._otlp_from), self)
         self.query = platform.deploy(server(
             "jaeger", "query", tracing.query, 1,
             [Flow("grafana", [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
@@ -177,7 +179,7 @@ class OtelGateway(pulumi.ComponentResource):
     otlp_http_endpoint: str
 
     def __init__(self, name: str, *, settings: Settings, platform: Platform, jaeger_otlp_address: str,
-                 jaeger_app: str, opts: Optional[pulumi.ResourceOptions] = None):
+                 jaeger_app: str, otlp_clients: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:tracing:OtelGateway", name, None, opts)
         tracing = settings.tracing
         self.gateway_config = gateway_config.GatewayConfig(
@@ -198,8 +200,9 @@ class OtelGateway(pulumi.ComponentResource):
             liveness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
             readiness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
             replicas=tracing.gateway_replicas,
-            # Applications in any namespace send OTLP here.
-            allow_in=[Flow(OTHER_NAMESPACES, OTLP_PORTS), Flow("prometheus", [(gateway_config.METRICS_PORT, "TCP")])],
+            # Applications in any other namespace send OTLP here, and the stack's own otlp_clients.
+            allow_in=[Flow(OTHER_NAMESPACES, OTLP_PORTS), *(Flow(c, OTLP_PORTS) for c in otlp_clients),
+                      Flow("prometheus", [(gateway_config.METRICS_PORT, "TCP")])],
             allow_out=[Flow(jaeger_app, [(jaeger_config.OTLP_GRPC_PORT, "TCP")])],
         )
         self.deployed = platform.deploy(spec, self)
