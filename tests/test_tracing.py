@@ -507,8 +507,9 @@ def test_every_tracing_container_is_hardened(dev_k8s, prod_tracing):
 
 def test_network_flows(dev_k8s, prod_tracing):
     jaeger = allowed_from(dev_k8s.one("NetworkPolicy", "jaeger"))
-    # Spans come from the application's namespaces, never from the stack's own pods.
-    assert jaeger == {"other namespaces": {4317, 4318}, "grafana": {16686}, "prometheus": {8888}}  # no ingress host in dev
+    # Spans come from the application's namespaces; of the stack's own pods, only from the demo's (gRPC).
+    assert jaeger == {"other namespaces": {4317, 4318}, "football-prediction-api": {4317},
+                      "football-prediction-worker": {4317}, "grafana": {16686}, "prometheus": {8888}}  # no ingress host in dev
     assert allowed_to(dev_k8s.one("NetworkPolicy", "jaeger")) == {}
     assert allowed_to(dev_k8s.one("NetworkPolicy", "grafana"))["jaeger"] == {16686}
 

@@ -41,6 +41,8 @@ BADGER_DIR = "/tmp/badger"  # on the data volume mounted at /tmp (the image's ow
 CLEANER_SCHEDULE = "15 0 * * *"  # nightly, after the day's index has rolled over at midnight UTC
 CLEANER_RESOURCES = Resources.of(cpu_request="10m", memory_request="32Mi", memory_limit="128Mi")
 OTLP_PORTS = [(jaeger_config.OTLP_GRPC_PORT, "TCP"), (jaeger_config.OTLP_HTTP_PORT, "TCP")]
+# The stack's own OTLP clients (the demo) export over gRPC only.
+OTLP_CLIENT_PORTS = [(jaeger_config.OTLP_GRPC_PORT, "TCP")]
 GATEWAY = "otel-gateway"
 
 
@@ -70,7 +72,7 @@ class Jaeger(pulumi.ComponentResource):
         # Who may send OTLP to Jaeger: the gateway when there is one, otherwise the applications of
         # other namespaces and the stack's own ``otlp_clients`` (the demo), which no namespace rule admits.
         self._otlp_from = ([Flow(GATEWAY, OTLP_PORTS)] if gateway else
-                           [Flow(OTHER_NAMESPACES, OTLP_PORTS)] + [Flow(c, OTLP_PORTS) for c in otlp_clients])
+                           [Flow(OTHER_NAMESPACES, OTLP_PORTS)] + [Flow(c, OTLP_CLIENT_PORTS) for c in otlp_clients])
         if tracing.storage == "elasticsearch":
             if elasticsearch is None:
                 raise ValueError("tracing.storage elasticsearch needs an ElasticsearchConnection")
@@ -201,7 +203,7 @@ class OtelGateway(pulumi.ComponentResource):
             readiness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
             replicas=tracing.gateway_replicas,
             # Applications in any other namespace send OTLP here, and the stack's own otlp_clients.
-            allow_in=[Flow(OTHER_NAMESPACES, OTLP_PORTS), *(Flow(c, OTLP_PORTS) for c in otlp_clients),
+            allow_in=[Flow(OTHER_NAMESPACES, OTLP_PORTS), *(Flow(c, OTLP_CLIENT_PORTS) for c in otlp_clients),
                       Flow("prometheus", [(gateway_config.METRICS_PORT, "TCP")])],
             allow_out=[Flow(jaeger_app, [(jaeger_config.OTLP_GRPC_PORT, "TCP")])],
         )
