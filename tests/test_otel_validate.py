@@ -46,14 +46,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Names of the cluster the rendered configs reach, by what stands in for them on loopback.
+JAEGER_NAMES = ("jaeger-collector-headless.monitoring.svc:4317", "jaeger-collector.monitoring.svc:4317", "jaeger:4317")
+PEERS_NAME = "otel-gateway-headless.monitoring.svc"
+
+
 def on_loopback(text: str, tmp_path) -> str:
     """The config with each listener on its own free 127.0.0.1 port (tests run side by side), the
-    exporter aimed at a closed loopback port and Badger's directories in the test's directory."""
+    exporter aimed at a closed loopback port, the routing tier's peers looked up as localhost (this
+    process itself, on its own peer port) and Badger's directories in the test's directory."""
     for port in sorted(set(otel_policy.listening_ports(otel_policy.parse(text)).values())):
         free = free_port()
-        text = text.replace(f"0.0.0.0:{port}", f"127.0.0.1:{free}").replace(f"port: {port}\n", f"port: {free}\n")
-    text = text.replace("host: 0.0.0.0", "host: 127.0.0.1")
-    for remote in ("jaeger-collector.monitoring.svc:4317", "jaeger:4317"):
+        text = (text.replace(f"0.0.0.0:{port}", f"127.0.0.1:{free}").replace(f"port: {port}\n", f"port: {free}\n")
+                .replace(f"port: '{port}'\n", f"port: '{free}'\n"))
+    text = text.replace("host: 0.0.0.0", "host: 127.0.0.1").replace(f"hostname: {PEERS_NAME}\n", "hostname: localhost\n")
+    for remote in JAEGER_NAMES:
         text = text.replace(remote, "127.0.0.1:9")
     return text.replace("/tmp/badger", str(tmp_path / "badger"))
 
@@ -79,7 +86,8 @@ def start(distribution: str, text: str, tmp_path, seconds: float = 5.0) -> tuple
     return code, "\n".join(warnings), out
 
 
-STARTABLE = ["all-in-one-badger", "all-in-one-memory", "gateway-keep-all", "gateway-probabilistic", "gateway-tail"]
+STARTABLE = ["all-in-one-badger", "all-in-one-memory", "gateway-keep-all", "gateway-probabilistic", "gateway-tail",
+             "gateway-tail-routed"]
 
 
 @pytest.mark.parametrize("name", STARTABLE)
@@ -146,6 +154,14 @@ MUTATIONS = {
         status_code={"status_codes": ["FAILED"]}), 'unknown status code "FAILED"'),
     "tail_policy_duplicate": ("gateway-tail", "start", lambda c: _tail_policies(c).append(
         copy.deepcopy(_tail_policies(c)[0])), 'duplicate policy name "errors"'),
+    "balancer_name": ("gateway-tail", "validate", lambda c: c["exporters"]["otlp_grpc/jaeger"].update(
+        balancer_name="round-robin"), "invalid balancer_name: round-robin"),
+    "routing_key": ("gateway-tail-routed", "start", lambda c: c["exporters"]["load_balancing"].update(
+        routing_key="traceid"), "unsupported routing_key: traceid"),
+    "two_resolvers": ("gateway-tail-routed", "start", lambda c: c["exporters"]["load_balancing"]["resolver"].update(
+        static={"hostnames": ["127.0.0.1:9"]}), "only one resolver should be specified"),
+    "no_resolver": ("gateway-tail-routed", "start", lambda c: c["exporters"]["load_balancing"].update(resolver={}),
+                    "no resolvers specified for the exporter"),
     "query_without_storage_extension": ("all-in-one-memory", "start", lambda c: (
         c["extensions"].pop("jaeger_storage"), c["service"]["extensions"].remove("jaeger_storage")),
         "unable to find extension jaeger_storage on which extension jaeger_query depends"),
