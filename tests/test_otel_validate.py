@@ -40,6 +40,25 @@ def test_rendered_config_passes_the_real_validator(name, tmp_path):
     assert "deprecated" not in output.lower(), f"{name} uses a deprecated form: {output}"
 
 
+KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
+
+
+def test_the_collector_is_built_with_exactly_the_components_the_gateway_configs_use():
+    """The builder's list in scripts/install-test-tools.sh against the rendered gateway configs: a
+    component they gain must be built (else validate refuses it, as it should), and one they drop
+    must leave the build, so that validate keeps refusing a config that names it."""
+    proc = subprocess.run([program("contrib"), "components"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    built = {kind: sorted(c["name"] for c in yaml.safe_load(proc.stdout)[kind] or []) for kind in KINDS}
+    used: dict[str, set] = {kind: set() for kind in KINDS}
+    for name, (distribution, _) in RENDERED.items():
+        if distribution == "contrib":
+            config = rendered(name)[1]
+            for kind in KINDS:
+                used[kind] |= {cid.split("/", 1)[0] for cid in config.get(kind) or {}}
+    assert built == {kind: sorted(names) for kind, names in used.items()}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
