@@ -82,7 +82,6 @@ class Jaeger(pulumi.ComponentResource):
         else:
             self._all_in_one(settings, platform)
         self.internal_url = self.query.url("query")
-        self.otlp_grpc_address = self.collector.address("otlp-grpc")
         # Every pod's own receiver, for a gateway that balances over them (headless_ports below).
         self.otlp_grpc_pods_address = self.collector.pods_address("otlp-grpc") if gateway else None
         self.otlp_grpc_endpoint = self.collector.url("otlp-grpc")
