@@ -224,7 +224,8 @@ def deploy_tracing(settings: Settings, platform, stack: MonitoringStack, opts: p
     gateway = None
     if tracing.gateway_enabled:
         gateway = OtelGateway("otel-gateway", settings=settings, platform=platform,
-                              jaeger_otlp_address=jaeger.otlp_grpc_address, jaeger_app=jaeger.collector.name,
+                              jaeger_otlp_pods_address=jaeger.otlp_grpc_pods_address,
+                              jaeger_app=jaeger.collector.name,
                               otlp_clients=clients, opts=opts)
     return jaeger, gateway
 

@@ -74,7 +74,30 @@ if major != "3":
 row("prometheus", "prometheus", "install", "github.com/prometheus/prometheus", f"v0.3{int(minor):02d}.{patch}",
     ["cmd/prometheus", "cmd/promtool"])
 otel = tag("otelCollector")
-row("otelcol", "otelCollector", "otelcol", "go.opentelemetry.io/collector/cmd/builder", f"v{otel}", ["."], "-")
+# The builder's manifest, written from this list: exactly the components the gateway configs use
+# (components/configs/otel_collector.py), each at the collector's release. The list is part of the
+# recipe, so adding a component rebuilds the collector.
+core, contrib = "go.opentelemetry.io/collector", "github.com/open-telemetry/opentelemetry-collector-contrib"
+otelcol = [("receivers", f"{core}/receiver/otlpreceiver"),
+           ("processors", f"{core}/processor/memorylimiterprocessor"),
+           ("processors", f"{core}/processor/batchprocessor"),
+           ("processors", f"{contrib}/processor/probabilisticsamplerprocessor"),
+           ("processors", f"{contrib}/processor/tailsamplingprocessor"),
+           ("exporters", f"{core}/exporter/otlpexporter"),
+           ("exporters", f"{contrib}/exporter/loadbalancingexporter"),
+           ("extensions", f"{contrib}/extension/healthcheckextension")]
+# Dependencies held at another version (module@version). The load-balancing exporter requires
+# servicediscovery v1.48.0 for its aws_cloud_map resolver, which the gateway does not use; the Go
+# module proxy refuses that version ("This module version is not available") and serves v1.40.2,
+# which has the client and types the resolver calls (the build compiles it).
+otelcol_replaces = ["github.com/aws/aws-sdk-go-v2/service/servicediscovery@v1.40.2"]
+manifest = [f"{kind}={path}" for kind, path in otelcol] + [f"replace={r}" for r in otelcol_replaces]
+# The build's directory carries a digest of the list after the release ("0.161.0-<digest>"; the
+# collector reports the release alone): checkouts with different lists keep a build each instead
+# of rebuilding over one another in the shared cache.
+manifest_digest = hashlib.sha256(" ".join(manifest).encode()).hexdigest()[:8]
+row("otelcol", "otelCollector", "otelcol", "go.opentelemetry.io/collector/cmd/builder", f"v{otel}", manifest, "-",
+    version=f"{otel}-{manifest_digest}")
 # Jaeger v2 is module github.com/jaegertracing/jaeger (no /v2) with v1.x tags: v1.(N+62).P = 2.N.P.
 j = tag("jaeger").split(".")
 if j[0] != "2":
@@ -197,28 +220,27 @@ for r in json.load(sys.stdin).get("Replace") or []:
       "$GO" install -mod=mod -ldflags "$ldflags" .
       ;;
     otelcol)
-      # The collector builder, at the collector's release, with exactly the components the
-      # generated gateway config uses (components/configs/otel_collector.py).
+      # The collector builder, at the collector's release, with the components of the plan's list
+      # ("kind=module" items of pkgs) and its replaces ("replace=module@version").
       "$GO" install "$module@$modver"
-      local contrib=github.com/open-telemetry/opentelemetry-collector-contrib core=go.opentelemetry.io/collector
-      cat > "$tmp/manifest.yaml" <<MANIFEST
-dist:
-  name: otelcol
-  description: football-monitoring OpenTelemetry Collector gateway
-  version: ${version}
-  output_path: $tmp/otelcol-src
-receivers:
-  - gomod: $core/receiver/otlpreceiver $modver
-processors:
-  - gomod: $core/processor/memorylimiterprocessor $modver
-  - gomod: $core/processor/batchprocessor $modver
-  - gomod: $contrib/processor/probabilisticsamplerprocessor $modver
-  - gomod: $contrib/processor/tailsamplingprocessor $modver
-exporters:
-  - gomod: $core/exporter/otlpexporter $modver
-extensions:
-  - gomod: $contrib/extension/healthcheckextension $modver
-MANIFEST
+      local item kind path
+      declare -A section=()
+      for item in $pkgs; do
+        kind=${item%%=*} path=${item#*=}
+        case $kind in
+          replace) section[replaces]+="  - ${path%@*} => ${path%@*} ${path##*@}"$'\n' ;;
+          receivers|processors|exporters|extensions) section[$kind]+="  - gomod: $path $modver"$'\n' ;;
+          *) echo "unknown collector manifest item $item"; exit 1 ;;
+        esac
+      done
+      {
+        printf 'dist:\n  name: otelcol\n  description: football-monitoring OpenTelemetry Collector gateway\n'
+        printf '  version: %s\n  output_path: %s\n' "${version%%-*}" "$tmp/otelcol-src"
+        for kind in receivers processors exporters extensions replaces; do
+          [ -z "${section[$kind]:-}" ] || printf '%s:\n%s' "$kind" "${section[$kind]}"
+        done
+      } > "$tmp/manifest.yaml"
+      cat "$tmp/manifest.yaml"
       PATH="$(dirname "$GO"):$PATH" "$tmp/bin/builder" --config "$tmp/manifest.yaml"
       mv "$tmp/otelcol-src/otelcol" "$tmp/bin/otelcol"
       rm -rf "$tmp/otelcol-src" "$tmp/bin/builder"

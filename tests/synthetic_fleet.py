@@ -1014,6 +1014,20 @@ def build(spec: FleetSpec) -> list[Family]:
             b.add("otelcol_exporter_queue_size", "gauge", elab,
                   Gauge(40, diurnal=0.8, wiggle=0.6, lo=0, integer=True, fmt="%d"))
             b.add("otelcol_exporter_queue_capacity", "gauge", elab, Const(1000))
+            if p["job"] == "otel-gateway":
+                # Two replicas with tail sampling: the routing tier (load_balancing exporter) sends every
+                # span on to a replica's peer receiver (otlp/peers), about as many as the replica got.
+                plab = dict(tlab, receiver="otlp/peers", transport="grpc")
+                off = _counter_offset(accepted, (p["pod"], "otlp/peers"))
+                b.add("otelcol_receiver_accepted_spans_total", "counter", plab, Counter(accepted, offset=off))
+                b.add("otelcol_receiver_refused_spans_total", "counter", plab, Const(0))
+                llab = dict(tlab, exporter="load_balancing")
+                b.add("otelcol_exporter_sent_spans_total", "counter", llab, Counter(accepted, offset=off))
+                b.add("otelcol_exporter_send_failed_spans_total", "counter", llab, Const(0))
+                b.add("otelcol_exporter_enqueue_failed_spans_total", "counter", llab, Const(0))
+                b.add("otelcol_exporter_queue_size", "gauge", llab,
+                      Gauge(5, diurnal=0.8, wiggle=0.6, lo=0, integer=True, fmt="%d"))
+                b.add("otelcol_exporter_queue_capacity", "gauge", llab, Const(5000))
             if p["job"] == "jaeger-collector":
                 for kind, share in (("span", 1.0), ("service", 0.01)):
                     blab = dict(tlab, kind=kind, role="primary")

@@ -65,8 +65,12 @@ def test_every_pod_has_a_policy(runs):
 
 def test_disruption_budgets_for_replicated_components(dev, prod):
     budgets = {o["metadata"]["name"]: o["spec"] for o in prod.find("PodDisruptionBudget")}
-    assert set(budgets) == {"prometheus", "alertmanager", "elasticsearch", "logstash", "jaeger-collector"}
-    assert all(b["maxUnavailable"] == 1 for b in budgets.values())
+    replicated = {o["metadata"]["name"]: o for o in prod.kubernetes_objects()
+                  if o["kind"] in ("Deployment", "StatefulSet") and o["spec"]["replicas"] > 1}
+    assert set(budgets) == set(replicated)
+    assert {"prometheus", "alertmanager", "elasticsearch", "logstash", "jaeger-collector", "otel-gateway"} <= set(budgets)
+    assert all(b["maxUnavailable"] == 1 and b["selector"] == replicated[name]["spec"]["selector"]
+               for name, b in budgets.items())
     assert not dev.find("PodDisruptionBudget")  # one replica: a budget would only block node drains
 
 

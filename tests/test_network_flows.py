@@ -119,6 +119,12 @@ def test_every_flow_the_configs_need_is_allowed(verdicts, stack):
     jobs = {f.why for f in v.needed if f.why.startswith("scrape job")}
     # The derivation found the targets (not an empty set that passes by itself).
     assert {"scrape job config-reloader", "scrape job grafana", "scrape job alertmanager"} <= jobs, jobs
+    if stack == "prod":
+        # The gateway's gRPC targets (dns:/// of the collectors' headless Service, the routing tier's
+        # resolver name) are found in its config like any address.
+        gateway = {f.destination.pod.app for f in v.needed if f.source.pod and f.source.pod.app == "otel-gateway"
+                   and f.destination.pod}
+        assert {"jaeger-collector", "otel-gateway"} <= gateway, gateway
     assert blocked(v.needed, v.needed_answers) == []
 
 

@@ -40,20 +40,46 @@ def test_rendered_config_passes_the_real_validator(name, tmp_path):
     assert "deprecated" not in output.lower(), f"{name} uses a deprecated form: {output}"
 
 
+KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
+
+
+def test_the_collector_is_built_with_exactly_the_components_the_gateway_configs_use():
+    """The builder's list in scripts/install-test-tools.sh against the rendered gateway configs: a
+    component they gain must be built (else validate refuses it, as it should), and one they drop
+    must leave the build, so that validate keeps refusing a config that names it."""
+    proc = subprocess.run([program("contrib"), "components"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    built = {kind: sorted(c["name"] for c in yaml.safe_load(proc.stdout)[kind] or []) for kind in KINDS}
+    used: dict[str, set] = {kind: set() for kind in KINDS}
+    for name, (distribution, _) in RENDERED.items():
+        if distribution == "contrib":
+            config = rendered(name)[1]
+            for kind in KINDS:
+                used[kind] |= {cid.split("/", 1)[0] for cid in config.get(kind) or {}}
+    assert built == {kind: sorted(names) for kind, names in used.items()}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
+# Names of the cluster the rendered configs reach, by what stands in for them on loopback.
+JAEGER_NAMES = ("jaeger-collector-headless.monitoring.svc:4317", "jaeger-collector.monitoring.svc:4317", "jaeger:4317")
+PEERS_NAME = "otel-gateway-headless.monitoring.svc"
+
+
 def on_loopback(text: str, tmp_path) -> str:
     """The config with each listener on its own free 127.0.0.1 port (tests run side by side), the
-    exporter aimed at a closed loopback port and Badger's directories in the test's directory."""
+    exporter aimed at a closed loopback port, the routing tier's peers looked up as localhost (this
+    process itself, on its own peer port) and Badger's directories in the test's directory."""
     for port in sorted(set(otel_policy.listening_ports(otel_policy.parse(text)).values())):
         free = free_port()
-        text = text.replace(f"0.0.0.0:{port}", f"127.0.0.1:{free}").replace(f"port: {port}\n", f"port: {free}\n")
-    text = text.replace("host: 0.0.0.0", "host: 127.0.0.1")
-    for remote in ("jaeger-collector.monitoring.svc:4317", "jaeger:4317"):
+        text = (text.replace(f"0.0.0.0:{port}", f"127.0.0.1:{free}").replace(f"port: {port}\n", f"port: {free}\n")
+                .replace(f"port: '{port}'\n", f"port: '{free}'\n"))
+    text = text.replace("host: 0.0.0.0", "host: 127.0.0.1").replace(f"hostname: {PEERS_NAME}\n", "hostname: localhost\n")
+    for remote in JAEGER_NAMES:
         text = text.replace(remote, "127.0.0.1:9")
     return text.replace("/tmp/badger", str(tmp_path / "badger"))
 
@@ -79,7 +105,8 @@ def start(distribution: str, text: str, tmp_path, seconds: float = 5.0) -> tuple
     return code, "\n".join(warnings), out
 
 
-STARTABLE = ["all-in-one-badger", "all-in-one-memory", "gateway-keep-all", "gateway-probabilistic", "gateway-tail"]
+STARTABLE = ["all-in-one-badger", "all-in-one-memory", "gateway-keep-all", "gateway-probabilistic", "gateway-tail",
+             "gateway-tail-routed"]
 
 
 @pytest.mark.parametrize("name", STARTABLE)
@@ -146,6 +173,14 @@ MUTATIONS = {
         status_code={"status_codes": ["FAILED"]}), 'unknown status code "FAILED"'),
     "tail_policy_duplicate": ("gateway-tail", "start", lambda c: _tail_policies(c).append(
         copy.deepcopy(_tail_policies(c)[0])), 'duplicate policy name "errors"'),
+    "balancer_name": ("gateway-tail", "validate", lambda c: c["exporters"]["otlp_grpc/jaeger"].update(
+        balancer_name="round-robin"), "invalid balancer_name: round-robin"),
+    "routing_key": ("gateway-tail-routed", "start", lambda c: c["exporters"]["load_balancing"].update(
+        routing_key="traceid"), "unsupported routing_key: traceid"),
+    "two_resolvers": ("gateway-tail-routed", "start", lambda c: c["exporters"]["load_balancing"]["resolver"].update(
+        static={"hostnames": ["127.0.0.1:9"]}), "only one resolver should be specified"),
+    "no_resolver": ("gateway-tail-routed", "start", lambda c: c["exporters"]["load_balancing"].update(resolver={}),
+                    "no resolvers specified for the exporter"),
     "query_without_storage_extension": ("all-in-one-memory", "start", lambda c: (
         c["extensions"].pop("jaeger_storage"), c["service"]["extensions"].remove("jaeger_storage")),
         "unable to find extension jaeger_storage on which extension jaeger_query depends"),

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from components import stack as stack_module
+from components.demo import demo_apps
 from tools import offline
 from components.logging import CA_SECRET
 from components.configs import jaeger as jaeger_config
@@ -270,17 +271,97 @@ def test_dev_keeps_every_trace_without_a_gateway(dev_k8s, dev_docker):
 
 def test_prod_tail_samples_ten_percent_and_keeps_errors_and_slow_traces(prod_tracing):
     gateway = prod_tracing.one("Deployment", "otel-gateway")
-    assert gateway["spec"]["replicas"] == 1
     assert containers(gateway)[0]["image"] == DEFAULT_IMAGES["otelCollector"]
     config = config_of(prod_tracing, "otel-gateway")
-    assert config["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "tail_sampling", "batch"]
+    # The applications' spans are routed by trace id; the peers' pipeline samples them.
+    assert config["service"]["pipelines"] == {
+        "traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["load_balancing"]},
+        "traces/sampling": {"receivers": ["otlp/peers"], "processors": ["memory_limiter", "tail_sampling", "batch"],
+                            "exporters": ["otlp_grpc/jaeger"]}}
     policies = {p["name"]: p for p in config["processors"]["tail_sampling"]["policies"]}
     assert policies["errors"]["status_code"] == {"status_codes": ["ERROR"]}
     assert policies["slow"]["latency"] == {"threshold_ms": 2000}
     assert policies["baseline"]["probabilistic"] == {"sampling_percentage": 10}
-    assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "jaeger-collector.monitoring.svc:4317"
+    assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "dns:///jaeger-collector-headless.monitoring.svc:4317"
     assert prod_tracing.outputs["otlpGrpcEndpoint"] == "http://otel-gateway.monitoring.svc:4317"
     assert prod_tracing.outputs["otlpHttpEndpoint"] == "http://otel-gateway.monitoring.svc:4318"
+
+
+def headless_target(result, host: str, port: int) -> tuple[dict, dict, str]:
+    """(the Service a cluster name <service>.<namespace>.svc names, the workload it selects, the
+    name of the container port behind `port`), asserting the Service is headless."""
+    name, namespace, svc = host.split(".")
+    assert svc == "svc", host
+    service = result.one("Service", name)
+    assert service["metadata"]["namespace"] == namespace
+    spec = service["spec"]
+    # Headless: the name resolves to every ready pod, not to one virtual IP in front of them.
+    assert spec["clusterIP"] == "None" and spec["publishNotReadyAddresses"] is False, name
+    workloads = [o for o in result.kubernetes_objects() if o["kind"] in ("Deployment", "StatefulSet")
+                 and spec["selector"].items() <= pod_labels(o).items()]
+    assert len(workloads) == 1, name
+    port_name = next(p["targetPort"] for p in spec["ports"] if p["port"] == port)
+    assert container_ports(workloads[0])[port_name] == port
+    return service, workloads[0], port_name
+
+
+def test_prod_gateway_balances_over_every_jaeger_collector(prod_tracing):
+    """One gRPC connection to the collectors' Service would pin to one pod: the gateway resolves a
+    headless Service instead and keeps a sub-connection per pod, requests round robin."""
+    exporter = config_of(prod_tracing, "otel-gateway")["exporters"]["otlp_grpc/jaeger"]
+    assert exporter["balancer_name"] == "round_robin"
+    scheme, target = exporter["endpoint"].split(":///", 1)
+    assert scheme == "dns"
+    host, port = target.rsplit(":", 1)
+    _, collector, port_name = headless_target(prod_tracing, host, int(port))
+    assert collector["metadata"]["name"] == "jaeger-collector" and collector["spec"]["replicas"] == 3
+    assert port_name == "otlp-grpc"
+    # The collectors close connections after a while, so the gateway looks the name up again and
+    # finds collectors added since.
+    receiver = config_of(prod_tracing, "jaeger-collector")["receivers"]["otlp"]["protocols"]["grpc"]
+    assert receiver["keepalive"]["server_parameters"]["max_connection_age"] == "5m"
+
+
+def test_prod_gateway_replicas_share_tail_sampling_by_trace_id(prod_tracing):
+    gateway = prod_tracing.one("Deployment", "otel-gateway")
+    assert gateway["spec"]["replicas"] >= 2
+    budget = prod_tracing.one("PodDisruptionBudget", "otel-gateway")["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": gateway["spec"]["selector"]}
+    assert pod(gateway)["affinity"]["podAntiAffinity"]
+    config = config_of(prod_tracing, "otel-gateway")
+    balancer = config["exporters"]["load_balancing"]
+    assert balancer["routing_key"] == "traceID"
+    dns = balancer["resolver"]["dns"]
+    # The resolver's name lists every gateway pod, on the port of the peers' receiver ...
+    _, workload, port_name = headless_target(prod_tracing, dns["hostname"], int(dns["port"]))
+    assert workload is gateway or workload["metadata"]["name"] == "otel-gateway"
+    peer_port = container_ports(gateway)[port_name]
+    receiver = next(rid for rid, r in config["receivers"].items()
+                    if r["protocols"]["grpc"]["endpoint"] == f"0.0.0.0:{peer_port}")
+    # ... which feeds the only pipeline that samples; the applications' pipeline only routes.
+    pipelines = config["service"]["pipelines"]
+    sampling = [name for name, p in pipelines.items() if "tail_sampling" in p["processors"]]
+    assert sampling == [name for name, p in pipelines.items() if receiver in p["receivers"]]
+    assert pipelines[sampling[0]]["receivers"] == [receiver]
+    for name, p in pipelines.items():
+        if name not in sampling:
+            assert p["exporters"] == ["load_balancing"], name
+    # Only the gateway's own pods reach the peer port, and the gateway sends there only to itself.
+    assert allowed_from(prod_tracing.one("NetworkPolicy", "otel-gateway"))["otel-gateway"] == {peer_port}
+    assert allowed_to(prod_tracing.one("NetworkPolicy", "otel-gateway"))["otel-gateway"] == {peer_port}
+
+
+def test_one_gateway_replica_samples_without_routing():
+    result = offline.run("prod", {"tracing": tracing_values("prod", gateway={"replicas": 1})})
+    config = config_of(result, "otel-gateway")
+    assert set(config["service"]["pipelines"]) == {"traces"}
+    assert config["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "tail_sampling", "batch"]
+    assert "load_balancing" not in config["exporters"] and set(config["receivers"]) == {"otlp"}
+    assert not result.find("Service", "otel-gateway-headless")
+    assert not result.find("PodDisruptionBudget", "otel-gateway")
+    assert "otel-gateway" not in allowed_from(result.one("NetworkPolicy", "otel-gateway"))
+    # Still every collector, round robin.
+    assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "dns:///jaeger-collector-headless.monitoring.svc:4317"
 
 
 def test_probabilistic_sampling_scales_the_gateway(prod_probabilistic):
@@ -288,6 +369,8 @@ def test_probabilistic_sampling_scales_the_gateway(prod_probabilistic):
     config = config_of(prod_probabilistic, "otel-gateway")
     assert config["processors"]["probabilistic_sampler"] == {"sampling_percentage": 25, "hash_seed": 22}
     assert "tail_sampling" not in config["processors"]
+    # Every replica keeps the same traces by their id: nothing to route.
+    assert "load_balancing" not in config["exporters"] and set(config["service"]["pipelines"]) == {"traces"}
 
 
 # ---------------------------------------------------------------- sender bytes against receiver limits
@@ -348,23 +431,40 @@ def receiver_limit_bytes(config: dict, port: int) -> tuple[str, int]:
     raise LookupError(f"no OTLP gRPC receiver on port {port}")
 
 
+def export_target(eid: str, exporter: dict) -> tuple[str, int] | None:
+    """(host, port) an OTLP gRPC exporter sends to: its endpoint (a gRPC target, `dns:///` or
+    plain host:port), or for the load-balancing exporter the name its DNS resolver looks up."""
+    kind = eid.split("/")[0]
+    if kind == "load_balancing":
+        dns = exporter["resolver"]["dns"]
+        return dns["hostname"], int(dns.get("port", 4317))
+    if kind not in OTLP_EXPORTERS:
+        return None
+    target = exporter["endpoint"].split(":///", 1)[-1]
+    host, port = target.rsplit(":", 1)
+    return host, int(port)
+
+
 def otlp_links(result) -> list[tuple[str, dict, str, dict, int]]:
     """(sender workload, exporter, receiver workload, receiver config, container port) of every OTLP
-    gRPC exporter a collector config of the run has, followed through the Service its endpoint names."""
+    gRPC exporter a collector config of the run has, followed through the Service its endpoint names.
+    The load-balancing exporter's requests are split by its own queue before they are routed, so
+    its bound is that queue's (a routed part is never larger than the request it came from)."""
     configs = collector_configs(result)
     links = []
     for sender, (config, _) in configs.items():
         for eid, exporter in (config.get("exporters") or {}).items():
-            if eid.split("/")[0] not in OTLP_EXPORTERS:
+            target = export_target(eid, exporter)
+            if target is None:
                 continue
-            host, port = exporter["endpoint"].rsplit(":", 1)
+            host, port = target
             service = result.one("Service", host.split(".")[0])["spec"]
-            target = next(p.get("targetPort", p["port"]) for p in service["ports"] if p["port"] == int(port))
+            target_port = next(p.get("targetPort", p["port"]) for p in service["ports"] if p["port"] == port)
             receivers = [(name, cfg, obj) for name, (cfg, obj) in configs.items()
                          if service["selector"].items() <= pod_labels(obj).items()]
-            assert receivers, f"{sender}: {exporter['endpoint']} selects no collector"
+            assert receivers, f"{sender}: {host}:{port} selects no collector"
             for name, cfg, obj in receivers:
-                container_port = target if isinstance(target, int) else container_ports(obj)[target]
+                container_port = target_port if isinstance(target_port, int) else container_ports(obj)[target_port]
                 links.append((f"{sender} exporters.{eid}", exporter, name, cfg, container_port))
     return links
 
@@ -374,9 +474,10 @@ def pod_labels(obj: dict) -> dict:
 
 
 def test_no_gateway_export_is_larger_than_its_receiver_accepts(prod_tracing, prod_probabilistic):
-    for result in (prod_tracing, prod_probabilistic):
+    for result, hops in ((prod_tracing, [("otel-gateway", "otel-gateway"), ("otel-gateway", "jaeger-collector")]),
+                         (prod_probabilistic, [("otel-gateway", "jaeger-collector")])):
         links = otlp_links(result)
-        assert [(s.split()[0], r) for s, _, r, _, _ in links] == [("otel-gateway", "jaeger-collector")]
+        assert [(s.split()[0], r) for s, _, r, _, _ in links] == hops
         for sender, exporter, receiver, config, port in links:
             worst, why = worst_case_export_bytes(exporter)
             rid, limit = receiver_limit_bytes(config, port)
@@ -432,12 +533,13 @@ def test_listening_ports_match_container_and_service_ports(dev_k8s, prod_tracing
 
 
 def test_the_gateway_exports_to_a_port_the_collector_service_has(prod_tracing):
-    endpoint = config_of(prod_tracing, "otel-gateway")["exporters"]["otlp_grpc/jaeger"]["endpoint"]
-    host, port = endpoint.rsplit(":", 1)
-    name, namespace = host.split(".")[:2]
-    service = prod_tracing.one("Service", name)
-    assert service["metadata"]["namespace"] == namespace
-    assert int(port) in {p["port"] for p in service["spec"]["ports"] if p["name"] == "otlp-grpc"}
+    exporters = config_of(prod_tracing, "otel-gateway")["exporters"]
+    for eid, exporter in exporters.items():
+        host, port = export_target(eid, exporter)
+        name, namespace = host.split(".")[:2]
+        service = prod_tracing.one("Service", name)
+        assert service["metadata"]["namespace"] == namespace, eid
+        assert port in {p["port"] for p in service["spec"]["ports"]}, eid
 
 
 def test_the_renderer_refuses_a_split_without_shared_storage():
@@ -507,15 +609,20 @@ def test_every_tracing_container_is_hardened(dev_k8s, prod_tracing):
 
 def test_network_flows(dev_k8s, prod_tracing):
     jaeger = allowed_from(dev_k8s.one("NetworkPolicy", "jaeger"))
-    # Spans come from the application's namespaces; of the stack's own pods, only from the demo's (gRPC).
-    assert jaeger == {"other namespaces": {4317, 4318}, "football-prediction-api": {4317},
-                      "football-prediction-worker": {4317}, "grafana": {16686}, "prometheus": {8888}}  # no ingress host in dev
+    # Spans come from the application's namespaces, never from the stack's own pods but the demo's
+    # (dev runs it: Pulumi.dev.yaml), which no namespace rule admits; it exports over gRPC only.
+    demo = {app: {4317} for app in demo_apps()}
+    assert jaeger == {"other namespaces": {4317, 4318}, "grafana": {16686}, "prometheus": {8888},
+                      **demo}  # no ingress host in dev
     assert allowed_to(dev_k8s.one("NetworkPolicy", "jaeger")) == {}
     assert allowed_to(dev_k8s.one("NetworkPolicy", "grafana"))["jaeger"] == {16686}
 
+    # The replicas reach each other on the peer port only (the routing tier).
     assert allowed_from(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"other namespaces": {4317, 4318},
-                                                                                "prometheus": {8888}}
-    assert allowed_to(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"jaeger-collector": {4317}}
+                                                                                "prometheus": {8888},
+                                                                                "otel-gateway": {4319}}
+    assert allowed_to(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"jaeger-collector": {4317},
+                                                                              "otel-gateway": {4319}}
     # With a gateway, only the gateway may send spans to the collectors.
     assert allowed_from(prod_tracing.one("NetworkPolicy", "jaeger-collector")) == {"otel-gateway": {4317, 4318},
                                                                                     "prometheus": {8888}}
@@ -637,8 +744,6 @@ def test_jaeger_ui_exposed_only_behind_authentication():
      "football-monitoring:tracing.gateway.enabled = true is not valid on platform docker"),
     ("dev", {"sampling": {"percentage": 10}}, KUBERNETES,
      "football-monitoring:tracing.sampling.percentage = 10 is not valid without tracing.gateway.enabled"),
-    ("prod", {"gateway": {"replicas": 2}}, {},
-     "football-monitoring:tracing.gateway.replicas = 2 is not valid with tracing.sampling.mode 'tail': expected 1"),
     ("dev", {"sampling": {"percentage": 0}}, {},
      "football-monitoring:tracing.sampling.percentage = 0 is not valid: expected a percentage above 0"),
     ("dev", {"storage": "cassandra"}, {},

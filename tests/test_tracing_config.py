@@ -28,7 +28,12 @@ RENDERED = {
     "all-in-one-memory": ("jaeger", jaeger_config.JaegerConfig("all-in-one", jaeger_config.MemoryStorage(1000))),
     "collector": ("jaeger", jaeger_config.JaegerConfig("collector", ES, service_name="jaeger-collector")),
     "query": ("jaeger", jaeger_config.JaegerConfig("query", ES)),
-    "gateway-tail": ("contrib", gateway_config.GatewayConfig("jaeger-collector.monitoring.svc:4317", "tail", 10)),
+    "gateway-tail": ("contrib", gateway_config.GatewayConfig(
+        "dns:///jaeger-collector-headless.monitoring.svc:4317", "tail", 10)),
+    # Tail sampling on two replicas: the routing tier in front of the sampling one.
+    "gateway-tail-routed": ("contrib", gateway_config.GatewayConfig(
+        "dns:///jaeger-collector-headless.monitoring.svc:4317", "tail", 10, replicas=2,
+        peers_host="otel-gateway-headless.monitoring.svc")),
     "gateway-probabilistic": ("contrib", gateway_config.GatewayConfig("jaeger:4317", "probabilistic", 25)),
     "gateway-keep-all": ("contrib", gateway_config.GatewayConfig("jaeger:4317", "probabilistic", 100)),
 }
@@ -56,7 +61,7 @@ def test_rendered_configs_keep_the_policy(name):
 def test_ports_of_the_renderers_are_the_ports_the_configs_open():
     for name, (distribution, cfg) in RENDERED.items():
         _, config = rendered(name)
-        expected = gateway_config.ports() if distribution == "contrib" else jaeger_config.ports(cfg)
+        expected = (gateway_config if distribution == "contrib" else jaeger_config).ports(cfg)
         assert set(otel_policy.listening_ports(config).values()) == set(expected.values()), name
 
 

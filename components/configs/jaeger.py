@@ -36,6 +36,11 @@ HEALTH_PATH = "/status"
 # a larger export is refused with ResourceExhausted, which the OTLP exporter treats as permanent
 # and drops. Set here so that senders (the gateway's exporter) are sized against a visible value.
 OTLP_MAX_RECV_MSG_SIZE_MIB = 8
+# gRPC server keepalive of the OTLP receiver: each connection is closed (GOAWAY; calls in flight get
+# the grace) after about this age. A client that balances over the pods of a headless Service (the
+# gateway: dns:/// target, round robin) looks the name up again only when a connection ends, so
+# this is how it finds collectors added since; clients of the Service's virtual IP spread again.
+OTLP_MAX_CONNECTION_AGE = {"max_connection_age": "5m", "max_connection_age_grace": "30s"}
 
 ROLES = ("all-in-one", "collector", "query")
 STORAGE_NAME = "traces"  # the jaeger_storage backend every role uses
@@ -153,7 +158,8 @@ def document(cfg: JaegerConfig) -> dict:
         pipeline = {"receivers": ["nop"], "exporters": ["nop"]}
     else:
         receivers = {"otlp": {"protocols": {"grpc": {"endpoint": _listen(OTLP_GRPC_PORT),
-                                                     "max_recv_msg_size_mib": OTLP_MAX_RECV_MSG_SIZE_MIB},
+                                                     "max_recv_msg_size_mib": OTLP_MAX_RECV_MSG_SIZE_MIB,
+                                                     "keepalive": {"server_parameters": dict(OTLP_MAX_CONNECTION_AGE)}},
                                             "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}}
         processors = {
             # First in the pipeline: refuse spans (clients retry) before the process runs out of memory.

@@ -5,11 +5,24 @@ applications, protects itself with the memory limiter, samples (probabilistic, o
 sampling that always keeps errors and slow traces), batches, and exports OTLP to Jaeger.
 tests/test_otel_validate.py validates and starts the output with the collector built at the
 image's release.
+
+The export to Jaeger resolves a name that lists every collector pod (``dns:///`` target, a
+headless Service) and balances round robin over one sub-connection per pod: one connection to
+a Service's virtual IP would carry everything to the one collector it was opened to.
+
+Tail sampling decides on whole traces, so with more than one replica every span of a trace
+must reach the same replica. Each replica then runs two tiers: the applications' OTLP goes
+through the memory limiter to the ``load_balancing`` exporter, which hashes the trace id over
+the replicas that the peers' name resolves to (every replica resolves the same list and so
+picks the same one) and sends to that replica's peer receiver; the peer pipeline samples,
+batches and exports to Jaeger. With one replica (or probabilistic sampling, which decides by
+the trace id alone and keeps the same traces on every replica) the second tier is left out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import yaml
 
@@ -17,6 +30,7 @@ from components.configs import jaeger as jaeger_config
 
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
+PEER_OTLP_PORT = 4319  # OTLP/gRPC from the other replicas' routing tier, spans already routed by trace id
 METRICS_PORT = 8888
 HEALTH_PORT = 13133
 HEALTH_PATH = "/"
@@ -30,6 +44,11 @@ MIB = 1024 * 1024
 # of at most this many bytes of OTLP protobuf (exporterhelper's `bytes` sizer measures the
 # message the exporter sends): half the receiver's limit, so no request comes near it.
 MAX_EXPORT_BYTES = jaeger_config.OTLP_MAX_RECV_MSG_SIZE_MIB * MIB // 2
+# The peer receiver accepts what Jaeger's receivers accept, so the same split fits both hops.
+PEER_MAX_RECV_MSG_SIZE_MIB = jaeger_config.OTLP_MAX_RECV_MSG_SIZE_MIB
+# How often the routing tier looks the peers up again: a replica that left stops getting spans
+# (and one that came gets its share) within this time; the resolver's default.
+PEER_RESOLVE_INTERVAL = "5s"
 
 
 @dataclass(frozen=True)
@@ -44,6 +63,15 @@ class GatewayConfig:
     memory_spike_percentage: int = 20
     queue_size: int = 5000
     max_export_bytes: int = MAX_EXPORT_BYTES
+    replicas: int = 1
+    # A DNS name that resolves to every ready gateway replica (a headless Service); needed when
+    # routes_by_trace(): the routing tier sends each trace to the replica its id hashes to.
+    peers_host: Optional[str] = None
+
+
+def routes_by_trace(cfg: GatewayConfig) -> bool:
+    """Whether the gateway runs the routing tier: tail sampling on more than one replica."""
+    return cfg.sampling_mode == "tail" and cfg.replicas > 1
 
 
 def _listen(port: int) -> str:
@@ -75,38 +103,84 @@ def sampler(cfg: GatewayConfig) -> dict:
     }}
 
 
+def _retry(max_elapsed_time: str = "5m", max_interval: str = "30s") -> dict:
+    return {"enabled": True, "initial_interval": "1s", "max_interval": max_interval,
+            "max_elapsed_time": max_elapsed_time}
+
+
+def _split_queue(cfg: GatewayConfig) -> dict:
+    return {"enabled": True, "num_consumers": 4, "queue_size": cfg.queue_size,
+            # Split only: with no minimum nothing waits here (the batch processor batches).
+            "batch": {"sizer": "bytes", "min_size": 0, "max_size": cfg.max_export_bytes, "flush_timeout": "1s"}}
+
+
+# The applications' connections are closed after about this age, as Jaeger's are
+# (jaeger_config.OTLP_MAX_CONNECTION_AGE), so they spread again over the replicas after a rollout
+# instead of all staying on the replica that was up first.
+MAX_CONNECTION_AGE = jaeger_config.OTLP_MAX_CONNECTION_AGE
+
+
 def document(cfg: GatewayConfig) -> dict:
     sampling = sampler(cfg)
+    routed = routes_by_trace(cfg)
+    if routed and not cfg.peers_host:
+        raise ValueError(f"tail sampling on {cfg.replicas} replicas routes by trace id and needs peers_host")
     processors = {
         "memory_limiter": {"check_interval": "1s", "limit_percentage": cfg.memory_limit_percentage,
                            "spike_limit_percentage": cfg.memory_spike_percentage},
         **sampling,
         "batch": {"send_batch_size": 8192, "send_batch_max_size": 16384, "timeout": "5s"},
     }
+    receivers: dict = {"otlp": {"protocols": {
+        "grpc": {"endpoint": _listen(OTLP_GRPC_PORT), "keepalive": {"server_parameters": dict(MAX_CONNECTION_AGE)}},
+        "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}}
+    exporters: dict = {}
+    # Memory limiter first, batch last: the collector's recommended order.
+    sampling_pipeline = {"processors": ["memory_limiter", *sampling, "batch"], "exporters": ["otlp_grpc/jaeger"]}
+    if routed:
+        receivers["otlp/peers"] = {"protocols": {"grpc": {
+            "endpoint": _listen(PEER_OTLP_PORT), "max_recv_msg_size_mib": PEER_MAX_RECV_MSG_SIZE_MIB}}}
+        exporters["load_balancing"] = {
+            "routing_key": "traceID",
+            "protocol": {"otlp": {
+                # In-cluster hop between the stack's own pods, isolated by network policy.
+                "tls": {"insecure": True},
+                # No queue per peer: a send that still fails after a short retry returns to the
+                # routing tier's own queue, which routes it again over the peers it then resolves
+                # (a replica that went away is no longer among them). Per-peer queues would hold
+                # those spans for the departed replica, and their metrics are not exposed.
+                "sending_queue": {"enabled": False},
+                "retry_on_failure": _retry(max_elapsed_time="10s", max_interval="5s"),
+            }},
+            "resolver": {"dns": {"hostname": cfg.peers_host, "port": str(PEER_OTLP_PORT),
+                                 "interval": PEER_RESOLVE_INTERVAL, "timeout": "1s"}},
+            # Splits requests before routing, so no request to a peer is over its receiver's limit.
+            "sending_queue": _split_queue(cfg),
+            "retry_on_failure": _retry(),
+        }
+        pipelines = {
+            "traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["load_balancing"]},
+            "traces/sampling": {"receivers": ["otlp/peers"], **sampling_pipeline},
+        }
+    else:
+        pipelines = {"traces": {"receivers": ["otlp"], **sampling_pipeline}}
+    exporters["otlp_grpc/jaeger"] = {
+        "endpoint": cfg.jaeger_endpoint,
+        # One sub-connection per address the target resolves to, requests spread over them.
+        "balancer_name": "round_robin",
+        # In-cluster hop between two services of the stack, isolated by network policy.
+        "tls": {"insecure": True},
+        "sending_queue": _split_queue(cfg),
+        "retry_on_failure": _retry(),
+    }
     return {
         "extensions": {"health_check": {"endpoint": _listen(HEALTH_PORT), "path": HEALTH_PATH}},
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": _listen(OTLP_GRPC_PORT)},
-                                             "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}},
+        "receivers": receivers,
         "processors": processors,
-        "exporters": {"otlp_grpc/jaeger": {
-            "endpoint": cfg.jaeger_endpoint,
-            # In-cluster hop between two services of the stack, isolated by network policy.
-            "tls": {"insecure": True},
-            "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": cfg.queue_size,
-                              # Split only: with no minimum nothing waits here (the batch processor batches).
-                              "batch": {"sizer": "bytes", "min_size": 0, "max_size": cfg.max_export_bytes,
-                                        "flush_timeout": "1s"}},
-            "retry_on_failure": {"enabled": True, "initial_interval": "1s", "max_interval": "30s",
-                                 "max_elapsed_time": "5m"},
-        }},
+        "exporters": exporters,
         "service": {
             "extensions": ["health_check"],
-            "pipelines": {"traces": {
-                "receivers": ["otlp"],
-                # Memory limiter first, batch last: the collector's recommended order.
-                "processors": ["memory_limiter", *sampling, "batch"],
-                "exporters": ["otlp_grpc/jaeger"],
-            }},
+            "pipelines": pipelines,
             "telemetry": {
                 "resource": {"attributes": [{"name": "service.name", "value": "otel-gateway"}]},
                 "metrics": {"level": "detailed", "readers": [
@@ -126,6 +200,10 @@ def render(cfg: GatewayConfig) -> str:
             + yaml.safe_dump(document(cfg), sort_keys=False, default_flow_style=False, width=120))
 
 
-def ports() -> dict[str, int]:
-    return {"otlp-grpc": OTLP_GRPC_PORT, "otlp-http": OTLP_HTTP_PORT, "metrics": METRICS_PORT,
-            "health": HEALTH_PORT}
+def ports(cfg: GatewayConfig) -> dict[str, int]:
+    """The ports this config listens on, by container port name (``peer-otlp``: the routing tier's
+    peers; its name keeps it apart from the applications' ``otlp-*`` ports)."""
+    found = {"otlp-grpc": OTLP_GRPC_PORT, "otlp-http": OTLP_HTTP_PORT}
+    if routes_by_trace(cfg):
+        found["peer-otlp"] = PEER_OTLP_PORT
+    return {**found, "metrics": METRICS_PORT, "health": HEALTH_PORT}

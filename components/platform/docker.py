@@ -61,6 +61,9 @@ class DockerPlatform:
     def replica_hosts(self, name: str, replicas: int) -> list[str]:
         return [name]
 
+    def pods_host(self, name: str) -> str:
+        return name  # the one container's alias
+
     def public_url(self, name: str, scheme: str = "http") -> Optional[str]:
         return self.settings.url(name, scheme)
 

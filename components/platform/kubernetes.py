@@ -103,6 +103,11 @@ class KubernetesPlatform:
         # StatefulSet pods behind the headless Service have stable DNS names.
         return [f"{name}-{i}.{name}-headless.{self.namespace}.svc" for i in range(replicas)]
 
+    def pods_host(self, name: str) -> str:
+        # A headless Service's name resolves to the addresses of its ready pods (publishNotReadyAddresses
+        # false for the headless_ports one), so clients that balance over the pods see each one.
+        return f"{name}-headless.{self._namespace_of_app.get(name, self.namespace)}.svc"
+
     # -- labels -----------------------------------------------------------------
     def selector(self, spec: ServiceSpec) -> dict:
         return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/instance": f"{spec.name}-{self.environment}"}
@@ -212,7 +217,8 @@ class KubernetesPlatform:
             }, opts=self.opts(parent))
         return DeployedService(spec, self.host_of(spec.name),
                                self.replica_hosts(spec.name, spec.replicas) if spec.data else [], workload,
-                               self.namespace_of(spec))
+                               self.namespace_of(spec),
+                               pods_host=self.pods_host(spec.name) if spec.data or spec.headless_ports else None)
 
     def finish(self) -> None:
         """The network policies of every deployed service, now that each one's namespace is known."""
@@ -468,7 +474,21 @@ class KubernetesPlatform:
         if spec.session_affinity:
             service_spec["sessionAffinity"] = "ClientIP"
         k8s.core.v1.Service(spec.name, metadata=self.meta(spec.name, spec), spec=service_spec, opts=self.opts(parent))
+        unknown = set(spec.headless_ports) - {p.name for p in spec.ports}
+        if unknown:
+            raise ValueError(f"{spec.name}: headless_ports {sorted(unknown)} are not ports of the service")
+        if spec.headless_ports and not spec.data:
+            # Only the ports clients reach pod by pod: a name without a port means these.
+            headless = f"{spec.name}-headless"
+            k8s.core.v1.Service(headless, metadata=self.meta(headless, spec), spec={
+                "clusterIP": "None",
+                "selector": self.selector(spec),
+                "ports": [p for p in ports if p["name"] in spec.headless_ports],
+                # Ready pods only: a client that routes to an unready one loses what it sends.
+                "publishNotReadyAddresses": False,
+            }, opts=self.opts(parent))
         if spec.data:
+            # A StatefulSet's headless Service also serves headless_ports (it publishes every port).
             peer_ports = [{"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol}
                           for p in list(spec.ports) + list(spec.cluster_peers)]
             headless = f"{spec.name}-headless"

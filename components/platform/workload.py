@@ -258,6 +258,11 @@ class ServiceSpec:
     reloader: Optional[Reloader] = None
     sysctls: Mapping[str, str] = field(default_factory=dict)
     session_affinity: bool = False  # keep one client on one replica (consistent dashboards across an HA pair)
+    # Ports (by name) that clients reach on every ready replica directly, through a name that resolves
+    # to all their addresses (``Platform.pods_host``: a headless Service on Kubernetes): for clients
+    # that spread or route their requests over the replicas themselves (gRPC round robin, trace-id
+    # routing), which one long-lived connection through a Service's virtual IP would pin to one pod.
+    headless_ports: Sequence[str] = ()
     allow_in: Sequence[Flow] = ()
     allow_out: Sequence[Flow] = ()  # DNS is always allowed
     external_secrets: Sequence[ExternalSecret] = ()  # Secrets made elsewhere, mounted by name
@@ -295,6 +300,7 @@ class DeployedService:
     replica_hosts: Sequence[str]  # stable per-replica names
     workload: Any = None
     namespace: Optional[str] = None  # where its pods run (Kubernetes)
+    pods_host: Optional[str] = None  # resolves to every ready replica (ServiceSpec.headless_ports)
 
     @property
     def name(self) -> str:
@@ -313,6 +319,12 @@ class DeployedService:
     def url(self, port_name: str, path: str = "") -> str:
         return f"http://{self.address(port_name)}{path}"
 
+    def pods_address(self, port_name: str) -> str:
+        """host:port of a name that resolves to every ready replica's own address."""
+        if port_name not in self.spec.headless_ports:
+            raise KeyError(f"{self.name} publishes no port {port_name} on its replicas (headless_ports)")
+        return f"{self.pods_host or self.host}:{self.port(port_name)}"
+
     def replica_addresses(self, port_name: str) -> list[str]:
         return [f"{host}:{self.port(port_name)}" for host in self.replica_hosts]
 
@@ -325,6 +337,9 @@ class Platform(Protocol):
     def host_of(self, name: str) -> str: ...
 
     def replica_hosts(self, name: str, replicas: int) -> list[str]: ...
+
+    def pods_host(self, name: str) -> str:
+        """A name that resolves to the address of every ready replica (ServiceSpec.headless_ports)."""
 
     def every_replica_host(self, name: str) -> str:
         """A name that reaches every replica, ready or not (for reading a cluster's health while

@@ -636,7 +636,8 @@ class GatewaySettings(Section):
         "put an OpenTelemetry Collector gateway (memory limiter, sampling, batching) in front of Jaeger; "
         "Kubernetes only"))
     replicas: WholeNumber(1, 10) = Field(1, description=(
-        "gateway replicas (1 with tail sampling: a trace must reach one replica)"))
+        "gateway replicas; with tail sampling and more than 1, each replica routes every trace by its id to one "
+        "replica (the load_balancing exporter over a headless Service), which samples it whole"))
     resources: GatewayResources
 
 
@@ -702,13 +703,6 @@ class TracingSettings(Section):
         if self.enabled and self.sampling_percentage < 100 and not self.gateway_enabled:
             yield (f"{at}sampling.percentage = {self.sampling_percentage} is not valid without "
                    f"{at}gateway.enabled: expected 100 (the sampler runs in the OpenTelemetry Collector gateway)")
-
-    @rule
-    def _tail_sampling_on_one_gateway(self, at: str) -> Iterable[str]:
-        if self.enabled and self.sampling_mode == "tail" and self.gateway_enabled and self.gateway_replicas != 1:
-            yield (f"{at}gateway.replicas = {self.gateway_replicas} is not valid with {at}sampling.mode 'tail': "
-                   "expected 1 (tail sampling decides on whole traces, and the spans of one trace would be spread "
-                   "over the replicas)")
 
 
 # --------------------------------------------------------------------------- logging

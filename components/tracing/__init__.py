@@ -13,6 +13,9 @@ Two shapes, chosen by ``tracing.storage``:
 The optional gateway (``otel-gateway``) sits in front: memory limiter, sampling (rate per
 environment from settings), batching, OTLP export to Jaeger. Applications send OTLP to
 ``otlp_grpc_endpoint`` / ``otlp_http_endpoint`` (stack outputs), whichever of the three that is.
+The gateway reaches Jaeger's OTLP receivers through a headless Service (``<name>-headless``) and
+balances over every pod; with tail sampling on more than one replica it also routes each trace
+to one replica over a headless Service of its own (components/configs/otel_collector.py).
 
 Elasticsearch credentials reach Jaeger only as a mounted Secret file (``password_file``) and
 the index cleaner only through a secretKeyRef; the CA certificate is the logging stack's own
@@ -73,6 +76,7 @@ class Jaeger(pulumi.ComponentResource):
         # other namespaces and the stack's own ``otlp_clients`` (the demo), which no namespace rule admits.
         self._otlp_from = ([Flow(GATEWAY, OTLP_PORTS)] if gateway else
                            [Flow(OTHER_NAMESPACES, OTLP_PORTS)] + [Flow(c, OTLP_CLIENT_PORTS) for c in otlp_clients])
+        self._headless = ["otlp-grpc"] if gateway else []
         if tracing.storage == "elasticsearch":
             if elasticsearch is None:
                 raise ValueError("tracing.storage elasticsearch needs an ElasticsearchConnection")
@@ -80,7 +84,8 @@ class Jaeger(pulumi.ComponentResource):
         else:
             self._all_in_one(settings, platform)
         self.internal_url = self.query.url("query")
-        self.otlp_grpc_address = self.collector.address("otlp-grpc")
+        # Every pod's own receiver, for a gateway that balances over them (headless_ports below).
+        self.otlp_grpc_pods_address = self.collector.pods_address("otlp-grpc") if gateway else None
         self.otlp_grpc_endpoint = self.collector.url("otlp-grpc")
         self.otlp_http_endpoint = self.collector.url("otlp-http")
         if self.external_url:
@@ -115,6 +120,7 @@ class Jaeger(pulumi.ComponentResource):
             scratch_paths=[] if tracing.storage == "badger" else ["/tmp"],
             liveness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
             readiness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
+            headless_ports=self._headless,
             allow_in=[*self._otlp_from,
                       Flow("grafana", [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
                       Flow(INGRESS, [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
@@ -136,7 +142,8 @@ class Jaeger(pulumi.ComponentResource):
         credentials = ConfigFiles("es-credentials", ES_CREDENTIALS_DIR, {"password": es.password}, secret=True)
         self.configs = {}
 
-        def server(name: str, role: str, resources: Resources, replicas: int, allow_in: list) -> ServiceSpec:
+        def server(name: str, role: str, resources: Resources, replicas: int, allow_in: list,
+                   headless_ports: Sequence[str] = ()) -> ServiceSpec:
             cfg = jaeger_config.JaegerConfig(role=role, storage=storage, service_name=name)
             self.configs[name] = jaeger_config.render(cfg)
             return ServiceSpec(
@@ -147,14 +154,14 @@ class Jaeger(pulumi.ComponentResource):
                 external_secrets=external, scratch_paths=["/tmp"],
                 liveness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
                 readiness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
-                replicas=replicas,
+                replicas=replicas, headless_ports=headless_ports,
                 allow_in=allow_in + [Flow("prometheus", [(jaeger_config.METRICS_PORT, "TCP")])],
                 allow_out=[to_es],
             )
 
         self.collector = platform.deploy(server(
             "jaeger-collector", "collector", tracing.collector, tracing.collector_replicas,
-            self._otlp_from), self)
+            self._otlp_from, self._headless), self)
         self.query = platform.deploy(server(
             "jaeger", "query", tracing.query, 1,
             [Flow("grafana", [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
@@ -180,20 +187,26 @@ class OtelGateway(pulumi.ComponentResource):
     otlp_grpc_endpoint: str
     otlp_http_endpoint: str
 
-    def __init__(self, name: str, *, settings: Settings, platform: Platform, jaeger_otlp_address: str,
+    def __init__(self, name: str, *, settings: Settings, platform: Platform, jaeger_otlp_pods_address: str,
                  jaeger_app: str, otlp_clients: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:tracing:OtelGateway", name, None, opts)
         tracing = settings.tracing
         self.gateway_config = gateway_config.GatewayConfig(
-            jaeger_endpoint=jaeger_otlp_address, sampling_mode=tracing.sampling_mode,
+            # gRPC's DNS resolver lists every collector pod; round robin then uses them all.
+            jaeger_endpoint=f"dns:///{jaeger_otlp_pods_address}", sampling_mode=tracing.sampling_mode,
             sampling_percentage=tracing.sampling_percentage,
-            slow_trace_threshold_ms=int(duration_seconds(tracing.slow_trace_threshold) * 1000))
+            slow_trace_threshold_ms=int(duration_seconds(tracing.slow_trace_threshold) * 1000),
+            replicas=tracing.gateway_replicas, peers_host=platform.pods_host(GATEWAY))
         self.config = gateway_config.render(self.gateway_config)
+        routed = gateway_config.routes_by_trace(self.gateway_config)
+        # The routing tier's traffic: from every replica to every replica (itself included), on the
+        # peer port only.
+        peers = [Flow(GATEWAY, [(gateway_config.PEER_OTLP_PORT, "TCP")])] if routed else []
         spec = ServiceSpec(
             name=GATEWAY,
             component="tracing",
             image=settings.images["otelCollector"],
-            ports=_ports(gateway_config.ports()),
+            ports=_ports(gateway_config.ports(self.gateway_config)),
             resources=tracing.gateway,
             run_as_user=JAEGER_UID,
             args=["--config=/etc/otelcol/config.yaml"],
@@ -202,10 +215,11 @@ class OtelGateway(pulumi.ComponentResource):
             liveness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
             readiness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
             replicas=tracing.gateway_replicas,
+            headless_ports=["peer-otlp"] if routed else [],
             # Applications in any other namespace send OTLP here, and the stack's own otlp_clients.
             allow_in=[Flow(OTHER_NAMESPACES, OTLP_PORTS), *(Flow(c, OTLP_CLIENT_PORTS) for c in otlp_clients),
-                      Flow("prometheus", [(gateway_config.METRICS_PORT, "TCP")])],
-            allow_out=[Flow(jaeger_app, [(jaeger_config.OTLP_GRPC_PORT, "TCP")])],
+                      Flow("prometheus", [(gateway_config.METRICS_PORT, "TCP")]), *peers],
+            allow_out=[Flow(jaeger_app, [(jaeger_config.OTLP_GRPC_PORT, "TCP")]), *peers],
         )
         self.deployed = platform.deploy(spec, self)
         self.otlp_grpc_endpoint = self.deployed.url("otlp-grpc")
