@@ -319,6 +319,18 @@ def test_weekly_rule_tests_take_a_step_that_cannot_change_an_outcome():
         for case in cases:
             at = rs.parse_duration(str(case.eval_time))
             assert at % step == 0, f"{path.name}: eval_time {case.eval_time} is not a multiple of the step"
+        # At a coarse step, a rule evaluated before the recording it reads sees a sample a whole
+        # step old, which from 5m (the query lookback) on is no sample: the order must be fixed,
+        # every recording group before every group with an alert.
+        groups = [g for rule_file in document.get("rule_files", [])
+                  for g in (rs.load_yaml(path.parent / rule_file) or {}).get("groups", [])]
+        order = document.get("group_eval_order") or []
+        assert sorted(order) == sorted(g["name"] for g in groups), (
+            f"{path.name}: group_eval_order must list every group of its rule files")
+        alerting = {g["name"] for g in groups if any("alert" in r for r in g["rules"])}
+        first_alerting = min((order.index(n) for n in alerting), default=len(order))
+        late = [n for n in order[first_alerting:] if n not in alerting]
+        assert not late, f"{path.name}: recording groups {late} are evaluated after an alerting group"
 
 
 # --------------------------------------------------------------------------------------
