@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "components.settings": 0,
     "components.data": 0,
-    "components.cron": 0,
+    "components.cron": -1,  # a pure utility with no imports, under the settings that validate with it
     "components.configs": 1,
     "components.platform": 2,
     "components.metrics": 3,

@@ -119,6 +119,11 @@ def test_every_flow_the_configs_need_is_allowed(verdicts, stack):
     jobs = {f.why for f in v.needed if f.why.startswith("scrape job")}
     # The derivation found the targets (not an empty set that passes by itself).
     assert {"scrape job config-reloader", "scrape job grafana", "scrape job alertmanager"} <= jobs, jobs
+    if stack == "dev":  # the report posts to the webhook on dev's Kubernetes runs (tests/conftest.py)
+        report = {(f.destination.label(), f.port) for f in v.needed if f.source.pod
+                  and f.source.pod.app == "service-level-report"}
+        assert {("monitoring-dev/prometheus", 9090), ("monitoring-dev/alertmanager", 9093),
+                ("outside (127.0.200.1)", 443)} <= report, report
     assert blocked(v.needed, v.needed_answers) == []
 
 

@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the report goes to DIR/<environment>-<period>-<end>/ (default build/report)")
     p.add_argument("--post-to-webhook", action="store_true",
                    help=f"post the summary to the URL in ${WEBHOOK_ENV} (the stack's default webhook)")
+    p.add_argument("--webhook-url-file", metavar="FILE",
+                   help="post the summary to the URL this file holds (the scheduled job's Secret file)")
     p.add_argument("--schedule", metavar="CRON", help="stay up and write a report at each time of this cron "
                                                       "schedule (UTC), e.g. '0 6 * * 1'")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds each request may take (default 60)")
@@ -159,10 +161,18 @@ def run_once(args: argparse.Namespace, outputs: dict, out: TextIO, end: Optional
     if source not in ("flag", ""):
         out.write(f"Prometheus from the output {source}: {prometheus_url}\n")
     status = 1 if report.unreachable else 0
-    if args.post_to_webhook:
-        url = os.environ.get(WEBHOOK_ENV, "").strip()
+    if args.post_to_webhook or args.webhook_url_file:
+        if args.webhook_url_file:
+            try:
+                url = Path(args.webhook_url_file).read_text().strip()
+            except OSError as error:
+                out.write(f"not posted: cannot read {args.webhook_url_file}: {error.strerror}\n")
+                return 1
+        else:
+            url = os.environ.get(WEBHOOK_ENV, "").strip()
         if not url:
-            out.write(f"not posted: ${WEBHOOK_ENV} is empty (the stack's alertmanagerWebhookUrl secret)\n")
+            out.write(f"not posted: no webhook URL (${WEBHOOK_ENV} or --webhook-url-file; the stack's "
+                      "alertmanagerWebhookUrl secret)\n")
             return 1
         link = urllib.parse.urljoin(prometheus_url + "/", "graph") if prometheus_url else ""
         problem = webhook.post(url, webhook.message(render.summary(report), environment, period.name,
