@@ -270,3 +270,75 @@ def test_the_page_renders_in_chromium_with_every_chart(written, tmp_path):
                     (directory / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert screenshot.stat().st_size > 20000
     print(f"\nscreenshot of the report: {screenshot}")
+
+
+def test_the_summary_goes_to_the_webhook_as_alertmanager_sends(week, tmp_path):
+    """The CLI posts Alertmanager's webhook message (the fields of the pinned v0.35.0's notify/webhook)
+    to the URL of its Secret file; the receiver here is a loopback HTTP server."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    spec, prom = week
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    url_file = tmp_path / "url"
+    url_file.write_text(f"http://127.0.0.1:{server.server_address[1]}/hook\n")
+    lines = []
+    out = type("Out", (), {"write": lambda self, t: lines.append(t), "flush": lambda self: None})()
+    status = cli.main(["--prometheus-url", prom.url, "--environment", "prod", "--period", "day", "--end",
+                       str(spec.end), "--out", str(tmp_path / "out"), "--webhook-url-file", str(url_file)], out)
+    server.server_close()
+    assert status == 0 and "summary posted" in "".join(lines), lines
+    (message,) = received
+    assert {"version", "groupKey", "truncatedAlerts", "receiver", "status", "alerts", "groupLabels", "commonLabels",
+            "commonAnnotations", "externalURL"} <= set(message)
+    alert = message["alerts"][0]
+    assert alert["labels"] == {"alertname": "ServiceLevelReport", "severity": "info", "environment": "prod",
+                               "period": "day"}
+    assert alert["annotations"]["description"] == message["text"] and "SLOs:" in message["text"]
+
+
+def test_the_schedule_settings_are_checked():
+    from components.settings import loading
+    from tools import offline
+
+    for report, expected in (
+            ({"enabled": True, "schedule": "0 25 * * *"}, "report.schedule"),
+            ({"enabled": True, "schedule": "TZ=UTC 0 6 * * *"}, "time zone"),
+            ({"enabled": True}, "report.image is not set"),  # prod runs on Kubernetes
+    ):
+        with pytest.raises(loading.SettingsError, match=re.escape(expected)):
+            offline.run("prod", {"report": report})
+    # Posting demands the webhook's secret even where alerting does not (dev).
+    config, secret_keys = offline.stack_config("dev")
+    config["football-monitoring:report"] = {"enabled": True, "postToWebhook": True}
+    config.pop("football-monitoring:alertmanagerWebhookUrl", None)
+    with pytest.raises(loading.SettingsError, match="alertmanagerWebhookUrl is not set"):
+        offline.run("dev", config=config, secret_keys=secret_keys)
+
+
+def test_cron_schedules_fire_when_kubernetes_would():
+    from datetime import datetime, timezone
+
+    from components import cron
+
+    monday = datetime(2026, 5, 4, 6, 0, tzinfo=timezone.utc)  # a Monday
+    assert cron.parse("0 6 * * 1").next_after(monday).isoformat() == "2026-05-11T06:00:00+00:00"
+    assert cron.parse("@daily").next_after(monday).isoformat() == "2026-05-05T00:00:00+00:00"
+    assert cron.parse("*/15 * * * *").next_after(monday).isoformat() == "2026-05-04T06:15:00+00:00"
+    # Both day fields restricted: either matches (robfig/cron's dayMatches).
+    assert cron.parse("0 0 13 * fri").next_after(monday).isoformat() == "2026-05-08T00:00:00+00:00"
+    for bad in ("0 6 * *", "60 * * * *", "0 0 * * 7", "@every 1h", "5-1 * * * *"):
+        assert cron.problem(bad), bad
