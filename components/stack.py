@@ -25,6 +25,7 @@ from components.settings import PROJECT, Settings
 from components.platform.workload import ElasticsearchConnection
 from components.tracing import Jaeger, OtelGateway
 from components.demo import Demo, demo_apps
+from components.report.job import ReportJob
 
 # The stack's own services and their metrics ports.
 SELF_TARGETS = [
@@ -139,6 +140,11 @@ class MonitoringStack(pulumi.ComponentResource):
                                                ca_cert_pem=self.logging.elasticsearch.ca_cert_pem)
                                if self.logging else None,
                                opts=in_namespace)
+        self.report = None
+        if settings.report.enabled:
+            self.report = ReportJob("report", settings=settings, platform=platform,
+                                    prometheus_url=self.prometheus.internal_url,
+                                    alertmanager_url=self.alertmanager.internal_url, opts=in_namespace)
         platform.finish()
         self.alert_delivery = alert_delivery(settings, self.alertmanager)
         if not settings.secrets.alertmanager_webhook_url:

@@ -352,19 +352,24 @@ def recording_rule_levels(rule_files: list[Path]) -> list[dict]:
 
 
 def backfill_rules(prom: Prometheus, promtool: str, rule_files: list[Path], start: int, end: int, work: Path,
-                   progress: Optional[Callable[[str], None]] = None) -> float:
-    """Back-fill the recording rules of rule_files over [start, end] level by level; returns seconds."""
+                   progress: Optional[Callable[[str], None]] = None, eval_interval: int = EVAL_INTERVAL,
+                   name: str = "recording", max_block: Optional[str] = None) -> float:
+    """Back-fill the recording rules of rule_files over [start, end] level by level, one evaluation every
+    eval_interval seconds (``name`` keeps the work files of two calls apart; ``max_block``, e.g. "168h", lets
+    promtool write longer blocks than 2 h: it writes one block per rule and block, and asks Prometheus once
+    for each); returns seconds."""
     t0 = time.perf_counter()
     for k, doc in enumerate(recording_rule_levels(rule_files)):
-        rule_file = work / f"recording-level{k}.yaml"
+        rule_file = work / f"{name}-level{k}.yaml"
         rule_file.write_text(yaml.safe_dump(doc, sort_keys=False))
-        out = work / f"rule-blocks-{k}"
+        out = work / f"{name}-blocks-{k}"
         out.mkdir()
         n_rules = sum(len(g["rules"]) for g in doc["groups"])
         t1 = time.perf_counter()
         proc = subprocess.run([promtool, "tsdb", "create-blocks-from", "rules", "-q", f"--url={prom.url}",
                                f"--start={start}", f"--end={end}", f"--output-dir={out}",
-                               f"--eval-interval={EVAL_INTERVAL}s", str(rule_file)],
+                               f"--eval-interval={eval_interval}s",
+                               *([f"--max-block-duration={max_block}"] if max_block else []), str(rule_file)],
                               capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
             raise RuntimeError(f"promtool create-blocks-from rules failed (level {k}):\n"

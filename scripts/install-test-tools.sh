@@ -9,7 +9,7 @@
 # Each tool lands in ${FM_TOOLS_CACHE:-$HOME/.cache/football-monitoring/tools}/<name>-<version>/
 # and is reused while that directory is complete; a new pin builds a new directory, an old
 # binary is never used for a new pin. Grafana is not built: it is AGPL-licensed.
-# openssl (test certificates) and java still come from the system's packages.
+# openssl (test certificates), java and chromium still come from the system's packages.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +30,8 @@ die() { echo "install-test-tools: $*" >&2; exit 1; }
 system_packages=()
 command -v openssl >/dev/null 2>&1 || system_packages+=(openssl)
 command -v java >/dev/null 2>&1 || system_packages+=(default-jre-headless)
+# Headless Chromium renders the service level report's HTML page (tests/test_report.py).
+command -v chromium >/dev/null 2>&1 || system_packages+=(chromium)
 if [ "${#system_packages[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "the tests need ${system_packages[*]}; install them with your package manager."
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -72,8 +72,9 @@ BUILT = {
 # Programs of this repository that containers run, by the last part of their image's repository: the
 # demo workload (components/demo.py builds its image on a Docker host, demo.image names it elsewhere)
 # is started here as its image starts it, `python -m demo` with the container's arguments.
-OWN_PROGRAMS = {"football-monitoring-demo": "demo"}
-OWN_ENTRYPOINTS = {"demo": ["-m", "demo"]}
+# The service level report (components/report/job.py) likewise, `python -m components.report`.
+OWN_PROGRAMS = {"football-monitoring-demo": "demo", "football-monitoring-report": "report"}
+OWN_ENTRYPOINTS = {"demo": ["-m", "demo"], "report": ["-m", "components.report"]}
 
 # Image key -> why its command line is not started here.
 NOT_COVERED = {
@@ -148,6 +149,8 @@ READY_LINES = {
     "otelcol": "Everything is ready",
     "jaeger": "Everything is ready",
     "demo": "demo listening on",
+    # The report on a Docker host: its schedule parsed, it waits for the first time.
+    "report": "next report at",
 }
 
 # Flags whose value is an address the program listens on ("port" ones take only a port).
@@ -497,6 +500,9 @@ def pods(result, label: str) -> tuple[list[Pod], list[Container]]:
                 # A one-shot that needs Elasticsearch: pointed at a closed loopback port, it must
                 # fail dialling that port, i.e. after its arguments were accepted.
                 c.expect_failure = "dial tcp {closed}: connect: connection refused"
+            if c.tool == "report" and c.one_shot:
+                # The CronJob's run, pointed at a closed port: its arguments taken, it finds Prometheus gone.
+                c.expect_failure = "Prometheus at http://{closed} is unreachable"
     return pods_, skipped
 
 

@@ -19,7 +19,11 @@ from tools import offline  # noqa: E402
 # The dev stack runs on a Docker host; the Kubernetes checks use dev's settings on
 # Kubernetes (the one-line switch a team makes when dev moves to a cluster).
 # On a cluster the demo runs an image pushed beforehand (demo.image).
-KUBERNETES = {"platform": "kubernetes", "demo": {"image": "registry.example.org/football-monitoring-demo:1.0.0"}}
+# So does the report's, and the Kubernetes checks see it post to the default webhook (its secret, and the
+# flow to the webhook's port).
+KUBERNETES = {"platform": "kubernetes", "demo": {"image": "registry.example.org/football-monitoring-demo:1.0.0"},
+              "report": {"enabled": True, "schedule": "0 6 * * *", "period": "day", "postToWebhook": True,
+                         "image": "registry.example.org/football-monitoring-report:1.0.0"}}
 
 
 def run_on_kubernetes(stack: str, overrides: dict | None = None, **kwargs) -> offline.RunResult:
@@ -111,6 +115,6 @@ def require_tool(name: str) -> str:
                     f"use the built {DEBIAN_NAMES[name]!r}", pytrace=False)
     path = shutil.which(name)
     if not path:
-        pytest.fail(f"{name} is not installed: {INSTALL_HINT} (openssl and java come from the system's packages)",
+        pytest.fail(f"{name} is not installed: {INSTALL_HINT} (openssl, java and chromium come from the system's packages)",
                     pytrace=False)
     return path

@@ -18,7 +18,8 @@ Needed flows come from the generated objects, never from a list kept here:
   ports (from the application's namespace);
 - flows to outside the stack's namespaces: Alertmanager's receivers (alertmanager.yml URLs and
   credential files, the SMTP smarthost), the blackbox probe targets (prometheus.yml), the DingTalk
-  relay's robot URLs, the database exporters' connection strings.
+  relay's robot URLs, the database exporters' connection strings, a Secret file holding one http(s)
+  URL (the report's webhook).
 
 The analyzer answers each flow twice: once against the policies' ingress rules only (is the flow
 let in at its destination?) and once against their egress rules only (is it let out at its
@@ -335,6 +336,26 @@ def relay_flows(cluster: Cluster) -> list[Flow]:
     return flows
 
 
+def url_file_flows(cluster: Cluster) -> list[Flow]:
+    """A mounted Secret file that holds one http(s) URL outside the cluster (the report's webhook, as
+    Alertmanager's url_file receivers hold theirs): the workload posts to it."""
+    flows = []
+    for pod in cluster.pods:
+        for volume in pod.template["spec"].get("volumes", []):
+            secret = cluster.config.get(("Secret", pod.namespace, volume.get("secret", {}).get("secretName")), {})
+            for key, value in (secret.get("stringData") or {}).items():
+                value = str(value)
+                if not re.fullmatch(r"https?://\S+", value.strip()):
+                    continue
+                host = urlparse(value.strip()).hostname
+                loopback = host in ("localhost", "::1") or (host or "").startswith("127.")  # the pod itself
+                if host and not loopback and not cluster.resolve(host, None, pod.namespace) \
+                        and not CLUSTER_HOST.search(host):
+                    flows.append(Flow(Peer(pod), _outside(host), _external_port(value.strip()), "TCP",
+                                      f"URL file {key} {host}"))
+    return flows
+
+
 def exporter_connection_flows(cluster: Cluster) -> list[Flow]:
     """The database exporters reach the server of their connection string."""
     flows = []
@@ -527,7 +548,8 @@ def _static_scrape(cluster: Cluster, prometheus: list[Pod], job: dict, target: s
 def needed_flows(cluster: Cluster, prometheus_yml: str, promtool: str, controller_namespace: str) -> list[Flow]:
     flows = (scrape_flows(cluster, prometheus_yml, promtool) + address_flows(cluster) + peer_flows(cluster)
              + ingress_flows(cluster, controller_namespace) + otlp_flows(cluster)
-             + alertmanager_receiver_flows(cluster) + relay_flows(cluster) + exporter_connection_flows(cluster))
+             + alertmanager_receiver_flows(cluster) + relay_flows(cluster) + exporter_connection_flows(cluster)
+             + url_file_flows(cluster))
     # A pod's own address is loopback to it: no policy stands between a process and itself.
     return [f for f in flows if not (f.source.pod and f.source.pod == f.destination.pod)]
 

@@ -36,14 +36,16 @@ def uploads(container) -> dict[str, str]:
 def test_network_volumes_and_containers(docker_dev):
     names = {c.name for c in docker_dev.containers()}
     assert names == {"prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor", "blackbox-exporter",
-                     "postgres-exporter", "redis-exporter", "jaeger"} | LOGGING | DEMO  # Jaeger all-in-one (tracing.enabled)
+                     "postgres-exporter", "redis-exporter", "jaeger"} | LOGGING | DEMO | {"service-level-report"}
+    # Jaeger all-in-one (tracing.enabled); the report waits for its schedule (report.enabled)
     network = [r for r in docker_dev.resources if r.type == "docker:index/network:Network"]
     assert [n.inputs["name"] for n in network] == ["fm-dev"]
     volumes = {r.inputs["name"] for r in docker_dev.resources if r.type == "docker:index/volume:Volume"}
     assert volumes == {"fm-dev-prometheus-data", "fm-dev-alertmanager-data", "fm-dev-grafana-data",
                        "fm-dev-jaeger-data",  # Jaeger's Badger store
                        "fm-dev-elasticsearch-data", "fm-dev-logstash-data",  # indices; Logstash's persistent queue
-                       "fm-dev-filebeat-state-0"}  # Filebeat's registry (a host directory on Kubernetes)
+                       "fm-dev-filebeat-state-0",  # Filebeat's registry (a host directory on Kubernetes)
+                       "fm-dev-service-level-report-data"}  # the reports
     images = {r.inputs["name"] for r in docker_dev.resources if r.type == "docker:index/remoteImage:RemoteImage"}
     assert images == {DEFAULT_IMAGES[k] for k in ("prometheus", "alertmanager", "grafana", "nodeExporter", "cadvisor",
                                                   "blackboxExporter", "postgresExporter", "redisExporter",
@@ -71,7 +73,7 @@ def test_hardening_on_docker(docker_dev):
         else:
             assert not i["user"].startswith("0:"), c.name
         check = i.get("healthcheck", {}).get("tests", [])
-        if c.name in NO_HEALTHCHECK or c.name == "logging-bootstrap":
+        if c.name in NO_HEALTHCHECK or c.name in ("logging-bootstrap", "service-level-report"):  # serve nothing
             assert "healthcheck" not in i, c.name
         elif c.name == "elasticsearch":
             assert check[:3] == ["CMD", "/bin/sh", "-c"] and "_cluster/health" in check[3]  # the readiness probe

@@ -13,12 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "components.settings": 0,
     "components.data": 0,
+    "components.cron": -1,  # a pure utility with no imports, under the settings that validate with it
     "components.configs": 1,
     "components.platform": 2,
     "components.metrics": 3,
     "components.logging": 3,
     "components.tracing": 3,
     "components.demo": 3,
+    "components.report": 3,
     "components.stack": 4,
     "tools": 5,
 }

@@ -125,6 +125,11 @@ def test_every_flow_the_configs_need_is_allowed(verdicts, stack):
         gateway = {f.destination.pod.app for f in v.needed if f.source.pod and f.source.pod.app == "otel-gateway"
                    and f.destination.pod}
         assert {"jaeger-collector", "otel-gateway"} <= gateway, gateway
+    if stack == "dev":  # the report posts to the webhook on dev's Kubernetes runs (tests/conftest.py)
+        report = {(f.destination.label(), f.port) for f in v.needed if f.source.pod
+                  and f.source.pod.app == "service-level-report"}
+        assert {("monitoring-dev/prometheus", 9090), ("monitoring-dev/alertmanager", 9093),
+                ("outside (127.0.200.1)", 443)} <= report, report
     assert blocked(v.needed, v.needed_answers) == []
 
 

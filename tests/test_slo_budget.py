@@ -15,8 +15,6 @@ over the budget, times 7 / 30 days (the SRE workbook's budget consumption).
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -25,67 +23,7 @@ from scripts import dashboard_query_benchmark as bench
 from tests import stack_rules
 from tests import synthetic_fleet as sf
 from tests.conftest import ROOT, require_tool
-
-DAY = 86400
-WEEK = 7 * DAY
-RATE = 40.0  # requests per second of the API at its mean load
-BASELINE = 0.0002  # the share of 5xx outside the incident
-INCIDENT_SHARE = 0.2
-INCIDENT_START_DAY, INCIDENT_HOUR, INCIDENT_SECONDS = 3, 19, 45 * 60
-TOLERANCE = 0.01  # one percentage point of the budget
-SLO_NAME = "api-availability"
-LABELS = {"environment": "prod", "job": "football-prediction-api", "instance": "10.42.0.7:8000",
-          "namespace": "football-prediction", "pod": "football-prediction-api-7c9f8-abcde", "container": "api",
-          "method": "GET", "handler": "/api/v1/predictions/{match_id}"}
-
-
-class Traffic(sf.Model):
-    """Requests of one status: `kind` = bad (5xx), good, or all; closed form of the diurnal load G(t)."""
-
-    def __init__(self, spec: sf.FleetSpec, kind: str):
-        self.spec, self.kind = spec, kind
-        start = spec.start - spec.start % DAY + INCIDENT_START_DAY * DAY + INCIDENT_HOUR * 3600
-        self.t0, self.t1 = start, start + INCIDENT_SECONDS
-
-    def G(self, t: float) -> float:
-        return sf.Window([t], self.spec.start).G[0]
-
-    def bad(self, t: float) -> float:
-        clipped = min(max(t, self.t0), self.t1)
-        incident = self.G(clipped) - self.G(self.t0)
-        return RATE * (BASELINE * self.G(t) + (INCIDENT_SHARE - BASELINE) * incident)
-
-    def total(self, t: float) -> float:
-        return RATE * self.G(t)
-
-    def value(self, t: float) -> float:
-        return {"bad": self.bad, "all": self.total, "good": lambda x: self.total(x) - self.bad(x)}[self.kind](t)
-
-    def values(self, win: sf.Window) -> list:
-        g0, g1 = self.G(self.t0), self.G(self.t1)
-        out = []
-        for t, g in zip(win.ts, win.G):
-            bad = RATE * (BASELINE * g + (INCIDENT_SHARE - BASELINE) * (min(max(g, g0), g1) - g0))
-            out.append("%.3f" % {"bad": bad, "all": RATE * g, "good": RATE * g - bad}[self.kind])
-        return out
-
-
-def families(spec: sf.FleetSpec) -> list[sf.Family]:
-    http = sf.Family("http_requests_total", "counter")
-    labels = ",".join(f'{k}="{v}"' for k, v in LABELS.items())
-    http.series.append((labels + ',status="500"', Traffic(spec, "bad")))
-    http.series.append((labels + ',status="200"', Traffic(spec, "good")))
-    # The health probe fails all the time and is no user request: it must not count.
-    health = labels.replace('handler="/api/v1/predictions/{match_id}"', 'handler="/health"')
-    http.series.append((health + ',status="503"', Traffic(spec, "all")))
-    return [http]
-
-
-def expected_share(spec: sf.FleetSpec, slo: slo_config.Slo, first: int, last: int) -> float:
-    """The share of the 30-day budget the events between two samples spent, from the closed form."""
-    bad, total = Traffic(spec, "bad"), Traffic(spec, "all")
-    ratio = (bad.bad(last) - bad.bad(first)) / (total.total(last) - total.total(first))
-    return ratio / float(slo.budget) * (last - first) / (slo_config.PERIOD_DAYS * DAY)
+from tests.slo_week import DAY, SLO_NAME, TOLERANCE, WEEK, Traffic, expected_share, families, write_history
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +36,7 @@ def week(tmp_path_factory):
     spec = sf.FleetSpec(seconds=WEEK, step=30, end=end)
     timings = {}
     t = time.perf_counter()
-    om = work / "week.om"
-    sf.write_openmetrics(spec, om, families(spec))
-    # Day-long blocks: promtool reads its input once per block, and 2 h blocks cost 12 s here instead of 2 s.
-    proc = bench.subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "-q",
-                                 "--max-block-duration=24h", str(om), str(tsdb)],
-                                capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    write_history(spec, families(spec), work, tsdb, promtool)
     timings["history"] = time.perf_counter() - t
     slo = next(s for s in stack_rules.slos() if s.name == SLO_NAME)
     group = slo_config.rule_groups(slo, "prod")[0]

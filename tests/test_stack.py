@@ -36,7 +36,7 @@ COMPONENT_TYPES = {
 }
 # DingTalk relay (prod's receivers); the OTel gateway (tracing.gateway.enabled, prod only).
 OPTIONAL_COMPONENT_TYPES = {"football-monitoring:dingtalk:DingTalkRelay", "football-monitoring:tracing:OtelGateway",
-                            "football-monitoring:demo:Demo"}
+                            "football-monitoring:demo:Demo", "football-monitoring:report:ReportJob"}
 
 
 def containers(obj: dict) -> list[dict]:

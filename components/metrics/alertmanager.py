@@ -11,7 +11,7 @@ import pulumi
 
 from components.configs import alertmanager as alertmanager_config
 from components.metrics import dingtalk
-from components.settings import Settings
+from components.settings import REPORT_APP, Settings
 from components.platform.workload import ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, Reloader, ServiceSpec
 
 WEB_PORT = 9093
@@ -102,7 +102,8 @@ class Alertmanager(pulumi.ComponentResource):
             reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload", scraped_by=("prometheus",)),
             allow_in=[Flow("prometheus", [(WEB_PORT, "TCP")]), Flow("grafana", [(WEB_PORT, "TCP")]),
                       Flow("alertmanager", [(WEB_PORT, "TCP"), (MESH_PORT, "TCP"), (MESH_PORT, "UDP")]),
-                      Flow(INGRESS, [(WEB_PORT, "TCP")])],
+                      Flow(INGRESS, [(WEB_PORT, "TCP")])]
+            + ([Flow(REPORT_APP, [(WEB_PORT, "TCP")])] if settings.report.enabled else []),
             # Peers gossip on the mesh port; receivers are reached on their own ports only.
             allow_out=[Flow("alertmanager", [(MESH_PORT, "TCP"), (MESH_PORT, "UDP")])]
             + ([Flow(dingtalk.NAME, [(dingtalk.PORT, "TCP")])] if dingtalk_url else [])

@@ -15,7 +15,7 @@ from components import data
 from components.configs import prometheus as prometheus_config
 from components.configs import slo
 from components.configs.prometheus import RULES_DIR, ScrapeTarget
-from components.settings import Settings
+from components.settings import REPORT_APP, Settings
 from components.platform.workload import (ANYWHERE, INGRESS, AccessRule, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
                        Reloader, ServiceSpec)
 
@@ -115,7 +115,8 @@ class Prometheus(pulumi.ComponentResource):
             reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload", scraped_by=("prometheus",)),
             session_affinity=True,
             allow_in=[Flow("grafana", [(WEB_PORT, "TCP")]), Flow("prometheus", [(WEB_PORT, "TCP")]),
-                      Flow(INGRESS, [(WEB_PORT, "TCP")])],
+                      Flow(INGRESS, [(WEB_PORT, "TCP")])]
+            + ([Flow(REPORT_APP, [(WEB_PORT, "TCP")])] if settings.report.enabled else []),
             # Targets live anywhere: every namespace, every node's kubelet, the API server.
             allow_out=[Flow(ANYWHERE)],
         )

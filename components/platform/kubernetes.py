@@ -412,6 +412,16 @@ class KubernetesPlatform:
         if spec.schedule:
             # A job runs to completion: restarted on failure, never two at once, a short history.
             job_template = {**template, "spec": {**template["spec"], "restartPolicy": "OnFailure"}}
+            if spec.data:
+                # Runs come and go; what they write stays on a claim of its own, protected like the stack's data.
+                claim_name = f"{spec.name}-data"
+                claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.data.size}}}
+                if self.storage_class:
+                    claim["storageClassName"] = self.storage_class
+                k8s.core.v1.PersistentVolumeClaim(claim_name, metadata=self.meta(claim_name, spec), spec=claim,
+                                                  opts=self.stateful_opts(parent))
+                job_template["spec"]["volumes"] = list(job_template["spec"]["volumes"]) + [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}]
             return k8s.batch.v1.CronJob(spec.name, metadata=metadata, spec={
                 "schedule": spec.schedule,
                 "concurrencyPolicy": "Forbid",

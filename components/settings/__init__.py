@@ -13,7 +13,7 @@ Secrets (receiver URLs, database DSNs) are never parsed into plain values: they 
 from components.settings.images import DEFAULT_IMAGES
 from components.settings.loading import ReadConfig, SettingsError, known_keys, load_settings, read_config
 from components.settings.models import (
-    PROJECT, TEAMS, AlertingSettings, AlertmanagerSettings, DockerSettings, EmailSettings, ExporterSettings,
+    PROJECT, REPORT_APP, TEAMS, AlertingSettings, AlertmanagerSettings, DockerSettings, EmailSettings, ExporterSettings,
     GrafanaSettings, IngressSettings, LoggingSettings, ProbeSettings, ProbeTarget, PrometheusSettings, Resources,
     Settings, SloSettings, SnapshotSettings, StackConfig, StaticTarget, TeamContact, Timings, TracingSettings)
 from components.settings.reference import reference
@@ -21,7 +21,7 @@ from components.settings.secrets import SECRETS, NeededSecret, Secrets, SecretSe
 from components.settings.types import cpu_millicores, duration_seconds, prometheus_size_bytes, quantity_bytes
 
 __all__ = [
-    "DEFAULT_IMAGES", "PROJECT", "SECRETS", "TEAMS", "AlertingSettings", "AlertmanagerSettings", "DockerSettings",
+    "DEFAULT_IMAGES", "PROJECT", "REPORT_APP", "SECRETS", "TEAMS", "AlertingSettings", "AlertmanagerSettings", "DockerSettings",
     "EmailSettings", "ExporterSettings", "GrafanaSettings", "IngressSettings", "LoggingSettings", "NeededSecret",
     "ProbeSettings", "ProbeTarget", "PrometheusSettings", "ReadConfig", "Resources", "SecretSetting", "Secrets",
     "Settings", "SettingsError", "SloSettings",

@@ -26,7 +26,7 @@ from pydantic.fields import FieldInfo
 from components.settings.images import DEFAULT_IMAGES
 from components.settings.secrets import Secrets
 from components.settings.types import (
-    Choice, CpuQuantity, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
+    Choice, CpuQuantity, CronSchedule, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
     IPv4Address, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
     OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalObjectName, OptionalText,
     Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, Unreadable, WholeNumber, cpu_millicores,
@@ -836,6 +836,29 @@ class DemoSettings(Section):
     rps: WholeNumber(1, 50) = Field(5, description="API requests per second the demo's traffic makes")
 
 
+# --------------------------------------------------------------------------- the service level report
+
+REPORT_APP = "service-level-report"  # the scheduled report's name: its peers let it in by this name
+ReportPeriod = Choice("day", "week")
+
+
+class ReportSettings(Section):
+    """The service level report written on a schedule (docs/report.md)."""
+
+    enabled: Flag = Field(False, description=(
+        "write the service level report (python -m components.report) on a schedule into a volume: a CronJob on "
+        "Kubernetes, a container that waits for each time on a Docker host"))
+    schedule: CronSchedule = Field("0 6 * * 1", description=(
+        "when the report is written: a cron schedule of five fields, UTC (default Mondays 06:00)"))
+    period: ReportPeriod = Field("week", description="the period each report covers, ending when it is written")
+    post_to_webhook: Flag = Field(False, description=(
+        "post each report's summary to the default webhook (the alertmanagerWebhookUrl secret, then demanded)"))
+    image: OptionalText = Field(None, description=(
+        "platform kubernetes: the report's image in a registry the cluster pulls from (docker build -f "
+        "components/report/Dockerfile .); a Docker host builds it from this repository itself"))
+    storage_size: StorageQuantity = Field("1Gi", description="size of the volume the reports are written to")
+
+
 # --------------------------------------------------------------------------- images
 
 class ImageSettings(Section):
@@ -925,6 +948,8 @@ class StackConfig(Section):
     images: Images = Field(default_factory=Images, description="the image of each service, pinned by version")
     demo: DemoSettings = Field(default_factory=DemoSettings, description=(
         "the demo workload, a FootballPrediction stand-in (demo/)"))
+    report: ReportSettings = Field(default_factory=ReportSettings, description=(
+        "the service level report on a schedule: when, which period, the webhook, its image"))
 
     def model_post_init(self, context: Any) -> None:
         self.ingress._kibana_host = self.logging.kibana_host
@@ -984,6 +1009,20 @@ class StackConfig(Section):
             yield (f"{at}demo.image is not set: expected the demo's image in a registry the cluster pulls from "
                    f"when {at}demo.enabled is true on platform kubernetes (docker build -f demo/Dockerfile -t "
                    f"<registry>/football-demo:<tag> . and push it), or {at}demo.enabled = false")
+
+    @rule
+    def _report_image_on_kubernetes(self, at: str) -> Iterable[str]:
+        if self.report.enabled and self.platform == "kubernetes" and not self.report.image:
+            yield (f"{at}report.image is not set: expected the report's image in a registry the cluster pulls from "
+                   f"when {at}report.enabled is true on platform kubernetes (docker build -f components/report/"
+                   f"Dockerfile -t <registry>/football-monitoring-report:<tag> . and push it), or "
+                   f"{at}report.enabled = false")
+
+    @rule
+    def _report_reads_the_slos(self, at: str) -> Iterable[str]:
+        if self.report.enabled and not self.slo.enabled:
+            yield (f"{at}report.enabled = true is not valid with {at}slo.enabled = false: expected {at}slo.enabled "
+                   "true (the report reads the SLOs' recorded series)")
 
     @rule
     def _no_two_node_cluster(self, at: str) -> Iterable[str]:

@@ -50,9 +50,11 @@ def _s3_snapshots(settings: Any) -> bool:
 
 SECRETS: dict[str, SecretSetting] = {
     "alertmanagerWebhookUrl": SecretSetting(
-        "URL of the webhook receiver that Alertmanager's default route notifies (mounted as a file, read through url_file)",
+        "URL of the webhook receiver that Alertmanager's default route notifies (mounted as a file, read through "
+        "url_file); the service level report posts its summary there with report.postToWebhook",
         "https://secret.invalid/alertmanagerWebhookUrl", url=True,
-        optional=lambda settings: not settings.alerting.webhook.required,
+        optional=lambda settings: not settings.alerting.webhook.required and not (
+            settings.report.enabled and settings.report.post_to_webhook),
         without="notifications reach no one: they stay visible in Alertmanager's UI, and the stack output "
                 "alertDelivery says so"),
     "postgresDsn": SecretSetting(

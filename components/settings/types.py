@@ -17,6 +17,8 @@ from typing import Annotated, Any, Callable, Optional, Union
 from pydantic import BeforeValidator, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from components import cron
+
 INVALID = "invalid_setting"
 
 
@@ -279,6 +281,16 @@ _ES_CRON_RE = re.compile(r"^[0-9*?/,LW#A-Za-z-]+( [0-9*?/,LW#A-Za-z-]+){5,6}$")
 ElasticsearchCron = _matching(
     _ES_CRON_RE, "an Elasticsearch cron expression with seconds first, such as '0 30 1 * * ?' (01:30 every day)",
     strip=True)
+
+def _cron(value: Any) -> str:
+    problem = cron.problem(value) if isinstance(value, str) else "not a string"
+    if problem:
+        raise invalid(f"{cron.ALLOWED} ({problem})")
+    return value.strip()
+
+
+# A Kubernetes CronJob's schedule (robfig/cron's standard parser, components/cron.py), UTC.
+CronSchedule = setting(str, _cron, {"type": "string", "minLength": 1})
 
 _URL_RE = re.compile(rf"^https?://[A-Za-z0-9.-]+(?::{_PORT})?(?:/[^\s]*)?$")
 HttpUrl = _matching(
