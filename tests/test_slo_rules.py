@@ -200,7 +200,7 @@ def test_every_stack_deploys_the_slo_rules(runs, docker_dev):
 def test_slo_enabled_false_deploys_none():
     from tools import offline
 
-    result = offline.run("dev", {**KUBERNETES, "slo": {"enabled": False}})
+    result = offline.run("dev", {**KUBERNETES, "slo": {"enabled": False}, "report": {"enabled": False}})
     files = result.one("ConfigMap", "prometheus-rules")["data"]
     assert not [n for n in files if n.startswith(slo_config.RULE_FILE_PREFIX)]
     assert "recording.yaml" in files

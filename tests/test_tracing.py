@@ -157,7 +157,9 @@ def test_dev_runs_one_all_in_one_jaeger_with_badger_on_a_volume(dev_k8s):
     sts = dev_k8s.one("StatefulSet", "jaeger")
     assert sts["spec"]["replicas"] == 1
     assert [o["metadata"]["name"] for o in tracing_workloads(dev_k8s)] == ["jaeger"]
-    assert not dev_k8s.find("CronJob") and not dev_k8s.find("Deployment", "otel-gateway")
+    # No index cleaner (badger keeps no indices); dev's only CronJob is the service level report.
+    assert [c["metadata"]["name"] for c in dev_k8s.find("CronJob")] == ["service-level-report"]
+    assert not dev_k8s.find("Deployment", "otel-gateway")
     claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
     assert claim["resources"]["requests"]["storage"] == "2Gi"  # tracing.storageSize of Pulumi.dev.yaml
     main = containers(sts)[0]
