@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Optional
@@ -44,7 +45,25 @@ SOURCES = ("fixtures", "odds", "scores")
 TASKS = ("collect_fixtures", "collect_odds", "evaluate_models")
 QUEUES = ("celery", "data_collection")
 USERS = ("alice@example.org", "bob@example.org", "carol@example.org")
-PREDICTION_FAILURE_EVERY = 40  # one prediction in 40 fails (2.5%), the third one first
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """How often things go wrong. The defaults keep the demo inside every SLO of slos/ (a newcomer's
+    stack must not page from its first minute); INCIDENT is an outage's rates, which fill every error
+    panel within seconds and burn the budgets (the tests use it)."""
+
+    prediction_failure_every: int = 5000  # one prediction in N fails with a 500, the (N-1)th first
+    collection_failure: float = 0.002  # the share of data collection runs that fail
+    cleaning_failure: float = 0.01  # the share of cleaning runs that fail
+    scheduler_failure: float = 0.0005  # per second, the chance that a scheduled task fails
+
+
+INCIDENT = ErrorRates(prediction_failure_every=40, collection_failure=0.08, cleaning_failure=0.1,
+                      scheduler_failure=0.02)
+# Every error_type label value the service uses (docs/instrumentation.md): created at zero, so that the
+# first failure of each is counted by rate() and increase() like the others.
+COLLECTION_ERRORS = ("timeout", "http_error", "parse_error", "rate_limited")
 
 
 class Tracing:
@@ -112,16 +131,17 @@ class Workload:
 
     def __init__(self, component: str, *, host: str = "0.0.0.0", port: Optional[int] = None, rps: float = 5.0,
                  otlp_endpoint: Optional[str] = None, log: IO[str] = sys.stdout, max_runtime: float = 0,
-                 seed: Optional[int] = None):
+                 seed: Optional[int] = None, errors: ErrorRates = ErrorRates()):
         if component not in SERVICE:
             raise ValueError(f"component {component!r}: expected api or worker")
         self.component, self.rps, self.max_runtime, self.log = component, rps, max_runtime, log
         self.random = random.Random(seed)
+        self.errors = errors
         self.registry, self.metrics = registry_for(component)
         self.tracing = Tracing(SERVICE[component], otlp_endpoint)
         self._lock = threading.Lock()
-        # Model errors come at a steady share, not by chance: every dashboard of errors has data
-        # within the first minute, however little traffic a loaded machine lets through.
+        # Model errors come at a steady share, not by chance: with INCIDENT every dashboard of errors
+        # has data within the first minute, however little traffic a loaded machine lets through.
         self._predictions = itertools.count(1)
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer((host, PORTS[component] if port is None else port), self._handler())
@@ -170,12 +190,16 @@ class Workload:
         if self.component == "api":
             self._m("football_system_info").info({"version": "1.4.2", "commit": "demo",
                                                   "python_version": sys.version.split()[0]})
+            for model in MODELS:
+                for status in ("success", "error"):
+                    self._m("prediction_requests_total").labels(model, status)
             self._refresh_api()
         else:
             for task in TASKS:
                 self._m("football_scheduler_task_failures_total").labels(task)
             for source in SOURCES:
-                self._m("football_data_collection_errors_total").labels(source, "timeout")
+                for error in COLLECTION_ERRORS:
+                    self._m("football_data_collection_errors_total").labels(source, error)
             self._m("football_data_cleaning_errors_total")
             self._refresh_worker()
 
@@ -303,7 +327,8 @@ class Workload:
         started = time.perf_counter()
         with self.tracing.span("model.predict", model=model) as span:
             time.sleep(self.random.uniform(0.01, 0.12))
-            failed = next(self._predictions) % PREDICTION_FAILURE_EVERY == 3
+            every = self.errors.prediction_failure_every
+            failed = next(self._predictions) % every == every - 1
             if failed:
                 from_status(span)
         self._m("prediction_requests_total").labels(model, "error" if failed else "success").inc()
@@ -340,8 +365,8 @@ class Workload:
         r = self.random
         seconds = r.uniform(0.6, 4.0)
         error = None
-        if r.random() < 0.08:
-            error = r.choice(("timeout", "http_error", "parse_error", "rate_limited"))
+        if r.random() < self.errors.collection_failure:
+            error = r.choice(COLLECTION_ERRORS)
         task = f"collect_{source}" if source != "scores" else "collect_fixtures"
         with self.tracing.span(f"run/{task}", "CONSUMER", **{"messaging.system": "celery", "celery.task": task,
                                                              "football.source": source}) as span:
@@ -372,12 +397,12 @@ class Workload:
             self._collect(SOURCES[(second // 5) % len(SOURCES)])
         if second % 15 == 0:
             self._m("football_data_cleaning_total").inc()
-            if r.random() < 0.1:
+            if r.random() < self.errors.cleaning_failure:
                 self._m("football_data_cleaning_errors_total").inc()
                 self.write_log("error", "celery.worker", "Task clean_matches failed: duplicate key value")
         for task in TASKS:
             self._m("football_scheduler_task_delay_seconds").labels(task).set(round(r.uniform(0.2, 6.0), 2))
-        if r.random() < 0.02:
+        if r.random() < self.errors.scheduler_failure:
             task = r.choice(TASKS)
             self._m("football_scheduler_task_failures_total").labels(task).inc()
             self.write_log("warning", "celery.beat", f"Scheduled task {task} failed and will be retried")

@@ -23,11 +23,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from demo.app import Workload
+from demo.app import INCIDENT, ErrorRates, Workload
 from demo.metrics import catalog
 from scripts import dashboard_query_benchmark as bench
 from tests import otel_policy
 from tests import promql_names as pn
+from tests import stack_rules
 from tests.conftest import ROOT, require_tool
 from tests.test_logging_pipeline import run_filter
 from tests.test_otel_validate import Running, exposed, http_get, on_loopback, wait_for
@@ -39,8 +40,10 @@ RECORDED = ("job_handler:http_requests:rate5m", "slo:sli_error:ratio_rate5m")
 
 
 def started(component: str, **kwargs) -> tuple[Workload, io.StringIO]:
+    """A workload at an incident's error rates: every error panel and log rule has data in seconds."""
     log = io.StringIO()
-    return Workload(component, host="127.0.0.1", port=0, log=log, max_runtime=300, seed=7, **kwargs).start(), log
+    return Workload(component, host="127.0.0.1", port=0, log=log, max_runtime=300, seed=7, errors=INCIDENT,
+                    **kwargs).start(), log
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +269,23 @@ def test_the_traces_arrive_whole_through_the_gateway_and_jaeger(tmp_path):
             demo.stop()
         for running in (gateway, jaeger):
             running.stop()
+
+
+# ---------------------------------------------------------------- inside the objectives
+
+
+def _budget(name: str) -> float:
+    slo = next(s for s in stack_rules.slos() if s.name == name)
+    return float(slo.budget)
+
+
+def test_the_demo_stays_inside_every_objective_by_default():
+    """A newcomer's dev stack must not page from its first minute: at its default rates the demo's
+    failures are a fraction of each budget its SLIs read; the incident's rates exceed them."""
+    normal = ErrorRates()
+    # The API's 5xx come only from failed predictions, a subset of its requests.
+    assert 1 / normal.prediction_failure_every < _budget("api-availability") / 4
+    assert normal.collection_failure < _budget("data-collection-success") / 4
+    assert 1 / INCIDENT.prediction_failure_every > _budget("api-availability")
+    assert INCIDENT.collection_failure > _budget("data-collection-success")
+
