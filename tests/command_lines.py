@@ -112,6 +112,13 @@ SERVED_PATHS = {
                              "healthz/healthz.go: \"/healthz\""},
 }
 
+# (image key, path) of the served paths whose answer asks another process: a liveness probe there
+# restarts a healthy container whenever that process is slow or down (readiness may use them).
+ASKS_ANOTHER_PROCESS = {
+    ("logstashExporter", "/healthcheck"): "kuskoman/logstash-exporter v1.9.1 server/healthcheck.go: GETs "
+                                          "LOGSTASH_URL and answers 500 unless Logstash answers 200",
+}
+
 # Warnings a program prints at every start in its image too, which are not a rejected command line.
 BENIGN = {
     # --config.file defaults to postgres_exporter.yml in the working directory, an optional file

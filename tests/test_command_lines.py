@@ -146,6 +146,20 @@ def test_every_probe_of_a_program_not_started_here_is_a_path_it_serves(results, 
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_liveness_probe_asks_another_process(results, stack):
+    pods, skipped = cl.pods(results[stack], stack)
+    containers = skipped + [c for pod in pods for c in pod.containers]
+    problems = [f"{c.where}: {p.kind} GET {p.path}: {cl.ASKS_ANOTHER_PROCESS[(cl.image_key(c.image), p.path)]}"
+                for c in containers for p in c.probes
+                if p.kind == "livenessProbe" and (cl.image_key(c.image), p.path) in cl.ASKS_ANOTHER_PROCESS]
+    assert not problems, "\n".join(problems)
+    # The check reads the probes that matter: the dependent page is still the readiness of a container.
+    assert stack == "dev-docker" or any(
+        p.kind == "readinessProbe" and (cl.image_key(c.image), p.path) in cl.ASKS_ANOTHER_PROCESS
+        for c in containers for p in c.probes), "no container probes a page that asks another process"
+
+
 def test_every_served_path_listed_is_one_a_probe_uses(results):
     used = {(cl.image_key(c.image), p.path) for stack in STACKS for c in cl.pods(results[stack], stack)[1]
             for p in c.probes}

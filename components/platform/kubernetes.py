@@ -302,7 +302,11 @@ class KubernetesPlatform:
             "ports": [{"name": sidecar.port.name, "containerPort": sidecar.port.port, "protocol": sidecar.port.protocol}],
             "resources": sidecar.resources.to_kubernetes(),
             "securityContext": security,
-            "livenessProbe": _http_probe(sidecar.health, period=30, failures=3),
+            # A sidecar's health page asks the service it watches (the exporters' do): as liveness it
+            # would restart a healthy sidecar whenever the service is slow to start or down. Alive
+            # means listening; the page decides readiness only.
+            "livenessProbe": {"tcpSocket": {"port": sidecar.port.name}, "periodSeconds": 30,
+                              "timeoutSeconds": 5, "failureThreshold": 3},
             "readinessProbe": _http_probe(sidecar.health, period=30, failures=3),
         }
         if sidecar.env:
