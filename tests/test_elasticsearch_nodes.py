@@ -102,11 +102,18 @@ class Pod:
         secrets.mkdir(parents=True)
         (secrets / "elastic-password").write_text("probe-password")
         self.marker = root / "ready-once"
+        self.init_stat = root / "init-stat"  # the container's first process
+        self.restart()
         script = command[2].replace(f"{configs.ES_CONF}/certs/ca.crt", str(credentials.cert)) \
             .replace(configs.ES_SECRETS_MOUNT, str(secrets)).replace(configs.READY_ONCE_MARKER, str(self.marker)) \
-            .replace("127.0.0.1:9200", node.address)
+            .replace(configs.CONTAINER_INIT_STAT, str(self.init_stat)).replace("127.0.0.1:9200", node.address)
         assert script != command[2]
         self.argv = [command[0], command[1], script]
+
+    def restart(self) -> None:
+        """The container starts (again): its first process has a new start time; the emptyDir stays."""
+        self.starts = getattr(self, "starts", 0) + 1
+        self.init_stat.write_text(f"1 (tini) S 0 1 1 0 -1 4194560 {' '.join(['0'] * 12)} {1000 * self.starts} 0\n")
 
     def ready(self) -> bool:
         proc = subprocess.run(self.argv, capture_output=True, text=True, timeout=30,
@@ -130,7 +137,12 @@ def test_readiness_is_the_node_answering_after_one_green_start(every_stack, node
         # Once ready, a red index does not take the node out of the Service; only a silent node does.
         stand_in.status = "red"
         assert pod.ready(), "one red index makes a running node unready"
+        # A container restart (crash, OOM kill) in the same pod waits for the cluster's health again.
+        pod.restart()
+        stand_in.status = "yellow" if nodes > 1 else "red"
+        assert not pod.ready(), "a restarted container is ready while its shards recover"
         stand_in.status = "green"
+        assert pod.ready()
     finally:
         stand_in.status = "green"
     assert pod.marker.exists()
@@ -140,7 +152,7 @@ def test_readiness_fails_for_a_node_that_does_not_answer(prod, node, tmp_path):
     stand_in, credentials = node
     pod = Pod(tmp_path, readiness(prod), stand_in, credentials)
     pod.argv[2] = pod.argv[2].replace(stand_in.address, "127.0.0.1:9")  # nothing listens there
-    pod.marker.touch()
+    pod.marker.write_text(pod.init_stat.read_text().split()[21] + "\n")
     assert not pod.ready()
 
 

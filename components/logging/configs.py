@@ -158,9 +158,12 @@ def init_script(*, nodes: int, s3_keys: bool, allow_mmap: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Where a pod notes that it has been ready once (ES_TMPDIR, an emptyDir: it outlives a container
-# restart, not the pod).
+# Where a container notes that it has been ready once: ES_TMPDIR, an emptyDir, which outlives a
+# container restart, so the note names the container's first process by its start time (field 22
+# of its stat): a restarted container (a crash, an OOM kill) has a new one and waits for the
+# cluster's health again, as a new pod does.
 READY_ONCE_MARKER = "/tmp/.football-monitoring-ready-once"
+CONTAINER_INIT_STAT = "/proc/1/stat"
 
 
 def probe_command(check: str, nodes: int = 1) -> list[str]:
@@ -175,10 +178,11 @@ def probe_command(check: str, nodes: int = 1) -> list[str]:
     if check == "ready":
         gate = "green" if nodes > 1 else "yellow"
         statuses = "green" if nodes > 1 else "(green|yellow)"
-        script = (f'if [ -e {READY_ONCE_MARKER} ]; then '
+        script = (f'started=$(cut -d" " -f22 {CONTAINER_INIT_STAT}); '
+                  f'if [ "$(cat {READY_ONCE_MARKER} 2>/dev/null)" = "$started" ]; then '
                   f'{credentials} | {curl} --output /dev/null https://127.0.0.1:9200/; '
                   f'else {credentials} | {curl} "https://127.0.0.1:9200/_cluster/health?wait_for_status={gate}&timeout=5s" '
-                  f'| grep -Eq \'"status":"{statuses}"\' && touch {READY_ONCE_MARKER}; fi')
+                  f'| grep -Eq \'"status":"{statuses}"\' && echo "$started" > {READY_ONCE_MARKER}; fi')
     else:
         script = "curl --silent --insecure --max-time 8 --output /dev/null https://127.0.0.1:9200/"
     return ["/bin/sh", "-c", script]
