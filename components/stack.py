@@ -149,6 +149,14 @@ class MonitoringStack(pulumi.ComponentResource):
         self.alert_delivery = alert_delivery(settings, self.alertmanager)
         if not settings.secrets.alertmanager_webhook_url:
             pulumi.log.warn(f"Alertmanager: {self.alert_delivery}", resource=self)
+        else:
+            for name, key, component in (("Prometheus", "prometheus", self.prometheus),
+                                         ("Alertmanager", "alertmanager", self.alertmanager)):
+                if not component.external_url:
+                    # Notifications link to the alert's graph and to silences by this URL.
+                    pulumi.log.warn(f"{name} has no public URL: the links in notifications point at "
+                                    f"{component.internal_url}, which opens only inside the cluster; set "
+                                    f"{PROJECT}:{key}.externalUrl (or an ingress host)", resource=self)
         self.outputs = stack_outputs(settings, self)
         self.register_outputs(self.outputs)
 

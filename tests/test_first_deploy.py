@@ -147,3 +147,26 @@ def test_dev_can_require_them_too():
     message = str(info.value)
     assert "alertmanagerWebhookUrl is not set" in message and "redisUrl is not set" in message
     assert "postgresDsn" not in message
+
+
+def with_warnings(stack: str, overrides: dict | None = None) -> list[str]:
+    """The warnings a run with the test secrets logs."""
+    warnings: list[str] = []
+    original = pulumi.log.warn
+    pulumi.log.warn = lambda message, *args, **kwargs: warnings.append(message)
+    try:
+        offline.run(stack, overrides)
+    finally:
+        pulumi.log.warn = original
+    return warnings
+
+
+def test_notifications_without_a_public_url_for_their_links_are_warned_of():
+    """prod delivers notifications, and neither Prometheus nor Alertmanager has an ingress: their
+    links (graph, silence) would open only inside the cluster unless an externalUrl is set."""
+    unset = [w for w in with_warnings("prod") if "has no public URL" in w]
+    assert [w.split()[0] for w in unset] == ["Prometheus", "Alertmanager"], unset
+    assert f"{PROJECT}:alertmanager.externalUrl" in unset[1] and ".svc" in unset[1]
+    public = with_warnings("prod", {"prometheus": {"externalUrl": "https://prometheus.example.org"},
+                                    "alertmanager": {"externalUrl": "https://alertmanager.example.org"}})
+    assert not [w for w in public if "has no public URL" in w]
