@@ -52,3 +52,60 @@ def test_every_build_context_is_the_repository_and_sends_only_what_is_copied():
     uncovered = [w for w in wanted if not any(w == a or w.startswith(a + "/") for a in allowed)]
     assert not uncovered, uncovered
     assert all((ROOT / path).exists() for path in allowed), allowed
+
+
+# ---------------------------------------------------------------- reproducible installs
+
+IMAGE_REQUIREMENTS = ("demo/requirements.txt", "components/report/requirements.txt")
+# The images' Python (their base image's tag) on their platform: the markers a dependency is chosen by.
+IMAGE_MARKERS = {"python_version": "3.11", "python_full_version": "3.11.13", "sys_platform": "linux",
+                 "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
+                 "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+
+
+def pins(path: str) -> dict[str, str]:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    out = {}
+    for line in (ROOT / path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", f"{path}: {line} is not pinned"
+            out[canonicalize_name(req.name)] = spec.version
+    return out
+
+
+def closure(names: set[str]) -> set[str]:
+    """Every distribution the named ones need on the images' Python, from their installed metadata."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in metadata.distribution(name).requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({**IMAGE_MARKERS, "extra": ""}):
+                todo.append(canonicalize_name(req.name))
+    return seen
+
+
+def test_each_image_pins_every_package_it_installs():
+    """A tag names the image's content (components/demo.py image_tag): every package the image installs
+    is pinned, its dependencies too, at the version the tests run it with."""
+    from importlib import metadata
+
+    for path in IMAGE_REQUIREMENTS:
+        pinned = pins(path)
+        for name, version in pinned.items():
+            assert metadata.version(name) == version, f"{path}: {name}=={version}, the tests run {metadata.version(name)}"
+        missing = sorted(closure(set(pinned)) - set(pinned))
+        assert not missing, f"{path}: installs these unpinned: {missing}"
