@@ -137,6 +137,27 @@ psa = tools["podSecurityAdmission"].rsplit(":", 1)[1].lstrip("v")
 digest = hashlib.sha256(open(f"{sys.argv[2]}/scripts/pod-security-check/main.go", "rb").read()).hexdigest()[:16]
 row("pod-security-check", None, "local", "k8s.io/pod-security-admission", f"v{psa}", ["scripts/pod-security-check"],
     f"-X main.sourceDigest={digest}", version=psa)
+# The API server the admission tests run, with its controller manager, at one Kubernetes release.
+# k8s.io/kubernetes replaces its k8s.io/* staging modules with directories of its repository, so
+# the wrapper pins each of them to its published release v0.<minor>.<patch> instead ("kubernetes"
+# mode); every other k8s.io module the tests build is at that same release.
+kube = tools["kubernetes"].rsplit(":", 1)[1].lstrip("v")
+kmajor, kminor, kpatch = kube.split(".")
+if kmajor != "1":
+    sys.exit(f"install-test-tools: Kubernetes {kube}: only 1.x maps to staging module versions v0.x here")
+if psa != f"0.{kminor}.{kpatch}":
+    sys.exit(f"install-test-tools: podSecurityAdmission v{psa} is not the staging release of Kubernetes v{kube} "
+             f"(v0.{kminor}.{kpatch})")
+kv = " ".join(f"-X k8s.io/{pkg}/version.{key}={value}"
+              for pkg in ("client-go/pkg", "component-base")
+              for key, value in (("gitVersion", f"v{kube}"), ("gitMajor", kmajor), ("gitMinor", kminor),
+                                 ("gitTreeState", "clean")))
+row("kubernetes", None, "kubernetes", "k8s.io/kubernetes", f"v{kube}",
+    ["cmd/kube-apiserver", "cmd/kube-controller-manager"], kv, version=kube)
+# etcd, the API server's storage: the server module has no main package of a usable name, so a
+# generated one-line main calls its etcdmain.Main ("main" mode; the binary is named after the tool).
+etcd = tools["etcd"].rsplit(":", 1)[1].lstrip("v")
+row("etcd", None, "main", "go.etcd.io/etcd/server/v3", f"v{etcd}", ["etcdmain"], "-", version=etcd)
 row("postgres_exporter", "postgresExporter", "wrapper", "github.com/prometheus-community/postgres_exporter",
     f"v{tag('postgresExporter')}", ["cmd/postgres_exporter"])
 row("elasticsearch_exporter", "elasticsearchExporter", "wrapper",
@@ -181,21 +202,35 @@ steps() {  # name version mode module modver pkgs ldflags stubs tmp: the build i
       for t in "${targets[@]}"; do args+=("$t@$modver"); done
       "$GO" install -ldflags "$ldflags" "${args[@]}"
       ;;
-    wrapper)
+    wrapper|kubernetes|main)
       # A throwaway module that requires the upstream one at exactly its release, so upstream's
       # go.mod decides every dependency as with go install. Used where go install refuses the
       # module (replace directives) or the proxy answers only for the module path itself.
       # Upstream's local replaces become the published submodules of the same release; its
       # other replaces are copied.
-      local w="$tmp/wrapper" gomod
+      # Kubernetes requires its staging modules at the placeholder v0.0.0: in "kubernetes" mode
+      # each local replace becomes that module at v0.<minor>.<patch> of the release.
+      # "main" mode: the module has no main package to install; a generated main calls
+      # <module>/<pkgs>.Main(os.Args), and the binary is named after the tool.
+      local w="$tmp/wrapper" gomod staging=""
+      [ "$mode" != kubernetes ] || staging=$(echo "$modver" | sed -E 's/^v[0-9]+\./v0./')
       mkdir -p "$w"; cd "$w"
-      "$GO" mod init football-monitoring.invalid/tools-wrapper >/dev/null 2>&1
+      if [ "$mode" = main ]; then
+        "$GO" mod init "football-monitoring.invalid/$name" >/dev/null 2>&1
+        printf 'package main\n\nimport (\n\t"os"\n\n\t"%s/%s"\n)\n\nfunc main() { %s.Main(os.Args) }\n' \
+          "$module" "$pkgs" "${pkgs##*/}" > main.go
+        cat main.go
+      else
+        "$GO" mod init football-monitoring.invalid/tools-wrapper >/dev/null 2>&1
+      fi
       gomod=$("$GO" mod download -json "$module@$modver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-      "$GO" mod edit -json "$gomod" | python3 -c '
-import json, sys
+      "$GO" mod edit -json "$gomod" | STAGING="$staging" python3 -c '
+import json, os, sys
 for r in json.load(sys.stdin).get("Replace") or []:
     new = r["New"]
     if new["Path"].startswith((".", "/")):
+        if os.environ["STAGING"]:
+            print("-replace=" + r["Old"]["Path"] + "=" + r["Old"]["Path"] + "@" + os.environ["STAGING"])
         continue  # a directory of the upstream repository: the published module of the same release is used
     old = r["Old"]["Path"] + ("@" + r["Old"]["Version"] if r["Old"].get("Version") else "")
     print("-replace=" + old + "=" + new["Path"] + "@" + new["Version"])' | xargs -r "$GO" mod edit
@@ -211,7 +246,12 @@ for r in json.load(sys.stdin).get("Replace") or []:
       else
         "$GO" get "$module@$modver"
       fi
-      "$GO" install -mod=mod -ldflags "$ldflags" "${targets[@]}"
+      if [ "$mode" = main ]; then
+        "$GO" mod tidy
+        "$GO" install -mod=mod -ldflags "$ldflags" .
+      else
+        "$GO" install -mod=mod -ldflags "$ldflags" "${targets[@]}"
+      fi
       ;;
     local)
       local w="$tmp/wrapper"

@@ -14,7 +14,7 @@ def policy(result, name):
 
 def allowed_from(spec) -> set:
     peers = set()
-    for rule in spec["ingress"]:
+    for rule in spec.get("ingress", []):
         for peer in rule.get("from", [{"anywhere": True}]):
             if "podSelector" in peer:
                 peers.add(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])

@@ -524,7 +524,7 @@ def test_hardening_check_catches_a_writable_init_container(prod):
 
 def allowed_from(result, name) -> set:
     peers = set()
-    for rule in result.one("NetworkPolicy", name)["spec"]["ingress"]:
+    for rule in result.one("NetworkPolicy", name)["spec"].get("ingress", []):  # absent: nothing in
         for peer in rule.get("from", [{}]):
             labels = peer.get("podSelector", {}).get("matchLabels", {})
             namespace = peer.get("namespaceSelector", {}).get("matchLabels", {})

@@ -41,6 +41,8 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
     sloth = TEST_TOOLS["sloth"].rsplit(":", 1)[1].lstrip("v")
     cyclonus = TEST_TOOLS["cyclonus"].rsplit(":", 1)[1].lstrip("v")
     psa = TEST_TOOLS["podSecurityAdmission"].rsplit(":", 1)[1].lstrip("v")
+    kube = TEST_TOOLS["kubernetes"].rsplit(":", 1)[1].lstrip("v")
+    etcd = TEST_TOOLS["etcd"].rsplit(":", 1)[1].lstrip("v")
     return {
         "prometheus": (["--version"], tag("prometheus"), "github.com/prometheus/prometheus",
                        prometheus_module_version(tag("prometheus"))),
@@ -76,6 +78,9 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
         "sloth": (["version"], sloth, "github.com/slok/sloth", "v" + sloth),
         "cyclonus": (["version"], cyclonus, "github.com/mattfenwick/cyclonus", "v" + cyclonus),
         "pod-security-check": (["--version"], psa, "k8s.io/pod-security-admission", "v" + psa),
+        "kube-apiserver": (["--version"], "v" + kube, "k8s.io/kubernetes", "v" + kube),
+        "kube-controller-manager": (["--version"], "v" + kube, "k8s.io/kubernetes", "v" + kube),
+        "etcd": (["--version"], etcd, "go.etcd.io/etcd/server/v3", "v" + etcd),
     }
 
 

@@ -129,7 +129,7 @@ def container_ports(obj: dict) -> dict[str, int]:
 def allowed_from(policy: dict) -> dict:
     """peer -> set of ports allowed in."""
     peers: dict = {}
-    for rule in policy["spec"]["ingress"]:
+    for rule in policy["spec"].get("ingress", []):
         ports = {p["port"] for p in rule.get("ports", [])}
         for peer in rule.get("from", [{"anywhere": True}]):
             namespaces = peer.get("namespaceSelector", {})

@@ -562,12 +562,12 @@ class KubernetesPlatform:
                         for peer in spec.reloader.scraped_by]
         egress = [DNS_EGRESS] + [self._rule(flow, "to", own) for flow in spec.allow_out]
         name = spec.name
-        k8s.networking.v1.NetworkPolicy(f"{name}-network", metadata=self.meta(name, spec), spec={
-            "podSelector": {"matchLabels": self.selector(spec)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": ingress,
-            "egress": egress,
-        }, opts=self.opts(parent))
+        policy = {"podSelector": {"matchLabels": self.selector(spec)}, "policyTypes": ["Ingress", "Egress"]}
+        # policyTypes alone denies a direction; an empty rule list is dropped by the API server, so
+        # server-side apply would own a field that never exists and write the object on every apply.
+        policy.update({direction: rules for direction, rules in (("ingress", ingress), ("egress", egress)) if rules})
+        k8s.networking.v1.NetworkPolicy(f"{name}-network", metadata=self.meta(name, spec), spec=policy,
+                                        opts=self.opts(parent))
 
     # -- exposure -------------------------------------------------------------------
     def public_url(self, name: str, scheme: str = "https") -> Optional[str]:

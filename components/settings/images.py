@@ -58,4 +58,9 @@ TEST_TOOLS = {
     # The PodSecurity admission controller's own policy code, run over the rendered pods by
     # scripts/pod-security-check; a current release (keep all k8s.io modules of it at one release).
     "podSecurityAdmission": "k8s.io/pod-security-admission:v0.37.2",
+    # The API server and controller manager the admission tests apply every rendered object to: the
+    # current stable release, whose staging modules (v0.<minor>.<patch>) podSecurityAdmission matches.
+    "kubernetes": "k8s.io/kubernetes:v1.37.2",
+    # The API server's storage: the newest patch of the etcd minor that Kubernetes release builds with.
+    "etcd": "go.etcd.io/etcd/server/v3:v3.7.3",
 }
