@@ -626,7 +626,7 @@ def test_network_flows(dev_k8s, prod_tracing):
     assert allowed_to(prod_tracing.one("NetworkPolicy", "otel-gateway")) == {"jaeger-collector": {4317},
                                                                               "otel-gateway": {4319}}
     # With a gateway, only the gateway may send spans to the collectors.
-    assert allowed_from(prod_tracing.one("NetworkPolicy", "jaeger-collector")) == {"otel-gateway": {4317, 4318},
+    assert allowed_from(prod_tracing.one("NetworkPolicy", "jaeger-collector")) == {"otel-gateway": {4317},
                                                                                     "prometheus": {8888}}
     assert allowed_from(prod_tracing.one("NetworkPolicy", "jaeger")) == {"grafana": {16686}, "prometheus": {8888}}
     for name in ("jaeger-collector", "jaeger", "jaeger-es-index-cleaner"):

@@ -44,7 +44,7 @@ BADGER_DIR = "/tmp/badger"  # on the data volume mounted at /tmp (the image's ow
 CLEANER_SCHEDULE = "15 0 * * *"  # nightly, after the day's index has rolled over at midnight UTC
 CLEANER_RESOURCES = Resources.of(cpu_request="10m", memory_request="32Mi", memory_limit="128Mi")
 OTLP_PORTS = [(jaeger_config.OTLP_GRPC_PORT, "TCP"), (jaeger_config.OTLP_HTTP_PORT, "TCP")]
-# The stack's own OTLP clients (the demo) export over gRPC only.
+# The stack's own OTLP clients (the demo, the gateway) export over gRPC only.
 OTLP_CLIENT_PORTS = [(jaeger_config.OTLP_GRPC_PORT, "TCP")]
 GATEWAY = "otel-gateway"
 
@@ -74,7 +74,7 @@ class Jaeger(pulumi.ComponentResource):
         self.external_url = platform.public_url("jaeger")
         # Who may send OTLP to Jaeger: the gateway when there is one, otherwise the applications of
         # other namespaces and the stack's own ``otlp_clients`` (the demo), which no namespace rule admits.
-        self._otlp_from = ([Flow(GATEWAY, OTLP_PORTS)] if gateway else
+        self._otlp_from = ([Flow(GATEWAY, OTLP_CLIENT_PORTS)] if gateway else
                            [Flow(OTHER_NAMESPACES, OTLP_PORTS)] + [Flow(c, OTLP_CLIENT_PORTS) for c in otlp_clients])
         self._headless = ["otlp-grpc"] if gateway else []
         if tracing.storage == "elasticsearch":
