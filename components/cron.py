@@ -82,7 +82,7 @@ class Schedule:
 def _number(text: str, names: dict, where: str) -> int:
     if text.lower() in names:
         return names[text.lower()]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # Go's strconv.Atoi takes ASCII digits only
         raise CronError(f"{where}: {text!r} is not a number{' or a name' if names else ''}")
     return int(text)
 
@@ -145,7 +145,8 @@ def parse(text: str) -> Schedule:
 def problem(text) -> str | None:
     """What is wrong with a schedule, or None."""
     try:
-        parse(text)
+        # A schedule that parses but names no day (30 February) would never run: refused too.
+        parse(text).next_after(datetime.now(timezone.utc))
     except CronError as error:
         return str(error)
     return None

@@ -348,3 +348,104 @@ def test_cron_schedules_fire_when_kubernetes_would():
     assert cron.parse("0 0 13 * fri").next_after(monday).isoformat() == "2026-05-08T00:00:00+00:00"
     for bad in ("0 6 * *", "60 * * * *", "0 0 * * 7", "@every 1h", "5-1 * * * *"):
         assert cron.problem(bad), bad
+
+
+# ---------------------------------------------------------------- review findings, each a class
+
+
+def test_alert_queries_parse_for_any_environment_name(live):
+    """Environment names are DNS labels with hyphens: every query of the report must still parse in the
+    pinned Prometheus (re.escape's '\\-' does not)."""
+    prom, _ = live
+    for environment in ("prod-eu", "a.b", "dev"):
+        for name, expr in Queries(environment, Period("day", int(time.time()))).all().items():
+            answer = prom.get("/api/v1/query", {"query": expr})
+            assert answer["status"] == "success", (environment, name, answer)
+
+
+def test_a_failed_alert_query_is_no_count_of_zero():
+    class Refusing:
+        def instant(self, expr, at):
+            from components.report.source import Answer
+            return Answer(error="bad_data: parse error") if "ALERTS" in expr else Answer(series=[])
+
+        def range(self, expr, start, end, step):
+            return self.instant(expr, end)
+
+    report = build.build(Refusing(), "prod", Period("day", int(time.time())), stack_rules.slos())
+    summary = render.summary(report)
+    assert "Alerts fired: n/a (not read)" in summary and "0 critical" not in summary, summary
+
+
+def test_a_malformed_webhook_url_is_refused_without_being_named(tmp_path):
+    from components.report.source import Http
+
+    for url in ("hooks.example.com/services/T0/B0/SECRETTOKEN", "http://ho st/SECRETTOKEN"):
+        with pytest.raises(ConnectionError) as refused:
+            Http(2).call(url)
+        assert "SECRETTOKEN" not in str(refused.value)
+
+
+def test_a_schedule_that_never_fires_is_refused():
+    from components import cron
+
+    assert "never fires" in cron.problem("0 0 30 2 *")
+    assert cron.problem("0 6 * * \u0663")  # a digit Go's strconv.Atoi does not read
+    assert cli.main(["--schedule", "0 0 30 2 *", "--prometheus-url", "http://127.0.0.1:9"], out=open("/dev/null", "w")) == 2
+
+
+def test_the_fingerprint_is_alertmanagers(tmp_path):
+    """The posted alert's fingerprint is the one the pinned Alertmanager computes for the same labels."""
+    import json
+    import urllib.request
+
+    from components.report import webhook
+    from tests.command_lines import free_port
+
+    labels = {"alertname": webhook.ALERTNAME, "severity": "info", "environment": "prod-eu", "period": "day"}
+    (tmp_path / "am.yml").write_text("route: {receiver: x}\nreceivers: [{name: x}]\n")
+    port = free_port()
+    proc = subprocess.Popen([require_tool("alertmanager"), f"--config.file={tmp_path / 'am.yml'}",
+                             f"--storage.path={tmp_path}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v2/alerts"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = urllib.request.Request(url, data=json.dumps([{"labels": labels}]).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                urllib.request.urlopen(request, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            (alert,) = json.load(r)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert webhook.fingerprint(labels) == alert["fingerprint"]
+    body = webhook.message("summary", "prod-eu", "day", time.time())
+    assert body["alerts"][0]["fingerprint"] == alert["fingerprint"]
+    assert {"notification_reason", "routeLabels"} <= set(body)
+
+
+def test_the_image_owns_the_report_volumes_mount_point():
+    """A Docker volume mounted on a path the image lacks is created root-owned: the image makes the
+    report directory, owned by the user the job runs as."""
+    from components.report import job
+
+    text = (ROOT / "components" / "report" / "Dockerfile").read_text()
+    made = text.index(f"RUN mkdir {job.REPORTS_DIR} && chown {job.UID}:{job.UID} {job.REPORTS_DIR}")
+    assert made < text.index(f"USER {job.UID}:{job.UID}")
+
+
+def test_every_cronjob_reads_its_schedule_in_utc(every_stack):
+    """Unset, the controller-manager reads a schedule in its own local zone; the settings say UTC."""
+    for stack, result in every_stack.items():
+        jobs = result.find("CronJob")
+        assert jobs, stack
+        assert {j["metadata"]["name"]: j["spec"].get("timeZone") for j in jobs} == \
+            {j["metadata"]["name"]: "Etc/UTC" for j in jobs}, stack

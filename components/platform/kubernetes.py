@@ -428,6 +428,9 @@ class KubernetesPlatform:
                     {"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}]
             return k8s.batch.v1.CronJob(spec.name, metadata=metadata, spec={
                 "schedule": spec.schedule,
+                # Schedules are UTC (settings reference, the Docker host's loop, Jaeger's daily indices);
+                # unset, the controller-manager reads them in its own local zone.
+                "timeZone": "Etc/UTC",
                 "concurrencyPolicy": "Forbid",
                 "startingDeadlineSeconds": 3600,
                 "successfulJobsHistoryLimit": 1,

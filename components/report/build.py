@@ -120,6 +120,7 @@ class Report:
     collection: Part
     collection_rows: list  # (source, runs, failed)
     unreachable: Optional[str] = None  # Prometheus answered nothing at all
+    alerts_read: bool = True  # whether the firing alerts were read (none fired is not "not read")
 
     @property
     def parts(self) -> list:
@@ -376,6 +377,7 @@ def build(source: Source, environment: str, period: Period, slos: Sequence[slo_c
     read = _Reader(source, Queries(environment, period))
     slo_part, slo_rows = _slo_part(read, slos)
     alert_part, alert_rows = _alert_part(read)
+    alerts_read = not any(m.startswith("firing alerts (ALERTS)") for m in alert_part.missing)
     active_now = None
     if alertmanager is not None:
         active_now, problem = alertmanager.alerts()
@@ -392,4 +394,4 @@ def build(source: Source, environment: str, period: Period, slos: Sequence[slo_c
     return Report(environment, period, now if now is not None else datetime.now(timezone.utc).timestamp(),
                   prometheus_url, slo_part, slo_rows, alert_part, alert_rows, active_now, error_part, route_rows,
                   api_requests, latency_part, p95, prediction_part, prediction_rows, collection_part,
-                  collection_rows, read.unreachable)
+                  collection_rows, read.unreachable, alerts_read=alerts_read)

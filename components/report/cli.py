@@ -186,6 +186,8 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout) -> int:
     args = parser().parse_args(argv)
     try:
         schedule = cron.parse(args.schedule) if args.schedule else None
+        if schedule is not None:
+            schedule.next_after(datetime.now(timezone.utc))  # one that never fires is refused here
     except cron.CronError as error:
         out.write(f"--schedule {args.schedule!r}: {error} ({cron.ALLOWED})\n")
         return 2

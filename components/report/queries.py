@@ -53,6 +53,14 @@ class Period:
         return self.seconds / (slo_config.PERIOD_DAYS * 86400)
 
 
+def regex_literal(value: str) -> str:
+    """``value`` matched literally inside a PromQL regex string: RE2's metacharacters escaped (Python's
+    re.escape also escapes '-', which RE2 refuses outside a class), then the string's own backslashes
+    and quotes."""
+    escaped = "".join("\\" + c if c in ".^$*+?()[]{}|\\" else c for c in value)
+    return escaped.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _matcher(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -73,7 +81,7 @@ class Queries:
     def env_or_none(self) -> str:
         # Alerts of rules without labels (the Watchdog's vector(1)) carry the environment only as an
         # external label, which the TSDB does not store.
-        return f'environment=~"{re.escape(self.environment)}|"'
+        return f'environment=~"{regex_literal(self.environment)}|"'
 
     # ---------------------------------------------------------------- SLOs
     def slo_errors(self) -> str:

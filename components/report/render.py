@@ -127,7 +127,10 @@ def summary(report: Report) -> str:
         lines.append(f"  {r.name}: {percent(r.attainment, 3)} of {percent(r.objective, 2)}, "
                      f"{percent(r.budget_spent)} of the 30-day budget spent, {percent(r.budget_left)} left")
     fired = {s: sum(len(r.episodes) for r in report.alert_rows if r.severity == s) for s in SEVERITIES}
-    lines.append("Alerts fired: " + ", ".join(f"{n} {s}" for s, n in fired.items()))
+    if report.alerts_read:
+        lines.append("Alerts fired: " + ", ".join(f"{n} {s}" for s, n in fired.items()))
+    else:  # a failed query is no count of zero
+        lines.append("Alerts fired: n/a (not read)")
     if report.route_rows:
         handler, errors, _ = report.route_rows[0]
         lines.append(f"Top error route: {handler} ({number(errors)} server errors)")

@@ -6,6 +6,7 @@ query, an answer that is not Prometheus' JSON. The report says what it could not
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
@@ -52,8 +53,13 @@ class Http:
 
     def call(self, url: str, data: Optional[bytes] = None, headers: Optional[dict] = None) -> tuple[int, bytes]:
         """(status, body); raises OSError-like ConnectionError with the reason when nothing answered."""
-        request = urllib.request.Request(url, data=data, headers={"Accept": "application/json", **(headers or {})})
-        host = urllib.parse.urlsplit(url).hostname or ""
+        # The URL may be a secret (the webhook's): no message here names it, and a malformed one is a
+        # clear refusal, not a traceback.
+        try:
+            request = urllib.request.Request(url, data=data, headers={"Accept": "application/json", **(headers or {})})
+            host = urllib.parse.urlsplit(url).hostname or ""
+        except ValueError:
+            raise ConnectionError("the URL is not an http(s) URL with a host") from None
         opener = self._direct if _LOOPBACK.match(host) else self._proxied  # port-forwards bypass proxies
         try:
             with opener.open(request, timeout=self.timeout) as response:
@@ -63,8 +69,14 @@ class Http:
                 return error.code, error.read(1 << 16)
             except OSError:
                 return error.code, b""
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            raise ConnectionError(str(getattr(error, "reason", error))) from None
+        except urllib.error.URLError as error:
+            reason = error.reason
+            raise ConnectionError(reason.strerror if isinstance(reason, OSError) and reason.strerror
+                                  else type(reason).__name__ if not isinstance(reason, str) else reason) from None
+        except http.client.InvalidURL:  # its message quotes the URL
+            raise ConnectionError("the URL is not valid") from None
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            raise ConnectionError(getattr(error, "strerror", None) or type(error).__name__) from None
 
 
 def _float(text) -> float:

@@ -21,6 +21,17 @@ def _rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def fingerprint(labels: dict) -> str:
+    """Alertmanager's alert fingerprint (prometheus/common model.LabelSet.Fingerprint): FNV-1a 64 over
+    the sorted names and values, each followed by the separator byte 255, in 16 hex digits."""
+    h = 0xcbf29ce484222325
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode() + b"\xff":
+                h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
 def message(summary: str, environment: str, period: str, generated: float, link: str = "") -> dict:
     labels = {"alertname": ALERTNAME, "severity": "info", "environment": environment, "period": period}
     annotations = {"summary": summary.splitlines()[0], "description": summary}
@@ -31,10 +42,12 @@ def message(summary: str, environment: str, period: str, generated: float, link:
         "receiver": RECEIVER,
         "status": "firing",
         "alerts": [{"status": "firing", "labels": labels, "annotations": annotations, "startsAt": _rfc3339(generated),
-                    "endsAt": "0001-01-01T00:00:00Z", "generatorURL": link, "fingerprint": ""}],
+                    "endsAt": "0001-01-01T00:00:00Z", "generatorURL": link, "fingerprint": fingerprint(labels)}],
+        "notification_reason": "first notification",
         "groupLabels": {"alertname": ALERTNAME},
         "commonLabels": labels,
         "commonAnnotations": annotations,
+        "routeLabels": {},
         "externalURL": link,
         "text": summary,
     }
