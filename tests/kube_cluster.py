@@ -126,6 +126,7 @@ RESOURCES = {
                 "DaemonSet": ("daemonsets", True), "ReplicaSet": ("replicasets", True)},
     "batch/v1": {"Job": ("jobs", True), "CronJob": ("cronjobs", True)},
     "networking.k8s.io/v1": {"NetworkPolicy": ("networkpolicies", True), "Ingress": ("ingresses", True)},
+    "discovery.k8s.io/v1": {"EndpointSlice": ("endpointslices", True)},
     "policy/v1": {"PodDisruptionBudget": ("poddisruptionbudgets", True)},
     "rbac.authorization.k8s.io/v1": {kind: (kind.lower() + "s", kind in ("Role", "RoleBinding"))
                                      for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")},
