@@ -28,6 +28,9 @@ import pytest
 
 from tests.conftest import require_tool
 
+MANAGER = "football-monitoring"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+CONTROLLER_TIMEOUT = 60  # seconds the controllers may take to create the Pods of one stack
 READY_TIMEOUT = 60  # seconds each component may take to report ready
 SERVICE_RANGE = "10.0.0.0/16"  # the range upstream's own API server test fixture uses
 
@@ -56,19 +59,26 @@ class KubeCluster:
     logs: dict[str, Path]
     start_seconds: float
     warnings: list[str] = field(default_factory=list)  # "METHOD path: warning", every one the server sent
+    # Stack name -> its objects, for each stack live on the cluster (one applied stack serves many tests).
+    applied: dict[str, list[dict]] = field(default_factory=dict)
 
-    def _context(self) -> ssl.SSLContext:
+    def _context(self, as_admin: bool = True) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca_file))
-        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        if as_admin:
+            context.load_cert_chain(str(self.client_cert), str(self.client_key))
         return context
 
     def request(self, method: str, path: str, body: object = None, content_type: str = "application/json",
-                expect: tuple[int, ...] = (200, 201)) -> tuple[int, dict | None]:
-        """(status, decoded body); a status outside `expect` raises ApiError."""
-        connection = http.client.HTTPSConnection(self.host, self.port, context=self._context(), timeout=30)
+                expect: tuple[int, ...] = (200, 201), token: str | None = None) -> tuple[int, dict | None]:
+        """(status, decoded body); a status outside `expect` raises ApiError. With a bearer token the
+        request is that identity's alone (no client certificate is offered)."""
+        connection = http.client.HTTPSConnection(self.host, self.port, context=self._context(token is None),
+                                                 timeout=30)
         try:
             payload = None if body is None else (body if isinstance(body, (str, bytes)) else json.dumps(body))
             headers = {"Accept": "application/json"}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
             if payload is not None:
                 headers["Content-Type"] = content_type
             connection.request(method, path, body=payload, headers=headers)
@@ -93,6 +103,13 @@ class KubeCluster:
         path = object_path(obj) + f"?fieldManager={quote(manager)}&force=true"
         return self.request("PATCH", path, json.dumps(obj), "application/apply-patch+yaml")[1]
 
+    def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
+        """A token of the ServiceAccount from the TokenRequest API, as the kubelet gets one for a Pod."""
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"expirationSeconds": seconds}}
+        answer = self.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", request)[1]
+        return answer["status"]["token"]
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         text = self.logs[name].read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
@@ -109,6 +126,7 @@ RESOURCES = {
                 "DaemonSet": ("daemonsets", True), "ReplicaSet": ("replicasets", True)},
     "batch/v1": {"Job": ("jobs", True), "CronJob": ("cronjobs", True)},
     "networking.k8s.io/v1": {"NetworkPolicy": ("networkpolicies", True), "Ingress": ("ingresses", True)},
+    "discovery.k8s.io/v1": {"EndpointSlice": ("endpointslices", True)},
     "policy/v1": {"PodDisruptionBudget": ("poddisruptionbudgets", True)},
     "rbac.authorization.k8s.io/v1": {kind: (kind.lower() + "s", kind in ("Role", "RoleBinding"))
                                      for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")},
@@ -129,6 +147,124 @@ def collection_path(api_version: str, kind: str, namespace: str | None = None) -
 def object_path(obj: dict) -> str:
     meta = obj["metadata"]
     return f"{collection_path(obj['apiVersion'], obj['kind'], meta.get('namespace'))}/{meta['name']}"
+
+
+def apply_order(obj: dict) -> tuple:
+    """Namespaces first, then what Pods refer to (PriorityClass, ServiceAccounts, ConfigMaps, Secrets,
+    RBAC), workloads last: admission of a Pod looks its ServiceAccount and PriorityClass up."""
+    kind = obj["kind"]
+    rank = 0 if kind == "Namespace" else 2 if kind in WORKLOAD_KINDS else 1
+    return rank, kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+
+def key(obj: dict) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']}/{meta.get('namespace', '-')}/{meta['name']}"
+
+
+def ensure_node(cluster: KubeCluster) -> None:
+    """One schedulable Ready Node with a loopback address, so the DaemonSet controller has a node
+    to create Pods for (no kubelet runs; nothing ever reaches the address)."""
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "test-node", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                                                         "kubernetes.io/hostname": "test-node",
+                                                         "topology.kubernetes.io/zone": "test-zone"}}}
+    if not cluster.exists("/api/v1/nodes/test-node"):
+        cluster.request("POST", "/api/v1/nodes", node)
+    # Admission taints a new Node not-ready until a kubelet reports; this stands in for the kubelet.
+    cluster.request("PATCH", "/api/v1/nodes/test-node", {"spec": {"taints": None}},
+                    "application/merge-patch+json")
+    status = {"status": {
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": "test-node"}],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node",
+                        "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        # Where a kubelet says it listens; node discovery makes its targets of this port.
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}}
+    cluster.request("PATCH", "/api/v1/nodes/test-node/status", status, "application/merge-patch+json")
+
+
+def list_items(cluster: KubeCluster, api_version: str, kind: str, namespace: str) -> list[dict]:
+    return cluster.get(collection_path(api_version, kind, namespace))["items"]
+
+
+def owned_pods(cluster: KubeCluster, namespaces: list[str]) -> dict[str, list[dict]]:
+    """Pods by namespace."""
+    return {ns: list_items(cluster, "v1", "Pod", ns) for ns in namespaces}
+
+
+def failed_creates(cluster: KubeCluster, namespaces: list[str]) -> list[str]:
+    return [f"{e['involvedObject']['kind']}/{ns}/{e['involvedObject']['name']}: {e['message']}"
+            for ns in namespaces for e in list_items(cluster, "v1", "Event", ns)
+            if e.get("reason") in ("FailedCreate", "FailedCreatePodFailed") or "forbidden" in e.get("message", "")]
+
+
+def expected_pods(cluster: KubeCluster, obj: dict) -> int:
+    """How many Pods the controller makes of a workload here (no kubelet: nothing becomes ready)."""
+    kind, spec = obj["kind"], obj["spec"]
+    if kind == "DaemonSet":
+        return 1  # the one Node
+    if kind == "StatefulSet":
+        # OrderedReady creates the next Pod only when the previous one is Ready: here, the first only.
+        replicas = spec.get("replicas", 1)
+        return replicas if spec.get("podManagementPolicy") == "Parallel" else min(replicas, 1)
+    if kind == "Job":
+        return min(spec.get("parallelism", 1), spec.get("completions") or spec.get("parallelism", 1))
+    return spec.get("replicas", 1)  # Deployment
+
+
+def controlled_by(pod: dict, uids: set[str]) -> bool:
+    return any(ref.get("uid") in uids for ref in pod["metadata"].get("ownerReferences", []))
+
+
+def wait_for_pods(cluster: KubeCluster, workloads: list[dict], namespaces: list[str]) -> dict[str, int]:
+    """Workload key -> Pods created, once every workload has its expected count or FailedCreate
+    events appear (or the bounded wait ends)."""
+    deadline = time.monotonic() + CONTROLLER_TIMEOUT
+    while True:
+        pods = [p for ps in owned_pods(cluster, namespaces).values() for p in ps]
+        replica_sets = [rs for ns in namespaces for rs in list_items(cluster, "apps/v1", "ReplicaSet", ns)]
+        counts = {}
+        for obj in workloads:
+            live = cluster.get(object_path(obj))
+            owners = {live["metadata"]["uid"]}
+            owners |= {rs["metadata"]["uid"] for rs in replica_sets if controlled_by(rs, owners)}
+            counts[key(obj)] = sum(controlled_by(p, owners) for p in pods)
+        done = all(counts[key(o)] >= expected_pods(cluster, o) for o in workloads)
+        if done or failed_creates(cluster, namespaces) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
+
+
+def remove(cluster: KubeCluster, objects: list[dict]) -> None:
+    """Deletes a stack's namespaces (their contents with them) and cluster-scoped objects, and waits,
+    bounded, until the namespaces are gone."""
+    namespaces = [o for o in objects if o["kind"] == "Namespace"]
+    for obj in objects:
+        if "namespace" not in obj["metadata"]:
+            cluster.request("DELETE", object_path(obj), expect=(200, 202, 404))
+    deadline = time.monotonic() + 120
+    while any(cluster.exists(object_path(ns)) for ns in namespaces):
+        if time.monotonic() > deadline:
+            pytest.fail("namespaces not deleted within 120 s: "
+                        + ", ".join(n["metadata"]["name"] for n in namespaces if cluster.exists(object_path(n))))
+        time.sleep(0.5)
+
+
+def apply_stack(cluster: KubeCluster, stack: str, objects: list[dict]) -> None:
+    """Applies a stack (removing first any live stack it shares an object with) and waits, bounded,
+    for the controllers to create its Pods."""
+    keys = {key(o) for o in objects}
+    for other in [s for s, live in cluster.applied.items() if s != stack and keys & {key(o) for o in live}]:
+        remove(cluster, cluster.applied.pop(other))
+    ensure_node(cluster)
+    objects = sorted(objects, key=apply_order)
+    for obj in objects:
+        cluster.apply(obj, MANAGER)
+    cluster.applied[stack] = objects
+    namespaces = [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"]
+    wait_for_pods(cluster, [o for o in objects if o["kind"] in WORKLOAD_KINDS and o["kind"] != "CronJob"], namespaces)
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -313,3 +449,11 @@ def kube_cluster():
             yield cluster
         finally:
             stop(processes)
+
+
+@pytest.fixture(scope="session")
+def kube_prod(kube_cluster, prod) -> list[dict]:
+    """prod's objects, live on the cluster (the admission test leaves them so; otherwise applied here)."""
+    if "prod" not in kube_cluster.applied:
+        apply_stack(kube_cluster, "prod", prod.kubernetes_objects())
+    return kube_cluster.applied["prod"]

@@ -4,7 +4,8 @@ the workloads into Pods that admission judges too.
 
 Schemas (kubernetes-validate) and pod-security-check judge objects one by one; only the API server
 runs admission, defaulting, cross-field validation, and the controllers that create Pods. Each
-stack is applied on its own (prod and prod with every part on share names), checked, and removed.
+stack is applied on its own (prod and prod with every part on share names), checked, and removed
+when a later one shares its names.
 """
 
 from __future__ import annotations
@@ -13,105 +14,19 @@ import time
 
 import pytest
 
-from tests.kube_cluster import ApiError, KubeCluster, collection_path, kube_cluster, object_path  # noqa: F401
+from tests.kube_cluster import (MANAGER, WORKLOAD_KINDS, ApiError, KubeCluster, apply_order, ensure_node,  # noqa: F401
+                                expected_pods, failed_creates, key, kube_cluster, object_path, remove,
+                                wait_for_pods)
 
-MANAGER = "football-monitoring"
-STACKS = ("dev", "prod", "prod-every-part")
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
-CONTROLLER_TIMEOUT = 60  # seconds the controllers may take to create the Pods of one stack
+# prod last: it stays applied for the RBAC and discovery tests (tests/kube_cluster.py, kube_prod).
+STACKS = ("dev", "prod-every-part", "prod")
 # Kinds the render may contain that this API server cannot serve (a CRD it does not have), with why.
 # Empty: every rendered kind is built in; the test below keeps this exact.
 NOT_ADMITTED: dict[str, str] = {}
 
 
-def apply_order(obj: dict) -> tuple:
-    """Namespaces first, then what Pods refer to (PriorityClass, ServiceAccounts, ConfigMaps, Secrets,
-    RBAC), workloads last: admission of a Pod looks its ServiceAccount and PriorityClass up."""
-    kind = obj["kind"]
-    rank = 0 if kind == "Namespace" else 2 if kind in WORKLOAD_KINDS else 1
-    return rank, kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
-
-
-def key(obj: dict) -> str:
-    meta = obj["metadata"]
-    return f"{obj['kind']}/{meta.get('namespace', '-')}/{meta['name']}"
-
-
 def pod_template(obj: dict) -> dict:
     return obj["spec"]["jobTemplate"]["spec"]["template"] if obj["kind"] == "CronJob" else obj["spec"]["template"]
-
-
-def ensure_node(cluster: KubeCluster) -> None:
-    """One schedulable Ready Node with a loopback address, so the DaemonSet controller has a node
-    to create Pods for (no kubelet runs; nothing ever reaches the address)."""
-    node = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": "test-node", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                                                         "kubernetes.io/hostname": "test-node",
-                                                         "topology.kubernetes.io/zone": "test-zone"}}}
-    if not cluster.exists("/api/v1/nodes/test-node"):
-        cluster.request("POST", "/api/v1/nodes", node)
-    # Admission taints a new Node not-ready until a kubelet reports; this stands in for the kubelet.
-    cluster.request("PATCH", "/api/v1/nodes/test-node", {"spec": {"taints": None}},
-                    "application/merge-patch+json")
-    status = {"status": {
-        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": "test-node"}],
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node",
-                        "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}
-    cluster.request("PATCH", "/api/v1/nodes/test-node/status", status, "application/merge-patch+json")
-
-
-def list_items(cluster: KubeCluster, api_version: str, kind: str, namespace: str) -> list[dict]:
-    return cluster.get(collection_path(api_version, kind, namespace))["items"]
-
-
-def owned_pods(cluster: KubeCluster, namespaces: list[str]) -> dict[str, list[dict]]:
-    """Pods by namespace."""
-    return {ns: list_items(cluster, "v1", "Pod", ns) for ns in namespaces}
-
-
-def failed_creates(cluster: KubeCluster, namespaces: list[str]) -> list[str]:
-    return [f"{e['involvedObject']['kind']}/{ns}/{e['involvedObject']['name']}: {e['message']}"
-            for ns in namespaces for e in list_items(cluster, "v1", "Event", ns)
-            if e.get("reason") in ("FailedCreate", "FailedCreatePodFailed") or "forbidden" in e.get("message", "")]
-
-
-def expected_pods(cluster: KubeCluster, obj: dict) -> int:
-    """How many Pods the controller makes of a workload here (no kubelet: nothing becomes ready)."""
-    kind, spec = obj["kind"], obj["spec"]
-    if kind == "DaemonSet":
-        return 1  # the one Node
-    if kind == "StatefulSet":
-        # OrderedReady creates the next Pod only when the previous one is Ready: here, the first only.
-        replicas = spec.get("replicas", 1)
-        return replicas if spec.get("podManagementPolicy") == "Parallel" else min(replicas, 1)
-    if kind == "Job":
-        return min(spec.get("parallelism", 1), spec.get("completions") or spec.get("parallelism", 1))
-    return spec.get("replicas", 1)  # Deployment
-
-
-def controlled_by(pod: dict, uids: set[str]) -> bool:
-    return any(ref.get("uid") in uids for ref in pod["metadata"].get("ownerReferences", []))
-
-
-def wait_for_pods(cluster: KubeCluster, workloads: list[dict], namespaces: list[str]) -> dict[str, int]:
-    """Workload key -> Pods created, once every workload has its expected count or FailedCreate
-    events appear (or the bounded wait ends)."""
-    deadline = time.monotonic() + CONTROLLER_TIMEOUT
-    while True:
-        pods = [p for ps in owned_pods(cluster, namespaces).values() for p in ps]
-        replica_sets = [rs for ns in namespaces for rs in list_items(cluster, "apps/v1", "ReplicaSet", ns)]
-        counts = {}
-        for obj in workloads:
-            live = cluster.get(object_path(obj))
-            owners = {live["metadata"]["uid"]}
-            owners |= {rs["metadata"]["uid"] for rs in replica_sets if controlled_by(rs, owners)}
-            counts[key(obj)] = sum(controlled_by(p, owners) for p in pods)
-        done = all(counts[key(o)] >= expected_pods(cluster, o) for o in workloads)
-        if done or failed_creates(cluster, namespaces) or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.5)
 
 
 def job_from_cronjob(cronjob: dict) -> dict:
@@ -122,21 +37,6 @@ def job_from_cronjob(cronjob: dict) -> dict:
             "metadata": {"name": f"{meta['name']}-manual", "namespace": meta["namespace"],
                          "labels": dict(cronjob["spec"]["jobTemplate"].get("metadata", {}).get("labels", {}))},
             "spec": cronjob["spec"]["jobTemplate"]["spec"]}
-
-
-def remove(cluster: KubeCluster, objects: list[dict]) -> None:
-    """Deletes a stack's namespaces (their contents with them) and cluster-scoped objects, and waits,
-    bounded, until the namespaces are gone."""
-    namespaces = [o for o in objects if o["kind"] == "Namespace"]
-    for obj in objects:
-        if "namespace" not in obj["metadata"]:
-            cluster.request("DELETE", object_path(obj), expect=(200, 202, 404))
-    deadline = time.monotonic() + 120
-    while any(cluster.exists(object_path(ns)) for ns in namespaces):
-        if time.monotonic() > deadline:
-            pytest.fail("namespaces not deleted within 120 s: "
-                        + ", ".join(n["metadata"]["name"] for n in namespaces if cluster.exists(object_path(n))))
-        time.sleep(0.5)
 
 
 def changed_by_applying_again(cluster: KubeCluster, objects: list[dict], rounds: int = 3) -> dict[str, tuple]:
@@ -176,6 +76,8 @@ class Outcome:
 def outcomes(kube_cluster, every_stack) -> dict[str, Outcome]:
     cluster = kube_cluster
     ensure_node(cluster)
+    for stack in [s for s in STACKS if s in cluster.applied]:
+        remove(cluster, cluster.applied.pop(stack))
     results = {}
     for stack in STACKS:
         started = time.monotonic()
@@ -205,10 +107,11 @@ def outcomes(kube_cluster, every_stack) -> dict[str, Outcome]:
         outcome.changed_on_reapply = changed_by_applying_again(
             cluster, [o for o in objects if key(o) not in outcome.rejected])
         outcome.seconds = time.monotonic() - started
+        cluster.applied[stack] = objects
         # Only what a later stack would collide with is removed (a namespace takes ~15 s to go).
         later = {key(o) for other in STACKS[STACKS.index(stack) + 1:] for o in every_stack[other].kubernetes_objects()}
         if later & {key(o) for o in objects}:
-            remove(cluster, objects)
+            remove(cluster, cluster.applied.pop(stack))
     return results
 
 

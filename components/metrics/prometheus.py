@@ -28,7 +28,9 @@ DISCOVERY_ACCESS = (
     # kubelet and cAdvisor metrics straight from each kubelet (no API-server proxy,
     # which would need the far broader nodes/proxy permission).
     AccessRule(api_groups=[""], resources=["nodes/metrics"], verbs=["get"]),
-    AccessRule(non_resource_urls=["/metrics", "/metrics/cadvisor"], verbs=["get"]),
+    # The API server's own /metrics (the apiserver job). The kubelet authorizes /metrics/cadvisor as
+    # nodes/metrics above; the API server serves no such path.
+    AccessRule(non_resource_urls=["/metrics"], verbs=["get"]),
 )
 
 
