@@ -35,8 +35,10 @@ from tests.test_otel_validate import Running, exposed, http_get, on_loopback, wa
 from tests.test_tracing_config import render
 
 SCRAPE_SECONDS = 30  # how long Prometheus scrapes the demo before the queries run
+RECORDED_SERIES: list = []
 RULES_WAIT = 60.0  # then at most this long for the recording rules' first results
-RECORDED = ("job_handler:http_requests:rate5m", "slo:sli_error:ratio_rate5m")
+RECORDED = ("job_handler:http_requests:rate5m", "job_handler_method_status:http_requests:rate5m",
+            "job_handler:http_request_duration_seconds_bucket:rate5m", "slo:sli_error:ratio_rate5m")
 
 
 def started(component: str, **kwargs) -> tuple[Workload, io.StringIO]:
@@ -152,12 +154,16 @@ def prometheus(workloads, tmp_path_factory):
         # On a loaded machine the first evaluations of the rules can lag the scrapes: wait (bounded)
         # until both a recording rule of rules/ and a generated SLO rule have results.
         deadline = time.monotonic() + RULES_WAIT
-        while not all(prom.get("/api/v1/query", {"query": name})["data"]["result"] for name in RECORDED):
+        while not all(prom.get("/api/v1/query", {"query": f'{name}{{environment="dev"}}'})["data"]["result"]
+                      for name in RECORDED):
             if time.monotonic() > deadline:
                 pytest.fail(f"no results of {RECORDED} after {SCRAPE_SECONDS + RULES_WAIT}s:\n{prom.log_tail()}")
             time.sleep(1)
         end = int(time.time())
         results = bench.run_dashboards(prom, [bench.TimeRange("1h", 3600, end)], "dev")
+        # What the recording rules held when the queries ran: the failure message shows it.
+        RECORDED_SERIES[:] = [(r["metric"], r["value"][1]) for r in prom.get("/api/v1/query", {
+            "query": 'count by (__name__, environment) ({__name__=~".+:.+"})'})["data"]["result"]]
         yield results
     finally:
         prom.stop()
@@ -177,7 +183,8 @@ def test_every_dashboard_query_on_the_contract_has_data(prometheus):
     errors = [f"{r.target.where}: {r.error}" for r in ours if r.error]
     assert not errors, "\n".join(errors)
     empty = [f"{r.target.where}: {r.query}" for r in ours if r.empty and r.target.key not in DEMO_EXPECTED_EMPTY]
-    assert not empty, "dashboard queries without data from the demo:\n" + "\n".join(empty)
+    assert not empty, ("dashboard queries without data from the demo:\n" + "\n".join(empty)
+                       + f"\nrecorded series then: {RECORDED_SERIES}")
     variables = [r for r in prometheus if r.target.kind == "variable" and r.target.dashboard in
                  ("application", "prediction-performance")]
     assert variables and not [r.target.where for r in variables if r.empty]
