@@ -34,7 +34,7 @@ from tests.test_logging_pipeline import run_filter
 from tests.test_otel_validate import Running, exposed, http_get, on_loopback, wait_for
 from tests.test_tracing_config import render
 
-SCRAPE_SECONDS = 30  # how long Prometheus scrapes the demo before the queries run
+SCRAPE_SECONDS = 20  # how long Prometheus scrapes the demo before the queries run
 RECORDED_SERIES: list = []
 RULES_WAIT = 60.0  # then at most this long for the recording rules' first results
 RECORDED = ("job_handler:http_requests:rate5m", "job_handler_method_status:http_requests:rate5m",
@@ -159,7 +159,13 @@ def prometheus(workloads, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"no results of {RECORDED} after {SCRAPE_SECONDS + RULES_WAIT}s:\n{prom.log_tail()}")
             time.sleep(1)
+        # Range queries end at the last multiple of their step (30 s) before `end`: that point must
+        # come after the recorded series began, or they are empty there while the raw ones are not.
+        seen = time.time()
+        step = bench.TimeRange("1h", 3600, int(seen)).interval
+        time.sleep(step - seen % step + 1)
         end = int(time.time())
+        assert bench.TimeRange("1h", 3600, end).aligned_end > seen
         results = bench.run_dashboards(prom, [bench.TimeRange("1h", 3600, end)], "dev")
         # What the recording rules held when the queries ran: the failure message shows it.
         RECORDED_SERIES[:] = [(r["metric"], r["value"][1]) for r in prom.get("/api/v1/query", {
