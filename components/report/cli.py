@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -26,9 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, TextIO
 
-from components import cron
+from components import cron, stack_outputs
 from components.configs import slo as slo_config
-from components.data import ROOT, slo_files
+from components.data import slo_files
 from components.report import build, render, webhook
 from components.report.queries import PERIODS, Period
 from components.report.source import Alertmanager, Prometheus
@@ -66,31 +65,12 @@ class UsageError(Exception):
 
 
 def read_outputs(args: argparse.Namespace) -> dict:
-    if args.outputs:
-        try:
-            outputs = json.loads(Path(args.outputs).read_text())
-        except (OSError, ValueError) as error:
-            raise UsageError(f"cannot read the outputs {args.outputs}: {error}") from None
-    elif args.stack:
-        command = ["pulumi", "stack", "output", "--json", "--stack", args.stack]
-        try:
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-        except FileNotFoundError:
-            raise UsageError("the pulumi CLI is not installed: install it, pass --outputs FILE.json, or give "
-                             "--prometheus-url and --environment") from None
-        except subprocess.TimeoutExpired:
-            raise UsageError("pulumi stack output did not answer within 120 s (backend login? passphrase?)") from None
-        if done.returncode != 0:
-            raise UsageError(f"{' '.join(command)} failed: {done.stderr.strip()}")
-        try:
-            outputs = json.loads(done.stdout)
-        except ValueError:
-            raise UsageError(f"{' '.join(command)} printed no JSON") from None
-    else:
-        return {}
-    if not isinstance(outputs, dict):
-        raise UsageError("the stack outputs are not a JSON object")
-    return outputs
+    try:
+        return stack_outputs.read(args.stack, args.outputs)
+    except stack_outputs.OutputsError as error:
+        # Without outputs the flags name everything the report needs.
+        hint = "; or give --prometheus-url and --environment" if "not installed" in str(error) else ""
+        raise UsageError(f"{error}{hint}") from None
 
 
 def _url(flag: Optional[str], outputs: dict, keys: tuple) -> tuple[Optional[str], str]:

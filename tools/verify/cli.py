@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional, TextIO
 
+from components import stack_outputs
 from tools.verify.checks import Context, Options, run_checks, select_checks
 from tools.verify.endpoints import SERVICES, Endpoints, find_endpoint, resolves
 from tools.verify.http import Http
@@ -24,19 +24,10 @@ SYSTEMS = (prometheus, alertmanager, grafana, logging, tracing)
 
 
 def read_outputs(args: argparse.Namespace) -> dict:
-    if args.outputs:
-        return json.loads(Path(args.outputs).read_text())
-    command = ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", args.stack]
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise SystemExit("the pulumi CLI is not installed: install it, or pass --outputs FILE.json "
-                         "(pulumi stack output --json --show-secrets --stack STACK > FILE.json)") from None
-    except subprocess.TimeoutExpired:
-        raise SystemExit("pulumi stack output did not answer within 120s (backend login? passphrase?)") from None
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
-    return json.loads(done.stdout)
+        return stack_outputs.read(args.stack, args.outputs, show_secrets=True)
+    except stack_outputs.OutputsError as error:
+        raise SystemExit(str(error)) from None
 
 
 def _receiver_labels(values: list[str]) -> dict[str, dict[str, str]]:
