@@ -20,17 +20,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import subprocess
 import time
-import urllib.request
 from collections import Counter
 
 import pytest
 import yaml
 
+from tests import discovery_run
 from tests.kube_cluster import MANAGER, apply_stack, kube_cluster, kube_prod, list_items  # noqa: F401
-from tests.command_lines import free_port
-from tests.conftest import require_tool
 
 WAIT = 60  # seconds for the targets to settle on a busy machine
 APP_NAMESPACE = "football-prediction-stand-in"
@@ -101,11 +98,6 @@ def unfindable(config: dict) -> list[str]:
             if any(sd["role"] == "endpointslice" for sd in j["kubernetes_sd_configs"])]
 
 
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)["data"]
-
-
 @pytest.fixture(scope="module")
 def discovery(kube_cluster, kube_prod, prod, tmp_path_factory):
     cluster = kube_cluster
@@ -118,31 +110,8 @@ def discovery(kube_cluster, kube_prod, prod, tmp_path_factory):
     text = prod.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
     config, jobs = loopback_config(text, cluster.url, str(root / "token"), str(cluster.ca_file))
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
     started = time.monotonic()
-    with open(root / "prometheus.log", "w") as log:
-        proc = subprocess.Popen([require_tool("prometheus"), f"--config.file={root / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                                 "--scrape.discovery-reload-interval=500ms"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        last, stable, data = None, 0, None
-        while time.monotonic() - started < WAIT:
-            time.sleep(0.5)
-            try:
-                data = get_json(f"http://127.0.0.1:{port}/api/v1/targets")
-            except OSError:
-                continue
-            counts = Counter(t["scrapePool"] for t in data["activeTargets"])
-            stable = stable + 1 if counts == last and set(counts) == set(jobs) - set(unfindable(config)) else 0
-            last = counts
-            if stable >= 4:
-                break
-        else:
-            pytest.fail(f"not every job found targets in {WAIT} s: {last}\n"
-                        f"{(root / 'prometheus.log').read_text()[-3000:]}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    data = discovery_run.discovered(root / "prometheus.yml", root, set(jobs) - set(unfindable(config)), WAIT, stable_rounds=4)
     live = {(p["metadata"]["namespace"], p["metadata"]["name"]): p
             for p in [p for ns in namespaces for p in list_items(cluster, "v1", "Pod", ns)]}
     return {"config": config, "jobs": jobs, "active": data["activeTargets"], "dropped": data["droppedTargets"],

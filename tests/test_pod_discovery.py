@@ -12,10 +12,7 @@ scraping: with a sidecar, with an init container, and one with a port-less sidec
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
-import time
-import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -23,8 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from tests.command_lines import free_port
-from tests.conftest import require_tool
+from tests import discovery_run
 from tests.test_pod_inputs import template_of, workloads
 
 WAIT = 30.0  # seconds for the targets to appear on a busy machine
@@ -161,34 +157,9 @@ def discovered(every_stack, tmp_path_factory):
     # No scrape is wanted, only the target list: the first scrape is an hour away.
     (root / "prometheus.yml").write_text(yaml.safe_dump(
         {"global": {"scrape_interval": "1h", "scrape_timeout": "10s"}, "scrape_configs": jobs}))
-    port = free_port()
-    proc = subprocess.Popen([require_tool("prometheus"), f"--config.file={root / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                             # How often the scrape manager takes discovery's news (hidden flag, 5s by default).
-                             "--scrape.discovery-reload-interval=500ms"],
-                            stdout=subprocess.DEVNULL, stderr=open(root / "prometheus.log", "w"))
     try:
-        expected_pools = {j["job_name"] for j in jobs}
-        deadline, last, stable = time.monotonic() + WAIT, None, 0
-        targets: list = []
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets?state=active", timeout=5) as r:
-                    targets = json.load(r)["data"]["activeTargets"]
-            except OSError:
-                continue
-            pools = Counter(t["scrapePool"] for t in targets)
-            stable = stable + 1 if pools == last and set(pools) == expected_pools else 0
-            last = pools
-            if stable >= 3:
-                break
-        else:
-            pytest.fail(f"Prometheus did not list targets for every pod job in {WAIT}s: "
-                        f"{(root / 'prometheus.log').read_text()[-2000:]}")
+        targets = discovery_run.discovered(root / "prometheus.yml", root, {j["job_name"] for j in jobs}, WAIT)["activeTargets"]
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
         api.close()
     by_stack: dict[str, dict[str, list]] = {stack: {} for stack in every_stack}
     for target in targets:
