@@ -41,7 +41,9 @@ if [ "${#system_packages[@]}" -gt 0 ]; then
 fi
 
 # The tool list: name, version (the image tag without "v"), how to build, module, module version,
-# packages, -X flags, directories needing placeholder web assets ("-": none; no field is empty). Derived from DEFAULT_IMAGES without importing the project.
+# packages, -X flags, directories needing placeholder web assets, the build's own environment
+# (VAR=value items, for that build alone) ("-": none; no field is empty). Derived from
+# DEFAULT_IMAGES without importing the project.
 plan=$(python3 - "$root/components/settings/images.py" "$root" <<'PY'
 import ast, hashlib, re, sys
 
@@ -63,10 +65,11 @@ def common(version):  # github.com/prometheus/common/version, as the projects' o
             f" -X {p}.BuildUser=football-monitoring")
 
 rows = []
-def row(name, key, mode, module, modver, pkgs, ldflags=None, version=None, ui_stubs=()):
+def row(name, key, mode, module, modver, pkgs, ldflags=None, version=None, ui_stubs=(), env=()):
     version = version or tag(key)
     rows.append([name, version, mode, module, modver, " ".join(pkgs),
-                 ldflags if ldflags is not None else common(version), " ".join(ui_stubs) or "-"])
+                 ldflags if ldflags is not None else common(version), " ".join(ui_stubs) or "-",
+                 " ".join(env) or "-"])
 
 # Prometheus tags its Go module v0.3XX.Y for release v3.XX.Y.
 major, minor, patch = tag("prometheus").split(".")
@@ -75,6 +78,12 @@ if major != "3":
 # Largest builds first, so two at a time finish together.
 row("prometheus", "prometheus", "install", "github.com/prometheus/prometheus", f"v0.3{int(minor):02d}.{patch}",
     ["cmd/prometheus", "cmd/promtool"])
+# Thanos replaces modules in its go.mod (go install refuses it), and its go.mod asks for a newer Go
+# than the machine's 1.26: the go command fetches this toolchain from the module proxy for this
+# build alone. Its release build (.promu.yml) sets the tags netgo and slicelabels (the label layout
+# its gRPC codec is compiled for) and github.com/prometheus/common/version.
+row("thanos", "thanos", "wrapper", "github.com/thanos-io/thanos", f"v{tag('thanos')}", ["cmd/thanos"],
+    common(tag("thanos")), env=["GOTOOLCHAIN=go1.27.3", "GOFLAGS=-tags=netgo,slicelabels"])
 otel = tag("otelCollector")
 # The builder's manifest, written from this list: exactly the components the gateway configs use
 # (components/configs/otel_collector.py), each at the collector's release. The list is part of the
@@ -179,17 +188,24 @@ fi
 
 # Binary name -> tool directory, for the bin dir.
 declare -a names=() versions=() specs=()
-while IFS=$'\t' read -r name version mode module modver pkgs ldflags stubs; do
+while IFS=$'\t' read -r name version mode module modver pkgs ldflags stubs env; do
   names+=("$name"); versions+=("$version")
-  specs+=("$mode"$'\t'"$module"$'\t'"$modver"$'\t'"$pkgs"$'\t'"$ldflags"$'\t'"$stubs")
+  # A build without an environment of its own keeps the recipe it had before that field existed.
+  spec="$mode"$'\t'"$module"$'\t'"$modver"$'\t'"$pkgs"$'\t'"$ldflags"$'\t'"$stubs"
+  [ "$env" = - ] || spec+=$'\t'"$env"
+  specs+=("$spec")
 done <<< "$plan"
 
 mkdir -p "$cache/logs"
 
-steps() {  # name version mode module modver pkgs ldflags stubs tmp: the build itself, in its own process
+steps() {  # name version mode module modver pkgs ldflags stubs env tmp: the build itself, in its own process
   set -euo pipefail
-  local name=$1 version=$2 mode=$3 module=$4 modver=$5 pkgs=$6 ldflags=$7 stubs=$8 tmp=$9
+  local name=$1 version=$2 mode=$3 module=$4 modver=$5 pkgs=$6 ldflags=$7 stubs=$8 env=$9 tmp=${10}
   [ "$ldflags" != - ] || ldflags=""
+  if [ "$env" != - ]; then
+    local item
+    for item in $env; do export "${item?}"; done
+  fi
   local -a targets=()
   for p in $pkgs; do
     if [ "$p" = . ]; then targets+=("$module"); else targets+=("$module/$p"); fi
@@ -296,9 +312,10 @@ if [ "${1:-}" = --build-steps ]; then
   shift; steps "$@"; exit
 fi
 
-build_one() {  # name version mode module modver pkgs ldflags stubs
+build_one() {  # name version mode module modver pkgs ldflags stubs env
   local name=$1 version=$2 module=$4 modver=$5 recipe
   recipe=$(IFS=$'\t'; printf "%s" "$*")
+  [ "${9}" != - ] || recipe=${recipe%$'\t'-}
   local dest="$cache/$name-$version" log="$cache/logs/$name-$version.log" tmp start lock
   # Another checkout or CI job may be building the same tool right now: wait for it, then use
   # its result instead of building a second copy beside it.
@@ -348,8 +365,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   for i in "${missing[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
     [ "$failed" = 0 ] || break
-    IFS=$'\t' read -r mode module modver pkgs ldflags stubs <<< "${specs[$i]}"
-    build_one "${names[$i]}" "${versions[$i]}" "$mode" "$module" "$modver" "$pkgs" "$ldflags" "$stubs" &
+    IFS=$'\t' read -r mode module modver pkgs ldflags stubs env <<< "${specs[$i]}"
+    build_one "${names[$i]}" "${versions[$i]}" "$mode" "$module" "$modver" "$pkgs" "$ldflags" "$stubs" "${env:--}" &
   done
   while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
   [ "$failed" = 0 ] || die "a test tool failed to build (see above); nothing older is used in its place."

@@ -80,7 +80,7 @@ BUILT_TOOLS = frozenset({
     "prometheus", "promtool", "alertmanager", "amtool", "node_exporter", "blackbox_exporter",
     "postgres_exporter", "redis_exporter", "elasticsearch_exporter", "kube-state-metrics",
     "prometheus-config-reloader", "otelcol", "jaeger", "es-index-cleaner", "pint", "sloth", "cyclonus",
-    "pod-security-check", "etcd", "kube-apiserver", "kube-controller-manager",
+    "pod-security-check", "etcd", "kube-apiserver", "kube-controller-manager", "thanos",
 })
 DEBIAN_NAMES = {"prometheus-alertmanager": "alertmanager", "prometheus-node-exporter": "node_exporter",
                 "prometheus-blackbox-exporter": "blackbox_exporter"}

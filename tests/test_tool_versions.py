@@ -81,6 +81,7 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
         "kube-apiserver": (["--version"], "v" + kube, "k8s.io/kubernetes", "v" + kube),
         "kube-controller-manager": (["--version"], "v" + kube, "k8s.io/kubernetes", "v" + kube),
         "etcd": (["--version"], etcd, "go.etcd.io/etcd/server/v3", "v" + etcd),
+        "thanos": (["--version"], tag("thanos"), "github.com/thanos-io/thanos", "v" + tag("thanos")),
     }
 
 

@@ -7,6 +7,9 @@ per line.
 
 DEFAULT_IMAGES = {
     "prometheus": "quay.io/prometheus/prometheus:v3.16.0",
+    # The global view and long-term storage over the Prometheus pair (sidecar, query, store gateway,
+    # compactor, query frontend: one binary). Its build needs Go 1.26.10+ (see install-test-tools.sh).
+    "thanos": "quay.io/thanos/thanos:v0.42.5",
     "alertmanager": "quay.io/prometheus/alertmanager:v0.35.0",
     # The supported 12.4 line (security fixes until May 2027): Grafana 13 saves dashboards in its v2
     # format; moving to it is its own change. Not built for the tests: Grafana is AGPL.
