@@ -21,6 +21,7 @@ from components.logging import deploy as deploy_logging
 from components.metrics.prometheus import WEB_PORT as PROMETHEUS_PORT
 from components.metrics.prometheus import Prometheus
 from components.metrics.prometheus import rule_files as prometheus_rule_files
+from components.metrics import thanos as thanos_metrics
 from components.settings import PROJECT, Settings
 from components.platform.workload import ElasticsearchConnection
 from components.tracing import Jaeger, OtelGateway
@@ -126,12 +127,24 @@ class MonitoringStack(pulumi.ComponentResource):
                                         else self.jaeger.collector.name) if ingest else None,
                              opts=in_namespace)
             targets += self.demo.scrape_targets
+        if settings.thanos.enabled:
+            targets += thanos_metrics.scrape_targets(settings)
         self.prometheus = Prometheus(
             "prometheus", settings=settings, platform=platform,
             alertmanagers=self.alertmanager.replica_addresses, components=targets,
             blackbox_address=blackbox.address, rules=rules, opts=in_namespace)
+        self.thanos = None
+        metrics_url, metrics_peer = self.prometheus.internal_url, ("prometheus", PROMETHEUS_PORT)
+        if settings.thanos.enabled:
+            self.thanos = thanos_metrics.Thanos(
+                "thanos", settings=settings, platform=platform,
+                prometheus_grpc=self.prometheus.deployed.replica_addresses("thanos-grpc"), opts=in_namespace)
+            metrics_url = self.thanos.query_url
+            metrics_peer = (thanos_metrics.FRONTEND if settings.thanos.query_frontend else thanos_metrics.QUERY,
+                            thanos_metrics.HTTP_PORT)
         self.grafana = Grafana("grafana", settings=settings, platform=platform,
-                               prometheus_url=self.prometheus.internal_url,
+                               prometheus_url=metrics_url, prometheus_peer=metrics_peer,
+                               thanos=settings.thanos.enabled,
                                alertmanager_url=self.alertmanager.internal_url,
                                jaeger_url=self.jaeger.internal_url if self.jaeger else None,
                                logs_datasource=logs_datasource_uid(settings),
@@ -169,6 +182,7 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
         "grafanaUrl": stack.grafana.internal_url,
         "prometheusUrl": stack.prometheus.internal_url,
         "alertmanagerUrl": stack.alertmanager.internal_url,
+        **({"thanosQueryUrl": stack.thanos.query_url} if getattr(stack, "thanos", None) else {}),
         "grafanaAdminUser": stack.grafana.admin_user,
         "grafanaAdminPassword": stack.grafana.admin_password,
         "alertDelivery": stack.alert_delivery,

@@ -68,6 +68,7 @@ BUILT = {
     "jaeger": "jaeger",
     "jaegerIndexCleaner": "es-index-cleaner",
     "otelCollector": "otelcol",
+    "thanos": "thanos",
 }
 # Programs of this repository that containers run, by the last part of their image's repository: the
 # demo workload (components/demo.py builds its image on a Docker host, demo.image names it elsewhere)
@@ -161,7 +162,8 @@ READY_LINES = {
 }
 
 # Flags whose value is an address the program listens on ("port" ones take only a port).
-LISTEN_FLAGS = {"--web.listen-address", "--cluster.listen-address", "--listen-address"}
+LISTEN_FLAGS = {"--web.listen-address", "--cluster.listen-address", "--listen-address",
+                "--http-address", "--grpc-address"}  # the last two: Thanos' components
 LISTEN_PORT_FLAGS = {"kube-state-metrics": {"--port", "--telemetry-port"}}
 LISTEN_HOST_FLAGS = {"kube-state-metrics": {"--host", "--telemetry-host"}}
 # Flags whose address the program only announces, never dials or binds: kept as generated.
@@ -621,12 +623,64 @@ def kubernetes_stand_in() -> StandIn:
     return StandIn({"/version": version})
 
 
+class _EmptyBucket(BaseHTTPRequestHandler):
+    """An S3 bucket with nothing in it: listings are empty, objects are missing, writes succeed."""
+
+    def _reply(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        bucket = self.path.split("?")[0].strip("/").split("/")[0]
+        if "list-type=2" in self.path:
+            self._reply(200, (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns='
+                              f'"http://s3.amazonaws.com/doc/2006-03-01/"><Name>{bucket}</Name><Prefix></Prefix>'
+                              '<KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>'
+                              '</ListBucketResult>').encode())
+        else:
+            self._reply(404, b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code></Error>')
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def do_PUT(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._reply(200)
+
+    def log_message(self, *args):
+        pass
+
+
+class BucketStandIn:
+    """A loopback S3 endpoint (plain HTTP) for the Thanos components whose gRPC opens only after
+    their first listing of the bucket (the store gateway)."""
+
+    def __init__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyBucket)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
 @dataclass
 class Environment:
     """What every prepared pod can use: the throwaway credentials and the stand-in servers."""
     credentials: Credentials
     elasticsearch: StandIn
     kubernetes: StandIn
+    bucket: Optional[BucketStandIn] = None
 
 
 # --------------------------------------------------------------------------- rewriting
@@ -821,6 +875,11 @@ def prepare(pod: Pod, root: Path, environment: Environment) -> list[Started]:
                     document = yaml.safe_load(text)
                     if isinstance(document, dict):
                         document = rewriter.config(document, stand_ins=stand_ins)
+                        if c.tool == "thanos" and document.get("type") == "S3" and environment.bucket:
+                            # The bucket's service is outside this machine: its endpoint becomes the
+                            # loopback stand-in, over plain HTTP (the stand-in has no certificate).
+                            document["config"].update(endpoint=environment.bucket.address, insecure=True)
+                            changes.append(f"{container_path}: the S3 endpoint is the loopback stand-in bucket")
                         problems = unrewritten_in(document)
                         if problems:
                             raise ValueError(f"{c.where}: {container_path} names addresses this check does not "

@@ -32,7 +32,7 @@ STACKS = ("prod", "dev-kubernetes", "dev-docker")
 # should say so here, not drop out of this check unnoticed.
 PROD_PROGRAMS = {"prometheus", "alertmanager", "prometheus-config-reloader", "node_exporter", "kube-state-metrics",
                  "blackbox_exporter", "postgres_exporter", "redis_exporter", "elasticsearch_exporter", "jaeger",
-                 "otelcol", "es-index-cleaner"}
+                 "otelcol", "es-index-cleaner", "thanos"}
 # Built tools that check configs and run in no container.
 CHECK_ONLY_TOOLS = {"promtool", "amtool", "pint", "sloth", "cyclonus", "pod-security-check",
                     # The Kubernetes control plane the admission test runs: the cluster's, not ours.
@@ -53,11 +53,13 @@ def environment(tmp_path_factory):
     directory = tmp_path_factory.mktemp("command-line-credentials")
     credentials = cl.Credentials.create(directory, require_tool("openssl"))
     elasticsearch, kubernetes = cl.elasticsearch_stand_in(credentials), cl.kubernetes_stand_in()
+    bucket = cl.BucketStandIn()
     try:
-        yield cl.Environment(credentials, elasticsearch, kubernetes)
+        yield cl.Environment(credentials, elasticsearch, kubernetes, bucket)
     finally:
         elasticsearch.close()
         kubernetes.close()
+        bucket.close()
 
 
 class Runner:

@@ -24,6 +24,7 @@ class GrafanaConfig:
     alertmanager_url: str
     scrape_interval: str
     dashboard_folder: str = "FootballPrediction"
+    prometheus_type: str = "Prometheus"  # "Thanos" when the datasource is Thanos Query
     jaeger_url: Optional[str] = None  # tracing enabled: a Jaeger datasource
     logs_datasource: Optional[str] = None  # uid of the Elasticsearch logs datasource, for trace -> logs
     logs_url: Optional[str] = None  # logging enabled: the Elasticsearch logs datasource (uid LOGS_UID)
@@ -115,7 +116,7 @@ def render_datasources(cfg: GrafanaConfig) -> str:
                 "isDefault": True,
                 "editable": False,
                 "jsonData": {"timeInterval": cfg.scrape_interval, "httpMethod": "POST",
-                             "prometheusType": "Prometheus"},
+                             "prometheusType": cfg.prometheus_type},
             },
             {
                 "name": "Alertmanager",

@@ -42,6 +42,7 @@ class PrometheusConfig:
     icmp_probes: Sequence[ProbeTarget] = ()
     kubelet_insecure_skip_verify: bool = False
     replica_label: str = "${POD_NAME}"  # expanded per pod (expand-external-labels)
+    replica_label_name: str = "replica"  # the external label that tells the replicas apart
     rule_files: Sequence[str] = field(default_factory=lambda: [f"{RULES_DIR}/*.yaml"])
     # "kubernetes": service discovery through the API; "static": addresses (a Docker host)
     discovery: str = "kubernetes"
@@ -207,12 +208,12 @@ def render(cfg: PrometheusConfig) -> str:
             "scrape_interval": cfg.scrape_interval,
             "scrape_timeout": cfg.scrape_timeout,
             "evaluation_interval": cfg.evaluation_interval,
-            "external_labels": {"environment": cfg.environment, "replica": cfg.replica_label},
+            "external_labels": {"environment": cfg.environment, cfg.replica_label_name: cfg.replica_label},
         },
         "alerting": {
             # The replicas of an HA pair send identical alerts; without their
             # replica label Alertmanager deduplicates them.
-            "alert_relabel_configs": [{"regex": "replica", "action": "labeldrop"}],
+            "alert_relabel_configs": [{"regex": cfg.replica_label_name, "action": "labeldrop"}],
             "alertmanagers": [{
                 "api_version": "v2",
                 "timeout": "10s",

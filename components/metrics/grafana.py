@@ -39,8 +39,8 @@ class Grafana(pulumi.ComponentResource):
 
     def __init__(self, name: str, *, settings: Settings, platform: Platform, prometheus_url: str,
                  alertmanager_url: str, jaeger_url: Optional[str] = None, logs_datasource: Optional[str] = None,
-                 logs: Optional["LogsAccess"] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 logs: Optional["LogsAccess"] = None, prometheus_peer: tuple[str, int] = ("prometheus", 9090),
+                 thanos: bool = False, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:grafana:Grafana", name, None, opts)
         self.external_url = platform.public_url("grafana")
         internal_url = f"http://{platform.host_of('grafana')}:{HTTP_PORT}"
@@ -55,6 +55,7 @@ class Grafana(pulumi.ComponentResource):
             admin_user=settings.grafana.admin_user,
             root_url=grafana_config.root_url(self.external_url, internal_url),
             prometheus_url=prometheus_url,
+            prometheus_type="Thanos" if thanos else "Prometheus",
             alertmanager_url=alertmanager_url,
             scrape_interval=settings.prometheus.scrape_interval,
             jaeger_url=jaeger_url,
@@ -94,7 +95,8 @@ class Grafana(pulumi.ComponentResource):
             liveness=HttpCheck("/api/health", "http"),
             readiness=HttpCheck("/api/health", "http"),
             allow_in=[Flow(INGRESS, [(HTTP_PORT, "TCP")]), Flow("prometheus", [(HTTP_PORT, "TCP")])],
-            allow_out=[Flow("prometheus", [(9090, "TCP")]), Flow("alertmanager", [(9093, "TCP")])]
+            # The metrics datasource: one Prometheus, or Thanos Query (or its frontend) over them.
+            allow_out=[Flow(prometheus_peer[0], [(prometheus_peer[1], "TCP")]), Flow("alertmanager", [(9093, "TCP")])]
             + ([Flow("jaeger", [(16686, "TCP")])] if jaeger_url else [])
             + ([Flow(logs.peer, [(logs.port, "TCP")])] if logs else []),
         )

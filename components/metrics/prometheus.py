@@ -15,6 +15,7 @@ from components import data
 from components.configs import prometheus as prometheus_config
 from components.configs import slo
 from components.configs.prometheus import RULES_DIR, ScrapeTarget
+from components.metrics import thanos
 from components.settings import REPORT_APP, Settings
 from components.platform.workload import (ANYWHERE, INGRESS, AccessRule, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
                        Reloader, ServiceSpec)
@@ -54,6 +55,7 @@ def config_text(settings: Settings, alertmanagers: Sequence[str], components: Se
         static_targets=settings.static_targets,
         retention=prom.retention,
         retention_size=prom.retention_size,
+        replica_label_name=settings.thanos.replica_label,
     ))
 
 
@@ -88,6 +90,8 @@ class Prometheus(pulumi.ComponentResource):
         public = platform.public_url("prometheus")
         self.external_url = prom.external_url or public
         internal_url = f"http://{platform.host_of('prometheus')}:{WEB_PORT}"
+        uploading = settings.thanos.enabled
+        thanos_in = thanos.prometheus_flows() if uploading else []
 
         spec = ServiceSpec(
             name="prometheus",
@@ -102,6 +106,7 @@ class Prometheus(pulumi.ComponentResource):
                 "--web.enable-lifecycle",
                 f"--web.external-url={self.external_url or internal_url}",
                 "--web.route-prefix=/",
+                *(thanos.PROMETHEUS_UPLOAD_ARGS if uploading else ()),
             ],
             # External label replica=${POD_NAME}; Prometheus 3 expands it at load time.
             env_from_pod={"POD_NAME": "metadata.name"},
@@ -116,9 +121,12 @@ class Prometheus(pulumi.ComponentResource):
             api_access=DISCOVERY_ACCESS,
             reloader=Reloader(f"http://127.0.0.1:{WEB_PORT}/-/reload", scraped_by=("prometheus",)),
             session_affinity=True,
-            allow_in=[Flow("grafana", [(WEB_PORT, "TCP")]), Flow("prometheus", [(WEB_PORT, "TCP")]),
-                      Flow(INGRESS, [(WEB_PORT, "TCP")])]
-            + ([Flow(REPORT_APP, [(WEB_PORT, "TCP")])] if settings.report.enabled else []),
+            sidecars=[thanos.sidecar(settings, WEB_PORT, "/prometheus")] if uploading else [],
+            # With Thanos, Grafana reads Thanos Query, which reads the sidecar.
+            allow_in=([] if uploading else [Flow("grafana", [(WEB_PORT, "TCP")])])
+            + [Flow("prometheus", [(WEB_PORT, "TCP")]), Flow(INGRESS, [(WEB_PORT, "TCP")])]
+            + ([Flow(REPORT_APP, [(WEB_PORT, "TCP")])] if settings.report.enabled else [])
+            + thanos_in,
             # Targets live anywhere: every namespace, every node's kubelet, the API server.
             allow_out=[Flow(ANYWHERE)],
         )

@@ -227,6 +227,8 @@ def _check_realisable(spec: ServiceSpec) -> None:
     if spec.init and not spec.command:
         raise ValueError(f"{spec.name}: init steps on a Docker host run in the service's own container before its "
                          "command, so the ServiceSpec must spell the command out (the image's entrypoint)")
+    if any(sidecar.data_path or sidecar.config or sidecar.more_ports for sidecar in spec.sidecars):
+        raise ValueError(f"{spec.name}: a sidecar with mounts or ports of its own needs platform kubernetes")
     if any(step.image and step.image != spec.image for step in spec.init):
         raise ValueError(f"{spec.name}: init steps on a Docker host run in the service's container, so they "
                          "cannot use another image")

@@ -140,6 +140,16 @@ class KubernetesPlatform:
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService:
         self._namespace_of_app[spec.name] = self.namespace_of(spec)
         volumes, mounts, annotations = self._config_volumes(spec, parent)
+        sidecar_mounts = {}
+        for sidecar in spec.sidecars:
+            more_volumes, sidecar_mounts[sidecar.name], more_annotations = self._config_volumes(
+                spec, parent, sidecar.config, f"{spec.name}-{sidecar.name}", f"config-{sidecar.name}")
+            volumes += more_volumes
+            annotations.update(more_annotations)
+            if sidecar.data_path:
+                if not spec.data:
+                    raise ValueError(f"{spec.name}: sidecar {sidecar.name} mounts a data volume the service does not have")
+                sidecar_mounts[sidecar.name].append({"name": "data", "mountPath": sidecar.data_path})
         if spec.data:
             mounts.append({"name": "data", "mountPath": spec.data.mount_path})
         for i, path in enumerate(spec.scratch_paths):
@@ -176,7 +186,8 @@ class KubernetesPlatform:
             pod_spec["containers"].append(self._reloader_container(spec))
         if spec.init:
             pod_spec["initContainers"] = [self._init_container(spec, step, mounts, secret_env) for step in spec.init]
-        pod_spec["containers"] += [self._sidecar_container(sidecar) for sidecar in spec.sidecars]
+        pod_spec["containers"] += [self._sidecar_container(sidecar, sidecar_mounts[sidecar.name])
+                                   for sidecar in spec.sidecars]
 
         pod_spec["serviceAccountName"] = self._service_account(spec, parent)
         pod_spec["automountServiceAccountToken"] = bool(spec.api_access)
@@ -291,7 +302,7 @@ class KubernetesPlatform:
             container["env"] = env
         return container
 
-    def _sidecar_container(self, sidecar) -> dict:
+    def _sidecar_container(self, sidecar, mounts: list) -> dict:
         security = _container_security()
         security["runAsUser"] = sidecar.run_as_user
         container = {
@@ -299,7 +310,8 @@ class KubernetesPlatform:
             "image": sidecar.image,
             "imagePullPolicy": "IfNotPresent",
             "args": list(sidecar.args),
-            "ports": [{"name": sidecar.port.name, "containerPort": sidecar.port.port, "protocol": sidecar.port.protocol}],
+            "ports": [{"name": p.name, "containerPort": p.port, "protocol": p.protocol}
+                      for p in (sidecar.port, *sidecar.more_ports)],
             "resources": sidecar.resources.to_kubernetes(),
             "securityContext": security,
             # A sidecar's health page asks the service it watches (the exporters' do): as liveness it
@@ -311,6 +323,8 @@ class KubernetesPlatform:
         }
         if sidecar.env:
             container["env"] = [{"name": k, "value": v} for k, v in sidecar.env.items()]
+        if mounts:
+            container["volumeMounts"] = mounts
         return container
 
     def _reloader_container(self, spec: ServiceSpec) -> dict:
@@ -333,19 +347,21 @@ class KubernetesPlatform:
             "readinessProbe": {"tcpSocket": {"port": "reloader-web"}, "periodSeconds": 30},
         }
 
-    def _config_volumes(self, spec: ServiceSpec, parent: pulumi.Resource):
-        """Volumes and mounts of the config files, and a checksum annotation for each object the
-        service reads only at start (not ``reload``): a change of its content rolls the pods."""
+    def _config_volumes(self, spec: ServiceSpec, parent: pulumi.Resource, configs=None,
+                        object_prefix: Optional[str] = None, volume_prefix: str = "config"):
+        """Volumes and mounts of the config files (the service's, or ``configs`` of one of its
+        sidecars), and a checksum annotation for each object the service reads only at start (not
+        ``reload``): a change of its content rolls the pods."""
         volumes, mounts, annotations = [], [], {}
-        for cfg in spec.config:
-            object_name = f"{spec.name}-{cfg.name}"
+        for cfg in spec.config if configs is None else configs:
+            object_name = f"{object_prefix or spec.name}-{cfg.name}"
             if cfg.secret:
                 k8s.core.v1.Secret(
                     object_name, metadata=self.meta(object_name, spec), type="Opaque",
                     string_data={k: pulumi.Output.secret(v) for k, v in cfg.files.items()},
                     opts=self.opts(parent))
                 self._secret_data[object_name] = dict(cfg.files)
-                volumes.append({"name": f"config-{cfg.name}", "secret": {"secretName": object_name, "defaultMode": 0o440}})
+                volumes.append({"name": f"{volume_prefix}-{cfg.name}", "secret": {"secretName": object_name, "defaultMode": 0o440}})
                 if not cfg.reload:
                     annotations[checksum_annotation(object_name)] = self._secret_checksum(cfg.files)
             else:
@@ -357,11 +373,11 @@ class KubernetesPlatform:
                         annotations[checksum_annotation(part)] = content_checksum(data)
                 if cfg.object_per_file:
                     # One directory from many ConfigMaps; the kubelet updates it like a configMap volume.
-                    volumes.append({"name": f"config-{cfg.name}", "projected": {
+                    volumes.append({"name": f"{volume_prefix}-{cfg.name}", "projected": {
                         "sources": [{"configMap": {"name": part}} for part in parts], "defaultMode": 0o444}})
                 else:
-                    volumes.append({"name": f"config-{cfg.name}", "configMap": {"name": object_name, "defaultMode": 0o444}})
-            mounts.append({"name": f"config-{cfg.name}", "mountPath": cfg.mount_path, "readOnly": True})
+                    volumes.append({"name": f"{volume_prefix}-{cfg.name}", "configMap": {"name": object_name, "defaultMode": 0o444}})
+            mounts.append({"name": f"{volume_prefix}-{cfg.name}", "mountPath": cfg.mount_path, "readOnly": True})
         return volumes, mounts, annotations
 
     def _service_account(self, spec: ServiceSpec, parent: pulumi.Resource) -> str:

@@ -63,6 +63,12 @@ class Sidecar:
     args: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     run_as_user: int = 65534
+    more_ports: Sequence["Port"] = ()  # served besides ``port`` (which its probes use)
+    # The service's data volume, mounted writable at this path: for a sidecar that works on what the
+    # service writes (Thanos' sidecar uploads Prometheus' blocks and records which it shipped).
+    data_path: Optional[str] = None
+    # Files mounted into this container alone: credentials the service itself has no use for.
+    config: Sequence["ConfigFiles"] = ()
 
 
 @dataclass(frozen=True)
@@ -307,7 +313,8 @@ class DeployedService:
         return self.spec.name
 
     def port(self, port_name: str) -> int:
-        sidecar_ports = [sidecar.port for sidecar in self.spec.sidecars]  # they share the service's address
+        # Sidecars share the service's address.
+        sidecar_ports = [p for sidecar in self.spec.sidecars for p in (sidecar.port, *sidecar.more_ports)]
         for port in list(self.spec.ports) + list(self.spec.cluster_peers) + sidecar_ports:
             if port.name == port_name:
                 return port.port

@@ -27,7 +27,7 @@ from components.settings.images import DEFAULT_IMAGES
 from components.settings.secrets import Secrets
 from components.settings.types import (
     Choice, CpuQuantity, CronSchedule, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
-    IPv4Address, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
+    IPv4Address, LabelName, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
     OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalObjectName, OptionalText,
     Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, Unreadable, WholeNumber, cpu_millicores,
     duration_seconds, invalid, listed, mapping, prometheus_size_bytes, quantity_bytes, setting)
@@ -882,6 +882,91 @@ Platform = Choice("kubernetes", "docker")
 
 # What one Docker host cannot run: place in the file -> (its value, whether that value is wrong there,
 # what is expected instead and why).
+# --------------------------------------------------------------------------- thanos
+
+ThanosObjstoreType = Choice("s3", "filesystem")
+ThanosSidecarResources = component_resources("ThanosSidecar", "each Thanos sidecar (one per Prometheus)",
+                                             "50m", "64Mi", "512Mi")
+ThanosQueryResources = component_resources("ThanosQuery", "each Thanos Query replica", "100m", "256Mi", "2Gi")
+ThanosStoreResources = component_resources("ThanosStore", "the Thanos store gateway", "100m", "512Mi", "2Gi")
+ThanosCompactorResources = component_resources("ThanosCompactor", "the Thanos compactor", "100m", "512Mi", "2Gi")
+ThanosQueryFrontendResources = component_resources("ThanosQueryFrontend", "each Thanos query frontend replica",
+                                                   "50m", "128Mi", "1Gi")
+
+
+class ThanosObjstoreSettings(Section):
+    """The bucket every Thanos component reads and the sidecars and compactor write."""
+
+    type: ThanosObjstoreType = Field("s3", description=(
+        "s3 (AWS S3 or an S3-compatible service; needs the thanosObjstoreAccessKey and thanosObjstoreSecretKey "
+        "secrets) or filesystem (a local directory: only for tests, every component must see the same one)"))
+    bucket: OptionalText = Field(None, description="the S3 bucket (type s3)")
+    endpoint: OptionalEndpoint = Field(
+        "s3.amazonaws.com", description="host[:port] of the S3 service (type s3), reached over HTTPS unless insecure")
+    region: OptionalText = Field(None, description="S3 region of the bucket (type s3; empty: the service's default)")
+    insecure: Flag = Field(False, description="reach the S3 endpoint over plain HTTP (type s3; a test MinIO only)")
+    directory: OptionalText = Field(None, description="the bucket's directory (type filesystem)")
+
+    @property
+    def port(self) -> int:
+        if self.endpoint and ":" in self.endpoint:
+            return int(self.endpoint.rsplit(":", 1)[1])
+        return 80 if self.insecure else 443
+
+
+class ThanosSettings(Section):
+    """Thanos over the Prometheus replicas: a deduplicated view of all of them, and their blocks kept in object
+    storage, downsampled, for longer than the local disks hold (docs/scaling.md)."""
+
+    enabled: Flag = Field(False, description=(
+        "run a Thanos sidecar beside each Prometheus (uploading its blocks), Thanos Query (Grafana's datasource), "
+        "the store gateway and the compactor; Kubernetes only"))
+    objstore: ThanosObjstoreSettings = Field(default_factory=ThanosObjstoreSettings, description=(
+        "the object storage bucket of the blocks"))
+    replica_label: LabelName = Field("replica", description=(
+        "the external label that tells the Prometheus replicas apart; Thanos Query deduplicates along it"))
+    retention_raw: Duration(86400, 10 * 365 * 86400) = Field("30d", description=(
+        "how long raw samples are kept in the bucket (the compactor deletes older blocks)"))
+    retention5m: Duration(86400, 10 * 365 * 86400) = Field("180d", alias="retention5m", description=(
+        "how long the 5-minute downsampled blocks are kept"))
+    retention1h: Duration(86400, 10 * 365 * 86400) = Field("2y", alias="retention1h", description=(
+        "how long the 1-hour downsampled blocks are kept"))
+    query_replicas: WholeNumber(1, 5) = Field(2, description="Thanos Query replicas")
+    query_frontend: Flag = Field(False, description=(
+        "put the query frontend (splitting and retrying range queries) between Grafana and Thanos Query"))
+    store_storage_size: StorageQuantity = Field("10Gi", description=(
+        "size of the store gateway's volume (index headers and its cache of the bucket)"))
+    compactor_storage_size: StorageQuantity = Field("20Gi", description=(
+        "size of the compactor's volume (the blocks of one compaction or downsampling at a time)"))
+    sidecar_resources: ThanosSidecarResources
+    query_resources: ThanosQueryResources
+    store_resources: ThanosStoreResources
+    compactor_resources: ThanosCompactorResources
+    query_frontend_resources: ThanosQueryFrontendResources
+
+    @rule
+    def _s3_needs_bucket(self, at: str) -> Iterable[str]:
+        if self.enabled and self.objstore.type == "s3" and not self.objstore.bucket:
+            yield (f"{at}objstore.bucket is not set: expected the bucket when {at}enabled is true and "
+                   f"{at}objstore.type is s3")
+
+    @rule
+    def _filesystem_needs_directory(self, at: str) -> Iterable[str]:
+        if self.enabled and self.objstore.type == "filesystem" and not self.objstore.directory:
+            yield (f"{at}objstore.directory is not set: expected the bucket's directory when {at}objstore.type "
+                   "is filesystem")
+
+    @rule
+    def _downsampled_outlive_raw(self, at: str) -> Iterable[str]:
+        # The compactor downsamples from raw (5m) and from 5m (1h) blocks: a resolution deleted
+        # before the one made from it makes the longer retention empty.
+        raw, five, hour = (duration_seconds(v) for v in (self.retention_raw, self.retention5m, self.retention1h))
+        if not raw <= five <= hour:
+            yield (f"{at}retentionRaw, {at}retention5m and {at}retention1h = {self.retention_raw!r}, "
+                   f"{self.retention5m!r}, {self.retention1h!r} are not valid: expected each at least the one "
+                   "before (the coarser blocks are made from the finer ones)")
+
+
 _SINGLE_HOST: dict[str, tuple[Callable, Callable, str]] = {
     **{f"{section}.replicas": (lambda s, section=section: getattr(s, section).replicas,
                                lambda s, value: value != 1,
@@ -896,6 +981,9 @@ _SINGLE_HOST: dict[str, tuple[Callable, Callable, str]] = {
                                     "1 (nodes on one host share its fate; a cluster needs Kubernetes)"),
     "logging.logstash.replicas": (lambda s: s.logging.logstash_replicas,
                                   lambda s, value: s.logging.enabled and value != 1, "1"),
+    "thanos.enabled": (lambda s: s.thanos.enabled, lambda s, value: value,
+                       "false (Thanos is for a Kubernetes HA pair: its sidecar shares each Prometheus pod's volume, "
+                       "and one host's single Prometheus has no replica to deduplicate)"),
     "logging.kibana.host": (lambda s: s.logging.kibana_host, lambda s, value: s.logging.enabled and bool(value),
                             "empty (a Docker host publishes Kibana on docker.bindAddress and docker.kibanaPort; "
                             "there is no ingress)"),
@@ -950,6 +1038,8 @@ class StackConfig(Section):
         "the demo workload, a FootballPrediction stand-in (demo/)"))
     report: ReportSettings = Field(default_factory=ReportSettings, description=(
         "the service level report on a schedule: when, which period, the webhook, its image"))
+    thanos: ThanosSettings = Field(default_factory=ThanosSettings, description=(
+        "Thanos: a deduplicated global view and long-term storage of the metrics in object storage (Kubernetes)"))
 
     def model_post_init(self, context: Any) -> None:
         self.ingress._kibana_host = self.logging.kibana_host

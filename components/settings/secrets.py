@@ -48,6 +48,10 @@ def _s3_snapshots(settings: Any) -> bool:
     return settings.logging.enabled and snapshot.enabled and snapshot.type == "s3"
 
 
+def _s3_thanos(settings: Any) -> bool:
+    return settings.thanos.enabled and settings.thanos.objstore.type == "s3"
+
+
 SECRETS: dict[str, SecretSetting] = {
     "alertmanagerWebhookUrl": SecretSetting(
         "URL of the webhook receiver that Alertmanager's default route notifies (mounted as a file, read through "
@@ -101,6 +105,13 @@ SECRETS: dict[str, SecretSetting] = {
     "loggingSnapshotSecretKey": SecretSetting(
         "secret key of the S3 snapshot repository (logging.snapshot.type s3), kept in the Elasticsearch keystore",
         "snapshot-secret-key-placeholder", _s3_snapshots),
+    "thanosObjstoreAccessKey": SecretSetting(
+        "access key of Thanos' S3 bucket (thanos.objstore.type s3), in the bucket config file the sidecars, the "
+        "store gateway and the compactor mount from a Secret",
+        "thanos-access-key-placeholder", _s3_thanos),
+    "thanosObjstoreSecretKey": SecretSetting(
+        "secret key of Thanos' S3 bucket (thanos.objstore.type s3), in the same file",
+        "thanos-secret-key-placeholder", _s3_thanos),
 }
 
 
@@ -148,3 +159,5 @@ class Secrets:
     escalation_webhook_url: Optional[pulumi.Output] = None
     logging_snapshot_access_key: Optional[pulumi.Output] = None
     logging_snapshot_secret_key: Optional[pulumi.Output] = None
+    thanos_objstore_access_key: Optional[pulumi.Output] = None
+    thanos_objstore_secret_key: Optional[pulumi.Output] = None

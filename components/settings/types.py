@@ -245,6 +245,9 @@ OptionalObjectName = _matching(
     _DNS_SUBDOMAIN_RE, "a Kubernetes object name (a DNS subdomain): lower-case letters, digits, '-' and '.', at "
     "most 253 characters, starting and ending with a letter or digit, or empty", optional=True)
 
+LabelName = _matching(re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$"),
+                      "a Prometheus label name: letters, digits and '_', not starting with a digit")
+
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 OptionalHostname = _matching(_HOSTNAME_RE, "a lower-case DNS host name such as grafana.example.org, or empty",
                              optional=True)

@@ -1,0 +1,201 @@
+"""Thanos over the Prometheus replicas (thanos.enabled, Kubernetes only).
+
+A sidecar in each Prometheus pod serves its TSDB over gRPC (the StoreAPI) and uploads every block
+Prometheus cuts to the bucket; Thanos Query fans a query out to the sidecars and the store gateway
+(which serves the bucket's blocks) and merges the replicas' series along the replica label, so a
+gap in one replica is filled from the other; the compactor, a singleton, compacts, downsamples
+(5m, 1h) and applies the retention of each resolution. Grafana reads Thanos Query (or the query
+frontend before it) instead of one Prometheus. The bucket's config holds the S3 keys: it is a
+Secret's file, mounted only where the bucket is used.
+
+Flags and config keys are those of the pinned release (cmd/thanos/*.go,
+github.com/thanos-io/objstore providers); tests/test_command_lines.py starts each command line.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pulumi
+import yaml
+
+from components.settings import Settings
+from components.platform.workload import (ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
+                                          ServiceSpec, Sidecar)
+
+GRPC_PORT = 10901  # every component's StoreAPI (upstream's default --grpc-address)
+HTTP_PORT = 10902  # metrics, probes and the query API (upstream's default --http-address)
+OBJSTORE_DIR = "/etc/thanos/objstore"
+OBJSTORE_FILE = f"{OBJSTORE_DIR}/objstore.yml"
+ENDPOINTS_DIR = "/etc/thanos/endpoints"
+RUN_AS_USER = 1001  # the image's own user
+# Prometheus cuts a block every 2h; a sidecar uploads only blocks Prometheus never compacts
+# further, so the local compaction is held at that one size (Thanos' documented requirement).
+PROMETHEUS_UPLOAD_ARGS = ("--storage.tsdb.min-block-duration=2h", "--storage.tsdb.max-block-duration=2h")
+QUERY, STORE, COMPACTOR, FRONTEND = "thanos-query", "thanos-store", "thanos-compactor", "thanos-query-frontend"
+
+
+def objstore_config(settings: Settings) -> pulumi.Output:
+    """The bucket's config file (objstore.yml); with S3 it holds the keys, so it is a secret Output."""
+    store = settings.thanos.objstore
+    if store.type == "filesystem":
+        return pulumi.Output.from_input(yaml.safe_dump({"type": "FILESYSTEM", "config": {"directory": store.directory}}))
+    secrets = settings.secrets
+    if secrets.thanos_objstore_access_key is None or secrets.thanos_objstore_secret_key is None:
+        raise ValueError("thanos.objstore.type s3 needs the thanosObjstoreAccessKey and thanosObjstoreSecretKey secrets")
+
+    def render(keys: list) -> str:
+        config = {"bucket": store.bucket, "endpoint": store.endpoint or "s3.amazonaws.com",
+                  "access_key": keys[0], "secret_key": keys[1], "insecure": store.insecure}
+        if store.region:
+            config["region"] = store.region
+        return yaml.safe_dump({"type": "S3", "config": config}, sort_keys=False)
+
+    return pulumi.Output.secret(pulumi.Output.all(secrets.thanos_objstore_access_key,
+                                                  secrets.thanos_objstore_secret_key).apply(render))
+
+
+def objstore_files(settings: Settings) -> ConfigFiles:
+    # Read at start only: a new key rolls the pods through the Secret's checksum.
+    return ConfigFiles("objstore", OBJSTORE_DIR, {"objstore.yml": objstore_config(settings)}, secret=True)
+
+
+def bucket_flows(settings: Settings) -> list[Flow]:
+    """Where the bucket is: outside the cluster, at the endpoint's port (none for a test's directory)."""
+    if settings.thanos.objstore.type == "filesystem":
+        return []
+    return [Flow(ANYWHERE, [(settings.thanos.objstore.port, "TCP")])]
+
+
+def common_args(component: str) -> list[str]:
+    return [component, f"--http-address=0.0.0.0:{HTTP_PORT}", "--log.format=logfmt"]
+
+
+def grpc_args() -> list[str]:
+    return [f"--grpc-address=0.0.0.0:{GRPC_PORT}"]
+
+
+def sidecar(settings: Settings, prometheus_port: int, tsdb_path: str) -> Sidecar:
+    """The container beside each Prometheus: serves its TSDB to Thanos Query and ships its blocks."""
+    return Sidecar(
+        "thanos-sidecar",
+        settings.images["thanos"],
+        Port("thanos-http", HTTP_PORT),
+        settings.thanos.sidecar_resources,
+        # Ready once it has read Prometheus' external labels (the replica label among them).
+        HttpCheck("/-/ready", "thanos-http"),
+        args=common_args("sidecar") + grpc_args() + [
+            f"--tsdb.path={tsdb_path}",
+            f"--prometheus.url=http://127.0.0.1:{prometheus_port}",
+            f"--objstore.config-file={OBJSTORE_FILE}",
+        ],
+        more_ports=(Port("thanos-grpc", GRPC_PORT),),
+        # It records the blocks it shipped (thanos.shipper.json) beside them.
+        data_path=tsdb_path,
+        config=(objstore_files(settings),),
+        run_as_user=65534,  # Prometheus' user: the blocks are its files
+    )
+
+
+def prometheus_flows() -> list[Flow]:
+    """What the sidecar lets into each Prometheus pod (its way out, to the bucket, Prometheus' own
+    allows already: targets live anywhere)."""
+    return [Flow(QUERY, [(GRPC_PORT, "TCP")]), Flow("prometheus", [(HTTP_PORT, "TCP")])]
+
+
+def endpoints_file(prometheus_grpc: Sequence[str], store_grpc: str) -> str:
+    """Thanos Query's endpoint.sd-config: every sidecar by its replica's stable name (each one is a
+    replica to merge, so none may stand behind a shared address), and the store gateway."""
+    return yaml.safe_dump({"endpoints": [{"address": a} for a in [*prometheus_grpc, store_grpc]]}, sort_keys=False)
+
+
+def scrape_targets(settings: Settings) -> list:
+    """The Thanos jobs (rules/thanos.yaml reads them by these names); the sidecar's is per Prometheus pod."""
+    from components.configs.prometheus import ScrapeTarget
+    jobs = [ScrapeTarget("thanos-sidecar", "prometheus", "thanos-http"), ScrapeTarget(QUERY, QUERY, "http"),
+            ScrapeTarget(STORE, STORE, "http"), ScrapeTarget(COMPACTOR, COMPACTOR, "http")]
+    if settings.thanos.query_frontend:
+        jobs.append(ScrapeTarget(FRONTEND, FRONTEND, "http"))
+    return jobs
+
+
+def probes() -> dict:
+    return {"liveness": HttpCheck("/-/healthy", "http"), "readiness": HttpCheck("/-/ready", "http")}
+
+
+class Thanos(pulumi.ComponentResource):
+    """Query, store gateway, compactor and (optionally) the query frontend; the sidecars are part of
+    the Prometheus pods (``sidecar``)."""
+
+    query_url: str  # what Grafana reads: the query frontend when there is one
+
+    def __init__(self, name: str, *, settings: Settings, platform: Platform, prometheus_grpc: Sequence[str],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("football-monitoring:thanos:Thanos", name, None, opts)
+        thanos, image = settings.thanos, settings.images["thanos"]
+        scraped = Flow("prometheus", [(HTTP_PORT, "TCP")])
+        ports = [Port("http", HTTP_PORT), Port("grpc", GRPC_PORT)]
+        store_address = f"{platform.host_of(STORE)}:{GRPC_PORT}"
+
+        self.store = platform.deploy(ServiceSpec(
+            name=STORE, component="metrics-storage", image=image, ports=ports,
+            resources=thanos.store_resources, run_as_user=RUN_AS_USER,
+            args=common_args("store") + grpc_args() + [
+                "--data-dir=/var/thanos/store", f"--objstore.config-file={OBJSTORE_FILE}"],
+            config=[objstore_files(settings)],
+            data=DataVolume("/var/thanos/store", thanos.store_storage_size),
+            **probes(),
+            allow_in=[Flow(QUERY, [(GRPC_PORT, "TCP")]), scraped],
+            allow_out=bucket_flows(settings),
+        ), self)
+
+        self.compactor = platform.deploy(ServiceSpec(
+            name=COMPACTOR, component="metrics-storage", image=image, ports=[Port("http", HTTP_PORT)],
+            resources=thanos.compactor_resources, run_as_user=RUN_AS_USER,
+            args=common_args("compact") + [
+                # A long-running singleton: two compactors on one bucket would corrupt it.
+                "--wait", "--data-dir=/var/thanos/compact", f"--objstore.config-file={OBJSTORE_FILE}",
+                f"--retention.resolution-raw={thanos.retention_raw}",
+                f"--retention.resolution-5m={thanos.retention5m}",
+                f"--retention.resolution-1h={thanos.retention1h}"],
+            config=[objstore_files(settings)],
+            data=DataVolume("/var/thanos/compact", thanos.compactor_storage_size),
+            replicas=1,
+            **probes(),
+            allow_in=[scraped],
+            allow_out=bucket_flows(settings),
+        ), self)
+
+        # Grafana's only way in is the frontend when there is one.
+        clients = [Flow(FRONTEND if thanos.query_frontend else "grafana", [(HTTP_PORT, "TCP")])]
+        self.query = platform.deploy(ServiceSpec(
+            name=QUERY, component="metrics-query", image=image, ports=ports,
+            resources=thanos.query_resources, run_as_user=RUN_AS_USER,
+            args=common_args("query") + grpc_args() + [
+                f"--query.replica-label={thanos.replica_label}",
+                f"--endpoint.sd-config-file={ENDPOINTS_DIR}/endpoints.yaml",
+                # Grafana asks without max_source_resolution: a range's step picks the downsampled
+                # blocks (step / 5), which is what makes a week's panel cheap.
+                "--query.auto-downsampling"],
+            config=[ConfigFiles("endpoints", ENDPOINTS_DIR,
+                                {"endpoints.yaml": endpoints_file(prometheus_grpc, store_address)}, reload=True)],
+            replicas=thanos.query_replicas,
+            **probes(),
+            allow_in=[*clients, scraped],
+            allow_out=[Flow("prometheus", [(GRPC_PORT, "TCP")]), Flow(STORE, [(GRPC_PORT, "TCP")])],
+        ), self)
+        self.query_url = self.query.url("http")
+
+        self.frontend = None
+        if thanos.query_frontend:
+            self.frontend = platform.deploy(ServiceSpec(
+                name=FRONTEND, component="metrics-query", image=image, ports=[Port("http", HTTP_PORT)],
+                resources=thanos.query_frontend_resources, run_as_user=RUN_AS_USER,
+                args=common_args("query-frontend") + [f"--query-frontend.downstream-url={self.query_url}"],
+                replicas=thanos.query_replicas,
+                **probes(),
+                allow_in=[Flow("grafana", [(HTTP_PORT, "TCP")]), scraped],
+                allow_out=[Flow(QUERY, [(HTTP_PORT, "TCP")])],
+            ), self)
+            self.query_url = self.frontend.url("http")
+        self.register_outputs({"query_url": self.query_url})
