@@ -36,7 +36,8 @@ COMPONENT_TYPES = {
 }
 # DingTalk relay (prod's receivers); the OTel gateway (tracing.gateway.enabled, prod only).
 OPTIONAL_COMPONENT_TYPES = {"football-monitoring:dingtalk:DingTalkRelay", "football-monitoring:tracing:OtelGateway",
-                            "football-monitoring:demo:Demo", "football-monitoring:report:ReportJob"}
+                            "football-monitoring:demo:Demo", "football-monitoring:report:ReportJob",
+                            "football-monitoring:thanos:Thanos"}
 
 
 def containers(obj: dict) -> list[dict]:
@@ -226,6 +227,7 @@ def test_every_scrape_job_labels_the_environment(runs):
         }
         if stack == "prod":
             expected |= {"jaeger-collector", "otel-gateway"}  # Elasticsearch storage, and the sampling gateway
+            expected |= {"thanos-sidecar", "thanos-query", "thanos-store", "thanos-compactor"}  # thanos.enabled
         else:
             expected -= {"blackbox-tcp"}  # dev watches no database of the service (probes.tcp: [])
         assert {job["job_name"] for job in config["scrape_configs"]} == expected
@@ -236,7 +238,9 @@ def test_every_scrape_job_labels_the_environment(runs):
 def test_grafana_provisioning(prod):
     datasources = yaml.safe_load(prod.one("ConfigMap", "grafana-datasources")["data"]["datasources.yaml"])
     by_uid = {d["uid"]: d for d in datasources["datasources"]}
-    assert by_uid["prometheus"]["url"] == "http://prometheus.monitoring.svc:9090"
+    # prod reads its Prometheus pair through Thanos Query (thanos.enabled), under the same uid.
+    assert by_uid["prometheus"]["url"] == "http://thanos-query.monitoring.svc:10902"
+    assert by_uid["prometheus"]["jsonData"]["prometheusType"] == "Thanos"
     assert by_uid["alertmanager"]["url"] == "http://alertmanager.monitoring.svc:9093"
     ini = prod.one("ConfigMap", "grafana-config")["data"]["grafana.ini"]
     assert "[auth.anonymous]\nenabled = false" in ini
@@ -522,9 +526,12 @@ def test_stateful_resources_protected_in_prod_only(dev, prod):
         return {(r.name, r.protect, r.retain_on_delete) for r in result.resources if r.type == "kubernetes:apps/v1:StatefulSet"}
 
     stateful = ("prometheus", "alertmanager", "grafana", "elasticsearch", "logstash")
+    # prod's Thanos store gateway and compactor keep their caches and work space on volumes.
+    assert flags(prod) - {(name, True, True) for name in stateful} == {("thanos-store", True, True),
+                                                                       ("thanos-compactor", True, True)}
     # prod's Jaeger keeps its spans in Elasticsearch (stateless Deployments); dev's keeps them in Badger
     # on a volume: a StatefulSet, protected like the others wherever protectData is set.
-    assert flags(prod) == {(name, True, True) for name in stateful}
+    assert flags(prod) >= {(name, True, True) for name in stateful}
     assert flags(dev) == {(name, False, False) for name in stateful + ("jaeger",)}
     assert flags(run_on_kubernetes("dev", {"protectData": True, "demo": {"enabled": False}})) == {(name, True, True)
                                                                       for name in stateful + ("jaeger",)}
@@ -570,10 +577,12 @@ SENTINELS = {
     "escalationWebhookUrl": "https://pager.example.org/sentinel-page-13c5",
     "loggingSnapshotAccessKey": "sentinel-s3-access-5e2a",
     "loggingSnapshotSecretKey": "sentinel-s3-secret-c81f",
+    "thanosObjstoreAccessKey": "sentinel-thanos-access-3f9b",
+    "thanosObjstoreSecretKey": "sentinel-thanos-secret-a47e",
 }
 # The secrets each stack uses (the others belong to receivers it does not enable).
 USED = {
-    "dev": {"alertmanagerWebhookUrl", "postgresDsn", "redisUrl"},
+    "dev": {"alertmanagerWebhookUrl", "postgresDsn", "redisUrl"},  # dev runs no Thanos
     "prod": set(SENTINELS),
 }
 
@@ -605,3 +614,28 @@ def test_no_secret_outside_kubernetes_secrets(stack):
         for container in containers(obj):
             for env in container.get("env", []):
                 assert "value" not in env or not any(n in env["value"] for n in needles)
+
+
+def test_thanos_in_prod(prod, dev):
+    """prod's Prometheus pods upload 2h blocks through their sidecar; Query dials each replica's
+    sidecar by its stable name and the store gateway; the bucket's keys are in Secrets only."""
+    prometheus = prod.one("StatefulSet", "prometheus")
+    names = [c["name"] for c in containers(prometheus)]
+    assert "thanos-sidecar" in names
+    assert {"--storage.tsdb.min-block-duration=2h", "--storage.tsdb.max-block-duration=2h"} <= set(args_of(prometheus))
+    endpoints = yaml.safe_load(prod.one("ConfigMap", "thanos-query-endpoints")["data"]["endpoints.yaml"])
+    assert [e["address"] for e in endpoints["endpoints"]] == [
+        "prometheus-0.prometheus-headless.monitoring.svc:10901", "prometheus-1.prometheus-headless.monitoring.svc:10901",
+        "thanos-store.monitoring.svc:10901"]
+    query = prod.one("Deployment", "thanos-query")
+    assert query["spec"]["replicas"] == 2
+    assert "--query.replica-label=replica" in args_of(query)
+    compactor = prod.one("StatefulSet", "thanos-compactor")
+    assert compactor["spec"]["replicas"] == 1  # a singleton: two compactors on one bucket corrupt it
+    assert {"--retention.resolution-raw=30d", "--retention.resolution-5m=180d", "--retention.resolution-1h=2y"} <= \
+        set(args_of(compactor))
+    for name in ("prometheus-thanos-sidecar-objstore", "thanos-store-objstore", "thanos-compactor-objstore"):
+        objstore = yaml.safe_load(prod.one("Secret", name)["stringData"]["objstore.yml"])
+        assert objstore["type"] == "S3" and objstore["config"]["bucket"] == "football-monitoring-metrics"
+    assert not [o for o in dev.kubernetes_objects() if "thanos" in o["metadata"]["name"]]
+    assert "thanos-sidecar" not in [c["name"] for c in containers(dev.one("StatefulSet", "prometheus"))]

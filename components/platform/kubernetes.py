@@ -522,8 +522,11 @@ class KubernetesPlatform:
             }, opts=self.opts(parent))
         if spec.data:
             # A StatefulSet's headless Service also serves headless_ports (it publishes every port).
+            # Its sidecars' too: a replica's own name reaches them as well (Thanos Query dials
+            # each Prometheus pod's sidecar by it).
+            sidecar_ports = [p for sidecar in spec.sidecars for p in (sidecar.port, *sidecar.more_ports)]
             peer_ports = [{"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol}
-                          for p in list(spec.ports) + list(spec.cluster_peers)]
+                          for p in list(spec.ports) + list(spec.cluster_peers) + sidecar_ports]
             headless = f"{spec.name}-headless"
             k8s.core.v1.Service(headless, metadata=self.meta(headless, spec), spec={
                 "clusterIP": "None",

@@ -1,0 +1,386 @@
+"""Thanos end to end, with the pinned binaries on loopback: two Prometheus replicas with the
+generated config and their generated sidecars, a filesystem bucket, Thanos Query, the store
+gateway and the compactor, each started with the command line prod renders.
+
+What is changed to run here, and why:
+- paths under the containers' mount points become directories of a throwaway root, and every
+  listen address a free port on 127.0.0.1; the endpoints Thanos Query dials (each replica's
+  sidecar by its stable name, the store gateway) become those ports;
+- the bucket is a directory (thanos.objstore.type filesystem, the setting meant for tests) instead
+  of prod's S3, and prod's scrape interval of 30 s becomes 1 s (the stack's own setting), so that a
+  gap shows within seconds;
+- prometheus.yml keeps the generated global section (external labels environment and
+  replica=${POD_NAME}, which Prometheus expands from POD_NAME as in the pod), the rule files and a
+  static job (staticTargets) scraping a loopback target; the Kubernetes discovery jobs are left out:
+  there is no cluster here to discover;
+- history older than the head comes from `promtool tsdb create-blocks-from openmetrics` (2 h blocks,
+  compaction level 1, as Prometheus cuts them with --storage.tsdb.{min,max}-block-duration=2h), put
+  into each replica's TSDB before it starts; each replica gets its own run (own block ids), since
+  two replicas never share a block;
+- the compactor gets --consistency-delay=0s: its default (30 min) leaves blocks younger than
+  that alone, and every block here is seconds old.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.command_lines import free_port
+from tests.conftest import require_tool
+from tools import offline
+
+STEP = 60  # seconds between backfilled samples
+HISTORY_HOURS = 6  # backfilled: from 9 h to 3 h before now (three 2 h blocks)
+HISTORY_METRIC = "fm_e2e_history"
+LIVE_JOB = "e2e-target"
+
+
+class Target:
+    """A loopback scrape target with one gauge."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                body = b"# TYPE fm_e2e_live gauge\nfm_e2e_live 1\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Process:
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
+        self.name, self.argv, self.log = name, argv, log_dir / f"{name}.log"
+        self.env = {"PATH": "/usr/bin:/bin", **(env or {})}
+        self.popen = None
+        self.start()
+
+    def start(self):
+        with open(self.log, "ab") as out:
+            self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          env=self.env, start_new_session=True)
+
+    def stop(self):
+        if self.popen and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+
+
+def set_flags(args: list[str], values: dict[str, str]) -> list[str]:
+    """The generated arguments with the flags of ``values`` set to these values (added if absent);
+    a generated flag this check does not know what to do with is refused, not passed on blind."""
+    out, seen = [], set()
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in values:
+            out.append(f"{flag}={values[flag]}")
+            seen.add(flag)
+        else:
+            out.append(arg)
+    out += [f"{flag}={value}" for flag, value in values.items() if flag not in seen]
+    return out
+
+
+def wait_for(what: str, check, timeout: float, processes=()) -> object:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError) as exc:
+            last = exc
+        time.sleep(0.5)
+    logs = "\n".join(f"--- {p.name}\n{p.tail()}" for p in processes)
+    pytest.fail(f"{what} within {timeout}s (last: {last!r})\n{logs}", pytrace=False)
+
+
+def get_json(url: str, params: dict | None = None) -> dict:
+    query = "?" + urllib.parse.urlencode(params, doseq=True) if params else ""
+    with urllib.request.urlopen(url + query, timeout=30) as answer:
+        return json.load(answer)
+
+
+def listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def history_openmetrics(start: int, end: int) -> str:
+    lines = [f"# TYPE {HISTORY_METRIC} gauge"]
+    for series in range(3):
+        for t in range(start, end, STEP):
+            lines.append(f'{HISTORY_METRIC}{{job="e2e-history",series="{series}"}} {series * 1000 + (t // STEP) % 600} {t}')
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+class Cluster:
+    """The loopback deployment: everything from prod's rendered objects."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.bucket = root / "bucket"
+        self.bucket.mkdir()
+        self.target = Target()
+        self.result = offline.run("prod", {
+            "thanos": {"objstore": {"type": "filesystem", "directory": str(self.bucket)}},
+            "prometheus": {"scrapeInterval": "1s", "scrapeTimeout": "1s", "evaluationInterval": "1s"},
+            "staticTargets": [{"job": LIVE_JOB, "target": self.target.address}],
+        })
+        self.processes: dict[str, Process] = {}
+        self.prometheus = require_tool("prometheus")
+        self.thanos = require_tool("thanos")
+        self.ports = {name: free_port() for name in (
+            "prom-0", "prom-1", "sidecar-0-http", "sidecar-0-grpc", "sidecar-1-http", "sidecar-1-grpc",
+            "query-http", "query-grpc", "store-http", "store-grpc", "compactor-http")}
+        statefulset = self.result.one("StatefulSet", "prometheus")
+        self.containers = {c["name"]: c for c in statefulset["spec"]["template"]["spec"]["containers"]}
+        self.objstore = self.root / "objstore.yml"
+        self.objstore.write_text(self.result.one("Secret", "prometheus-thanos-sidecar-objstore")["stringData"]["objstore.yml"])
+        self.now = int(time.time())
+
+    def args(self, kind: str, name: str) -> list[str]:
+        return self.result.one(kind, name)["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    def start(self, name: str, argv: list[str], env: dict | None = None) -> Process:
+        self.processes[name] = Process(name, argv, self.logs, env)
+        return self.processes[name]
+
+    # -- Prometheus and its sidecar, replica i
+    def prepare_replica(self, i: int) -> None:
+        base = self.root / f"prometheus-{i}"
+        (base / "config").mkdir(parents=True)
+        (base / "rules").mkdir()
+        (base / "data").mkdir()
+        rules = self.result.one("ConfigMap", "prometheus-rules")["data"]
+        for name, text in rules.items():
+            (base / "rules" / name).write_text(text)
+        config = yaml.safe_load(self.result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+        config["rule_files"] = [str(base / "rules" / "*.yaml")]
+        config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] == LIVE_JOB]
+        assert config["scrape_configs"], "the static job is not in the generated config"
+        (base / "config" / "prometheus.yml").write_text(yaml.safe_dump(config))
+        history = base / "history.om"
+        # Aligned on 2 h so that promtool cuts exactly three full blocks.
+        end = (self.now - 3 * 3600) // 7200 * 7200
+        history.write_text(history_openmetrics(end - HISTORY_HOURS * 3600, end))
+        self.history_range = (end - HISTORY_HOURS * 3600, end - STEP)
+        subprocess.run([require_tool("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(history),
+                        str(base / "data")], check=True, capture_output=True, timeout=120)
+
+    def start_replica(self, i: int) -> None:
+        base = self.root / f"prometheus-{i}"
+        prom = set_flags(self.containers["prometheus"]["args"], {
+            "--config.file": str(base / "config" / "prometheus.yml"),
+            "--storage.tsdb.path": str(base / "data"),
+            "--web.listen-address": f"127.0.0.1:{self.ports[f'prom-{i}']}",
+        })
+        # The pod's name is the replica label's value (env_from_pod POD_NAME).
+        self.start(f"prometheus-{i}", [self.prometheus, *prom], {"POD_NAME": f"prometheus-{i}"})
+        sidecar = set_flags(self.containers["thanos-sidecar"]["args"], {
+            "--http-address": f"127.0.0.1:{self.ports[f'sidecar-{i}-http']}",
+            "--grpc-address": f"127.0.0.1:{self.ports[f'sidecar-{i}-grpc']}",
+            "--tsdb.path": str(base / "data"),
+            "--prometheus.url": f"http://127.0.0.1:{self.ports[f'prom-{i}']}",
+            "--objstore.config-file": str(self.objstore),
+        })
+        self.start(f"sidecar-{i}", [self.thanos, *sidecar])
+
+    def stop_replica(self, i: int) -> None:
+        self.processes[f"sidecar-{i}"].stop()
+        self.processes[f"prometheus-{i}"].stop()
+
+    def start_query(self) -> None:
+        endpoints = yaml.safe_load(self.result.one("ConfigMap", "thanos-query-endpoints")["data"]["endpoints.yaml"])
+        here = {"prometheus-0.prometheus-headless.monitoring.svc:10901": f"127.0.0.1:{self.ports['sidecar-0-grpc']}",
+                "prometheus-1.prometheus-headless.monitoring.svc:10901": f"127.0.0.1:{self.ports['sidecar-1-grpc']}",
+                "thanos-store.monitoring.svc:10901": f"127.0.0.1:{self.ports['store-grpc']}"}
+        assert {e["address"] for e in endpoints["endpoints"]} == set(here), endpoints
+        for e in endpoints["endpoints"]:
+            e["address"] = here[e["address"]]
+        path = self.root / "endpoints.yaml"
+        path.write_text(yaml.safe_dump(endpoints))
+        query = set_flags(self.args("Deployment", "thanos-query"), {
+            "--http-address": f"127.0.0.1:{self.ports['query-http']}",
+            "--grpc-address": f"127.0.0.1:{self.ports['query-grpc']}",
+            "--endpoint.sd-config-file": str(path),
+            # The endpoint file is re-read every 5 m in a pod; here the store gateway joins late.
+            "--endpoint.sd-config-reload-interval": "5s",
+        })
+        self.start("query", [self.thanos, *query])
+
+    def start_store(self) -> None:
+        store = set_flags(self.args("StatefulSet", "thanos-store"), {
+            "--http-address": f"127.0.0.1:{self.ports['store-http']}",
+            "--grpc-address": f"127.0.0.1:{self.ports['store-grpc']}",
+            "--data-dir": str(self.root / "store"),
+            "--objstore.config-file": str(self.objstore),
+        })
+        self.start("store", [self.thanos, *store])
+
+    def start_compactor(self) -> None:
+        compactor = set_flags(self.args("StatefulSet", "thanos-compactor"), {
+            "--http-address": f"127.0.0.1:{self.ports['compactor-http']}",
+            "--data-dir": str(self.root / "compactor"),
+            "--objstore.config-file": str(self.objstore),
+            "--consistency-delay": "0s",
+        })
+        self.start("compactor", [self.thanos, *compactor])
+
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['query-http']}"
+
+    def query(self, expr: str, at: float, dedup: bool = True) -> list:
+        answer = get_json(f"{self.query_url}/api/v1/query",
+                          {"query": expr, "time": f"{at:.3f}", "dedup": str(dedup).lower()})
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def bucket_blocks(self) -> list[dict]:
+        return [json.loads(meta.read_text()) for meta in self.bucket.glob("*/meta.json")]
+
+    def close(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        self.target.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("thanos-e2e"))
+    try:
+        for i in (0, 1):
+            c.prepare_replica(i)
+            c.start_replica(i)
+        c.start_query()
+        yield c
+    finally:
+        c.close()
+
+
+def live_series(cluster: Cluster, dedup: bool) -> list:
+    return cluster.query(f'fm_e2e_live{{job="{LIVE_JOB}"}}', time.time(), dedup)
+
+
+def test_a_series_scraped_by_both_replicas_appears_once(cluster):
+    both = wait_for("both replicas' copies of the live series through Thanos Query",
+                    lambda: len(live_series(cluster, dedup=False)) == 2 and live_series(cluster, dedup=False),
+                    60, cluster.processes.values())
+    assert sorted(s["metric"]["replica"] for s in both) == ["prometheus-0", "prometheus-1"]
+    merged = live_series(cluster, dedup=True)
+    assert len(merged) == 1
+    assert "replica" not in merged[0]["metric"]
+    assert merged[0]["metric"]["environment"] == "prod"
+
+
+def samples(cluster: Cluster, dedup: bool, at: float, window: int) -> dict[str, list[float]]:
+    """Raw sample timestamps of the live series in (at - window, at], by replica ('' once merged)."""
+    result = cluster.query(f'fm_e2e_live{{job="{LIVE_JOB}"}}[{window}s]', at, dedup)
+    return {s["metric"].get("replica", ""): [float(t) for t, _ in s["values"]] for s in result}
+
+
+def largest_gap(timestamps: list[float]) -> float:
+    return max(b - a for a, b in zip(timestamps, timestamps[1:]))
+
+
+def test_with_one_replica_stopped_the_merged_series_has_no_gap(cluster):
+    wait_for("both replicas scraping", lambda: len(live_series(cluster, dedup=False)) == 2, 60,
+             cluster.processes.values())
+    time.sleep(3)
+    cluster.stop_replica(1)
+    time.sleep(10)
+    cluster.start_replica(1)
+    wait_for("replica 1 back", lambda: len(samples(cluster, False, time.time(), 3).get("prometheus-1", [])) > 0,
+             60, cluster.processes.values())
+    time.sleep(3)
+    at = time.time()
+    raw = samples(cluster, False, at, 25)
+    merged = samples(cluster, True, at, 25)
+    # The stopped replica's own copy has the hole (the check can fail), the merged one has none.
+    assert largest_gap(raw["prometheus-1"]) >= 8, raw["prometheus-1"]
+    assert largest_gap(raw["prometheus-0"]) < 3, raw["prometheus-0"]
+    assert list(merged) == [""]
+    assert merged[""][0] <= raw["prometheus-1"][0] + 1 and merged[""][-1] >= at - 3
+    assert largest_gap(merged[""]) < 3, merged[""]
+
+
+def test_blocks_reach_the_bucket(cluster):
+    def uploaded():
+        blocks = cluster.bucket_blocks()
+        replicas = {b["thanos"]["labels"].get("replica") for b in blocks}
+        return blocks if len(blocks) >= 6 and replicas == {"prometheus-0", "prometheus-1"} else None
+
+    blocks = wait_for("the backfilled blocks of both replicas in the bucket", uploaded, 60, cluster.processes.values())
+    for block in blocks:
+        assert block["thanos"]["labels"]["environment"] == "prod"
+        assert block["thanos"]["source"] == "sidecar"
+        assert block["maxTime"] - block["minTime"] <= 2 * 3600 * 1000
+
+
+def history(cluster: Cluster, dedup: bool) -> dict:
+    start, end = cluster.history_range
+    answer = get_json(f"{cluster.query_url}/api/v1/query_range", {
+        "query": HISTORY_METRIC, "start": start, "end": end, "step": STEP, "dedup": str(dedup).lower()})
+    assert answer["status"] == "success", answer
+    return {(s["metric"]["series"], s["metric"].get("replica", "")): s["values"] for s in answer["data"]["result"]}
+
+
+def test_history_comes_from_the_store_gateway_once_local_data_is_gone(cluster):
+    wait_for("blocks of both replicas in the bucket", lambda: len(cluster.bucket_blocks()) >= 6, 60,
+             cluster.processes.values())
+    before = history(cluster, dedup=True)
+    assert len(before) == 3 and all(len(v) == HISTORY_HOURS * 3600 // STEP for v in before.values())
+    cluster.start_store()
+    # Both replicas gone, and one of them with its disk: only the bucket holds the range now.
+    for i in (0, 1):
+        cluster.stop_replica(i)
+    shutil.rmtree(cluster.root / "prometheus-0" / "data")
+    after = wait_for("the history through the store gateway", lambda: history(cluster, dedup=True) or None, 60,
+                     cluster.processes.values())
+    assert after == before
+    per_replica = history(cluster, dedup=False)
+    assert {replica for _, replica in per_replica} == {"prometheus-0", "prometheus-1"}
