@@ -42,9 +42,13 @@ from tests.conftest import require_tool
 from tools import offline
 
 STEP = 60  # seconds between backfilled samples
-HISTORY_HOURS = 6  # backfilled: from 9 h to 3 h before now (three 2 h blocks)
+# Backfilled, ending 3 h before now: 4 days, so that one whole 2-day range (the compactor's third
+# level) is covered and followed by newer blocks, which makes the compactor join it into a block
+# long enough (over 40 h) to downsample to 5 m.
+HISTORY_HOURS = 96
 HISTORY_METRIC = "fm_e2e_history"
 LIVE_JOB = "e2e-target"
+BLOCKS = HISTORY_HOURS // 2  # per replica
 
 
 class Target:
@@ -204,7 +208,7 @@ class Cluster:
         assert config["scrape_configs"], "the static job is not in the generated config"
         (base / "config" / "prometheus.yml").write_text(yaml.safe_dump(config))
         history = base / "history.om"
-        # Aligned on 2 h so that promtool cuts exactly three full blocks.
+        # Aligned on 2 h so that promtool cuts only full blocks.
         end = (self.now - 3 * 3600) // 7200 * 7200
         history.write_text(history_openmetrics(end - HISTORY_HOURS * 3600, end))
         self.history_range = (end - HISTORY_HOURS * 3600, end - STEP)
@@ -251,6 +255,9 @@ class Cluster:
             "--endpoint.sd-config-reload-interval": "5s",
         })
         self.start("query", [self.thanos, *query])
+
+    def stop(self, name: str) -> None:
+        self.processes[name].stop()
 
     def start_store(self) -> None:
         store = set_flags(self.args("StatefulSet", "thanos-store"), {
@@ -352,7 +359,7 @@ def test_blocks_reach_the_bucket(cluster):
     def uploaded():
         blocks = cluster.bucket_blocks()
         replicas = {b["thanos"]["labels"].get("replica") for b in blocks}
-        return blocks if len(blocks) >= 6 and replicas == {"prometheus-0", "prometheus-1"} else None
+        return blocks if len(blocks) >= 2 * BLOCKS and replicas == {"prometheus-0", "prometheus-1"} else None
 
     blocks = wait_for("the backfilled blocks of both replicas in the bucket", uploaded, 60, cluster.processes.values())
     for block in blocks:
@@ -370,7 +377,7 @@ def history(cluster: Cluster, dedup: bool) -> dict:
 
 
 def test_history_comes_from_the_store_gateway_once_local_data_is_gone(cluster):
-    wait_for("blocks of both replicas in the bucket", lambda: len(cluster.bucket_blocks()) >= 6, 60,
+    wait_for("blocks of both replicas in the bucket", lambda: len(cluster.bucket_blocks()) >= 2 * BLOCKS, 60,
              cluster.processes.values())
     before = history(cluster, dedup=True)
     assert len(before) == 3 and all(len(v) == HISTORY_HOURS * 3600 // STEP for v in before.values())
@@ -384,3 +391,56 @@ def test_history_comes_from_the_store_gateway_once_local_data_is_gone(cluster):
     assert after == before
     per_replica = history(cluster, dedup=False)
     assert {replica for _, replica in per_replica} == {"prometheus-0", "prometheus-1"}
+
+
+def raw_spacing(cluster: Cluster, resolution: str, at: float) -> list[float]:
+    """Distances between the samples a 1 h range selector reads at ``at`` for a source resolution."""
+    answer = get_json(f"{cluster.query_url}/api/v1/query", {
+        "query": f'{HISTORY_METRIC}{{series="0"}}[1h]', "time": at, "max_source_resolution": resolution})
+    assert answer["status"] == "success", answer
+    values = answer["data"]["result"][0]["values"] if answer["data"]["result"] else []
+    return sorted({float(b[0]) - float(a[0]) for a, b in zip(values, values[1:])})
+
+
+def timed_week(cluster: Cluster, resolution: str) -> tuple[float, list]:
+    start, end = cluster.history_range
+    began = time.monotonic()
+    answer = get_json(f"{cluster.query_url}/api/v1/query_range", {
+        "query": f"avg_over_time({HISTORY_METRIC}[1h])", "start": end - 7 * 86400, "end": end, "step": 3600,
+        "max_source_resolution": resolution})
+    assert answer["status"] == "success", answer
+    return time.monotonic() - began, answer["data"]["result"]
+
+
+def test_the_compactor_downsamples_and_a_week_panel_reads_the_downsampled_blocks(cluster):
+    wait_for("blocks of both replicas in the bucket", lambda: len(cluster.bucket_blocks()) >= 2 * BLOCKS, 60,
+             cluster.processes.values())
+    cluster.start_compactor()
+
+    def downsampled():
+        blocks = [b for b in cluster.bucket_blocks() if b["thanos"]["downsample"]["resolution"] == 300_000]
+        return blocks if {b["thanos"]["labels"]["replica"] for b in blocks} == {"prometheus-0", "prometheus-1"} \
+            else None
+
+    blocks = wait_for("5 m blocks of both replicas", downsampled, 120, [cluster.processes["compactor"]])
+    for block in blocks:
+        assert block["maxTime"] - block["minTime"] > 40 * 3600 * 1000  # the compactor's threshold for 5 m
+    # The store gateway lists the bucket at start and every 15 m (--sync-block-duration): a restart
+    # shows it the new blocks now.
+    cluster.stop("store")
+    cluster.start_store()
+    start, end = cluster.history_range
+    inside = min(b["maxTime"] for b in blocks) / 1000 - 3600
+    wait_for("the 5 m blocks through the store gateway", lambda: raw_spacing(cluster, "5m", inside) == [300.0], 60,
+             cluster.processes.values())
+    assert raw_spacing(cluster, "0s", inside) == [float(STEP)]  # the raw blocks are still there
+    raw_seconds, raw = timed_week(cluster, "0s")
+    down_seconds, down = timed_week(cluster, "5m")
+    print(f"7-day range query, step 1 h, {len(raw)} series: raw {raw_seconds:.3f} s, 5 m {down_seconds:.3f} s")
+    assert [s["metric"] for s in raw] == [s["metric"] for s in down] and len(raw) == 3
+    for r, d in zip(raw, down):
+        assert [t for t, _ in r["values"]] == [t for t, _ in d["values"]]
+        # The hour's average from the 5 m sums and counts: the window takes whole 5 m buckets, so on
+        # the history's ramp (1 a minute) it is off by at most 5, but where the ramp wraps (every 10 h).
+        off = [abs(float(a) - float(b)) for (_, a), (_, b) in zip(r["values"], d["values"])]
+        assert sum(o > 5 for o in off) <= len(off) / 8, off
