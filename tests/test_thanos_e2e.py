@@ -368,6 +368,30 @@ def test_blocks_reach_the_bucket(cluster):
         assert block["maxTime"] - block["minTime"] <= 2 * 3600 * 1000
 
 
+def exposed(address: str) -> set[str]:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+    return {line.split("{")[0].split(" ")[0] for line in lines if line and not line.startswith("#")}
+
+
+def promised(job: str) -> set[str]:
+    """What metrics/exporters.yaml says the job exposes (the rules and dashboards rely on it)."""
+    exporters = yaml.safe_load((Path(__file__).resolve().parent.parent / "metrics" / "exporters.yaml").read_text())
+    names = set()
+    for spec in exporters["exporters"].values():
+        if job in spec["jobs"]:
+            for name, kind in spec["metrics"].items():
+                names.add(f"{name}_count" if kind == "histogram" else name)
+    assert names, job
+    return names
+
+
+def test_the_sidecars_expose_what_the_rules_read(cluster):
+    for i in (0, 1):
+        missing = promised("thanos-sidecar") - exposed(f"127.0.0.1:{cluster.ports[f'sidecar-{i}-http']}")
+        assert not missing, f"sidecar {i} does not expose {sorted(missing)}"
+
+
 def history(cluster: Cluster, dedup: bool) -> dict:
     start, end = cluster.history_range
     answer = get_json(f"{cluster.query_url}/api/v1/query_range", {
@@ -444,3 +468,10 @@ def test_the_compactor_downsamples_and_a_week_panel_reads_the_downsampled_blocks
         # the history's ramp (1 a minute) it is off by at most 5, but where the ramp wraps (every 10 h).
         off = [abs(float(a) - float(b)) for (_, a), (_, b) in zip(r["values"], d["values"])]
         assert sum(o > 5 for o in off) <= len(off) / 8, off
+
+
+def test_query_store_and_compactor_expose_what_the_rules_read(cluster):
+    for job, port in (("thanos-query", "query-http"), ("thanos-store", "store-http"),
+                      ("thanos-compactor", "compactor-http")):
+        missing = promised(job) - exposed(f"127.0.0.1:{cluster.ports[port]}")
+        assert not missing, f"{job} does not expose {sorted(missing)}"
