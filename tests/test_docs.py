@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from components.settings.images import TEST_TOOLS
 from tools import offline
 from scripts import settings_reference
 from scripts.settings_reference import markdown
@@ -40,3 +41,13 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "\n    scripts/test\n" in readme
     assert "exec scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_states_the_kubernetes_releases_the_admission_tests_run():
+    def minor(key: str) -> str:
+        return ".".join(TEST_TOOLS[key].rsplit(":v", 1)[1].split(".")[:2])
+
+    readme = (ROOT / "README.md").read_text()
+    previous, pinned = minor("kubernetesPrevious"), minor("kubernetes")
+    assert f"Supported Kubernetes releases: **{previous} and {pinned}**" in readme
+    assert f"Kubernetes {previous} or {pinned})" in readme
