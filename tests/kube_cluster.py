@@ -134,7 +134,7 @@ RESOURCES = {
     "v1": {"Namespace": ("namespaces", False), "ConfigMap": ("configmaps", True), "Secret": ("secrets", True),
            "Service": ("services", True), "ServiceAccount": ("serviceaccounts", True), "Pod": ("pods", True),
            "Node": ("nodes", False), "PersistentVolumeClaim": ("persistentvolumeclaims", True),
-           "Event": ("events", True)},
+           "Event": ("events", True), "PersistentVolume": ("persistentvolumes", False)},
     "apps/v1": {"Deployment": ("deployments", True), "StatefulSet": ("statefulsets", True),
                 "DaemonSet": ("daemonsets", True), "ReplicaSet": ("replicasets", True),
                 "ControllerRevision": ("controllerrevisions", True)},
@@ -145,6 +145,8 @@ RESOURCES = {
     "rbac.authorization.k8s.io/v1": {kind: (kind.lower() + "s", kind in ("Role", "RoleBinding"))
                                      for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")},
     "scheduling.k8s.io/v1": {"PriorityClass": ("priorityclasses", False)},
+    "autoscaling/v2": {"HorizontalPodAutoscaler": ("horizontalpodautoscalers", True)},
+    "storage.k8s.io/v1": {"StorageClass": ("storageclasses", False)},
 }
 
 
@@ -320,6 +322,20 @@ def write_kubeconfig(d: Path, url: str) -> Path:
         "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
     }
     path = d / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def token_kubeconfig(cluster: KubeCluster, path: Path, token: str) -> Path:
+    """A kubeconfig that reaches the cluster as a bearer token alone (a ServiceAccount's, as its Pod
+    would have mounted) with the cluster's CA: what a program's in-cluster config amounts to here."""
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "token",
+        "clusters": [{"name": "test",
+                      "cluster": {"server": cluster.url, "certificate-authority": str(cluster.ca_file)}}],
+        "users": [{"name": "token", "user": {"token": token}}],
+        "contexts": [{"name": "token", "context": {"cluster": "test", "user": "token"}}],
+    }
     path.write_text(json.dumps(config))
     return path
 
