@@ -21,8 +21,8 @@ whose kubelet is gone (Ready Unknown; the DaemonSet Pods bound to it are never s
 IP is in 127.0.0.0/8. How the stand-in kubelet runs a Pod is a label of its template (RUN_LABEL).
 
 Why a real Prometheus scraping kube-state-metrics, not promtool over exported samples: the series
-the rules read carry the labels the generated scrape job gives them (honor_labels, the pod
-discovery's namespace/pod/node, the environment), and only Prometheus running that job against the
+the rules read carry the labels the generated scrape job gives them (honor_labels, none of its own
+Pod's namespace/pod/node, the environment), and only Prometheus running that job against the
 API server makes them, while a promtool input would have to rebuild them by hand. The alerts' `for:`
 durations are removed in the copy of the rule files it loads (every expression stays as rendered,
 which the test checks): the durations themselves are proven by the promtool unit tests of
@@ -37,9 +37,9 @@ What is checked:
 - every dashboard panel that reads only kube-state-metrics has data;
 - the alerts that read kube_* series fire exactly for the faults made, and for nothing healthy. An
   alert is known by the labels its annotations print (namespace and pod, container, deployment,
-  statefulset, job_name, node): those are the fault's. Its other labels are not judged here; the
-  ones kube-state-metrics does not set on a series (namespace, pod and node of an object's or a
-  Node's series) are those of the kube-state-metrics Pod the generated job adds as target labels.
+  statefulset, job_name, node): those are the fault's. None carries a label of the
+  kube-state-metrics Pod: such a label would make each alert a new series (its `for:` restarting)
+  whenever that Pod is replaced, and tie a Deployment's alert to the node the exporter runs on.
 """
 
 from __future__ import annotations
@@ -625,12 +625,12 @@ def expected_alerts(world: World, rules: dict[str, dict], namespaces: list[str])
 
 
 def firing_alerts(world: World, names: set[str], namespaces: list[str]) -> list[dict]:
-    """The firing alerts of these names about prod's namespaces and this module's (a Node alert
-    carries the namespace of kube-state-metrics' own Pod): other tests' namespaces hold their own
-    broken objects."""
+    """The firing alerts of these names about prod's namespaces, this module's, and cluster-wide
+    objects (a Node's alert has no namespace: the scrape job gives kube-state-metrics' series none of
+    its own Pod's labels): other tests' namespaces hold their own broken objects."""
     data = world.prometheus.get("/api/v1/alerts", {})
     return [a for a in data["data"]["alerts"] if a["state"] == "firing" and a["labels"]["alertname"] in names
-            and a["labels"].get("namespace") in namespaces]
+            and a["labels"].get("namespace", NAMESPACE) in namespaces]
 
 
 @pytest.fixture(scope="module")
@@ -808,6 +808,23 @@ def test_every_panel_on_kube_state_metrics_alone_has_data(world):
                 results += [bench.run_query(world.prometheus, replace(t, instant=True), tr, values, 1) for t in targets]
     assert len(results) >= 10
     assert [f"{r.target.where}: {r.error or r.query}" for r in results if r.error or r.empty] == []
+
+
+def test_no_alert_carries_the_labels_of_kube_state_metrics_own_pod(world):
+    """An object's alert carries the object's labels alone; a Pod's alert the Pod's."""
+    object_alerts = dict((name, labels) for name, labels in OBJECT_ALERTS)
+    ksm_pods = {p["metadata"]["name"] for p in world.cluster.get("/api/v1/pods")["items"]
+                if p["metadata"]["name"].startswith(TOOL + "-")}
+    assert ksm_pods and world.firing
+    checked = 0
+    for alert in world.firing:
+        labels = alert["labels"]
+        assert labels.get("pod") not in ksm_pods, labels
+        if labels["alertname"] in object_alerts:
+            checked += 1
+            expected = set(object_alerts[labels["alertname"]])
+            assert not ({"namespace", "pod", "node"} - expected) & set(labels), labels
+    assert checked >= len(OBJECT_ALERTS)
 
 
 def test_the_alerts_fire_for_the_faults_and_nothing_else(world):

@@ -79,10 +79,17 @@ def _component_job(cfg: PrometheusConfig, target: ScrapeTarget) -> dict:
     relabel = [
         {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "regex": target.app, "action": "keep"},
         {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": target.port, "action": "keep"},
-        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-        {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
     ]
+    # An exporter that speaks for other objects (honor_labels: kube-state-metrics) names them in its
+    # own labels. Its pod's namespace/pod/node would land on every series that lacks them (a
+    # Deployment's, a Node's), so each of its alerts would restart its `for:` when the exporter's pod
+    # is replaced and a Node alert would be inhibited by the exporter's node going down.
+    if not target.honor_labels:
+        relabel += [
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
+        ]
     if target.instance_from_node:
         relabel.append({"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "instance"})
     relabel.append(_environment_label(cfg.environment))
