@@ -4,10 +4,6 @@ Each knob is declared once, as a field with its type, its default and its descri
 docs/settings.md, the JSON Schema of the stack files and the declarations in Pulumi.yaml all come
 from these models. Fields are snake_case in Python and camelCase in the stack file (their alias).
 
-Where the rest of the program reads a setting under another name than the file's (a section's
-resources as ``settings.logging.logstash``, a toggle as a plain bool), ``view`` gives that name and
-the section itself is the field with the ``_settings`` suffix.
-
 Rules across fields are methods marked ``@rule``. They are not validators: pydantic skips a model's
 validators once a field inside it fails, so one bad value would hide every rule above it. The loader
 validates the fields, then asks the valid part of the tree for its ``broken_rules``; a rule that reads
@@ -16,6 +12,7 @@ a setting which failed is skipped, every other one is judged.
 
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional
 
@@ -46,19 +43,6 @@ def rule(check: Optional[Callable] = None, *, each: tuple = ()) -> Any:
         return check
 
     return mark(check) if check is not None else mark
-
-
-def view(path: str) -> property:
-    """A read-only name for a setting that the file keeps elsewhere in the section, e.g.
-    ``logstash_replicas = view("logstash_settings.replicas")``: the name the rest of the program reads."""
-
-    def get(section: "Section") -> Any:
-        value: Any = section
-        for name in path.split("."):
-            value = getattr(value, name)
-        return value
-
-    return property(get, doc=f"the setting at {path}")
 
 
 class Section(BaseModel):
@@ -148,28 +132,23 @@ class Resources(Section):
             raise ValueError("; ".join(problems))
         return resources
 
-    cpu_request = view("requests.cpu")
-    memory_request = view("requests.memory")
-    cpu_limit = view("limits.cpu")
-    memory_limit = view("limits.memory")
-
     def to_kubernetes(self) -> dict:
-        limits = {"memory": self.memory_limit}
-        if self.cpu_limit:
-            limits["cpu"] = self.cpu_limit
-        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request}, "limits": limits}
+        limits = {"memory": self.limits.memory}
+        if self.limits.cpu:
+            limits["cpu"] = self.limits.cpu
+        return {"requests": {"cpu": self.requests.cpu, "memory": self.requests.memory}, "limits": limits}
 
     @rule
     def _memory_request_within_limit(self, at: str) -> Iterable[str]:
-        if quantity_bytes(self.memory_request) > quantity_bytes(self.memory_limit):
-            yield (f"{at}requests.memory = {self.memory_request!r} is not valid: "
-                   f"expected at most {at}limits.memory ({self.memory_limit})")
+        if quantity_bytes(self.requests.memory) > quantity_bytes(self.limits.memory):
+            yield (f"{at}requests.memory = {self.requests.memory!r} is not valid: "
+                   f"expected at most {at}limits.memory ({self.limits.memory})")
 
     @rule
     def _cpu_request_within_limit(self, at: str) -> Iterable[str]:
-        if self.cpu_limit and cpu_millicores(self.cpu_request) > cpu_millicores(self.cpu_limit):
-            yield (f"{at}requests.cpu = {self.cpu_request!r} is not valid: "
-                   f"expected at most {at}limits.cpu ({self.cpu_limit})")
+        if self.limits.cpu and cpu_millicores(self.requests.cpu) > cpu_millicores(self.limits.cpu):
+            yield (f"{at}requests.cpu = {self.requests.cpu!r} is not valid: "
+                   f"expected at most {at}limits.cpu ({self.limits.cpu})")
 
 
 def component_resources(name: str, what: str, cpu: str, memory: str, memory_limit: str) -> Any:
@@ -356,23 +335,12 @@ BlackboxSettings = resources_only("Blackbox", "blackbox-exporter", "10m", "32Mi"
 class ExporterSettings(Section):
     """The exporters beside Prometheus: node, kube-state-metrics, blackbox, PostgreSQL and Redis."""
 
-    node_exporter_settings: NodeExporterSettings = Field(alias="nodeExporter")
-    kube_state_metrics_settings: KubeStateMetricsSettings = Field(alias="kubeStateMetrics")
-    blackbox_settings: BlackboxSettings = Field(alias="blackbox")
-    postgres_settings: PostgresExporterSettings = Field(
-        alias="postgres", default_factory=PostgresExporterSettings, description="postgres-exporter")
-    redis_settings: RedisExporterSettings = Field(
-        alias="redis", default_factory=RedisExporterSettings, description="redis-exporter")
-
-    node_exporter = view("node_exporter_settings.resources")
-    kube_state_metrics = view("kube_state_metrics_settings.resources")
-    blackbox = view("blackbox_settings.resources")
-    postgres_enabled = view("postgres_settings.enabled")
-    postgres_required = view("postgres_settings.required")
-    postgres = view("postgres_settings.resources")
-    redis_enabled = view("redis_settings.enabled")
-    redis_required = view("redis_settings.required")
-    redis = view("redis_settings.resources")
+    node_exporter: NodeExporterSettings
+    kube_state_metrics: KubeStateMetricsSettings
+    blackbox: BlackboxSettings
+    postgres: PostgresExporterSettings = Field(
+        default_factory=PostgresExporterSettings, description="postgres-exporter")
+    redis: RedisExporterSettings = Field(default_factory=RedisExporterSettings, description="redis-exporter")
 
 
 # --------------------------------------------------------------------------- probes and targets
@@ -576,19 +544,14 @@ class AlertingSettings(Section):
                          description="where each team hears about its alerts: {platform: {slackChannel, email}, ...}")
     webhook: WebhookSettings = Field(default_factory=WebhookSettings, description=(
         "the default webhook receiver (alertmanagerWebhookUrl)"))
-    slack_settings: SlackSettings = Field(alias="slack")
+    slack: SlackSettings
     email: EmailSettings = Field(default_factory=EmailSettings, description="e-mail notifications")
-    dingtalk_settings: DingtalkSettings = Field(alias="dingtalk")
-    heartbeat_settings: HeartbeatSettings = Field(alias="heartbeat")
-    escalation_settings: EscalationSettings = Field(alias="escalation")
+    dingtalk: DingtalkSettings
+    heartbeat: HeartbeatSettings
+    escalation: EscalationSettings
     critical: CriticalTimings
     warning: WarningTimings
     info: InfoTimings
-
-    slack = view("slack_settings.enabled")
-    dingtalk = view("dingtalk_settings.enabled")
-    heartbeat = view("heartbeat_settings.enabled")
-    escalation = view("escalation_settings.enabled")
 
     @property
     def timings(self) -> Mapping[str, Timings]:
@@ -597,7 +560,7 @@ class AlertingSettings(Section):
 
     @rule
     def _a_team_on_slack(self, at: str) -> Iterable[str]:
-        if self.slack and not any(contact.slack_channel for contact in self.teams.values()):
+        if self.slack.enabled and not any(contact.slack_channel for contact in self.teams.values()):
             yield (f"{at}teams = {{}} is not valid: expected at least one team with slackChannel when "
                    f"{at}slack.enabled is true")
 
@@ -674,34 +637,23 @@ class TracingSettings(Section):
     index_prefix: DnsLabel = Field("jaeger", description="prefix of Jaeger's Elasticsearch indices")
     index_shards: WholeNumber(1, 20) = Field(1, description="primary shards of each daily Jaeger index")
     index_replicas: WholeNumber(0, 3) = Field(1, description="replica shards of each daily Jaeger index")
-    collector_settings: CollectorSettings = Field(
-        alias="collector", default_factory=CollectorSettings, description="the Jaeger collectors")
-    query_settings: QuerySettings = Field(alias="query")
-    gateway_settings: GatewaySettings = Field(
-        alias="gateway", default_factory=GatewaySettings, description="the OpenTelemetry Collector gateway")
+    collector: CollectorSettings = Field(default_factory=CollectorSettings, description="the Jaeger collectors")
+    query: QuerySettings
+    gateway: GatewaySettings = Field(
+        default_factory=GatewaySettings, description="the OpenTelemetry Collector gateway")
     sampling: SamplingSettings = Field(default_factory=SamplingSettings, description="which traces are kept")
-
-    collector_replicas = view("collector_settings.replicas")
-    collector = view("collector_settings.resources")
-    query = view("query_settings.resources")
-    gateway_enabled = view("gateway_settings.enabled")
-    gateway_replicas = view("gateway_settings.replicas")
-    gateway = view("gateway_settings.resources")
-    sampling_mode = view("sampling.mode")
-    sampling_percentage = view("sampling.percentage")
-    slow_trace_threshold = view("sampling.slow_trace_threshold")
 
     @rule
     def _one_collector_in_process(self, at: str) -> Iterable[str]:
-        if self.enabled and self.storage != "elasticsearch" and self.collector_replicas != 1:
-            yield (f"{at}collector.replicas = {self.collector_replicas} is not valid with {at}storage "
+        if self.enabled and self.storage != "elasticsearch" and self.collector.replicas != 1:
+            yield (f"{at}collector.replicas = {self.collector.replicas} is not valid with {at}storage "
                    f"{self.storage!r}: expected 1 (memory and Badger live inside one Jaeger process; scale "
                    "collectors with storage elasticsearch)")
 
     @rule
     def _sampling_needs_gateway(self, at: str) -> Iterable[str]:
-        if self.enabled and self.sampling_percentage < 100 and not self.gateway_enabled:
-            yield (f"{at}sampling.percentage = {self.sampling_percentage} is not valid without "
+        if self.enabled and self.sampling.percentage < 100 and not self.gateway.enabled:
+            yield (f"{at}sampling.percentage = {self.sampling.percentage} is not valid without "
                    f"{at}gateway.enabled: expected 100 (the sampler runs in the OpenTelemetry Collector gateway)")
 
 
@@ -777,31 +729,17 @@ class LoggingSettings(Section):
         "add up to about 3.6 GiB with the dev sizes"))
     retention_days: WholeNumber(1, 3650) = Field(7, description=(
         "days a log index is kept after it rolled over (the lifecycle policy's delete phase)"))
-    elasticsearch_settings: ElasticsearchSettings = Field(
-        alias="elasticsearch", default_factory=ElasticsearchSettings, description="the Elasticsearch nodes")
-    logstash_settings: LogstashSettings = Field(
-        alias="logstash", default_factory=LogstashSettings, description="the Logstash replicas")
-    kibana_settings: KibanaSettings = Field(alias="kibana", default_factory=KibanaSettings, description="Kibana")
-    filebeat_settings: FilebeatSettings = Field(alias="filebeat")
-    exporter_settings: LoggingExporterSettings = Field(alias="exporters")
+    elasticsearch: ElasticsearchSettings = Field(
+        default_factory=ElasticsearchSettings, description="the Elasticsearch nodes")
+    logstash: LogstashSettings = Field(default_factory=LogstashSettings, description="the Logstash replicas")
+    kibana: KibanaSettings = Field(default_factory=KibanaSettings, description="Kibana")
+    filebeat: FilebeatSettings
+    exporters: LoggingExporterSettings
     snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings, description="snapshots of the logs")
-
-    nodes = view("elasticsearch_settings.nodes")
-    storage_size = view("elasticsearch_settings.storage_size")
-    heap_percent = view("elasticsearch_settings.heap_percent")
-    allow_mmap = view("elasticsearch_settings.allow_mmap")
-    elasticsearch = view("elasticsearch_settings.resources")
-    logstash_replicas = view("logstash_settings.replicas")
-    logstash_storage_size = view("logstash_settings.storage_size")
-    logstash = view("logstash_settings.resources")
-    kibana_host = view("kibana_settings.host")
-    kibana = view("kibana_settings.resources")
-    filebeat = view("filebeat_settings.resources")
-    exporters = view("exporter_settings.resources")
 
     @rule
     def _heap_fits(self, at: str) -> Iterable[str]:
-        limit = self.elasticsearch.memory_limit
+        limit = self.elasticsearch.resources.limits.memory
         if self.enabled and quantity_bytes(limit) < 2**30:
             yield (f"{at}elasticsearch.resources.limits.memory = {limit!r} is not valid: expected at least 1Gi "
                    f"(the JVM heap takes {at}elasticsearch.heapPercent of it)")
@@ -880,23 +818,21 @@ Images = create_model(
 Platform = Choice("kubernetes", "docker")
 
 
-# What one Docker host cannot run: place in the file -> (its value, whether that value is wrong there,
-# what is expected instead and why).
-_SINGLE_HOST: dict[str, tuple[Callable, Callable, str]] = {
-    **{f"{section}.replicas": (lambda s, section=section: getattr(s, section).replicas,
-                               lambda s, value: value != 1,
+# What one Docker host cannot run: place in the file (its attributes in code too) -> (whether its value
+# is wrong there, what is expected instead and why).
+_SINGLE_HOST: dict[str, tuple[Callable, str]] = {
+    **{f"{section}.replicas": (lambda s, value: value != 1,
                                "1 (replicas on one host share its fate; HA needs Kubernetes)")
        for section in ("prometheus", "alertmanager")},
-    "tracing.storage": (lambda s: s.tracing.storage, lambda s, value: s.tracing.enabled and value == "elasticsearch",
+    "tracing.storage": (lambda s, value: s.tracing.enabled and value == "elasticsearch",
                         "memory or badger (the nightly index cleanup is a Kubernetes CronJob)"),
-    "tracing.gateway.enabled": (lambda s: s.tracing.gateway_enabled, lambda s, value: s.tracing.enabled and value,
+    "tracing.gateway.enabled": (lambda s, value: s.tracing.enabled and value,
                                 "false (on one host the all-in-one Jaeger receives OTLP itself)"),
     # More Elasticsearch nodes or Logstash replicas would share the host's disk and its fate, for triple the memory.
-    "logging.elasticsearch.nodes": (lambda s: s.logging.nodes, lambda s, value: s.logging.enabled and value != 1,
+    "logging.elasticsearch.nodes": (lambda s, value: s.logging.enabled and value != 1,
                                     "1 (nodes on one host share its fate; a cluster needs Kubernetes)"),
-    "logging.logstash.replicas": (lambda s: s.logging.logstash_replicas,
-                                  lambda s, value: s.logging.enabled and value != 1, "1"),
-    "logging.kibana.host": (lambda s: s.logging.kibana_host, lambda s, value: s.logging.enabled and bool(value),
+    "logging.logstash.replicas": (lambda s, value: s.logging.enabled and value != 1, "1"),
+    "logging.kibana.host": (lambda s, value: s.logging.enabled and bool(value),
                             "empty (a Docker host publishes Kibana on docker.bindAddress and docker.kibanaPort; "
                             "there is no ingress)"),
 }
@@ -952,7 +888,7 @@ class StackConfig(Section):
         "the service level report on a schedule: when, which period, the webhook, its image"))
 
     def model_post_init(self, context: Any) -> None:
-        self.ingress._kibana_host = self.logging.kibana_host
+        self.ingress._kibana_host = self.logging.kibana.host
 
     @property
     def host_namespace(self) -> str:
@@ -988,9 +924,9 @@ class StackConfig(Section):
 
     @rule(each=tuple(_SINGLE_HOST))
     def _fits_one_docker_host(self, at: str, key: str) -> Iterable[str]:
-        read, broken, expected = _SINGLE_HOST[key]
+        broken, expected = _SINGLE_HOST[key]
         if self.platform == "docker":
-            value = read(self)
+            value = functools.reduce(getattr, key.split("."), self)
             if broken(self, value):
                 shown = ("true" if value else "false") if isinstance(value, bool) else \
                     repr(value) if isinstance(value, str) else value
@@ -1026,7 +962,7 @@ class StackConfig(Section):
 
     @rule
     def _no_two_node_cluster(self, at: str) -> Iterable[str]:
-        if self.logging.enabled and self.platform != "docker" and self.logging.nodes == 2:
+        if self.logging.enabled and self.platform != "docker" and self.logging.elasticsearch.nodes == 2:
             yield (f"{at}logging.elasticsearch.nodes = 2 is not valid: expected 1 (a single node) or 3 or more (two "
                    "master-eligible nodes cannot elect a master once either is gone)")
 
