@@ -455,6 +455,10 @@ def test_a_section_rule_and_a_stack_rule_are_reported_together(overrides, sectio
     ({"logging": {"elasticsearch": {"nodes": 30}, "logstash": {"replicas": 2}}},
      "football-monitoring:logging.elasticsearch.nodes = 30 is not valid: expected a whole number from 1 to 9",
      "football-monitoring:logging.logstash.replicas = 2 is not valid on platform docker"),
+    # One bad key of a component's resources: its other keys keep their defaults and rules.
+    ({"logging": {"elasticsearch": {"resources": {"requests": {"cpu": "lots"}, "limits": {"memory": "512Mi"}}}}},
+     "football-monitoring:logging.elasticsearch.resources.requests.cpu = 'lots' is not valid",
+     "football-monitoring:logging.elasticsearch.resources.limits.memory = '512Mi' is not valid: expected at least 1Gi"),
 ])
 def test_a_bad_value_hides_only_the_rules_that_read_it(overrides, bad_field, rule):
     message = fail_with(overrides)

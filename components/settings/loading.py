@@ -97,16 +97,23 @@ def read_config(stack: str) -> ReadConfig:
     return ReadConfig(config, problems, given, secret_keys)
 
 
-def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Optional[Section]:
+def valid_part(model: type[Section], raw: Any, locations: list[tuple],
+               default: Optional[Section] = None) -> Optional[Section]:
     """``raw`` as ``model`` without the settings that failed at ``locations``: reading one of them
     raises ``Unreadable``, so the rules and the secrets that do not depend on them are still judged.
-    A section with a failure inside is itself a valid part; None when nothing of it is usable."""
-    raw = {} if raw is None else raw
+    A section with a failure inside is itself a valid part; None when nothing of it is usable. A key
+    the model itself has no default for (inside a component's resources) is judged with ``default``'s."""
+    raw = model.given({} if raw is None else raw)
     if not isinstance(raw, dict) or () in locations:
         return None
     failed = {location[0] for location in locations}
+    kept = {key: value for key, value in raw.items() if key not in failed}
+    required = {name for name, field in model.model_fields.items() if (field.alias or name) in failed
+                and field.is_required()}
+    if required and default is not None:
+        kept |= default.model_dump(by_alias=True, include=required)
     try:
-        section = model.model_validate({key: value for key, value in raw.items() if key not in failed})
+        section = model.model_validate(kept)
     except ValidationError:
         return None
     for name, field in model.model_fields.items():
@@ -114,7 +121,8 @@ def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Option
         if alias not in failed:
             continue
         inner = section_type(field.annotation)
-        part = inner and valid_part(inner, raw.get(alias), [loc[1:] for loc in locations if loc[0] == alias])
+        part = inner and valid_part(inner, raw.get(alias), [loc[1:] for loc in locations if loc[0] == alias],
+                                    section.__dict__[name])
         if part is None:
             del section.__dict__[name]
         else:

@@ -52,13 +52,25 @@ class Section(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _absent_is_empty(cls, data: Any) -> Any:
-        # `football-monitoring:ingress:` with nothing under it reads as null: all defaults. The
-        # section holding it says so, because a null item of a list is a mistake, not an empty object.
+    def _given(cls, data: Any) -> Any:
+        return cls.given(data)
+
+    @classmethod
+    def given(cls, data: Any) -> Any:
+        """``data`` as the fields read it. `football-monitoring:ingress:` with nothing under it reads as
+        null: all defaults (the section holding it says so, because a null item of a list is a mistake,
+        not an empty object). A component's resources are its defaults with the file's keys over them."""
         if not isinstance(data, dict):
             return data
-        sections = {alias for alias, field in fields_by_alias(cls).items() if section_type(field.annotation)}
-        return {key: {} if value is None and key in sections else value for key, value in data.items()}
+        fields, given = fields_by_alias(cls), {}
+        for key, value in data.items():
+            field = fields.get(key)
+            if field is not None and isinstance(field.default, Section):
+                value = _over(field.default.model_dump(), value)
+            elif field is not None and value is None and section_type(field.annotation):
+                value = {}
+            given[key] = value
+        return given
 
     def __getattr__(self, name: str) -> Any:
         # Only a partly valid section (loading.valid_part) lacks a field: the one that failed.
@@ -102,23 +114,40 @@ def keys_of(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Fie
             yield from keys_of(inner, f"{prefix}{alias}.")
 
 
+def _over(defaults: dict, given: Any) -> Any:
+    """``given`` over ``defaults`` key by key, null as nothing given; anything but an object as given
+    (to be refused)."""
+    if given is None:
+        return defaults
+    if not isinstance(given, dict):
+        return given
+    return {**defaults, **{key: _over(defaults[key], value) if isinstance(defaults.get(key), dict) else value
+                           for key, value in given.items()}}
+
+
 # --------------------------------------------------------------------------- resources
 
-class ResourceRequests(Section):
-    cpu: CpuQuantity
-    memory: MemoryQuantity
+class _EveryKeyDefaulted(Section):
+    # The section holding a component's resources gives every key its default (``given``), so the
+    # stack file needs none of them.
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.pop("required", None))
 
 
-class ResourceLimits(Section):
-    cpu: OptionalCpuQuantity = None
-    memory: MemoryQuantity
+class Requests(_EveryKeyDefaulted):
+    cpu: CpuQuantity = Field(description="CPU request of the container")
+    memory: MemoryQuantity = Field(description="memory request of the container")
 
 
-class Resources(Section):
+class Limits(_EveryKeyDefaulted):
+    cpu: OptionalCpuQuantity = Field(None, description="CPU limit of the container (empty: no CPU limit)")
+    memory: MemoryQuantity = Field(description="memory limit of the container")
+
+
+class Resources(_EveryKeyDefaulted):
     """CPU and memory of one container: what the scheduler reserves, and the most it may use."""
 
-    requests: ResourceRequests
-    limits: ResourceLimits
+    requests: Requests
+    limits: Limits
 
     @classmethod
     def of(cls, cpu_request: str, memory_request: str, memory_limit: str,
@@ -151,30 +180,23 @@ class Resources(Section):
                    f"expected at most {at}limits.cpu ({self.limits.cpu})")
 
 
-def component_resources(name: str, what: str, cpu: str, memory: str, memory_limit: str) -> Any:
-    """The type of one component's resources field, with that component's defaults.
+RESOURCES_OF = "CPU and memory of "
+
+
+def component_resources(what: str, cpu: str, memory: str, memory_limit: str) -> Any:
+    """The field of one component's resources, with that component's defaults (``what``, such as "each
+    Prometheus", stands for "the container" in the descriptions of its keys).
 
     A CPU limit throttles scrapes and rule evaluation under bursts, so the defaults leave CPU
     unlimited and bound only memory.
     """
-    requests = create_model(
-        f"{name}Requests", __base__=ResourceRequests, __module__=__name__,
-        cpu=(CpuQuantity, Field(cpu, description=f"CPU request of {what}")),
-        memory=(MemoryQuantity, Field(memory, description=f"memory request of {what}")))
-    limits = create_model(
-        f"{name}Limits", __base__=ResourceLimits, __module__=__name__,
-        cpu=(OptionalCpuQuantity, Field(None, description=f"CPU limit of {what} (empty: no CPU limit)")),
-        memory=(MemoryQuantity, Field(memory_limit, description=f"memory limit of {what}")))
-    model = create_model(
-        f"{name}Resources", __base__=Resources, __module__=__name__,
-        requests=(requests, Field(default_factory=requests)), limits=(limits, Field(default_factory=limits)))
-    return Annotated[model, Field(default_factory=model, description=f"CPU and memory of {what}")]
+    return Field(Resources.of(cpu, memory, memory_limit), description=RESOURCES_OF + what)
 
 
 def resources_only(name: str, what: str, cpu: str, memory: str, memory_limit: str) -> Any:
     """The type of a section that holds nothing but one component's resources."""
     model = create_model(f"{name}Settings", __base__=Section, __module__=__name__,
-                         resources=component_resources(name, what, cpu, memory, memory_limit))
+                         resources=(Resources, component_resources(what, cpu, memory, memory_limit)))
     return Annotated[model, Field(default_factory=model, description=what)]
 
 
@@ -240,9 +262,6 @@ class IngressSettings(Section):
 
 # --------------------------------------------------------------------------- metrics
 
-PrometheusResources = component_resources("Prometheus", "each Prometheus", "250m", "1Gi", "2Gi")
-
-
 class PrometheusSettings(Section):
     """Prometheus: how many, how long samples are kept, how often targets are scraped."""
 
@@ -260,7 +279,7 @@ class PrometheusSettings(Section):
     external_url: OptionalHttpUrl = Field(None, description=(
         "where people open Prometheus when ingress.prometheusHost is empty (a proxy or VPN address of your own): "
         "the links of alerts point there; empty: the cluster-internal address"))
-    resources: PrometheusResources
+    resources: Resources = component_resources("each Prometheus", "250m", "1Gi", "2Gi")
 
     @rule
     def _retention_size_fits_volume(self, at: str) -> Iterable[str]:
@@ -277,9 +296,6 @@ class PrometheusSettings(Section):
                    f"expected at most {at}scrapeInterval ({self.scrape_interval})")
 
 
-AlertmanagerResources = component_resources("Alertmanager", "each Alertmanager", "25m", "64Mi", "256Mi")
-
-
 class AlertmanagerSettings(Section):
     """Alertmanager: how many (one gossip cluster), and how long silences are kept."""
 
@@ -291,10 +307,7 @@ class AlertmanagerSettings(Section):
         "where people open Alertmanager when ingress.alertmanagerHost is empty (a proxy or VPN address of your "
         "own): the links of Slack, e-mail and webhook notifications point there; empty: the cluster-internal "
         "address"))
-    resources: AlertmanagerResources
-
-
-GrafanaResources = component_resources("Grafana", "Grafana", "50m", "128Mi", "512Mi")
+    resources: Resources = component_resources("each Alertmanager", "25m", "64Mi", "256Mi")
 
 
 class GrafanaSettings(Section):
@@ -302,10 +315,7 @@ class GrafanaSettings(Section):
 
     admin_user: DnsLabel = Field("admin", description="name of Grafana's admin user (its password is generated)")
     storage_size: StorageQuantity = Field("2Gi", description="size of Grafana's volume")
-    resources: GrafanaResources
-
-
-PostgresExporterResources = component_resources("PostgresExporter", "postgres-exporter", "10m", "32Mi", "128Mi")
+    resources: Resources = component_resources("Grafana", "50m", "128Mi", "512Mi")
 
 
 class PostgresExporterSettings(Section):
@@ -313,10 +323,7 @@ class PostgresExporterSettings(Section):
     required: Flag = Field(True, description=(
         "demand the postgresDsn secret; false: without it postgres-exporter is left out (dev, which has no "
         "database of the service)"))
-    resources: PostgresExporterResources
-
-
-RedisExporterResources = component_resources("RedisExporter", "redis-exporter", "10m", "32Mi", "128Mi")
+    resources: Resources = component_resources("postgres-exporter", "10m", "32Mi", "128Mi")
 
 
 class RedisExporterSettings(Section):
@@ -324,7 +331,7 @@ class RedisExporterSettings(Section):
     required: Flag = Field(True, description=(
         "demand the redisUrl secret; false: without it redis-exporter is left out (dev, which has no Redis of "
         "the service)"))
-    resources: RedisExporterResources
+    resources: Resources = component_resources("redis-exporter", "10m", "32Mi", "128Mi")
 
 
 NodeExporterSettings = resources_only("NodeExporter", "node-exporter", "20m", "32Mi", "128Mi")
@@ -573,10 +580,6 @@ class AlertingSettings(Section):
 
 # --------------------------------------------------------------------------- tracing
 
-CollectorResources = component_resources(
-    "Collector", "each Jaeger collector (or the all-in-one Jaeger)", "100m", "256Mi", "1Gi")
-
-
 class SloSettings(Section):
     """The service level objectives of slos/ (docs/slos.md)."""
 
@@ -588,10 +591,8 @@ class SloSettings(Section):
 class CollectorSettings(Section):
     replicas: WholeNumber(1, 10) = Field(1, description=(
         "Jaeger collectors behind the OTLP Service (more than 1 needs storage elasticsearch)"))
-    resources: CollectorResources
-
-
-GatewayResources = component_resources("Gateway", "each gateway", "100m", "256Mi", "1Gi")
+    resources: Resources = component_resources(
+        "each Jaeger collector (or the all-in-one Jaeger)", "100m", "256Mi", "1Gi")
 
 
 class GatewaySettings(Section):
@@ -601,7 +602,7 @@ class GatewaySettings(Section):
     replicas: WholeNumber(1, 10) = Field(1, description=(
         "gateway replicas; with tail sampling and more than 1, each replica routes every trace by its id to one "
         "replica (the load_balancing exporter over a headless Service), which samples it whole"))
-    resources: GatewayResources
+    resources: Resources = component_resources("each gateway", "100m", "256Mi", "1Gi")
 
 
 SamplingMode = Choice("probabilistic", "tail")
@@ -659,9 +660,6 @@ class TracingSettings(Section):
 
 # --------------------------------------------------------------------------- logging
 
-ElasticsearchResources = component_resources("Elasticsearch", "each Elasticsearch node", "500m", "2Gi", "2Gi")
-
-
 class ElasticsearchSettings(Section):
     nodes: WholeNumber(1, 9) = Field(1, description=(
         "Elasticsearch nodes, each master-eligible and data; 1 runs discovery.type single-node, 3 or more a cluster "
@@ -673,25 +671,19 @@ class ElasticsearchSettings(Section):
         "memory-map index files (node.store.allow_mmap), as Elastic advises for production: every node must have "
         "the kernel setting vm.max_map_count of at least 262144, which each node checks before it starts; false "
         "reads them through NIO instead (slower searches on large indices) where nodes cannot be set so"))
-    resources: ElasticsearchResources
-
-
-LogstashResources = component_resources("Logstash", "each Logstash", "250m", "1Gi", "1536Mi")
+    resources: Resources = component_resources("each Elasticsearch node", "500m", "2Gi", "2Gi")
 
 
 class LogstashSettings(Section):
     replicas: WholeNumber(1, 5) = Field(1, description="Logstash replicas, each with its own persistent queue volume")
     storage_size: StorageQuantity = Field("5Gi", description=(
         "size of each Logstash persistent-queue volume (the queue may use 80% of it)"))
-    resources: LogstashResources
-
-
-KibanaResources = component_resources("Kibana", "Kibana", "100m", "1Gi", "1Gi")
+    resources: Resources = component_resources("each Logstash", "250m", "1Gi", "1536Mi")
 
 
 class KibanaSettings(Section):
     host: OptionalHostname = Field(None, description="public host of Kibana (empty: no ingress)")
-    resources: KibanaResources
+    resources: Resources = component_resources("Kibana", "100m", "1Gi", "1Gi")
 
 
 SnapshotType = Choice("s3", "fs")
