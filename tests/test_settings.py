@@ -125,6 +125,10 @@ def test_a_final_newline_is_not_part_of_a_valid_value():
     # Python's $ matches before a final newline; the value would reach the configs with it.
     assert ("football-monitoring:staticTargets[0].target = 'host:8000\\n' is not valid: expected host:port"
             in fail_with({"staticTargets": [{"job": "api", "target": "host:8000\n"}]}))
+    for key, value in (("retention", "3d\n"), ("storageSize", "5Gi\n"), ("retentionSize", "4GB\n")):
+        assert f"football-monitoring:prometheus.{key} = {value!r} is not valid" in fail_with({"prometheus": {key: value}})
+    assert ("football-monitoring:prometheus.resources.requests.cpu = '1\\n' is not valid: expected a Kubernetes CPU "
+            "quantity" in fail_with({"prometheus": {"resources": {"requests": {"cpu": "1\n"}}}}))
 
 
 @pytest.mark.parametrize("overrides", [

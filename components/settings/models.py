@@ -27,7 +27,7 @@ from components.settings.types import (
     IPv4Address, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
     OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalObjectName, OptionalText,
     Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, Unreadable, WholeNumber, cpu_millicores,
-    duration_seconds, invalid, listed, mapping, prometheus_size_bytes, quantity_bytes, setting)
+    collection, duration_seconds, prometheus_size_bytes, quantity_bytes)
 
 PROJECT = "football-monitoring"
 
@@ -373,7 +373,7 @@ class IcmpProbeTarget(ProbeTarget):
 
 def probe_list(model: type[ProbeTarget], example: str) -> Any:
     allowed = f"a list of {{name, target}} objects, name a DNS label, target like {example}"
-    return Annotated[tuple[model, ...], listed(allowed)]
+    return Annotated[tuple[model, ...], collection(tuple, allowed)]
 
 
 HttpProbes = probe_list(HttpProbeTarget, "http://football-prediction-api.app.svc:8000/health")
@@ -412,7 +412,7 @@ class StaticTarget(Section):
 
 
 StaticTargets = Annotated[tuple[StaticTarget, ...],
-                          listed("a list of {job, target} objects, job a DNS label, target host:port")]
+                          collection(tuple, "a list of {job, target} objects, job a DNS label, target host:port")]
 
 
 # --------------------------------------------------------------------------- a single Docker host
@@ -454,13 +454,7 @@ class DockerSettings(Section):
 TEAMS = ("platform", "backend", "data", "security")
 
 
-def _team(value: Any) -> str:
-    if value not in TEAMS:
-        raise invalid("a team: one of " + ", ".join(TEAMS))
-    return value
-
-
-Team = setting(str, _team, {"enum": list(TEAMS)})
+Team = Choice(*TEAMS, allowed="a team: one of ")
 
 
 class TeamContact(Section):
@@ -476,7 +470,7 @@ def _every_team(teams: Mapping[str, TeamContact]) -> Mapping[str, TeamContact]:
 
 
 Teams = Annotated[Mapping[Team, TeamContact],
-                  mapping("an object of teams (" + ", ".join(TEAMS) + ") each with optional slackChannel "
+                  collection(dict, "an object of teams (" + ", ".join(TEAMS) + ") each with optional slackChannel "
                           "(#channel) and email (address)"),
                   AfterValidator(_every_team)]
 
