@@ -175,17 +175,12 @@ class Resources(_EveryKeyDefaulted):
             limits["cpu"] = self.limits.cpu
         return {"requests": {"cpu": self.requests.cpu, "memory": self.requests.memory}, "limits": limits}
 
-    @rule
-    def _memory_request_within_limit(self, at: str) -> Iterable[str]:
-        if quantity_bytes(self.requests.memory) > quantity_bytes(self.limits.memory):
-            yield (f"{at}requests.memory = {self.requests.memory!r} is not valid: "
-                   f"expected at most {at}limits.memory ({self.limits.memory})")
-
-    @rule
-    def _cpu_request_within_limit(self, at: str) -> Iterable[str]:
-        if self.limits.cpu and cpu_millicores(self.requests.cpu) > cpu_millicores(self.limits.cpu):
-            yield (f"{at}requests.cpu = {self.requests.cpu!r} is not valid: "
-                   f"expected at most {at}limits.cpu ({self.limits.cpu})")
+    @rule(each=(("memory", quantity_bytes), ("cpu", cpu_millicores)))
+    def _request_within_limit(self, at: str, kind: tuple[str, Callable[[str], float]]) -> Iterable[str]:
+        name, amount = kind
+        request, limit = getattr(self.requests, name), getattr(self.limits, name)
+        if limit and amount(request) > amount(limit):  # (no CPU limit: none to be within)
+            yield f"{at}requests.{name} = {request!r} is not valid: expected at most {at}limits.{name} ({limit})"
 
 
 RESOURCES_OF = "CPU and memory of "

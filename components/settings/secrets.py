@@ -13,7 +13,7 @@ is the list the program demands.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Any, Callable, Optional
 
 import pulumi
@@ -134,17 +134,10 @@ def needed_secrets(settings: Any) -> list[NeededSecret]:
     return needed
 
 
-@dataclass(frozen=True)
-class Secrets:
-    """Secret settings; values are secret Outputs, None where not needed."""
-    alertmanager_webhook_url: Optional[pulumi.Output] = None
-    postgres_dsn: Optional[pulumi.Output] = None
-    redis_url: Optional[pulumi.Output] = None
-    slack_api_url: Optional[pulumi.Output] = None
-    smtp_password: Optional[pulumi.Output] = None
-    dingtalk_webhook_url: Optional[pulumi.Output] = None
-    dingtalk_secret: Optional[pulumi.Output] = None
-    heartbeat_url: Optional[pulumi.Output] = None
-    escalation_webhook_url: Optional[pulumi.Output] = None
-    logging_snapshot_access_key: Optional[pulumi.Output] = None
-    logging_snapshot_secret_key: Optional[pulumi.Output] = None
+def snake(key: str) -> str:
+    """A secret's attribute in ``Secrets``: ``postgresDsn`` is ``postgres_dsn``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+# Secret settings by their attribute names; values are secret Outputs, None where not needed.
+Secrets = make_dataclass("Secrets", [(snake(key), Optional[pulumi.Output], None) for key in SECRETS], frozen=True)
