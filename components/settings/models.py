@@ -193,7 +193,7 @@ def component_resources(what: str, cpu: str, memory: str, memory_limit: str) -> 
     A CPU limit throttles scrapes and rule evaluation under bursts, so the defaults leave CPU
     unlimited and bound only memory.
     """
-    return Field(Resources.of(cpu, memory, memory_limit), description=RESOURCES_OF + what)
+    return knob(Resources.of(cpu, memory, memory_limit), RESOURCES_OF + what)
 
 
 def small_section(name: str, description: str, base: type[Section] = Section, **fields: tuple) -> Any:
@@ -731,7 +731,7 @@ class ImageSettings(Section):
 # One field per pinned image, named as in images.py (already camelCase, so its own alias).
 Images = create_model(
     "Images", __base__=ImageSettings, __module__=__name__,
-    **{name: (ImageReference, Field(image, alias=name, description=f"{name} image"))
+    **{name: (ImageReference, knob(image, f"{name} image", alias=name))
        for name, image in DEFAULT_IMAGES.items()})
 
 
