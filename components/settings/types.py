@@ -177,6 +177,8 @@ Flag = setting(bool, _flag, {"anyOf": [{"type": "boolean"},
 
 
 def Choice(*choices: str, allowed: str = "one of ") -> Any:
+    """One of ``choices``, refused with ``allowed`` and the list of them."""
+
     def parse(value: Any) -> str:
         if value not in choices:
             raise invalid(allowed + ", ".join(choices))
