@@ -42,8 +42,16 @@ def app_objects() -> list[dict]:
     containers = [{"name": "api", "image": "example.invalid/api:1", "ports": [{"name": "http", "containerPort": 8000}]},
                   {"name": "proxy", "image": "example.invalid/proxy:1",
                    "ports": [{"name": "admin", "containerPort": 9901}, {"name": "proxy", "containerPort": 15001}]}]
+    # Another team's annotated pod named like one of the stack's own jobs: its job must not take it.
+    impostor = {"app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/instance": "other-team"}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NAMESPACE}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "other-team-kube-state-metrics",
+                                                                     "namespace": APP_NAMESPACE, "labels": impostor},
+         "spec": {"replicas": 1, "selector": {"matchLabels": impostor},
+                  "template": {"metadata": {"labels": impostor, "annotations": {**annotations, "prometheus.io/port": "8080"}},
+                               "spec": {"containers": [{"name": "kube-state-metrics", "image": "example.invalid/ksm:1",
+                                                        "ports": [{"name": "http-metrics", "containerPort": 8080}]}]}}}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {
             "replicas": 2, "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels, "annotations": annotations},
@@ -205,11 +213,18 @@ def test_annotated_pods_are_scraped_once_at_the_annotated_port(discovery):
     annotated = {key: pod for key, pod in discovery["pods"].items()
                  if pod["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"}
     assert {k[0] for k in annotated} == {APP_NAMESPACE}
+    reserved = {j for j in discovery["jobs"] if j not in ("kubernetes-pods", "kubernetes-services")}
+    impostors = {k for k, p in annotated.items() if p["metadata"]["labels"].get("app.kubernetes.io/name") in reserved}
+    assert impostors, "the stand-in app namespace holds a pod named like one of the stack's jobs"
     expected = sorted((k[0], k[1], f"{p['status']['podIP']}:{p['metadata']['annotations']['prometheus.io/port']}")
-                      for k, p in annotated.items())
+                      for k, p in annotated.items() if k not in impostors)
     found = sorted((t["labels"]["namespace"], t["labels"]["pod"], address(t)) for t in targets)
     assert found == expected
     assert {t["labels"]["job"] for t in targets} == {"football-prediction-api"}
+    # No job of the stack's own names takes a target from another scrape pool.
+    for target in discovery["active"]:
+        if target["labels"]["job"] in reserved:
+            assert target["scrapePool"] == target["labels"]["job"], target["labels"]
 
 
 def test_node_jobs(discovery):

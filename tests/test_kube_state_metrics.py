@@ -813,13 +813,16 @@ def test_every_panel_on_kube_state_metrics_alone_has_data(world):
 def test_no_alert_carries_the_labels_of_kube_state_metrics_own_pod(world):
     """An object's alert carries the object's labels alone; a Pod's alert the Pod's."""
     object_alerts = dict((name, labels) for name, labels in OBJECT_ALERTS)
-    ksm_pods = {p["metadata"]["name"] for p in world.cluster.get("/api/v1/pods")["items"]
-                if p["metadata"]["name"].startswith(TOOL + "-")}
+    pods = [p for p in world.cluster.get("/api/v1/pods")["items"] if p["metadata"]["name"].startswith(TOOL + "-")]
+    ksm_pods = {p["metadata"]["name"] for p in pods}
+    # Where it is reached (its Pod's address, or this module's listener): no label may name it.
+    addresses = {p["status"]["podIP"] for p in pods if p.get("status", {}).get("podIP")} | {f"127.0.0.1:{world.ksm.port}"}
     assert ksm_pods and world.firing
     checked = 0
     for alert in world.firing:
         labels = alert["labels"]
         assert labels.get("pod") not in ksm_pods, labels
+        assert not [v for v in labels.values() if any(a in v for a in addresses)], labels
         if labels["alertname"] in object_alerts:
             checked += 1
             expected = set(object_alerts[labels["alertname"]])
