@@ -90,7 +90,7 @@ class MonitoringStack(pulumi.ComponentResource):
         self.not_deployed: dict[str, str] = {}
         for kind, key, connection in (("postgres", "postgresDsn", settings.secrets.postgres_dsn),
                                       ("redis", "redisUrl", settings.secrets.redis_url)):
-            if not getattr(settings.exporters, f"{kind}_enabled"):
+            if not getattr(settings.exporters, kind).enabled:
                 continue
             if connection is None:
                 self.not_deployed[f"{kind}-exporter"] = (
@@ -103,7 +103,7 @@ class MonitoringStack(pulumi.ComponentResource):
             pulumi.log.warn(f"{name} is left out: {why}", resource=self)
 
         dingtalk = (DingTalkRelay("dingtalk-relay", settings=settings, platform=platform, opts=in_namespace)
-                    if settings.alerting.dingtalk else None)
+                    if settings.alerting.dingtalk.enabled else None)
         self.alertmanager = Alertmanager("alertmanager", settings=settings, platform=platform,
                                          dingtalk_url=dingtalk.url if dingtalk else None, opts=in_namespace)
         targets = [replace(t, addresses=[f"{platform.host_of(t.app)}:{port}"])
@@ -226,11 +226,12 @@ def alert_delivery(settings: Settings, alertmanager: Alertmanager) -> str:
     """Where notifications go, in a sentence (the stack output alertDelivery)."""
     secrets, alerting = settings.secrets, settings.alerting
     channels = [name for name, on in (
-        ("the default webhook", secrets.alertmanager_webhook_url is not None), ("Slack", alerting.slack),
-        ("e-mail", alerting.email.enabled), ("DingTalk", alerting.dingtalk),
+        ("the default webhook", secrets.alertmanager_webhook_url is not None), ("Slack", alerting.slack.enabled),
+        ("e-mail", alerting.email.enabled), ("DingTalk", alerting.dingtalk.enabled),
         ("the escalation webhook", secrets.escalation_webhook_url is not None),
         ("the heartbeat (Watchdog)", secrets.heartbeat_url is not None)) if on]
-    if secrets.alertmanager_webhook_url is None and not (alerting.slack or alerting.email.enabled or alerting.dingtalk
+    if secrets.alertmanager_webhook_url is None and not (alerting.slack.enabled or alerting.email.enabled
+                                                         or alerting.dingtalk.enabled
                                                          or secrets.escalation_webhook_url is not None):
         where = alertmanager.external_url or alertmanager.internal_url
         return (f"nothing is delivered: no receiver is set (alertmanagerWebhookUrl is not set and "
@@ -247,10 +248,10 @@ def deploy_tracing(settings: Settings, platform, stack: MonitoringStack, opts: p
     # The demo runs in the stack's namespace: it is let in by name, not as an application.
     clients = demo_apps() if settings.demo.enabled else ()
     jaeger = Jaeger("jaeger", settings=settings, platform=platform,
-                    elasticsearch=tracing_elasticsearch(settings, stack), gateway=tracing.gateway_enabled,
+                    elasticsearch=tracing_elasticsearch(settings, stack), gateway=tracing.gateway.enabled,
                     otlp_clients=clients, opts=opts)
     gateway = None
-    if tracing.gateway_enabled:
+    if tracing.gateway.enabled:
         gateway = OtelGateway("otel-gateway", settings=settings, platform=platform,
                               jaeger_otlp_pods_address=jaeger.otlp_grpc_pods_address,
                               jaeger_app=jaeger.collector.name,

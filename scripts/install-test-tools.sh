@@ -65,10 +65,13 @@ def common(version):  # github.com/prometheus/common/version, as the projects' o
             f" -X {p}.BuildUser=football-monitoring")
 
 rows = []
-def row(name, key, mode, module, modver, pkgs, ldflags=None, version=None, ui_stubs=(), env=()):
+# suffix: appended to each binary's name in the bin dir, for a second release of a tool whose
+# binaries would otherwise take the names of the first ("-": none). Not part of the build recipe.
+# env: VAR=value items of that build's own environment ("-": none; part of its recipe only when set).
+def row(name, key, mode, module, modver, pkgs, ldflags=None, version=None, ui_stubs=(), suffix="-", env=()):
     version = version or tag(key)
     rows.append([name, version, mode, module, modver, " ".join(pkgs),
-                 ldflags if ldflags is not None else common(version), " ".join(ui_stubs) or "-",
+                 ldflags if ldflags is not None else common(version), " ".join(ui_stubs) or "-", suffix,
                  " ".join(env) or "-"])
 
 # Prometheus tags its Go module v0.3XX.Y for release v3.XX.Y.
@@ -150,19 +153,34 @@ row("pod-security-check", None, "local", "k8s.io/pod-security-admission", f"v{ps
 # k8s.io/kubernetes replaces its k8s.io/* staging modules with directories of its repository, so
 # the wrapper pins each of them to its published release v0.<minor>.<patch> instead ("kubernetes"
 # mode); every other k8s.io module the tests build is at that same release.
-kube = tools["kubernetes"].rsplit(":", 1)[1].lstrip("v")
-kmajor, kminor, kpatch = kube.split(".")
-if kmajor != "1":
-    sys.exit(f"install-test-tools: Kubernetes {kube}: only 1.x maps to staging module versions v0.x here")
+def kube_release(key):
+    release = tools[key].rsplit(":", 1)[1].lstrip("v")
+    if not re.fullmatch(r"1\.\d+\.\d+", release):
+        sys.exit(f"install-test-tools: {key} = Kubernetes {release}: only 1.x maps to staging module versions "
+                 "v0.x here")
+    return release, release.split(".")
+
+def kube_flags(release):  # the version variables upstream's release build sets
+    kmajor, kminor, _ = release.split(".")
+    return " ".join(f"-X k8s.io/{pkg}/version.{key}={value}"
+                    for pkg in ("client-go/pkg", "component-base")
+                    for key, value in (("gitVersion", f"v{release}"), ("gitMajor", kmajor), ("gitMinor", kminor),
+                                       ("gitTreeState", "clean")))
+
+kube, (kmajor, kminor, kpatch) = kube_release("kubernetes")
 if psa != f"0.{kminor}.{kpatch}":
     sys.exit(f"install-test-tools: podSecurityAdmission v{psa} is not the staging release of Kubernetes v{kube} "
              f"(v0.{kminor}.{kpatch})")
-kv = " ".join(f"-X k8s.io/{pkg}/version.{key}={value}"
-              for pkg in ("client-go/pkg", "component-base")
-              for key, value in (("gitVersion", f"v{kube}"), ("gitMajor", kmajor), ("gitMinor", kminor),
-                                 ("gitTreeState", "clean")))
 row("kubernetes", None, "kubernetes", "k8s.io/kubernetes", f"v{kube}",
-    ["cmd/kube-apiserver", "cmd/kube-controller-manager"], kv, version=kube)
+    ["cmd/kube-apiserver", "cmd/kube-controller-manager"], kube_flags(kube), version=kube)
+# The previous minor release, which the admission tests run too: its binaries are linked as
+# kube-apiserver-previous and kube-controller-manager-previous.
+previous, (_, pminor, _) = kube_release("kubernetesPrevious")
+if int(pminor) != int(kminor) - 1:
+    sys.exit(f"install-test-tools: kubernetesPrevious v{previous} is not of the minor release before "
+             f"Kubernetes v{kube} (1.{int(kminor) - 1})")
+row("kubernetes-previous", None, "kubernetes", "k8s.io/kubernetes", f"v{previous}",
+    ["cmd/kube-apiserver", "cmd/kube-controller-manager"], kube_flags(previous), version=previous, suffix="-previous")
 # etcd, the API server's storage: the server module has no main package of a usable name, so a
 # generated one-line main calls its etcdmain.Main ("main" mode; the binary is named after the tool).
 etcd = tools["etcd"].rsplit(":", 1)[1].lstrip("v")
@@ -187,9 +205,9 @@ if [ -z "$GO" ]; then
 fi
 
 # Binary name -> tool directory, for the bin dir.
-declare -a names=() versions=() specs=()
-while IFS=$'\t' read -r name version mode module modver pkgs ldflags stubs env; do
-  names+=("$name"); versions+=("$version")
+declare -a names=() versions=() specs=() suffixes=()
+while IFS=$'\t' read -r name version mode module modver pkgs ldflags stubs suffix env; do
+  names+=("$name"); versions+=("$version"); suffixes+=("$suffix")
   # A build without an environment of its own keeps the recipe it had before that field existed.
   spec="$mode"$'\t'"$module"$'\t'"$modver"$'\t'"$pkgs"$'\t'"$ldflags"$'\t'"$stubs"
   [ "$env" = - ] || spec+=$'\t'"$env"
@@ -381,8 +399,9 @@ flock "$bin_lock"
 if [ ! -f "$bin/.complete" ]; then
   rm -rf "$bin.tmp"; mkdir -p "$bin.tmp"
   for i in "${!names[@]}"; do
+    suffix=${suffixes[$i]}; [ "$suffix" != - ] || suffix=""
     for b in "$cache/${names[$i]}-${versions[$i]}/bin/"*; do
-      ln -s "$b" "$bin.tmp/$(basename "$b")"
+      ln -s "$b" "$bin.tmp/$(basename "$b")$suffix"
     done
   done
   touch "$bin.tmp/.complete"

@@ -81,6 +81,8 @@ BUILT_TOOLS = frozenset({
     "postgres_exporter", "redis_exporter", "elasticsearch_exporter", "kube-state-metrics",
     "prometheus-config-reloader", "otelcol", "jaeger", "es-index-cleaner", "pint", "sloth", "cyclonus",
     "pod-security-check", "etcd", "kube-apiserver", "kube-controller-manager", "thanos",
+    # The previous minor Kubernetes release (TEST_TOOLS["kubernetesPrevious"]), under names of their own.
+    "kube-apiserver-previous", "kube-controller-manager-previous",
 })
 DEBIAN_NAMES = {"prometheus-alertmanager": "alertmanager", "prometheus-node-exporter": "node_exporter",
                 "prometheus-blackbox-exporter": "blackbox_exporter"}

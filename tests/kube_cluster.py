@@ -1,5 +1,6 @@
 """A real Kubernetes control plane for the tests: etcd, kube-apiserver and kube-controller-manager,
-built by scripts/install-test-tools.sh at the release TEST_TOOLS pins, on loopback only.
+built by scripts/install-test-tools.sh at the release TEST_TOOLS pins (or at the previous minor
+release, TEST_TOOLS["kubernetesPrevious"]), on loopback only.
 
 No kubelet and no scheduler run: Pods the controllers create stay Pending, which is enough for
 admission (PodSecurity judges a Pod when it is created). Every address is 127.0.0.1: the service
@@ -13,6 +14,7 @@ HTTPS (no client library is a dependency); every `Warning:` header the server se
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -26,6 +28,7 @@ from urllib.parse import quote
 
 import pytest
 
+from components.settings.images import TEST_TOOLS
 from tests.conftest import require_tool
 
 MANAGER = "football-monitoring"
@@ -33,6 +36,14 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 CONTROLLER_TIMEOUT = 60  # seconds the controllers may take to create the Pods of one stack
 READY_TIMEOUT = 60  # seconds each component may take to report ready
 SERVICE_RANGE = "10.0.0.0/16"  # the range upstream's own API server test fixture uses
+# Kubernetes release -> (TEST_TOOLS key, suffix of its binaries' names in the tools directory). Both
+# run on the same etcd (TEST_TOOLS["etcd"]).
+RELEASES = {"pinned": ("kubernetes", ""), "previous": ("kubernetesPrevious", "-previous")}
+
+
+def release_version(release: str) -> str:
+    """The gitVersion the release's API server reports, e.g. v1.37.2."""
+    return TEST_TOOLS[RELEASES[release][0]].rsplit(":", 1)[1]
 
 
 def free_port() -> int:
@@ -61,6 +72,8 @@ class KubeCluster:
     warnings: list[str] = field(default_factory=list)  # "METHOD path: warning", every one the server sent
     # Stack name -> its objects, for each stack live on the cluster (one applied stack serves many tests).
     applied: dict[str, list[dict]] = field(default_factory=dict)
+    release: str = "pinned"  # a key of RELEASES
+    version: str = ""  # the gitVersion the API server reports
 
     def _context(self, as_admin: bool = True) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca_file))
@@ -121,9 +134,10 @@ RESOURCES = {
     "v1": {"Namespace": ("namespaces", False), "ConfigMap": ("configmaps", True), "Secret": ("secrets", True),
            "Service": ("services", True), "ServiceAccount": ("serviceaccounts", True), "Pod": ("pods", True),
            "Node": ("nodes", False), "PersistentVolumeClaim": ("persistentvolumeclaims", True),
-           "Event": ("events", True)},
+           "Event": ("events", True), "PersistentVolume": ("persistentvolumes", False)},
     "apps/v1": {"Deployment": ("deployments", True), "StatefulSet": ("statefulsets", True),
-                "DaemonSet": ("daemonsets", True), "ReplicaSet": ("replicasets", True)},
+                "DaemonSet": ("daemonsets", True), "ReplicaSet": ("replicasets", True),
+                "ControllerRevision": ("controllerrevisions", True)},
     "batch/v1": {"Job": ("jobs", True), "CronJob": ("cronjobs", True)},
     "networking.k8s.io/v1": {"NetworkPolicy": ("networkpolicies", True), "Ingress": ("ingresses", True)},
     "discovery.k8s.io/v1": {"EndpointSlice": ("endpointslices", True)},
@@ -131,6 +145,8 @@ RESOURCES = {
     "rbac.authorization.k8s.io/v1": {kind: (kind.lower() + "s", kind in ("Role", "RoleBinding"))
                                      for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")},
     "scheduling.k8s.io/v1": {"PriorityClass": ("priorityclasses", False)},
+    "autoscaling/v2": {"HorizontalPodAutoscaler": ("horizontalpodautoscalers", True)},
+    "storage.k8s.io/v1": {"StorageClass": ("storageclasses", False)},
 }
 
 
@@ -310,6 +326,20 @@ def write_kubeconfig(d: Path, url: str) -> Path:
     return path
 
 
+def token_kubeconfig(cluster: KubeCluster, path: Path, token: str) -> Path:
+    """A kubeconfig that reaches the cluster as a bearer token alone (a ServiceAccount's, as its Pod
+    would have mounted) with the cluster's CA: what a program's in-cluster config amounts to here."""
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "token",
+        "clusters": [{"name": "test",
+                      "cluster": {"server": cluster.url, "certificate-authority": str(cluster.ca_file)}}],
+        "users": [{"name": "token", "user": {"token": token}}],
+        "contexts": [{"name": "token", "context": {"cluster": "test", "user": "token"}}],
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
 def wait_for(what: str, check, timeout: float, logs: Path, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -335,15 +365,17 @@ def https_ok(port: int, path: str, context: ssl.SSLContext) -> bool:
         connection.close()
 
 
-def start(directory: Path) -> tuple[KubeCluster, list[subprocess.Popen]]:
+def start(directory: Path, release: str = "pinned") -> tuple[KubeCluster, list[subprocess.Popen]]:
     started = time.monotonic()
     make_certificates(directory)
     processes: list[subprocess.Popen] = []
     logs = {name: directory / f"{name}.log" for name in ("etcd", "kube-apiserver", "kube-controller-manager")}
+    suffix = RELEASES[release][1]
 
     def launch(name: str, args: list[str]) -> subprocess.Popen:
+        binary = require_tool(name if name == "etcd" else name + suffix)
         with open(logs[name], "w") as log:
-            process = subprocess.Popen([require_tool(name), *args], stdout=log, stderr=subprocess.STDOUT,
+            process = subprocess.Popen([binary, *args], stdout=log, stderr=subprocess.STDOUT,
                                        cwd=directory, start_new_session=True)
         processes.append(process)
         return process
@@ -426,7 +458,12 @@ def start(directory: Path) -> tuple[KubeCluster, list[subprocess.Popen]]:
     cluster = KubeCluster(url=url, host="127.0.0.1", port=port, directory=directory,
                           ca_file=directory / "ca.crt", client_cert=directory / "admin.crt",
                           client_key=directory / "admin.key", logs=logs,
-                          start_seconds=time.monotonic() - started)
+                          start_seconds=time.monotonic() - started, release=release)
+    try:
+        cluster.version = cluster.get("/version")["gitVersion"]
+    except BaseException:
+        stop(processes)
+        raise
     return cluster, processes
 
 
@@ -441,14 +478,22 @@ def stop(processes: list[subprocess.Popen]) -> None:
                 process.wait(timeout=15)
 
 
-@pytest.fixture(scope="session")
-def kube_cluster():
-    with tempfile.TemporaryDirectory(prefix="fm-kube-") as directory:
-        cluster, processes = start(Path(directory))
+@contextlib.contextmanager
+def running(release: str = "pinned"):
+    """A control plane of the release, stopped (and its files removed) on leaving."""
+    with tempfile.TemporaryDirectory(prefix=f"fm-kube-{release}-") as directory:
+        cluster, processes = start(Path(directory), release)
         try:
             yield cluster
         finally:
             stop(processes)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster():
+    """The pinned release's control plane, shared by every module of the session."""
+    with running("pinned") as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from components.settings.images import TEST_TOOLS
 from tools import offline
 from scripts import settings_reference
 from scripts.settings_reference import markdown
@@ -40,3 +41,27 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "\n    scripts/test\n" in readme
     assert "exec scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_states_the_kubernetes_releases_the_admission_tests_run():
+    def minor(key: str) -> str:
+        return ".".join(TEST_TOOLS[key].rsplit(":v", 1)[1].split(".")[:2])
+
+    readme = (ROOT / "README.md").read_text()
+    previous, pinned = minor("kubernetesPrevious"), minor("kubernetes")
+    assert f"Supported Kubernetes releases: **{previous} and {pinned}**" in readme
+    assert f"Kubernetes {previous} or {pinned})" in readme
+
+
+def test_docs_name_the_image_releases_the_stack_pins():
+    """A page that names an image we pin names the pinned tag: readers copy these lines."""
+    from components.settings.images import DEFAULT_IMAGES
+
+    pinned = {image.rsplit(":", 1)[0]: image.rsplit(":", 1)[1] for image in DEFAULT_IMAGES.values()}
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    stale = []
+    for page in pages:
+        for repository, tag in re.findall(r"([a-z0-9.-]+\.[a-z]{2,}/[a-z0-9._/-]+):([A-Za-z0-9._-]+)", page.read_text()):
+            if repository in pinned and tag.rstrip(".") != pinned[repository]:
+                stale.append(f"{page.relative_to(ROOT)}: {repository}:{tag} (pinned: {pinned[repository]})")
+    assert not stale, "\n".join(stale)

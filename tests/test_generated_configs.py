@@ -67,3 +67,15 @@ def test_grafana_provider_reads_the_mounted_dashboards(prod):
     assert {s["configMap"]["name"] for s in volumes[mounts[DASHBOARDS_DIR]]["projected"]["sources"]} == \
         {o["metadata"]["name"] for o in prod.find("ConfigMap") if o["metadata"]["name"].startswith("grafana-dashboards-")}
     assert volumes[mounts["/etc/grafana/secrets"]]["secret"]["secretName"] == "grafana-admin"
+
+
+def test_jobs_of_timestamped_samples_track_their_staleness(prod):
+    """The kubelet's cAdvisor endpoint stamps every sample with the time it was collected; with
+    Prometheus' default (honor_timestamps, no timestamp staleness) a deleted container's series
+    never goes stale and stays in instant queries for the 5-minute lookback, so every sum over a
+    rollout counts it twice."""
+    jobs = {j["job_name"]: j for j in yaml.safe_load(prometheus_config(prod))["scrape_configs"]}
+    timestamped = [name for name, job in jobs.items() if job.get("metrics_path") == "/metrics/cadvisor"]
+    assert timestamped == ["cadvisor"]
+    for name in timestamped:
+        assert jobs[name].get("honor_timestamps", True) is False or jobs[name].get("track_timestamps_staleness") is True, name

@@ -6,6 +6,9 @@ Schemas (kubernetes-validate) and pod-security-check judge objects one by one; o
 runs admission, defaulting, cross-field validation, and the controllers that create Pods. Each
 stack is applied on its own (prod and prod with every part on share names), checked, and removed
 when a later one shares its names.
+
+Every check runs on the pinned Kubernetes release and on the previous minor release (the range the
+README states as supported), each on a control plane of its own.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import time
 
 import pytest
 
-from tests.kube_cluster import (MANAGER, WORKLOAD_KINDS, ApiError, KubeCluster, apply_order, ensure_node,  # noqa: F401
-                                expected_pods, failed_creates, key, kube_cluster, object_path, remove,
-                                wait_for_pods)
+from tests.kube_cluster import (MANAGER, RELEASES, WORKLOAD_KINDS, ApiError, KubeCluster, apply_order,  # noqa: F401
+                                ensure_node, expected_pods, failed_creates, key, kube_cluster, object_path,
+                                release_version, remove, running, wait_for_pods)
 
 # prod last: it stays applied for the RBAC and discovery tests (tests/kube_cluster.py, kube_prod).
 STACKS = ("dev", "prod-every-part", "prod")
@@ -72,9 +75,20 @@ class Outcome:
         self.seconds = 0.0
 
 
+@pytest.fixture(scope="module", params=sorted(RELEASES, key=lambda r: r == "pinned"))
+def release_cluster(request) -> KubeCluster:
+    """The session's control plane for the pinned release (prod stays applied on it for the RBAC
+    and discovery tests, so it comes last), one of its own for the previous minor release."""
+    if request.param == "pinned":
+        yield request.getfixturevalue("kube_cluster")
+        return
+    with running(request.param) as cluster:
+        yield cluster
+
+
 @pytest.fixture(scope="module")
-def outcomes(kube_cluster, every_stack) -> dict[str, Outcome]:
-    cluster = kube_cluster
+def outcomes(release_cluster, every_stack) -> dict[str, Outcome]:
+    cluster = release_cluster
     ensure_node(cluster)
     for stack in [s for s in STACKS if s in cluster.applied]:
         remove(cluster, cluster.applied.pop(stack))
@@ -152,24 +166,28 @@ def test_applying_again_changes_nothing(outcomes, stack):
     assert outcomes[stack].changed_on_reapply == {}
 
 
-def test_every_rendered_kind_is_served(outcomes, kube_cluster):
+def test_the_api_server_is_the_release(release_cluster):
+    assert release_cluster.version == release_version(release_cluster.release)
+
+
+def test_every_rendered_kind_is_served(outcomes, release_cluster):
     """The kinds the API server cannot admit are exactly NOT_ADMITTED: a CRD-backed kind entering
     the render must be listed with its reason (or its CRD installed), and a stale entry fails."""
     rendered = {(o["apiVersion"], o["kind"]) for outcome in outcomes.values() for o in outcome.objects}
     unserved = set()
     for api_version, kind in rendered:
         base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        status, body = kube_cluster.request("GET", base, expect=(200, 404))
+        status, body = release_cluster.request("GET", base, expect=(200, 404))
         if status == 404 or kind not in {r["kind"] for r in body["resources"]}:
             unserved.add(kind)
     assert unserved == set(NOT_ADMITTED)
 
 
 
-def test_the_checks_can_fail(kube_cluster, outcomes):
+def test_the_checks_can_fail(release_cluster, outcomes):
     """The same helpers see a rejection, a PodSecurity warning, a Pod the controller could not
     create, and an object that is written on every apply, in a namespace of their own."""
-    cluster = kube_cluster
+    cluster = release_cluster
     namespace = "admission-check"
     labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}},

@@ -42,8 +42,16 @@ def app_objects() -> list[dict]:
     containers = [{"name": "api", "image": "example.invalid/api:1", "ports": [{"name": "http", "containerPort": 8000}]},
                   {"name": "proxy", "image": "example.invalid/proxy:1",
                    "ports": [{"name": "admin", "containerPort": 9901}, {"name": "proxy", "containerPort": 15001}]}]
+    # Another team's annotated pod named like one of the stack's own jobs: its job must not take it.
+    impostor = {"app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/instance": "other-team"}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NAMESPACE}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "other-team-kube-state-metrics",
+                                                                     "namespace": APP_NAMESPACE, "labels": impostor},
+         "spec": {"replicas": 1, "selector": {"matchLabels": impostor},
+                  "template": {"metadata": {"labels": impostor, "annotations": {**annotations, "prometheus.io/port": "8080"}},
+                               "spec": {"containers": [{"name": "kube-state-metrics", "image": "example.invalid/ksm:1",
+                                                        "ports": [{"name": "http-metrics", "containerPort": 8080}]}]}}}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {
             "replicas": 2, "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels, "annotations": annotations},
@@ -64,7 +72,9 @@ def run_pods(cluster, namespaces: list[str]) -> list[dict]:
             cluster.request("POST", path + "/binding", {
                 "apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta["name"]},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": "test-node"}})
-        ip = "127.0.0.1" if pod["spec"].get("hostNetwork") else f"127.0.{i // 250 + 1}.{i % 250 + 1}"
+        # A Pod another test already reported keeps its address (a kubelet never changes it).
+        ip = ("127.0.0.1" if pod["spec"].get("hostNetwork")
+              else pod.get("status", {}).get("podIP") or f"127.0.{i // 250 + 1}.{i % 250 + 1}")
         now = "2026-01-01T00:00:00Z"
         conditions = [{"type": t, "status": "True", "lastTransitionTime": now}
                       for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
@@ -143,16 +153,31 @@ def test_only_loopback_addresses_are_targets(discovery):
         assert ipaddress.ip_address(address(target).rsplit(":", 1)[0]).is_loopback, target["scrapeUrl"]
 
 
+def pod_of(target: dict) -> tuple[str, str]:
+    return target["discoveredLabels"]["__meta_kubernetes_namespace"], target["discoveredLabels"]["__meta_kubernetes_pod_name"]
+
+
 def test_one_target_per_pod_per_job_with_the_pods_labels(discovery):
+    """Each pod once per job, labelled with its namespace, pod and node; a job that honours its
+    exporter's labels (kube-state-metrics, which speaks for other objects) carries none of them, so
+    they never land on the series of the objects it reports."""
+    honoured = 0
     for job in discovery["jobs"]:
+        config = job_config(discovery, job)
         pod_targets = [t for t in active(discovery, job) if "__meta_kubernetes_pod_name" in t["discoveredLabels"]]
-        per_pod = Counter((t["labels"]["namespace"], t["labels"]["pod"]) for t in pod_targets)
+        per_pod = Counter(pod_of(t) for t in pod_targets)
         assert {p: n for p, n in per_pod.items() if n > 1} == {}, job
         for target in pod_targets:
-            pod = discovery["pods"][(target["labels"]["namespace"], target["labels"]["pod"])]
+            pod = discovery["pods"][pod_of(target)]
             assert target["discoveredLabels"]["__meta_kubernetes_pod_ip"] == pod["status"]["podIP"]
-            if "node" in target["labels"] or any(r.get("target_label") == "node" for r in job_config(discovery, job)["relabel_configs"]):
+            if config.get("honor_labels"):
+                honoured += 1
+                assert not {"namespace", "pod", "node"} & set(target["labels"]), (job, target["labels"])
+                continue
+            assert (target["labels"]["namespace"], target["labels"]["pod"]) == pod_of(target), job
+            if "node" in target["labels"] or any(r.get("target_label") == "node" for r in config["relabel_configs"]):
                 assert target["labels"]["node"] == pod["spec"]["nodeName"] == "test-node", job
+    assert honoured, "kube-state-metrics' job honours its labels and has a target"
 
 
 def keeps(job: dict, source: str) -> str | None:
@@ -177,7 +202,7 @@ def test_component_jobs_find_exactly_their_pods(discovery):
                     and re.fullmatch(name_regex, pod["metadata"]["labels"].get("app.kubernetes.io/name", ""))
                     and any(re.fullmatch(port_regex, p.get("name", "")) for c in pod["spec"]["containers"]
                             for p in c.get("ports", []))}
-        found = {(t["labels"]["namespace"], t["labels"]["pod"]) for t in active(discovery, job)}
+        found = {pod_of(t) for t in active(discovery, job)}
         assert found == expected and expected, job
         checked += 1
     assert checked >= 10
@@ -188,11 +213,18 @@ def test_annotated_pods_are_scraped_once_at_the_annotated_port(discovery):
     annotated = {key: pod for key, pod in discovery["pods"].items()
                  if pod["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"}
     assert {k[0] for k in annotated} == {APP_NAMESPACE}
+    reserved = {j for j in discovery["jobs"] if j not in ("kubernetes-pods", "kubernetes-services")}
+    impostors = {k for k, p in annotated.items() if p["metadata"]["labels"].get("app.kubernetes.io/name") in reserved}
+    assert impostors, "the stand-in app namespace holds a pod named like one of the stack's jobs"
     expected = sorted((k[0], k[1], f"{p['status']['podIP']}:{p['metadata']['annotations']['prometheus.io/port']}")
-                      for k, p in annotated.items())
+                      for k, p in annotated.items() if k not in impostors)
     found = sorted((t["labels"]["namespace"], t["labels"]["pod"], address(t)) for t in targets)
     assert found == expected
     assert {t["labels"]["job"] for t in targets} == {"football-prediction-api"}
+    # No job of the stack's own names takes a target from another scrape pool.
+    for target in discovery["active"]:
+        if target["labels"]["job"] in reserved:
+            assert target["scrapePool"] == target["labels"]["job"], target["labels"]
 
 
 def test_node_jobs(discovery):

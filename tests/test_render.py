@@ -61,3 +61,13 @@ def test_render_reports_bad_settings_without_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "football-monitoring:prometheus.retention = 'abc' is not valid" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_name_in_several_namespaces_names_its_namespace_in_every_file(tmp_path):
+    """File names must not depend on the order the objects were recorded in (which varies)."""
+    result = offline.run("prod")
+    render.write(result, tmp_path)
+    deny = [o for o in result.kubernetes_objects() if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "default-deny"]
+    assert len(deny) >= 2
+    files = {p.name for p in (tmp_path / "kubernetes").glob("networkpolicy-default-deny*.yaml")}
+    assert files == {f"networkpolicy-default-deny.{o['metadata']['namespace']}.yaml" for o in deny}

@@ -91,3 +91,15 @@ def test_elastic_images_share_one_release_and_one_update():
     assert len({image.rsplit(":", 1)[1] for image in elastic.values()}) == 1, elastic
     rules = [rule for rule in CONFIG["packageRules"] if "docker.elastic.co/**" in rule.get("matchPackageNames", [])]
     assert rules and rules[0]["groupName"], "one grouped update for the whole Elastic stack"
+
+
+def test_the_previous_kubernetes_release_takes_patch_releases_only():
+    """The admission tests run the pinned release and the minor before it (scripts/install-test-tools.sh
+    refuses any other): the update manager must not move the previous one to a new minor."""
+    rules = [rule for rule in CONFIG["packageRules"] if "matchCurrentVersion" in rule
+             and "k8s.io/kubernetes" in rule.get("matchPackageNames", [])]
+    assert len(rules) == 1 and rules[0]["enabled"] is False
+    assert set(rules[0]["matchUpdateTypes"]) == {"major", "minor"}
+    pattern = re.compile(rules[0]["matchCurrentVersion"][1:-1])
+    assert pattern.search(TEST_TOOLS["kubernetesPrevious"].rsplit(":", 1)[1])
+    assert not pattern.search(TEST_TOOLS["kubernetes"].rsplit(":", 1)[1])

@@ -125,6 +125,10 @@ def test_a_final_newline_is_not_part_of_a_valid_value():
     # Python's $ matches before a final newline; the value would reach the configs with it.
     assert ("football-monitoring:staticTargets[0].target = 'host:8000\\n' is not valid: expected host:port"
             in fail_with({"staticTargets": [{"job": "api", "target": "host:8000\n"}]}))
+    for key, value in (("retention", "3d\n"), ("storageSize", "5Gi\n"), ("retentionSize", "4GB\n")):
+        assert f"football-monitoring:prometheus.{key} = {value!r} is not valid" in fail_with({"prometheus": {key: value}})
+    assert ("football-monitoring:prometheus.resources.requests.cpu = '1\\n' is not valid: expected a Kubernetes CPU "
+            "quantity" in fail_with({"prometheus": {"resources": {"requests": {"cpu": "1\n"}}}}))
 
 
 @pytest.mark.parametrize("overrides", [
@@ -455,6 +459,10 @@ def test_a_section_rule_and_a_stack_rule_are_reported_together(overrides, sectio
     ({"logging": {"elasticsearch": {"nodes": 30}, "logstash": {"replicas": 2}}},
      "football-monitoring:logging.elasticsearch.nodes = 30 is not valid: expected a whole number from 1 to 9",
      "football-monitoring:logging.logstash.replicas = 2 is not valid on platform docker"),
+    # One bad key of a component's resources: its other keys keep their defaults and rules.
+    ({"logging": {"elasticsearch": {"resources": {"requests": {"cpu": "lots"}, "limits": {"memory": "512Mi"}}}}},
+     "football-monitoring:logging.elasticsearch.resources.requests.cpu = 'lots' is not valid",
+     "football-monitoring:logging.elasticsearch.resources.limits.memory = '512Mi' is not valid: expected at least 1Gi"),
 ])
 def test_a_bad_value_hides_only_the_rules_that_read_it(overrides, bad_field, rule):
     message = fail_with(overrides)

@@ -42,6 +42,7 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
     cyclonus = TEST_TOOLS["cyclonus"].rsplit(":", 1)[1].lstrip("v")
     psa = TEST_TOOLS["podSecurityAdmission"].rsplit(":", 1)[1].lstrip("v")
     kube = TEST_TOOLS["kubernetes"].rsplit(":", 1)[1].lstrip("v")
+    previous = TEST_TOOLS["kubernetesPrevious"].rsplit(":", 1)[1].lstrip("v")
     etcd = TEST_TOOLS["etcd"].rsplit(":", 1)[1].lstrip("v")
     return {
         "prometheus": (["--version"], tag("prometheus"), "github.com/prometheus/prometheus",
@@ -80,6 +81,8 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
         "pod-security-check": (["--version"], psa, "k8s.io/pod-security-admission", "v" + psa),
         "kube-apiserver": (["--version"], "v" + kube, "k8s.io/kubernetes", "v" + kube),
         "kube-controller-manager": (["--version"], "v" + kube, "k8s.io/kubernetes", "v" + kube),
+        "kube-apiserver-previous": (["--version"], "v" + previous, "k8s.io/kubernetes", "v" + previous),
+        "kube-controller-manager-previous": (["--version"], "v" + previous, "k8s.io/kubernetes", "v" + previous),
         "etcd": (["--version"], etcd, "go.etcd.io/etcd/server/v3", "v" + etcd),
         "thanos": (["--version"], tag("thanos"), "github.com/thanos-io/thanos", "v" + tag("thanos")),
     }
@@ -130,3 +133,8 @@ def test_version_check_can_fail():
     assert version_problem("prometheus", "prometheus, version 3.16.0 (branch: HEAD)", "3.5.0") is not None
     assert version_problem("prometheus", "prometheus, version 3.16.01", "3.16.0") is not None
     assert version_problem("prometheus", "prometheus, version 13.16.0", "3.16.0") is not None
+
+
+def test_the_previous_kubernetes_is_the_minor_before_the_pinned_one():
+    pinned, previous = (TEST_TOOLS[k].rsplit(":v", 1)[1].split(".") for k in ("kubernetes", "kubernetesPrevious"))
+    assert previous[0] == pinned[0] and int(previous[1]) == int(pinned[1]) - 1

@@ -6,6 +6,7 @@ Runs the same program as ``pulumi up`` (under Pulumi's mock runtime, with no
 CLI and no cluster) and writes:
 
     kubernetes/<kind>-<name>.yaml   every Kubernetes object, Secret values shown as "[secret]"
+                                    (<kind>-<name>.<namespace>.yaml where a name is in several namespaces)
     config/<object>/<file>          every generated config file (prometheus.yml, rules,
                                     alertmanager.yml, Grafana provisioning, blackbox.yml)
     outputs.json                    stack outputs, secret ones shown as "[secret]"
@@ -20,6 +21,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -130,11 +132,15 @@ def write(result: offline.RunResult, out: Path) -> list[Path]:
             "# What the Docker host runs (a review listing, not a compose file).\n"
             + _yaml(compose_view(result, secret_values)))
         files.update({out / "config" / rel: text for rel, text in container_files(result).items()})
-    for obj in result.kubernetes_objects():
-        path = out / "kubernetes" / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        if path in files:  # the same name in another namespace (each namespace's default-deny)
-            path = path.with_name(f"{obj['kind'].lower()}-{obj['metadata']['name']}.{obj['metadata']['namespace']}.yaml")
-        files[path] = _yaml(_redacted(obj))
+    objects = result.kubernetes_objects()
+    names = Counter((obj["kind"], obj["metadata"]["name"]) for obj in objects)
+    for obj in objects:
+        stem = f"{obj['kind'].lower()}-{obj['metadata']['name']}"
+        # A name in several namespaces (each namespace's default-deny) names its namespace in every
+        # file of it, so a file's name does not depend on the order the objects were recorded in.
+        if names[obj["kind"], obj["metadata"]["name"]] > 1:
+            stem += f".{obj['metadata']['namespace']}"
+        files[out / "kubernetes" / f"{stem}.yaml"] = _yaml(_redacted(obj))
     files.update({out / "config" / rel: text for rel, text in config_files(result).items()})
     outputs = {k: (SECRET_MARK if k in result.secret_outputs else v) for k, v in sorted(result.outputs.items())}
     files[out / "outputs.json"] = json.dumps(outputs, indent=2) + "\n"

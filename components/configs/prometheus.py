@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Mapping, Sequence
 
@@ -80,10 +81,20 @@ def _component_job(cfg: PrometheusConfig, target: ScrapeTarget) -> dict:
     relabel = [
         {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "regex": target.app, "action": "keep"},
         {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": target.port, "action": "keep"},
-        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-        {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
     ]
+    # An exporter that speaks for other objects (honor_labels: kube-state-metrics) names them in its
+    # own labels. Its pod's namespace/pod/node would land on every series that lacks them (a
+    # Deployment's, a Node's), so each of its alerts would restart its `for:` when the exporter's pod
+    # is replaced and a Node alert would be inhibited by the exporter's node going down.
+    # Nor its address as `instance`, which changes with the pod as well: the job's name stands in.
+    if target.honor_labels:
+        relabel.append({"target_label": "instance", "replacement": target.job})
+    else:
+        relabel += [
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
+        ]
     if target.instance_from_node:
         relabel.append({"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "instance"})
     relabel.append(_environment_label(cfg.environment))
@@ -97,11 +108,15 @@ def _component_job(cfg: PrometheusConfig, target: ScrapeTarget) -> dict:
     return job
 
 
-def _kubelet_job(cfg: PrometheusConfig, job_name: str, path: str) -> dict:
+def _kubelet_job(cfg: PrometheusConfig, job_name: str, path: str, timestamped: bool = False) -> dict:
     return {
         "job_name": job_name,
         **_kubernetes_auth(cfg.kubelet_insecure_skip_verify),
         "metrics_path": path,
+        # Samples that carry their own timestamps (cAdvisor's) never go stale by default: a deleted
+        # container's series stayed in instant queries for 5 minutes, counted twice in every sum
+        # over a rollout.
+        **({"track_timestamps_staleness": True} if timestamped else {}),
         "kubernetes_sd_configs": [{"role": "node"}],
         "relabel_configs": [
             {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"},
@@ -126,8 +141,12 @@ def _probe_job(cfg: PrometheusConfig, job_name: str, module: str, targets: Seque
     }
 
 
-def _annotated_jobs(cfg: PrometheusConfig) -> list[dict]:
-    """Application pods and services opt in with prometheus.io/* annotations."""
+def _annotated_jobs(cfg: PrometheusConfig, reserved: Sequence[str]) -> list[dict]:
+    """Application pods and services opt in with prometheus.io/* annotations.
+
+    Their job is their app.kubernetes.io/name, so a pod of another team named like one of the
+    stack's own jobs (an annotated kube-state-metrics of a chart, say) would feed that job's rules
+    from a second source: such a target is dropped."""
 
     def annotation(role: str, name: str) -> str:
         return f"__meta_kubernetes_{role}_annotation_prometheus_io_{name}"
@@ -135,6 +154,8 @@ def _annotated_jobs(cfg: PrometheusConfig) -> list[dict]:
     def job(job_name: str, role: str, sd_role: str) -> dict:
         relabel = [
             {"source_labels": [annotation(role, "scrape")], "regex": "true", "action": "keep"},
+            {"source_labels": [f"__meta_kubernetes_{role}_label_app_kubernetes_io_name"],
+             "regex": "|".join(re.escape(name) for name in reserved), "action": "drop"},
             {"source_labels": [annotation(role, "scheme")], "regex": "(https?)", "target_label": "__scheme__"},
             {"source_labels": [annotation(role, "path")], "regex": "(.+)", "target_label": "__metrics_path__"},
             {"source_labels": ["__address__", annotation(role, "port")],
@@ -180,6 +201,7 @@ def scrape_jobs(cfg: PrometheusConfig) -> list[dict]:
     jobs.extend(_static_target_jobs(cfg))
     if cfg.discovery == "kubernetes":
         jobs.extend(_kubernetes_jobs(cfg))
+        jobs.extend(_annotated_jobs(cfg, reserved=[j["job_name"] for j in jobs]))
     return jobs
 
 
@@ -197,8 +219,8 @@ def _kubernetes_jobs(cfg: PrometheusConfig) -> list[dict]:
     })
     jobs.append(_kubelet_job(cfg, "kubelet", "/metrics"))
     # cAdvisor: the kubelet's built-in endpoint (see components/metrics/exporters.py for why).
-    jobs.append(_kubelet_job(cfg, "cadvisor", "/metrics/cadvisor"))
-    jobs.extend(_annotated_jobs(cfg))
+    jobs.append(_kubelet_job(cfg, "cadvisor", "/metrics/cadvisor", timestamped=True))
+    return jobs
     return jobs
 
 

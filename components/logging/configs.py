@@ -417,7 +417,7 @@ def bootstrap_files(lg: LoggingSettings, jaeger_index_prefix: Optional[str] = No
 
     files = {
         "ilm-policy.json": dump(ilm_policy(lg.retention_days, lg.snapshot.enabled)),
-        "index-template.json": dump(index_template(0 if lg.nodes == 1 else 1)),
+        "index-template.json": dump(index_template(0 if lg.elasticsearch.nodes == 1 else 1)),
         "kibana-objects.ndjson": (ELASTIC_DIR / "kibana-objects.ndjson").read_text(encoding="utf-8"),
     }
     for role, body in _load("roles.json").items():

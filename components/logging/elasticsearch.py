@@ -54,9 +54,9 @@ class Elasticsearch(pulumi.ComponentResource):
     def __init__(self, name: str, *, settings: Settings, platform: Platform, clients: Sequence[str],
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:logging:Elasticsearch", name, None, opts)
-        lg = settings.logging
+        lg, es = settings.logging, settings.logging.elasticsearch
         self.certs = ElasticCertificates(environment=settings.environment,
-                                         dns_names=configs.http_dns_names(settings.namespace, lg.nodes), parent=self)
+                                         dns_names=configs.http_dns_names(settings.namespace, es.nodes), parent=self)
         self.ca_cert_pem = self.certs.ca_cert_pem
         self.elastic_password = _password("elastic-password", self)
         # Kibana's service account token, generated here: Elasticsearch gets only its hash (a
@@ -79,7 +79,7 @@ class Elasticsearch(pulumi.ComponentResource):
             secret_files["s3-access-key"] = settings.secrets.logging_snapshot_access_key
             secret_files["s3-secret-key"] = settings.secrets.logging_snapshot_secret_key
         headless = platform.every_replica_host("elasticsearch")
-        heap = configs.heap_mb(lg.elasticsearch.memory_limit, lg.heap_percent)
+        heap = configs.heap_mb(es.resources.limits.memory, es.heap_percent)
         self.heap_mb = heap
 
         allow_out = [Flow("elasticsearch", [(TRANSPORT_PORT, "TCP")])]
@@ -91,7 +91,7 @@ class Elasticsearch(pulumi.ComponentResource):
             image=settings.images["elasticsearch"],
             ports=[Port("https", HTTP_PORT)],
             cluster_peers=[Port("transport", TRANSPORT_PORT)],
-            resources=lg.elasticsearch,
+            resources=es.resources,
             run_as_user=ELASTIC_UID,
             # The image's own entrypoint and command, spelled out: a platform without init
             # containers (Docker) runs the init step in this container, then execs exactly this.
@@ -101,18 +101,18 @@ class Elasticsearch(pulumi.ComponentResource):
             env_from_pod={"POD_NAME": "metadata.name"},
             config=[
                 ConfigFiles("config", configs.ES_CONFIG_MOUNT, {"elasticsearch.yml": configs.elasticsearch_yml(
-                    environment=settings.environment, nodes=lg.nodes, headless=headless,
-                    snapshot_type=repository, s3_endpoint=snapshot.endpoint, allow_mmap=lg.allow_mmap)}),
+                    environment=settings.environment, nodes=es.nodes, headless=headless,
+                    snapshot_type=repository, s3_endpoint=snapshot.endpoint, allow_mmap=es.allow_mmap)}),
                 ConfigFiles("secrets", configs.ES_SECRETS_MOUNT, secret_files, secret=True),
             ],
-            data=DataVolume(configs.ES_DATA, lg.storage_size),
+            data=DataVolume(configs.ES_DATA, es.storage_size),
             scratch_paths=[configs.ES_CONF, "/tmp", f"{configs.ES_HOME}/logs"],
             scratch_exec=["/tmp"],  # ES_TMPDIR: JNA loads its native library from there
             init=[InitStep("prepare-config", ["/bin/sh", "-c", configs.init_script(
-                nodes=lg.nodes, s3_keys=repository == "s3", allow_mmap=lg.allow_mmap)])],
+                nodes=es.nodes, s3_keys=repository == "s3", allow_mmap=es.allow_mmap)])],
             liveness=CommandCheck(configs.probe_command("alive")),
-            readiness=CommandCheck(configs.probe_command("ready", lg.nodes)),
-            replicas=lg.nodes,
+            readiness=CommandCheck(configs.probe_command("ready", es.nodes)),
+            replicas=es.nodes,
             shared_volumes=[SharedVolume(snapshot.claim_name, configs.ES_SNAPSHOTS)] if repository == "fs" else [],
             allow_in=[Flow("elasticsearch", [(HTTP_PORT, "TCP"), (TRANSPORT_PORT, "TCP")])]
             + [Flow(client, [(HTTP_PORT, "TCP")]) for client in clients],
@@ -138,7 +138,7 @@ class ElasticsearchExporter(pulumi.ComponentResource):
             component="exporter",
             image=settings.images["elasticsearchExporter"],
             ports=[Port("metrics", EXPORTER_PORT)],
-            resources=settings.logging.exporters,
+            resources=settings.logging.exporters.resources,
             run_as_user=65534,
             args=[f"--es.uri={elasticsearch.headless_url}", "--es.all", "--es.ca=/etc/elasticsearch-exporter/ca.crt",
                   "--es.timeout=10s", f"--web.listen-address=:{EXPORTER_PORT}"],

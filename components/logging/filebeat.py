@@ -37,7 +37,7 @@ class Filebeat(pulumi.ComponentResource):
             component="logs-shipper",
             image=settings.images["filebeat"],
             ports=[Port("stats", STATS_PORT)],
-            resources=lg.filebeat,
+            resources=lg.filebeat.resources,
             run_as_user=0,  # HOST_ACCESS["log-collection"]: the node's log files are root's
             # One registry directory per stack namespace, so two stacks on one cluster never share it.
             args=["-c", "/etc/filebeat/filebeat.yml", "--path.data", f"/usr/share/filebeat/data/{settings.namespace}"],
@@ -52,7 +52,7 @@ class Filebeat(pulumi.ComponentResource):
             host_access="log-collection" if platform.kind == "kubernetes" else "docker-log-collection",
             api_access=METADATA_ACCESS,
             sidecars=[Sidecar("exporter", settings.images["beatExporter"], Port("exporter", EXPORTER_PORT),
-                              lg.exporters, HttpCheck("/", "exporter"),
+                              lg.exporters.resources, HttpCheck("/", "exporter"),
                               args=[f"-beat.uri=http://127.0.0.1:{STATS_PORT}",
                                     f"-web.listen-address=:{EXPORTER_PORT}"])],
             allow_in=[Flow("prometheus", [(EXPORTER_PORT, "TCP")])],

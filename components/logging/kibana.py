@@ -38,13 +38,13 @@ class Kibana(pulumi.ComponentResource):
             component="logs-ui",
             image=settings.images["kibana"],
             ports=[Port("http", HTTP_PORT)],
-            resources=settings.logging.kibana,
+            resources=settings.logging.kibana.resources,
             run_as_user=1000,
             # The image's entrypoint, then Kibana with our two config files (it merges them).
             args=["/usr/local/bin/kibana-docker", "--config", f"{CONFIG_DIR}/kibana.yml",
                   "--config", f"{SECRETS_DIR}/credentials.yml"],
             env={"NODE_OPTIONS": "--max-old-space-size="
-                 + str(configs.heap_mb(settings.logging.kibana.memory_limit, 60))},
+                 + str(configs.heap_mb(settings.logging.kibana.resources.limits.memory, 60))},
             config=[
                 ConfigFiles("config", CONFIG_DIR, {"kibana.yml": configs.kibana_yml(
                     es_url=elasticsearch.internal_url, ca_path=f"{SECRETS_DIR}/ca.crt", public_url=self.external_url)}),

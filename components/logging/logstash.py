@@ -34,8 +34,8 @@ class Logstash(pulumi.ComponentResource):
                  password: pulumi.Output, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:logging:Logstash", name, None, opts)
         lg = settings.logging
-        heap = configs.heap_mb(lg.logstash.memory_limit, 50)
-        queue_bytes = int(quantity_bytes(lg.logstash_storage_size) * 0.8)
+        heap = configs.heap_mb(lg.logstash.resources.limits.memory, 50)
+        queue_bytes = int(quantity_bytes(lg.logstash.storage_size) * 0.8)
         self.pipeline = pipeline.pipeline_files()
         spec = ServiceSpec(
             name="logstash",
@@ -44,7 +44,7 @@ class Logstash(pulumi.ComponentResource):
             # The monitoring API (api) serves the probes and the exporter sidecar; the network
             # policy lets nothing else reach it.
             ports=[Port("beats", BEATS_PORT), Port("api", API_PORT)],
-            resources=lg.logstash,
+            resources=lg.logstash.resources,
             run_as_user=1000,
             # Logstash itself, not the image's entrypoint (which rewrites logstash.yml from the
             # environment, on a read-only filesystem); settings from our own directory.
@@ -64,17 +64,17 @@ class Logstash(pulumi.ComponentResource):
                 ConfigFiles("pipeline", PIPELINE_DIR, self.pipeline),
                 ConfigFiles("certs", CERTS_DIR, {"ca.crt": elasticsearch.ca_cert_pem}, secret=True),
             ],
-            data=DataVolume("/usr/share/logstash/data", lg.logstash_storage_size),
+            data=DataVolume("/usr/share/logstash/data", lg.logstash.storage_size),
             # path.logs must be writable even though Logstash logs to the console only.
             scratch_paths=["/tmp", "/usr/share/logstash/logs"],
             scratch_exec=["/tmp"],  # java.io.tmpdir: JRuby unpacks its native FFI stub there
             liveness=HttpCheck("/", "api"),
             readiness=HttpCheck("/", "api"),
-            replicas=lg.logstash_replicas,
+            replicas=lg.logstash.replicas,
             sidecars=[Sidecar("exporter", settings.images["logstashExporter"], Port("exporter", EXPORTER_PORT),
                               # logstash-exporter v1.9.1 serves /healthcheck (server/server.go), not
                               # /health; it answers 200 while Logstash's own API does.
-                              lg.exporters, HttpCheck("/healthcheck", "exporter"),
+                              lg.exporters.resources, HttpCheck("/healthcheck", "exporter"),
                               env={"LOGSTASH_URL": f"http://127.0.0.1:{API_PORT}", "PORT": str(EXPORTER_PORT)})],
             allow_in=[Flow("filebeat", [(BEATS_PORT, "TCP")]), Flow("prometheus", [(EXPORTER_PORT, "TCP")])],
             allow_out=[Flow("elasticsearch", [(ES_PORT, "TCP")])],

@@ -43,7 +43,7 @@ class Alertmanager(pulumi.ComponentResource):
             timings=settings.alerting.timings,
             teams=settings.alerting.teams,
             quiet=settings.alerting.quiet,
-            slack=settings.alerting.slack,
+            slack=settings.alerting.slack.enabled,
             email=settings.alerting.email,
             dingtalk_url=dingtalk_url,
         ))

@@ -48,7 +48,7 @@ class NodeExporter(pulumi.ComponentResource):
             component="exporter",
             image=settings.images["nodeExporter"],
             ports=[Port("metrics", 9100)],
-            resources=settings.exporters.node_exporter,
+            resources=settings.exporters.node_exporter.resources,
             run_as_user=65534,
             args=[
                 "--path.procfs=/host/proc",
@@ -83,7 +83,7 @@ class KubeStateMetrics(pulumi.ComponentResource):
             component="exporter",
             image=settings.images["kubeStateMetrics"],
             ports=[Port("http-metrics", 8080), Port("telemetry", 8081)],
-            resources=settings.exporters.kube_state_metrics,
+            resources=settings.exporters.kube_state_metrics.resources,
             run_as_user=65534,
             args=["--port=8080", "--telemetry-port=8081", "--resources=" + ",".join(resources)],
             liveness=HttpCheck("/livez", "http-metrics"),
@@ -110,7 +110,7 @@ class BlackboxExporter(pulumi.ComponentResource):
             component="exporter",
             image=settings.images["blackboxExporter"],
             ports=[Port("http", 9115)],
-            resources=settings.exporters.blackbox,
+            resources=settings.exporters.blackbox.resources,
             run_as_user=65534,
             args=["--config.file=/etc/blackbox/blackbox.yml", "--web.listen-address=:9115"],
             config=[ConfigFiles("config", "/etc/blackbox", {"blackbox.yml": self.config})],
@@ -157,7 +157,7 @@ class DatabaseExporter(pulumi.ComponentResource):
                  connection: pulumi.Output, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(f"football-monitoring:exporters:{kind.capitalize()}Exporter", name, None, opts)
         image_key, port, uid, env_name, health, db_port = self.KINDS[kind]
-        resources = settings.exporters.postgres if kind == "postgres" else settings.exporters.redis
+        resources = getattr(settings.exporters, kind).resources
         spec = ServiceSpec(
             name=f"{kind}-exporter",
             component="exporter",
@@ -190,7 +190,7 @@ class CAdvisor(pulumi.ComponentResource):
             component="exporter",
             image=settings.images["cadvisor"],
             ports=[Port("http", 8080)],
-            resources=settings.exporters.node_exporter,
+            resources=settings.exporters.node_exporter.resources,
             run_as_user=65534,
             args=["--docker_only=true", "--housekeeping_interval=30s", "--store_container_labels=false",
                   "--whitelisted_container_labels=app.kubernetes.io/name,football-monitoring/environment",

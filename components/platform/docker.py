@@ -185,8 +185,8 @@ class DockerPlatform:
             "capabilities": {"drops": ["ALL"]},
             "security_opts": ["no-new-privileges:true"],
             "restart": "unless-stopped",
-            "memory": int(quantity_bytes(resources.memory_limit) // 2**20),
-            "memory_reservation": int(quantity_bytes(resources.memory_request) // 2**20),
+            "memory": int(quantity_bytes(resources.limits.memory) // 2**20),
+            "memory_reservation": int(quantity_bytes(resources.requests.memory) // 2**20),
             "log_driver": "json-file",
             "log_opts": {"max-size": "10m", "max-file": "3"},
             "labels": [{"label": k, "value": v} for k, v in {
@@ -195,8 +195,8 @@ class DockerPlatform:
                 "football-monitoring/environment": self.environment}.items()],
             "wait": False,
         }
-        if resources.cpu_limit:
-            hardening["cpus"] = str(_cpus(resources.cpu_limit))
+        if resources.limits.cpu:
+            hardening["cpus"] = str(_cpus(resources.limits.cpu))
         return hardening
 
     def _sidecar(self, spec: ServiceSpec, sidecar: Sidecar, main: docker.Container,

@@ -64,6 +64,9 @@ TEST_TOOLS = {
     # The API server and controller manager the admission tests apply every rendered object to: the
     # current stable release, whose staging modules (v0.<minor>.<patch>) podSecurityAdmission matches.
     "kubernetes": "k8s.io/kubernetes:v1.37.2",
+    # The previous minor release, which the admission tests run too (the oldest release the stack
+    # supports): its newest patch the Go module proxy serves here (v1.36.5).
+    "kubernetesPrevious": "k8s.io/kubernetes:v1.36.5",
     # The API server's storage: the newest patch of the etcd minor that Kubernetes release builds with.
     "etcd": "go.etcd.io/etcd/server/v3:v3.7.3",
 }

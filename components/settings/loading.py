@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from components.settings.models import (
     PROJECT, Section, Settings, StackConfig, fields_by_alias, keys_of, section_type)
-from components.settings.secrets import SECRETS, Secrets, needed_secrets
+from components.settings.secrets import SECRETS, Secrets, needed_secrets, snake
 from components.settings.types import INVALID, dns_label_problem
 
 
@@ -45,7 +45,7 @@ def load_settings(stack: Optional[str] = None) -> Settings:
         raise SettingsError("invalid settings for stack {!r}:\n  - {}".format(stack, "\n  - ".join(problems)))
 
     pulumi_config = pulumi.Config(PROJECT)
-    secrets = Secrets(**{_snake(need.key): pulumi_config.require_secret(need.key)
+    secrets = Secrets(**{snake(need.key): pulumi_config.require_secret(need.key)
                          for need in needed if need.key in read.given})
     return Settings.model_construct(**dict(config), stack=stack, secrets=secrets)
 
@@ -64,9 +64,8 @@ class ReadConfig:
 def read_config(stack: str) -> ReadConfig:
     """The stack's settings from the configuration Pulumi passes (or a test, or
     ``tools.offline.file_config``, supplies), and every problem with them except the secrets'."""
-    given = _raw_config()
+    given, secret_keys = _engine_config()
     raw = {key: _decode(value) for key, value in given.items()}
-    secret_keys = _secret_keys()
     # A value stored encrypted stays out of validation: a message would print it in clear, and a
     # setting read as plain text lands in the state unencrypted.
     plain = {key: value for key, value in raw.items() if key not in SECRETS and key not in secret_keys}
@@ -97,16 +96,23 @@ def read_config(stack: str) -> ReadConfig:
     return ReadConfig(config, problems, given, secret_keys)
 
 
-def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Optional[Section]:
+def valid_part(model: type[Section], raw: Any, locations: list[tuple],
+               default: Optional[Section] = None) -> Optional[Section]:
     """``raw`` as ``model`` without the settings that failed at ``locations``: reading one of them
     raises ``Unreadable``, so the rules and the secrets that do not depend on them are still judged.
-    A section with a failure inside is itself a valid part; None when nothing of it is usable."""
-    raw = {} if raw is None else raw
+    A section with a failure inside is itself a valid part; None when nothing of it is usable. A key
+    the model itself has no default for (inside a component's resources) is judged with ``default``'s."""
+    raw = model.given({} if raw is None else raw)
     if not isinstance(raw, dict) or () in locations:
         return None
     failed = {location[0] for location in locations}
+    kept = {key: value for key, value in raw.items() if key not in failed}
+    required = {name for name, field in model.model_fields.items() if (field.alias or name) in failed
+                and field.is_required()}
+    if required and default is not None:
+        kept |= default.model_dump(by_alias=True, include=required)
     try:
-        section = model.model_validate({key: value for key, value in raw.items() if key not in failed})
+        section = model.model_validate(kept)
     except ValidationError:
         return None
     for name, field in model.model_fields.items():
@@ -114,7 +120,8 @@ def valid_part(model: type[Section], raw: Any, locations: list[tuple]) -> Option
         if alias not in failed:
             continue
         inner = section_type(field.annotation)
-        part = inner and valid_part(inner, raw.get(alias), [loc[1:] for loc in locations if loc[0] == alias])
+        part = inner and valid_part(inner, raw.get(alias), [loc[1:] for loc in locations if loc[0] == alias],
+                                    section.__dict__[name])
         if part is None:
             del section.__dict__[name]
         else:
@@ -131,18 +138,13 @@ def describe(exc: ValidationError) -> Iterator[str]:
         location, kind = error["loc"], error["type"]
         if location[-1:] == ("[key]",):  # a key of a map that is not one of its keys
             yield f"{PROJECT}:{_key(location[:-1])} is not a known key: expected {_allowed(error)}"
-            continue
-        key = f"{PROJECT}:{_key(location)}"
-        if kind == "extra_forbidden":
+        elif kind == "extra_forbidden":
             yield _unknown(location)
-        elif kind == "missing":
-            yield f"{key} is not set: expected {_allowed_at(location)}"
-        elif kind == "model_type":
-            model = _unannotated(_place(location)[0])
-            yield (f"{key} = {_format(error['input'])} is not valid: expected an object with keys "
-                   + ", ".join(fields_by_alias(model)))
         else:
-            yield f"{key} = {_format(error['input'])} is not valid: expected {_allowed(error)}"
+            # Where nothing or something else than an object was given, the type says what it takes.
+            expected = _allowed_at(location) if kind in ("missing", "model_type") else _allowed(error)
+            given = "is not set" if kind == "missing" else f"= {_format(error['input'])} is not valid"
+            yield f"{PROJECT}:{_key(location)} {given}: expected {expected}"
 
 
 def _unknown(location: tuple) -> str:
@@ -248,19 +250,16 @@ def known_keys() -> list[str]:
 
 # --------------------------------------------------------------------------- what Pulumi passes
 
-def _raw_config() -> dict[str, Any]:
-    """Every configuration value of this project, as the engine (or a test) supplied it."""
+def _engine_config() -> tuple[dict[str, Any], set[str]]:
+    """Every configuration value of this project, as the engine (or a test) supplied it, and the keys
+    stored encrypted."""
     from pulumi.runtime import config as runtime_config
 
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {key[len(PROJECT) + 1:]: value for key, value in merged.items() if key.startswith(PROJECT + ":")}
-
-
-def _secret_keys() -> set[str]:
-    from pulumi.runtime import config as runtime_config
-
-    keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    return {key[len(PROJECT) + 1:] for key in keys if key.startswith(PROJECT + ":")}
+    secret = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    ours = len(PROJECT) + 1
+    return ({key[ours:]: value for key, value in merged.items() if key.startswith(PROJECT + ":")},
+            {key[ours:] for key in secret if key.startswith(PROJECT + ":")})
 
 
 def _decode(value: Any) -> Any:
@@ -271,7 +270,3 @@ def _decode(value: Any) -> Any:
         except json.JSONDecodeError:
             return value
     return value
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

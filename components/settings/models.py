@@ -4,10 +4,6 @@ Each knob is declared once, as a field with its type, its default and its descri
 docs/settings.md, the JSON Schema of the stack files and the declarations in Pulumi.yaml all come
 from these models. Fields are snake_case in Python and camelCase in the stack file (their alias).
 
-Where the rest of the program reads a setting under another name than the file's (a section's
-resources as ``settings.logging.logstash``, a toggle as a plain bool), ``view`` gives that name and
-the section itself is the field with the ``_settings`` suffix.
-
 Rules across fields are methods marked ``@rule``. They are not validators: pydantic skips a model's
 validators once a field inside it fails, so one bad value would hide every rule above it. The loader
 validates the fields, then asks the valid part of the tree for its ``broken_rules``; a rule that reads
@@ -16,21 +12,23 @@ a setting which failed is skipped, every other one is judged.
 
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from components.settings.images import DEFAULT_IMAGES
 from components.settings.secrets import Secrets
 from components.settings.types import (
-    Choice, CpuQuantity, CronSchedule, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl, ImageReference,
-    IPv4Address, LabelName, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
+    Choice, CpuQuantity, CronSchedule, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl,
+    ImageReference, IPv4Address, LabelName, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
     OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalObjectName, OptionalText,
     Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, Unreadable, WholeNumber, cpu_millicores,
-    duration_seconds, invalid, listed, mapping, prometheus_size_bytes, quantity_bytes, setting)
+    collection, duration_seconds, prometheus_size_bytes, quantity_bytes)
 
 PROJECT = "football-monitoring"
 
@@ -48,17 +46,11 @@ def rule(check: Optional[Callable] = None, *, each: tuple = ()) -> Any:
     return mark(check) if check is not None else mark
 
 
-def view(path: str) -> property:
-    """A read-only name for a setting that the file keeps elsewhere in the section, e.g.
-    ``logstash_replicas = view("logstash_settings.replicas")``: the name the rest of the program reads."""
-
-    def get(section: "Section") -> Any:
-        value: Any = section
-        for name in path.split("."):
-            value = getattr(value, name)
-        return value
-
-    return property(get, doc=f"the setting at {path}")
+def knob(default: Any = PydanticUndefined, doc: Optional[str] = None, **extra: Any) -> Any:
+    """A field's default and description; a section's class as the default stands for its defaults."""
+    if isinstance(default, type):
+        return Field(default_factory=default, description=doc, **extra)
+    return Field(default, description=doc, **extra)
 
 
 class Section(BaseModel):
@@ -68,13 +60,25 @@ class Section(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _absent_is_empty(cls, data: Any) -> Any:
-        # `football-monitoring:ingress:` with nothing under it reads as null: all defaults. The
-        # section holding it says so, because a null item of a list is a mistake, not an empty object.
+    def _given(cls, data: Any) -> Any:
+        return cls.given(data)
+
+    @classmethod
+    def given(cls, data: Any) -> Any:
+        """``data`` as the fields read it. `football-monitoring:ingress:` with nothing under it reads as
+        null: all defaults (the section holding it says so, because a null item of a list is a mistake,
+        not an empty object). A component's resources are its defaults with the file's keys over them."""
         if not isinstance(data, dict):
             return data
-        sections = {alias for alias, field in fields_by_alias(cls).items() if section_type(field.annotation)}
-        return {key: {} if value is None and key in sections else value for key, value in data.items()}
+        fields, given = fields_by_alias(cls), {}
+        for key, value in data.items():
+            field = fields.get(key)
+            if field is not None and isinstance(field.default, Section):
+                value = _over(field.default.model_dump(), value)
+            elif field is not None and value is None and section_type(field.annotation):
+                value = {}
+            given[key] = value
+        return given
 
     def __getattr__(self, name: str) -> Any:
         # Only a partly valid section (loading.valid_part) lacks a field: the one that failed.
@@ -118,23 +122,40 @@ def keys_of(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Fie
             yield from keys_of(inner, f"{prefix}{alias}.")
 
 
+def _over(defaults: dict, given: Any) -> Any:
+    """``given`` over ``defaults`` key by key, null as nothing given; anything but an object as given
+    (to be refused)."""
+    if given is None:
+        return defaults
+    if not isinstance(given, dict):
+        return given
+    return {**defaults, **{key: _over(defaults[key], value) if isinstance(defaults.get(key), dict) else value
+                           for key, value in given.items()}}
+
+
 # --------------------------------------------------------------------------- resources
 
-class ResourceRequests(Section):
-    cpu: CpuQuantity
-    memory: MemoryQuantity
+class _EveryKeyDefaulted(Section):
+    # The section holding a component's resources gives every key its default (``given``), so the
+    # stack file needs none of them.
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.pop("required", None))
 
 
-class ResourceLimits(Section):
-    cpu: OptionalCpuQuantity = None
-    memory: MemoryQuantity
+class Requests(_EveryKeyDefaulted):
+    cpu: CpuQuantity = knob(doc="CPU request of the container")
+    memory: MemoryQuantity = knob(doc="memory request of the container")
 
 
-class Resources(Section):
+class Limits(_EveryKeyDefaulted):
+    cpu: OptionalCpuQuantity = knob(None, "CPU limit of the container (empty: no CPU limit)")
+    memory: MemoryQuantity = knob(doc="memory limit of the container")
+
+
+class Resources(_EveryKeyDefaulted):
     """CPU and memory of one container: what the scheduler reserves, and the most it may use."""
 
-    requests: ResourceRequests
-    limits: ResourceLimits
+    requests: Requests
+    limits: Limits
 
     @classmethod
     def of(cls, cpu_request: str, memory_request: str, memory_limit: str,
@@ -148,62 +169,48 @@ class Resources(Section):
             raise ValueError("; ".join(problems))
         return resources
 
-    cpu_request = view("requests.cpu")
-    memory_request = view("requests.memory")
-    cpu_limit = view("limits.cpu")
-    memory_limit = view("limits.memory")
-
     def to_kubernetes(self) -> dict:
-        limits = {"memory": self.memory_limit}
-        if self.cpu_limit:
-            limits["cpu"] = self.cpu_limit
-        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request}, "limits": limits}
+        limits = {"memory": self.limits.memory}
+        if self.limits.cpu:
+            limits["cpu"] = self.limits.cpu
+        return {"requests": {"cpu": self.requests.cpu, "memory": self.requests.memory}, "limits": limits}
 
-    @rule
-    def _memory_request_within_limit(self, at: str) -> Iterable[str]:
-        if quantity_bytes(self.memory_request) > quantity_bytes(self.memory_limit):
-            yield (f"{at}requests.memory = {self.memory_request!r} is not valid: "
-                   f"expected at most {at}limits.memory ({self.memory_limit})")
-
-    @rule
-    def _cpu_request_within_limit(self, at: str) -> Iterable[str]:
-        if self.cpu_limit and cpu_millicores(self.cpu_request) > cpu_millicores(self.cpu_limit):
-            yield (f"{at}requests.cpu = {self.cpu_request!r} is not valid: "
-                   f"expected at most {at}limits.cpu ({self.cpu_limit})")
+    @rule(each=(("memory", quantity_bytes), ("cpu", cpu_millicores)))
+    def _request_within_limit(self, at: str, kind: tuple[str, Callable[[str], float]]) -> Iterable[str]:
+        name, amount = kind
+        request, limit = getattr(self.requests, name), getattr(self.limits, name)
+        if limit and amount(request) > amount(limit):  # (no CPU limit: none to be within)
+            yield f"{at}requests.{name} = {request!r} is not valid: expected at most {at}limits.{name} ({limit})"
 
 
-def component_resources(name: str, what: str, cpu: str, memory: str, memory_limit: str) -> Any:
-    """The type of one component's resources field, with that component's defaults.
+RESOURCES_OF = "CPU and memory of "
+
+
+def component_resources(what: str, cpu: str, memory: str, memory_limit: str) -> Any:
+    """The field of one component's resources, with that component's defaults (``what``, such as "each
+    Prometheus", stands for "the container" in the descriptions of its keys).
 
     A CPU limit throttles scrapes and rule evaluation under bursts, so the defaults leave CPU
     unlimited and bound only memory.
     """
-    requests = create_model(
-        f"{name}Requests", __base__=ResourceRequests, __module__=__name__,
-        cpu=(CpuQuantity, Field(cpu, description=f"CPU request of {what}")),
-        memory=(MemoryQuantity, Field(memory, description=f"memory request of {what}")))
-    limits = create_model(
-        f"{name}Limits", __base__=ResourceLimits, __module__=__name__,
-        cpu=(OptionalCpuQuantity, Field(None, description=f"CPU limit of {what} (empty: no CPU limit)")),
-        memory=(MemoryQuantity, Field(memory_limit, description=f"memory limit of {what}")))
-    model = create_model(
-        f"{name}Resources", __base__=Resources, __module__=__name__,
-        requests=(requests, Field(default_factory=requests)), limits=(limits, Field(default_factory=limits)))
-    return Annotated[model, Field(default_factory=model, description=f"CPU and memory of {what}")]
+    return knob(Resources.of(cpu, memory, memory_limit), RESOURCES_OF + what)
+
+
+def small_section(name: str, description: str, base: type[Section] = Section, **fields: tuple) -> Any:
+    """The type of a section declared where it is used, all defaults when the file leaves it out."""
+    model = create_model(name, __base__=base, __module__=__name__, **fields)
+    return Annotated[model, knob(model, description)]
 
 
 def resources_only(name: str, what: str, cpu: str, memory: str, memory_limit: str) -> Any:
-    """The type of a section that holds nothing but one component's resources."""
-    model = create_model(f"{name}Settings", __base__=Section, __module__=__name__,
-                         resources=component_resources(name, what, cpu, memory, memory_limit))
-    return Annotated[model, Field(default_factory=model, description=what)]
+    """A section that holds nothing but one component's resources."""
+    return small_section(f"{name}Settings", what,
+                         resources=(Resources, component_resources(what, cpu, memory, memory_limit)))
 
 
 def toggle(name: str, description: str) -> Any:
-    """The type of a section that only turns something on."""
-    model = create_model(f"{name}Settings", __base__=Section, __module__=__name__,
-                         enabled=(Flag, Field(False, description=description)))
-    return Annotated[model, Field(default_factory=model, description=description)]
+    """A section that only turns something on."""
+    return small_section(f"{name}Settings", description, enabled=(Flag, knob(False, description)))
 
 
 # --------------------------------------------------------------------------- ingress
@@ -211,23 +218,22 @@ def toggle(name: str, description: str) -> Any:
 class IngressSettings(Section):
     """The UIs behind the cluster's ingress controller."""
 
-    class_name: OptionalObjectName = Field(None, description="IngressClass of the UI ingresses")
-    tls_secret_name: OptionalObjectName = Field(None, description=(
-        "TLS Secret used by the UI ingresses (empty: plain HTTP); with clusterIssuer, the prefix of one Secret "
-        "per UI, <tlsSecretName>-<ui>"))
-    cluster_issuer: OptionalObjectName = Field(None, description=(
-        "cert-manager ClusterIssuer that issues each UI's Secret (<tlsSecretName>-grafana, -kibana, ...)"))
-    grafana_host: OptionalHostname = Field(None, description="public host of Grafana (empty: no ingress)")
-    prometheus_host: OptionalHostname = Field(None, description="public host of Prometheus (empty: no ingress)")
-    alertmanager_host: OptionalHostname = Field(None, description="public host of Alertmanager (empty: no ingress)")
-    jaeger_host: OptionalHostname = Field(
-        None, description="public host of the Jaeger UI (empty: no ingress; needs authUrl)")
-    controller_namespace: DnsLabel = Field(
-        "ingress-nginx", description="namespace of the ingress controller (network policies let it reach the UIs)")
-    auth_url: OptionalAuthUrl = Field(None, description=(
+    class_name: OptionalObjectName = knob(None, "IngressClass of the UI ingresses")
+    tls_secret_name: OptionalObjectName = knob(None, (
+        "TLS Secret used by the UI ingresses (empty: plain HTTP); with clusterIssuer, the prefix of one Secret per UI, "
+        "<tlsSecretName>-<ui>"))
+    cluster_issuer: OptionalObjectName = knob(
+        None, "cert-manager ClusterIssuer that issues each UI's Secret (<tlsSecretName>-grafana, -kibana, ...)")
+    grafana_host: OptionalHostname = knob(None, "public host of Grafana (empty: no ingress)")
+    prometheus_host: OptionalHostname = knob(None, "public host of Prometheus (empty: no ingress)")
+    alertmanager_host: OptionalHostname = knob(None, "public host of Alertmanager (empty: no ingress)")
+    jaeger_host: OptionalHostname = knob(None, "public host of the Jaeger UI (empty: no ingress; needs authUrl)")
+    controller_namespace: DnsLabel = knob(
+        "ingress-nginx", "namespace of the ingress controller (network policies let it reach the UIs)")
+    auth_url: OptionalAuthUrl = knob(None, (
         "external authentication URL (nginx auth-url, e.g. an oauth2-proxy /oauth2/auth) required in front of "
         "Prometheus and Alertmanager, which have no login"))
-    auth_signin: OptionalText = Field(None, description="where unauthenticated users are sent (nginx auth-signin)")
+    auth_signin: OptionalText = knob(None, "where unauthenticated users are sent (nginx auth-signin)")
 
     # Kibana's host is set with the rest of Kibana (logging.kibana.host); the stack hands it over here
     # so that one ingress serves every UI.
@@ -261,27 +267,23 @@ class IngressSettings(Section):
 
 # --------------------------------------------------------------------------- metrics
 
-PrometheusResources = component_resources("Prometheus", "each Prometheus", "250m", "1Gi", "2Gi")
-
-
 class PrometheusSettings(Section):
     """Prometheus: how many, how long samples are kept, how often targets are scraped."""
 
-    replicas: WholeNumber(1, 4) = Field(
-        1, description="Prometheus replicas; 2 runs an HA pair scraping the same targets")
-    retention: Duration(3600, 5 * 365 * 86400) = Field("15d", description="how long samples are kept")
-    retention_size: PrometheusSize = Field("8GB", description="size cap of the TSDB; must fit in 85% of storageSize")
-    storage_size: StorageQuantity = Field("10Gi", description="size of each Prometheus volume")
-    scrape_interval: Duration(1, 300) = Field("30s", description="default scrape interval")
-    scrape_timeout: Duration(1, 300) = Field("10s", description="default scrape timeout (at most scrapeInterval)")
-    evaluation_interval: Duration(1, 300) = Field("30s", description="rule evaluation interval")
-    kubelet_insecure_skip_verify: Flag = Field(False, description=(
-        "skip TLS verification of kubelet serving certificates (only for clusters whose kubelet certificates are "
-        "not signed by the cluster CA, such as kind)"))
-    external_url: OptionalHttpUrl = Field(None, description=(
-        "where people open Prometheus when ingress.prometheusHost is empty (a proxy or VPN address of your own): "
-        "the links of alerts point there; empty: the cluster-internal address"))
-    resources: PrometheusResources
+    replicas: WholeNumber(1, 4) = knob(1, "Prometheus replicas; 2 runs an HA pair scraping the same targets")
+    retention: Duration(3600, 5 * 365 * 86400) = knob("15d", "how long samples are kept")
+    retention_size: PrometheusSize = knob("8GB", "size cap of the TSDB; must fit in 85% of storageSize")
+    storage_size: StorageQuantity = knob("10Gi", "size of each Prometheus volume")
+    scrape_interval: Duration(1, 300) = knob("30s", "default scrape interval")
+    scrape_timeout: Duration(1, 300) = knob("10s", "default scrape timeout (at most scrapeInterval)")
+    evaluation_interval: Duration(1, 300) = knob("30s", "rule evaluation interval")
+    kubelet_insecure_skip_verify: Flag = knob(False, (
+        "skip TLS verification of kubelet serving certificates (only for clusters whose kubelet certificates are not "
+        "signed by the cluster CA, such as kind)"))
+    external_url: OptionalHttpUrl = knob(None, (
+        "where people open Prometheus when ingress.prometheusHost is empty (a proxy or VPN address of your own): the "
+        "links of alerts point there; empty: the cluster-internal address"))
+    resources: Resources = component_resources("each Prometheus", "250m", "1Gi", "2Gi")
 
     @rule
     def _retention_size_fits_volume(self, at: str) -> Iterable[str]:
@@ -298,81 +300,50 @@ class PrometheusSettings(Section):
                    f"expected at most {at}scrapeInterval ({self.scrape_interval})")
 
 
-AlertmanagerResources = component_resources("Alertmanager", "each Alertmanager", "25m", "64Mi", "256Mi")
-
-
 class AlertmanagerSettings(Section):
     """Alertmanager: how many (one gossip cluster), and how long silences are kept."""
 
-    replicas: WholeNumber(1, 5) = Field(1, description="Alertmanager replicas; more than 1 forms one gossip cluster")
-    retention: Duration(3600, 365 * 86400) = Field(
-        "120h", description="how long silences and the notification log are kept")
-    storage_size: StorageQuantity = Field("1Gi", description="size of each Alertmanager volume")
-    external_url: OptionalHttpUrl = Field(None, description=(
-        "where people open Alertmanager when ingress.alertmanagerHost is empty (a proxy or VPN address of your "
-        "own): the links of Slack, e-mail and webhook notifications point there; empty: the cluster-internal "
-        "address"))
-    resources: AlertmanagerResources
-
-
-GrafanaResources = component_resources("Grafana", "Grafana", "50m", "128Mi", "512Mi")
+    replicas: WholeNumber(1, 5) = knob(1, "Alertmanager replicas; more than 1 forms one gossip cluster")
+    retention: Duration(3600, 365 * 86400) = knob("120h", "how long silences and the notification log are kept")
+    storage_size: StorageQuantity = knob("1Gi", "size of each Alertmanager volume")
+    external_url: OptionalHttpUrl = knob(None, (
+        "where people open Alertmanager when ingress.alertmanagerHost is empty (a proxy or VPN address of your own): "
+        "the links of Slack, e-mail and webhook notifications point there; empty: the cluster-internal address"))
+    resources: Resources = component_resources("each Alertmanager", "25m", "64Mi", "256Mi")
 
 
 class GrafanaSettings(Section):
     """Grafana: its admin user and its volume."""
 
-    admin_user: DnsLabel = Field("admin", description="name of Grafana's admin user (its password is generated)")
-    storage_size: StorageQuantity = Field("2Gi", description="size of Grafana's volume")
-    resources: GrafanaResources
-
-
-PostgresExporterResources = component_resources("PostgresExporter", "postgres-exporter", "10m", "32Mi", "128Mi")
+    admin_user: DnsLabel = knob("admin", "name of Grafana's admin user (its password is generated)")
+    storage_size: StorageQuantity = knob("2Gi", "size of Grafana's volume")
+    resources: Resources = component_resources("Grafana", "50m", "128Mi", "512Mi")
 
 
 class PostgresExporterSettings(Section):
-    enabled: Flag = Field(True, description="deploy postgres-exporter (needs the postgresDsn secret)")
-    required: Flag = Field(True, description=(
-        "demand the postgresDsn secret; false: without it postgres-exporter is left out (dev, which has no "
-        "database of the service)"))
-    resources: PostgresExporterResources
-
-
-RedisExporterResources = component_resources("RedisExporter", "redis-exporter", "10m", "32Mi", "128Mi")
+    enabled: Flag = knob(True, "deploy postgres-exporter (needs the postgresDsn secret)")
+    required: Flag = knob(True, (
+        "demand the postgresDsn secret; false: without it postgres-exporter is left out (dev, which has no database of "
+        "the service)"))
+    resources: Resources = component_resources("postgres-exporter", "10m", "32Mi", "128Mi")
 
 
 class RedisExporterSettings(Section):
-    enabled: Flag = Field(True, description="deploy redis-exporter (needs the redisUrl secret)")
-    required: Flag = Field(True, description=(
-        "demand the redisUrl secret; false: without it redis-exporter is left out (dev, which has no Redis of "
-        "the service)"))
-    resources: RedisExporterResources
-
-
-NodeExporterSettings = resources_only("NodeExporter", "node-exporter", "20m", "32Mi", "128Mi")
-KubeStateMetricsSettings = resources_only("KubeStateMetrics", "kube-state-metrics", "20m", "64Mi", "256Mi")
-BlackboxSettings = resources_only("Blackbox", "blackbox-exporter", "10m", "32Mi", "128Mi")
+    enabled: Flag = knob(True, "deploy redis-exporter (needs the redisUrl secret)")
+    required: Flag = knob(True, (
+        "demand the redisUrl secret; false: without it redis-exporter is left out (dev, which has no Redis of the "
+        "service)"))
+    resources: Resources = component_resources("redis-exporter", "10m", "32Mi", "128Mi")
 
 
 class ExporterSettings(Section):
     """The exporters beside Prometheus: node, kube-state-metrics, blackbox, PostgreSQL and Redis."""
 
-    node_exporter_settings: NodeExporterSettings = Field(alias="nodeExporter")
-    kube_state_metrics_settings: KubeStateMetricsSettings = Field(alias="kubeStateMetrics")
-    blackbox_settings: BlackboxSettings = Field(alias="blackbox")
-    postgres_settings: PostgresExporterSettings = Field(
-        alias="postgres", default_factory=PostgresExporterSettings, description="postgres-exporter")
-    redis_settings: RedisExporterSettings = Field(
-        alias="redis", default_factory=RedisExporterSettings, description="redis-exporter")
-
-    node_exporter = view("node_exporter_settings.resources")
-    kube_state_metrics = view("kube_state_metrics_settings.resources")
-    blackbox = view("blackbox_settings.resources")
-    postgres_enabled = view("postgres_settings.enabled")
-    postgres_required = view("postgres_settings.required")
-    postgres = view("postgres_settings.resources")
-    redis_enabled = view("redis_settings.enabled")
-    redis_required = view("redis_settings.required")
-    redis = view("redis_settings.resources")
+    node_exporter: resources_only("NodeExporter", "node-exporter", "20m", "32Mi", "128Mi")
+    kube_state_metrics: resources_only("KubeStateMetrics", "kube-state-metrics", "20m", "64Mi", "256Mi")
+    blackbox: resources_only("Blackbox", "blackbox-exporter", "10m", "32Mi", "128Mi")
+    postgres: PostgresExporterSettings = knob(PostgresExporterSettings, "postgres-exporter")
+    redis: RedisExporterSettings = knob(RedisExporterSettings, "redis-exporter")
 
 
 # --------------------------------------------------------------------------- probes and targets
@@ -380,44 +351,31 @@ class ExporterSettings(Section):
 class ProbeTarget(Section):
     """One blackbox probe: a name for its series and what is probed."""
 
-    name: DnsLabel = Field(description="name of the probe (a DNS label), unique in its list")
-    target: str = Field(description="what is probed")
+    name: DnsLabel = knob(doc="name of the probe (a DNS label), unique in its list")
+    target: str = knob(doc="what is probed")
 
 
-class HttpProbeTarget(ProbeTarget):
-    target: HttpUrl = Field(description="URL probed with the http_2xx module")
-
-
-class TcpProbeTarget(ProbeTarget):
-    target: HostPort = Field(description="host:port probed with the tcp_connect module")
-
-
-class IcmpProbeTarget(ProbeTarget):
-    target: Host = Field(description="host probed with the icmp module")
-
-
-def probe_list(model: type[ProbeTarget], example: str) -> Any:
-    allowed = f"a list of {{name, target}} objects, name a DNS label, target like {example}"
-    return Annotated[tuple[model, ...], listed(allowed)]
-
-
-HttpProbes = probe_list(HttpProbeTarget, "http://football-prediction-api.app.svc:8000/health")
-TcpProbes = probe_list(TcpProbeTarget, "postgres.app.svc:5432")
-IcmpProbes = probe_list(IcmpProbeTarget, "postgres.app.svc")
+def probes(protocol: str, target: Any, what: str, example: str) -> Any:
+    """The type of a list of probes whose targets are ``target``, ``what`` says how they are probed."""
+    model = create_model(f"{protocol}ProbeTarget", __base__=ProbeTarget, __module__=__name__,
+                         target=(target, knob(doc=what)))
+    return Annotated[tuple[model, ...], collection(
+        tuple, f"a list of {{name, target}} objects, name a DNS label, target like {example}")]
 
 
 class ProbeSettings(Section):
     """What the blackbox exporter probes, by protocol."""
 
-    http: HttpProbes = Field(
-        (HttpProbeTarget(name="api-health",
-                         target="http://football-prediction-api.football-prediction.svc:8000/health"),),
-        description="HTTP targets probed with the http_2xx module")
-    tcp: TcpProbes = Field(
-        (TcpProbeTarget(name="postgres", target="postgres.football-prediction.svc:5432"),
-         TcpProbeTarget(name="redis", target="redis.football-prediction.svc:6379")),
-        description="host:port targets probed with the tcp_connect module")
-    icmp: IcmpProbes = Field((), description="hosts probed with the icmp module")
+    http: probes("Http", HttpUrl, "URL probed with the http_2xx module",
+                 "http://football-prediction-api.app.svc:8000/health") = knob(
+        ({"name": "api-health", "target": "http://football-prediction-api.football-prediction.svc:8000/health"},),
+        "HTTP targets probed with the http_2xx module", validate_default=True)
+    tcp: probes("Tcp", HostPort, "host:port probed with the tcp_connect module", "postgres.app.svc:5432") = knob(
+        ({"name": "postgres", "target": "postgres.football-prediction.svc:5432"},
+         {"name": "redis", "target": "redis.football-prediction.svc:6379"}),
+        "host:port targets probed with the tcp_connect module", validate_default=True)
+    icmp: probes("Icmp", Host, "host probed with the icmp module", "postgres.app.svc") = knob(
+        (), "hosts probed with the icmp module")
 
     @rule(each=("http", "tcp", "icmp"))
     def _unique_names(self, at: str, protocol: str) -> Iterable[str]:
@@ -432,12 +390,12 @@ class ProbeSettings(Section):
 class StaticTarget(Section):
     """An extra scrape target by address."""
 
-    job: DnsLabel = Field(description="job label of the target's series (a DNS label)")
-    target: HostPort = Field(description="host:port that Prometheus scrapes")
+    job: DnsLabel = knob(doc="job label of the target's series (a DNS label)")
+    target: HostPort = knob(doc="host:port that Prometheus scrapes")
 
 
 StaticTargets = Annotated[tuple[StaticTarget, ...],
-                          listed("a list of {job, target} objects, job a DNS label, target host:port")]
+                          collection(tuple, "a list of {job, target} objects, job a DNS label, target host:port")]
 
 
 # --------------------------------------------------------------------------- a single Docker host
@@ -445,19 +403,18 @@ StaticTargets = Annotated[tuple[StaticTarget, ...],
 class DockerSettings(Section):
     """The Docker host of platform docker, and the host ports its UIs are published on."""
 
-    host: OptionalText = Field(None, description=(
-        "Docker daemon to deploy to, e.g. unix:///var/run/docker.sock or ssh://user@host (empty: DOCKER_HOST or "
-        "the local daemon)"))
-    bind_address: IPv4Address = Field("127.0.0.1", description="host address published UI ports listen on")
-    grafana_port: Port = Field(3000, description="host port of Grafana (0: not published)")
-    prometheus_port: Port = Field(9090, description="host port of Prometheus (0: not published)")
-    alertmanager_port: Port = Field(9093, description="host port of Alertmanager (0: not published)")
-    jaeger_port: Port = Field(
-        16686, description="host port of the Jaeger UI when tracing is enabled (0: not published)")
-    kibana_port: Port = Field(5601, description="host port of Kibana when logging is enabled (0: not published)")
-    elasticsearch_port: Port = Field(9200, description=(
-        "host port of Elasticsearch's HTTPS API when logging is enabled, for tools.verify and operators (TLS and "
-        "a password; 0: not published)"))
+    host: OptionalText = knob(None, (
+        "Docker daemon to deploy to, e.g. unix:///var/run/docker.sock or ssh://user@host (empty: DOCKER_HOST or the "
+        "local daemon)"))
+    bind_address: IPv4Address = knob("127.0.0.1", "host address published UI ports listen on")
+    grafana_port: Port = knob(3000, "host port of Grafana (0: not published)")
+    prometheus_port: Port = knob(9090, "host port of Prometheus (0: not published)")
+    alertmanager_port: Port = knob(9093, "host port of Alertmanager (0: not published)")
+    jaeger_port: Port = knob(16686, "host port of the Jaeger UI when tracing is enabled (0: not published)")
+    kibana_port: Port = knob(5601, "host port of Kibana when logging is enabled (0: not published)")
+    elasticsearch_port: Port = knob(9200, (
+        "host port of Elasticsearch's HTTPS API when logging is enabled, for tools.verify and operators (TLS and a "
+        "password; 0: not published)"))
 
     @property
     def ports(self) -> Mapping[str, int]:
@@ -479,20 +436,11 @@ class DockerSettings(Section):
 TEAMS = ("platform", "backend", "data", "security")
 
 
-def _team(value: Any) -> str:
-    if value not in TEAMS:
-        raise invalid("a team: one of " + ", ".join(TEAMS))
-    return value
-
-
-Team = setting(str, _team, {"enum": list(TEAMS)})
-
-
 class TeamContact(Section):
     """Where one team hears about its alerts."""
 
-    slack_channel: Optional[SlackChannel] = Field(None, description="Slack channel of the team (#channel)")
-    email: Optional[Email] = Field(None, description="e-mail address of the team")
+    slack_channel: Optional[SlackChannel] = knob(None, "Slack channel of the team (#channel)")
+    email: Optional[Email] = knob(None, "e-mail address of the team")
 
 
 def _every_team(teams: Mapping[str, TeamContact]) -> Mapping[str, TeamContact]:
@@ -500,30 +448,25 @@ def _every_team(teams: Mapping[str, TeamContact]) -> Mapping[str, TeamContact]:
     return MappingProxyType({team: teams.get(team) or TeamContact() for team in TEAMS})
 
 
-Teams = Annotated[Mapping[Team, TeamContact],
-                  mapping("an object of teams (" + ", ".join(TEAMS) + ") each with optional slackChannel "
-                          "(#channel) and email (address)"),
+Teams = Annotated[Mapping[Choice(*TEAMS, allowed="a team: one of "), TeamContact],
+                  collection(dict, "an object of teams (" + ", ".join(TEAMS) + ") each with optional slackChannel "
+                                   "(#channel) and email (address)"),
                   AfterValidator(_every_team)]
 
 
 class EmailSettings(Section):
     """E-mail notifications of critical alerts, through an SMTP smarthost."""
 
-    enabled: Flag = Field(False, description="notify teams by e-mail (needs smarthost and from)")
-    smarthost: OptionalHostPort = Field(None, description="SMTP server host:port")
-    sender: OptionalEmail = Field(None, alias="from", description="sender address")
-    username: OptionalText = Field(None, description="SMTP user (its password is the smtpPassword secret)")
-    require_tls: Flag = Field(True, description="require STARTTLS to the SMTP server")
+    enabled: Flag = knob(False, "notify teams by e-mail (needs smarthost and from)")
+    smarthost: OptionalHostPort = knob(None, "SMTP server host:port")
+    sender: OptionalEmail = knob(None, "sender address", alias="from")
+    username: OptionalText = knob(None, "SMTP user (its password is the smtpPassword secret)")
+    require_tls: Flag = knob(True, "require STARTTLS to the SMTP server")
 
-    @rule
-    def _smarthost_when_enabled(self, at: str) -> Iterable[str]:
-        if self.enabled and not self.smarthost:
-            yield f"{at}smarthost is not set: expected a value when {at}enabled is true"
-
-    @rule
-    def _sender_when_enabled(self, at: str) -> Iterable[str]:
-        if self.enabled and not self.sender:
-            yield f"{at}from is not set: expected a value when {at}enabled is true"
+    @rule(each=("smarthost", "from"))
+    def _set_when_enabled(self, at: str, key: str) -> Iterable[str]:
+        if self.enabled and not getattr(self, "sender" if key == "from" else key):
+            yield f"{at}{key} is not set: expected a value when {at}enabled is true"
 
 
 class Timings(Section):
@@ -535,273 +478,191 @@ class Timings(Section):
 
 
 def severity_timings(severity: str, group_wait: str, group_interval: str, repeat_interval: str) -> Any:
-    model = create_model(
-        f"{severity.title()}Timings", __base__=Timings, __module__=__name__,
-        group_wait=(Duration(0, 3600), Field(group_wait, description=(
-            f"how long Alertmanager gathers {severity} alerts before the first notification"))),
-        group_interval=(Duration(1, 6 * 3600), Field(group_interval, description=(
-            f"how often a changed {severity} group is notified again"))),
-        repeat_interval=(Duration(1, 7 * 86400), Field(repeat_interval, description=(
-            f"how often a still-firing {severity} group is repeated"))))
-    return Annotated[model, Field(default_factory=model, description=f"notification timings of {severity} alerts")]
-
-
-SlackSettings = toggle("Slack", "notify teams' Slack channels (needs the slackApiUrl secret)")
-DingtalkSettings = toggle("Dingtalk", "notify critical alerts to DingTalk through a relay (needs dingtalkWebhookUrl)")
-HeartbeatSettings = toggle(
-    "Heartbeat", "send the always-firing Watchdog to an external dead man's switch (heartbeatUrl)")
-EscalationSettings = toggle(
-    "Escalation", "also send every critical alert to an on-call paging webhook (escalationWebhookUrl)")
+    return small_section(
+        f"{severity.title()}Timings", f"notification timings of {severity} alerts", Timings,
+        group_wait=(Duration(0, 3600), knob(
+            group_wait, f"how long Alertmanager gathers {severity} alerts before the first notification")),
+        group_interval=(Duration(1, 6 * 3600), knob(
+            group_interval, f"how often a changed {severity} group is notified again")),
+        repeat_interval=(Duration(1, 7 * 86400), knob(
+            repeat_interval, f"how often a still-firing {severity} group is repeated")))
 
 
 class WebhookSettings(Section):
     """The default webhook: every notification that no other receiver takes, and a copy of the rest."""
 
-    required: Flag = Field(True, description=(
-        "demand the alertmanagerWebhookUrl secret; false: without it the notifications are delivered nowhere "
-        "and stay visible in Alertmanager's UI (dev)"))
-
-
-CriticalTimings = severity_timings("critical", "30s", "5m", "1h")
-WarningTimings = severity_timings("warning", "1m", "10m", "6h")
-InfoTimings = severity_timings("info", "5m", "30m", "24h")
+    required: Flag = knob(True, (
+        "demand the alertmanagerWebhookUrl secret; false: without it the notifications are delivered nowhere and stay "
+        "visible in Alertmanager's UI (dev)"))
 
 
 class AlertingSettings(Section):
     """Who hears about alerts, through which channels, and how often."""
 
-    quiet: Flag = Field(False, description=(
-        "only critical alerts reach people; warnings and info go to the default webhook alone (dev)"))
-    teams: Teams = Field({}, validate_default=True, json_schema_extra={"propertyNames": {"enum": list(TEAMS)}},
-                         description="where each team hears about its alerts: {platform: {slackChannel, email}, ...}")
-    webhook: WebhookSettings = Field(default_factory=WebhookSettings, description=(
-        "the default webhook receiver (alertmanagerWebhookUrl)"))
-    slack_settings: SlackSettings = Field(alias="slack")
-    email: EmailSettings = Field(default_factory=EmailSettings, description="e-mail notifications")
-    dingtalk_settings: DingtalkSettings = Field(alias="dingtalk")
-    heartbeat_settings: HeartbeatSettings = Field(alias="heartbeat")
-    escalation_settings: EscalationSettings = Field(alias="escalation")
-    critical: CriticalTimings
-    warning: WarningTimings
-    info: InfoTimings
-
-    slack = view("slack_settings.enabled")
-    dingtalk = view("dingtalk_settings.enabled")
-    heartbeat = view("heartbeat_settings.enabled")
-    escalation = view("escalation_settings.enabled")
+    quiet: Flag = knob(
+        False, "only critical alerts reach people; warnings and info go to the default webhook alone (dev)")
+    teams: Teams = knob({}, "where each team hears about its alerts: {platform: {slackChannel, email}, ...}",
+                        validate_default=True, json_schema_extra={"propertyNames": {"enum": list(TEAMS)}})
+    webhook: WebhookSettings = knob(WebhookSettings, "the default webhook receiver (alertmanagerWebhookUrl)")
+    slack: toggle("Slack", "notify teams' Slack channels (needs the slackApiUrl secret)")
+    email: EmailSettings = knob(EmailSettings, "e-mail notifications")
+    dingtalk: toggle("Dingtalk", "notify critical alerts to DingTalk through a relay (needs dingtalkWebhookUrl)")
+    heartbeat: toggle("Heartbeat", "send the always-firing Watchdog to an external dead man's switch (heartbeatUrl)")
+    escalation: toggle(
+        "Escalation", "also send every critical alert to an on-call paging webhook (escalationWebhookUrl)")
+    critical: severity_timings("critical", "30s", "5m", "1h")
+    warning: severity_timings("warning", "1m", "10m", "6h")
+    info: severity_timings("info", "5m", "30m", "24h")
 
     @property
     def timings(self) -> Mapping[str, Timings]:
         """By severity."""
         return {"critical": self.critical, "warning": self.warning, "info": self.info}
 
-    @rule
-    def _a_team_on_slack(self, at: str) -> Iterable[str]:
-        if self.slack and not any(contact.slack_channel for contact in self.teams.values()):
-            yield (f"{at}teams = {{}} is not valid: expected at least one team with slackChannel when "
-                   f"{at}slack.enabled is true")
-
-    @rule
-    def _a_team_on_email(self, at: str) -> Iterable[str]:
-        if self.email.enabled and not any(contact.email for contact in self.teams.values()):
-            yield (f"{at}teams = {{}} is not valid: expected at least one team with email when "
-                   f"{at}email.enabled is true")
+    @rule(each=(("slack", "slack_channel"), ("email", "email")))
+    def _a_team_on_each_channel(self, at: str, channel: tuple[str, str]) -> Iterable[str]:
+        section, contact_key = channel
+        if getattr(self, section).enabled and not any(getattr(c, contact_key) for c in self.teams.values()):
+            yield (f"{at}teams = {{}} is not valid: expected at least one team with {to_camel(contact_key)} when "
+                   f"{at}{section}.enabled is true")
 
 
 # --------------------------------------------------------------------------- tracing
 
-CollectorResources = component_resources(
-    "Collector", "each Jaeger collector (or the all-in-one Jaeger)", "100m", "256Mi", "1Gi")
-
-
 class SloSettings(Section):
     """The service level objectives of slos/ (docs/slos.md)."""
 
-    enabled: Flag = Field(True, description=(
-        "deploy the SLOs of slos/: their recording rules (error ratios per window, budget) and burn-rate alerts "
-        "(see docs/slos.md)"))
+    enabled: Flag = knob(True, (
+        "deploy the SLOs of slos/: their recording rules (error ratios per window, budget) and burn-rate alerts (see "
+        "docs/slos.md)"))
 
 
 class CollectorSettings(Section):
-    replicas: WholeNumber(1, 10) = Field(1, description=(
-        "Jaeger collectors behind the OTLP Service (more than 1 needs storage elasticsearch)"))
-    resources: CollectorResources
-
-
-GatewayResources = component_resources("Gateway", "each gateway", "100m", "256Mi", "1Gi")
+    replicas: WholeNumber(1, 10) = knob(
+        1, "Jaeger collectors behind the OTLP Service (more than 1 needs storage elasticsearch)")
+    resources: Resources = component_resources(
+        "each Jaeger collector (or the all-in-one Jaeger)", "100m", "256Mi", "1Gi")
 
 
 class GatewaySettings(Section):
-    enabled: Flag = Field(False, description=(
-        "put an OpenTelemetry Collector gateway (memory limiter, sampling, batching) in front of Jaeger; "
-        "Kubernetes only"))
-    replicas: WholeNumber(1, 10) = Field(1, description=(
+    enabled: Flag = knob(False, (
+        "put an OpenTelemetry Collector gateway (memory limiter, sampling, batching) in front of Jaeger; Kubernetes "
+        "only"))
+    replicas: WholeNumber(1, 10) = knob(1, (
         "gateway replicas; with tail sampling and more than 1, each replica routes every trace by its id to one "
         "replica (the load_balancing exporter over a headless Service), which samples it whole"))
-    resources: GatewayResources
-
-
-SamplingMode = Choice("probabilistic", "tail")
+    resources: Resources = component_resources("each gateway", "100m", "256Mi", "1Gi")
 
 
 class SamplingSettings(Section):
-    mode: SamplingMode = Field("probabilistic", description=(
-        "probabilistic (by trace id) or tail (after the trace: every error and slow trace kept, plus percentage "
-        "of the rest)"))
-    percentage: Percentage = Field(100, description="share of traces kept, in percent (below 100 needs the gateway)")
-    slow_trace_threshold: Duration(0.001, 600) = Field(
-        "2s", description="tail sampling keeps every trace slower than this")
-
-
-TracingStorage = Choice("memory", "badger", "elasticsearch")
-QuerySettings = resources_only("Query", "Jaeger query (storage elasticsearch)", "50m", "128Mi", "512Mi")
+    mode: Choice("probabilistic", "tail") = knob("probabilistic", (
+        "probabilistic (by trace id) or tail (after the trace: every error and slow trace kept, plus percentage of the "
+        "rest)"))
+    percentage: Percentage = knob(100, "share of traces kept, in percent (below 100 needs the gateway)")
+    slow_trace_threshold: Duration(0.001, 600) = knob("2s", "tail sampling keeps every trace slower than this")
 
 
 class TracingSettings(Section):
     """Tracing: Jaeger v2 receiving OpenTelemetry (OTLP) spans, optionally behind a gateway."""
 
-    enabled: Flag = Field(False, description=(
-        "deploy tracing: Jaeger v2 receiving OpenTelemetry (OTLP) spans, a Jaeger datasource in Grafana "
-        "(see docs/tracing.md)"))
-    storage: TracingStorage = Field("badger", description=(
+    enabled: Flag = knob(False, (
+        "deploy tracing: Jaeger v2 receiving OpenTelemetry (OTLP) spans, a Jaeger datasource in Grafana (see "
+        "docs/tracing.md)"))
+    storage: Choice("memory", "badger", "elasticsearch") = knob("badger", (
         "where spans are kept: memory or badger (one all-in-one Jaeger), or elasticsearch (the logging stack's; "
         "collectors and query scale separately)"))
-    retention_days: WholeNumber(1, 90) = Field(3, description=(
-        "days spans are kept (Badger TTL; Elasticsearch daily indices older than this are deleted every night)"))
-    memory_max_traces: WholeNumber(1000, 1000000) = Field(
-        50000, description="traces the memory store holds before dropping the oldest")
-    storage_size: StorageQuantity = Field("5Gi", description="size of the Badger volume")
-    index_prefix: DnsLabel = Field("jaeger", description="prefix of Jaeger's Elasticsearch indices")
-    index_shards: WholeNumber(1, 20) = Field(1, description="primary shards of each daily Jaeger index")
-    index_replicas: WholeNumber(0, 3) = Field(1, description="replica shards of each daily Jaeger index")
-    collector_settings: CollectorSettings = Field(
-        alias="collector", default_factory=CollectorSettings, description="the Jaeger collectors")
-    query_settings: QuerySettings = Field(alias="query")
-    gateway_settings: GatewaySettings = Field(
-        alias="gateway", default_factory=GatewaySettings, description="the OpenTelemetry Collector gateway")
-    sampling: SamplingSettings = Field(default_factory=SamplingSettings, description="which traces are kept")
-
-    collector_replicas = view("collector_settings.replicas")
-    collector = view("collector_settings.resources")
-    query = view("query_settings.resources")
-    gateway_enabled = view("gateway_settings.enabled")
-    gateway_replicas = view("gateway_settings.replicas")
-    gateway = view("gateway_settings.resources")
-    sampling_mode = view("sampling.mode")
-    sampling_percentage = view("sampling.percentage")
-    slow_trace_threshold = view("sampling.slow_trace_threshold")
+    retention_days: WholeNumber(1, 90) = knob(
+        3, "days spans are kept (Badger TTL; Elasticsearch daily indices older than this are deleted every night)")
+    memory_max_traces: WholeNumber(1000, 1000000) = knob(
+        50000, "traces the memory store holds before dropping the oldest")
+    storage_size: StorageQuantity = knob("5Gi", "size of the Badger volume")
+    index_prefix: DnsLabel = knob("jaeger", "prefix of Jaeger's Elasticsearch indices")
+    index_shards: WholeNumber(1, 20) = knob(1, "primary shards of each daily Jaeger index")
+    index_replicas: WholeNumber(0, 3) = knob(1, "replica shards of each daily Jaeger index")
+    collector: CollectorSettings = knob(CollectorSettings, "the Jaeger collectors")
+    query: resources_only("Query", "Jaeger query (storage elasticsearch)", "50m", "128Mi", "512Mi")
+    gateway: GatewaySettings = knob(GatewaySettings, "the OpenTelemetry Collector gateway")
+    sampling: SamplingSettings = knob(SamplingSettings, "which traces are kept")
 
     @rule
     def _one_collector_in_process(self, at: str) -> Iterable[str]:
-        if self.enabled and self.storage != "elasticsearch" and self.collector_replicas != 1:
-            yield (f"{at}collector.replicas = {self.collector_replicas} is not valid with {at}storage "
+        if self.enabled and self.storage != "elasticsearch" and self.collector.replicas != 1:
+            yield (f"{at}collector.replicas = {self.collector.replicas} is not valid with {at}storage "
                    f"{self.storage!r}: expected 1 (memory and Badger live inside one Jaeger process; scale "
                    "collectors with storage elasticsearch)")
 
     @rule
     def _sampling_needs_gateway(self, at: str) -> Iterable[str]:
-        if self.enabled and self.sampling_percentage < 100 and not self.gateway_enabled:
-            yield (f"{at}sampling.percentage = {self.sampling_percentage} is not valid without "
+        if self.enabled and self.sampling.percentage < 100 and not self.gateway.enabled:
+            yield (f"{at}sampling.percentage = {self.sampling.percentage} is not valid without "
                    f"{at}gateway.enabled: expected 100 (the sampler runs in the OpenTelemetry Collector gateway)")
 
 
 # --------------------------------------------------------------------------- logging
 
-ElasticsearchResources = component_resources("Elasticsearch", "each Elasticsearch node", "500m", "2Gi", "2Gi")
-
-
 class ElasticsearchSettings(Section):
-    nodes: WholeNumber(1, 9) = Field(1, description=(
+    nodes: WholeNumber(1, 9) = knob(1, (
         "Elasticsearch nodes, each master-eligible and data; 1 runs discovery.type single-node, 3 or more a cluster "
         "that survives the loss of one node (2 is refused)"))
-    storage_size: StorageQuantity = Field("10Gi", description="size of each Elasticsearch data volume")
-    heap_percent: WholeNumber(25, 75) = Field(50, description=(
-        "JVM heap as a share of the memory limit, in percent (Elastic: about half; the rest is filesystem cache)"))
-    allow_mmap: Flag = Field(True, description=(
-        "memory-map index files (node.store.allow_mmap), as Elastic advises for production: every node must have "
-        "the kernel setting vm.max_map_count of at least 262144, which each node checks before it starts; false "
-        "reads them through NIO instead (slower searches on large indices) where nodes cannot be set so"))
-    resources: ElasticsearchResources
-
-
-LogstashResources = component_resources("Logstash", "each Logstash", "250m", "1Gi", "1536Mi")
+    storage_size: StorageQuantity = knob("10Gi", "size of each Elasticsearch data volume")
+    heap_percent: WholeNumber(25, 75) = knob(
+        50, "JVM heap as a share of the memory limit, in percent (Elastic: about half; the rest is filesystem cache)")
+    allow_mmap: Flag = knob(True, (
+        "memory-map index files (node.store.allow_mmap), as Elastic advises for production: every node must have the "
+        "kernel setting vm.max_map_count of at least 262144, which each node checks before it starts; false reads them "
+        "through NIO instead (slower searches on large indices) where nodes cannot be set so"))
+    resources: Resources = component_resources("each Elasticsearch node", "500m", "2Gi", "2Gi")
 
 
 class LogstashSettings(Section):
-    replicas: WholeNumber(1, 5) = Field(1, description="Logstash replicas, each with its own persistent queue volume")
-    storage_size: StorageQuantity = Field("5Gi", description=(
-        "size of each Logstash persistent-queue volume (the queue may use 80% of it)"))
-    resources: LogstashResources
-
-
-KibanaResources = component_resources("Kibana", "Kibana", "100m", "1Gi", "1Gi")
+    replicas: WholeNumber(1, 5) = knob(1, "Logstash replicas, each with its own persistent queue volume")
+    storage_size: StorageQuantity = knob(
+        "5Gi", "size of each Logstash persistent-queue volume (the queue may use 80% of it)")
+    resources: Resources = component_resources("each Logstash", "250m", "1Gi", "1536Mi")
 
 
 class KibanaSettings(Section):
-    host: OptionalHostname = Field(None, description="public host of Kibana (empty: no ingress)")
-    resources: KibanaResources
-
-
-SnapshotType = Choice("s3", "fs")
+    host: OptionalHostname = knob(None, "public host of Kibana (empty: no ingress)")
+    resources: Resources = component_resources("Kibana", "100m", "1Gi", "1Gi")
 
 
 class SnapshotSettings(Section):
     """Backups of the log data streams by a snapshot lifecycle policy."""
 
-    enabled: Flag = Field(False, description="back up the log data streams with a snapshot lifecycle policy")
-    type: SnapshotType = Field("s3", description=(
+    enabled: Flag = knob(False, "back up the log data streams with a snapshot lifecycle policy")
+    type: Choice("s3", "fs") = knob("s3", (
         "snapshot repository: s3 (AWS S3 or an S3-compatible service; needs the loggingSnapshotAccessKey and "
         "loggingSnapshotSecretKey secrets) or fs (a shared ReadWriteMany volume, claimName)"))
-    bucket: OptionalText = Field(None, description="S3 bucket of the repository (type s3)")
-    endpoint: OptionalEndpoint = Field(None, description=(
-        "host[:port] of an S3-compatible service (type s3; empty: AWS S3), reached over HTTPS"))
-    base_path: OptionalText = Field("football-logs", description="path inside the bucket (type s3)")
-    claim_name: OptionalText = Field(None, description=(
+    bucket: OptionalText = knob(None, "S3 bucket of the repository (type s3)")
+    endpoint: OptionalEndpoint = knob(
+        None, "host[:port] of an S3-compatible service (type s3; empty: AWS S3), reached over HTTPS")
+    base_path: OptionalText = knob("football-logs", "path inside the bucket (type s3)")
+    claim_name: OptionalText = knob(None, (
         "type fs: on Kubernetes an existing ReadWriteMany PersistentVolumeClaim mounted on every node; on a Docker "
         "host the name of the volume the stack creates for the repository"))
-    schedule: ElasticsearchCron = Field(
-        "0 30 1 * * ?", description="when snapshots are taken (Elasticsearch cron, UTC)")
-    retention_days: WholeNumber(1, 3650) = Field(30, description="days a snapshot is kept (at least 5 are always kept)")
-
-
-FilebeatSettings = resources_only("Filebeat", "each Filebeat (one per node)", "50m", "128Mi", "384Mi")
-LoggingExporterSettings = resources_only(
-    "LoggingExporter", "each logging metrics exporter (Elasticsearch, Logstash, Filebeat)", "10m", "32Mi", "128Mi")
+    schedule: ElasticsearchCron = knob("0 30 1 * * ?", "when snapshots are taken (Elasticsearch cron, UTC)")
+    retention_days: WholeNumber(1, 3650) = knob(30, "days a snapshot is kept (at least 5 are always kept)")
 
 
 class LoggingSettings(Section):
     """The logging stack: Elasticsearch, Logstash, Kibana and Filebeat."""
 
-    enabled: Flag = Field(True, description=(
+    enabled: Flag = knob(True, (
         "deploy the logging stack (Elasticsearch, Logstash, Kibana, Filebeat) on either platform; its memory limits "
         "add up to about 3.6 GiB with the dev sizes"))
-    retention_days: WholeNumber(1, 3650) = Field(7, description=(
-        "days a log index is kept after it rolled over (the lifecycle policy's delete phase)"))
-    elasticsearch_settings: ElasticsearchSettings = Field(
-        alias="elasticsearch", default_factory=ElasticsearchSettings, description="the Elasticsearch nodes")
-    logstash_settings: LogstashSettings = Field(
-        alias="logstash", default_factory=LogstashSettings, description="the Logstash replicas")
-    kibana_settings: KibanaSettings = Field(alias="kibana", default_factory=KibanaSettings, description="Kibana")
-    filebeat_settings: FilebeatSettings = Field(alias="filebeat")
-    exporter_settings: LoggingExporterSettings = Field(alias="exporters")
-    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings, description="snapshots of the logs")
-
-    nodes = view("elasticsearch_settings.nodes")
-    storage_size = view("elasticsearch_settings.storage_size")
-    heap_percent = view("elasticsearch_settings.heap_percent")
-    allow_mmap = view("elasticsearch_settings.allow_mmap")
-    elasticsearch = view("elasticsearch_settings.resources")
-    logstash_replicas = view("logstash_settings.replicas")
-    logstash_storage_size = view("logstash_settings.storage_size")
-    logstash = view("logstash_settings.resources")
-    kibana_host = view("kibana_settings.host")
-    kibana = view("kibana_settings.resources")
-    filebeat = view("filebeat_settings.resources")
-    exporters = view("exporter_settings.resources")
+    retention_days: WholeNumber(1, 3650) = knob(
+        7, "days a log index is kept after it rolled over (the lifecycle policy's delete phase)")
+    elasticsearch: ElasticsearchSettings = knob(ElasticsearchSettings, "the Elasticsearch nodes")
+    logstash: LogstashSettings = knob(LogstashSettings, "the Logstash replicas")
+    kibana: KibanaSettings = knob(KibanaSettings, "Kibana")
+    filebeat: resources_only("Filebeat", "each Filebeat (one per node)", "50m", "128Mi", "384Mi")
+    exporters: resources_only(
+        "LoggingExporter", "each logging metrics exporter (Elasticsearch, Logstash, Filebeat)", "10m", "32Mi", "128Mi")
+    snapshot: SnapshotSettings = knob(SnapshotSettings, "snapshots of the logs")
 
     @rule
     def _heap_fits(self, at: str) -> Iterable[str]:
-        limit = self.elasticsearch.memory_limit
+        limit = self.elasticsearch.resources.limits.memory
         if self.enabled and quantity_bytes(limit) < 2**30:
             yield (f"{at}elasticsearch.resources.limits.memory = {limit!r} is not valid: expected at least 1Gi "
                    f"(the JVM heap takes {at}elasticsearch.heapPercent of it)")
@@ -826,37 +687,36 @@ class LoggingSettings(Section):
 class DemoSettings(Section):
     """A FootballPrediction stand-in (demo/) that fills every dashboard, log view and trace view."""
 
-    enabled: Flag = Field(False, description=(
-        "run the demo workload: a stand-in API and Celery worker serving the metric contract with realistic "
-        "traffic, the service's JSON logs and OTLP traces (on in dev; refused with protectData, where its "
-        "made-up data would be kept beside the real service's)"))
-    image: OptionalText = Field(None, description=(
-        "platform kubernetes: the demo's image in a registry the cluster pulls from (docker build -f "
-        "demo/Dockerfile .); a Docker host builds it from this repository itself"))
-    rps: WholeNumber(1, 50) = Field(5, description="API requests per second the demo's traffic makes")
+    enabled: Flag = knob(False, (
+        "run the demo workload: a stand-in API and Celery worker serving the metric contract with realistic traffic, "
+        "the service's JSON logs and OTLP traces (on in dev; refused with protectData, where its made-up data would be "
+        "kept beside the real service's)"))
+    image: OptionalText = knob(None, (
+        "platform kubernetes: the demo's image in a registry the cluster pulls from (docker build -f demo/Dockerfile "
+        ".); a Docker host builds it from this repository itself"))
+    rps: WholeNumber(1, 50) = knob(5, "API requests per second the demo's traffic makes")
 
 
 # --------------------------------------------------------------------------- the service level report
 
 REPORT_APP = "service-level-report"  # the scheduled report's name: its peers let it in by this name
-ReportPeriod = Choice("day", "week")
 
 
 class ReportSettings(Section):
     """The service level report written on a schedule (docs/report.md)."""
 
-    enabled: Flag = Field(False, description=(
+    enabled: Flag = knob(False, (
         "write the service level report (python -m components.report) on a schedule into a volume: a CronJob on "
         "Kubernetes, a container that waits for each time on a Docker host"))
-    schedule: CronSchedule = Field("0 6 * * 1", description=(
-        "when the report is written: a cron schedule of five fields, UTC (default Mondays 06:00)"))
-    period: ReportPeriod = Field("week", description="the period each report covers, ending when it is written")
-    post_to_webhook: Flag = Field(False, description=(
-        "post each report's summary to the default webhook (the alertmanagerWebhookUrl secret, then demanded)"))
-    image: OptionalText = Field(None, description=(
+    schedule: CronSchedule = knob(
+        "0 6 * * 1", "when the report is written: a cron schedule of five fields, UTC (default Mondays 06:00)")
+    period: Choice("day", "week") = knob("week", "the period each report covers, ending when it is written")
+    post_to_webhook: Flag = knob(
+        False, "post each report's summary to the default webhook (the alertmanagerWebhookUrl secret, then demanded)")
+    image: OptionalText = knob(None, (
         "platform kubernetes: the report's image in a registry the cluster pulls from (docker build -f "
         "components/report/Dockerfile .); a Docker host builds it from this repository itself"))
-    storage_size: StorageQuantity = Field("1Gi", description="size of the volume the reports are written to")
+    storage_size: StorageQuantity = knob("1Gi", "size of the volume the reports are written to")
 
 
 # --------------------------------------------------------------------------- images
@@ -871,41 +731,27 @@ class ImageSettings(Section):
 # One field per pinned image, named as in images.py (already camelCase, so its own alias).
 Images = create_model(
     "Images", __base__=ImageSettings, __module__=__name__,
-    **{name: (ImageReference, Field(image, alias=name, description=f"{name} image"))
+    **{name: (ImageReference, knob(image, f"{name} image", alias=name))
        for name, image in DEFAULT_IMAGES.items()})
 
 
 # --------------------------------------------------------------------------- the stack
 
-Platform = Choice("kubernetes", "docker")
 
-
-# What one Docker host cannot run: place in the file -> (its value, whether that value is wrong there,
-# what is expected instead and why).
 # --------------------------------------------------------------------------- thanos
-
-ThanosObjstoreType = Choice("s3", "filesystem")
-ThanosSidecarResources = component_resources("ThanosSidecar", "each Thanos sidecar (one per Prometheus)",
-                                             "50m", "64Mi", "512Mi")
-ThanosQueryResources = component_resources("ThanosQuery", "each Thanos Query replica", "100m", "256Mi", "2Gi")
-ThanosStoreResources = component_resources("ThanosStore", "the Thanos store gateway", "100m", "512Mi", "2Gi")
-ThanosCompactorResources = component_resources("ThanosCompactor", "the Thanos compactor", "100m", "512Mi", "2Gi")
-ThanosQueryFrontendResources = component_resources("ThanosQueryFrontend", "each Thanos query frontend replica",
-                                                   "50m", "128Mi", "1Gi")
-
 
 class ThanosObjstoreSettings(Section):
     """The bucket every Thanos component reads and the sidecars and compactor write."""
 
-    type: ThanosObjstoreType = Field("s3", description=(
+    type: Choice("s3", "filesystem") = knob("s3", (
         "s3 (AWS S3 or an S3-compatible service; needs the thanosObjstoreAccessKey and thanosObjstoreSecretKey "
         "secrets) or filesystem (a local directory: only for tests, every component must see the same one)"))
-    bucket: OptionalText = Field(None, description="the S3 bucket (type s3)")
-    endpoint: OptionalEndpoint = Field(
-        "s3.amazonaws.com", description="host[:port] of the S3 service (type s3), reached over HTTPS unless insecure")
-    region: OptionalText = Field(None, description="S3 region of the bucket (type s3; empty: the service's default)")
-    insecure: Flag = Field(False, description="reach the S3 endpoint over plain HTTP (type s3; a test MinIO only)")
-    directory: OptionalText = Field(None, description="the bucket's directory (type filesystem)")
+    bucket: OptionalText = knob(None, "the S3 bucket (type s3)")
+    endpoint: OptionalEndpoint = knob(
+        "s3.amazonaws.com", "host[:port] of the S3 service (type s3), reached over HTTPS unless insecure")
+    region: OptionalText = knob(None, "S3 region of the bucket (type s3; empty: the service's default)")
+    insecure: Flag = knob(False, "reach the S3 endpoint over plain HTTP (type s3; a test MinIO only)")
+    directory: OptionalText = knob(None, "the bucket's directory (type filesystem)")
 
     @property
     def port(self) -> int:
@@ -918,31 +764,31 @@ class ThanosSettings(Section):
     """Thanos over the Prometheus replicas: a deduplicated view of all of them, and their blocks kept in object
     storage, downsampled, for longer than the local disks hold (docs/scaling.md)."""
 
-    enabled: Flag = Field(False, description=(
+    enabled: Flag = knob(False, (
         "run a Thanos sidecar beside each Prometheus (uploading its blocks), Thanos Query (Grafana's datasource), "
         "the store gateway and the compactor; Kubernetes only"))
-    objstore: ThanosObjstoreSettings = Field(default_factory=ThanosObjstoreSettings, description=(
-        "the object storage bucket of the blocks"))
-    replica_label: LabelName = Field("replica", description=(
-        "the external label that tells the Prometheus replicas apart; Thanos Query deduplicates along it"))
-    retention_raw: Duration(86400, 10 * 365 * 86400) = Field("30d", description=(
-        "how long raw samples are kept in the bucket (the compactor deletes older blocks)"))
-    retention5m: Duration(86400, 10 * 365 * 86400) = Field("180d", alias="retention5m", description=(
-        "how long the 5-minute downsampled blocks are kept"))
-    retention1h: Duration(86400, 10 * 365 * 86400) = Field("2y", alias="retention1h", description=(
-        "how long the 1-hour downsampled blocks are kept"))
-    query_replicas: WholeNumber(1, 5) = Field(2, description="Thanos Query replicas")
-    query_frontend: Flag = Field(False, description=(
-        "put the query frontend (splitting and retrying range queries) between Grafana and Thanos Query"))
-    store_storage_size: StorageQuantity = Field("10Gi", description=(
-        "size of the store gateway's volume (index headers and its cache of the bucket)"))
-    compactor_storage_size: StorageQuantity = Field("20Gi", description=(
-        "size of the compactor's volume (the blocks of one compaction or downsampling at a time)"))
-    sidecar_resources: ThanosSidecarResources
-    query_resources: ThanosQueryResources
-    store_resources: ThanosStoreResources
-    compactor_resources: ThanosCompactorResources
-    query_frontend_resources: ThanosQueryFrontendResources
+    objstore: ThanosObjstoreSettings = knob(ThanosObjstoreSettings, "the object storage bucket of the blocks")
+    replica_label: LabelName = knob(
+        "replica", "the external label that tells the Prometheus replicas apart; Thanos Query deduplicates along it")
+    retention_raw: Duration(86400, 10 * 365 * 86400) = knob(
+        "30d", "how long raw samples are kept in the bucket (the compactor deletes older blocks)")
+    retention5m: Duration(86400, 10 * 365 * 86400) = knob(
+        "180d", "how long the 5-minute downsampled blocks are kept", alias="retention5m")
+    retention1h: Duration(86400, 10 * 365 * 86400) = knob(
+        "2y", "how long the 1-hour downsampled blocks are kept", alias="retention1h")
+    query_replicas: WholeNumber(1, 5) = knob(2, "Thanos Query replicas")
+    query_frontend: Flag = knob(
+        False, "put the query frontend (splitting and retrying range queries) between Grafana and Thanos Query")
+    store_storage_size: StorageQuantity = knob(
+        "10Gi", "size of the store gateway's volume (index headers and its cache of the bucket)")
+    compactor_storage_size: StorageQuantity = knob(
+        "20Gi", "size of the compactor's volume (the blocks of one compaction or downsampling at a time)")
+    sidecar_resources: Resources = component_resources("each Thanos sidecar (one per Prometheus)", "50m", "64Mi", "512Mi")
+    query_resources: Resources = component_resources("each Thanos Query replica", "100m", "256Mi", "2Gi")
+    store_resources: Resources = component_resources("the Thanos store gateway", "100m", "512Mi", "2Gi")
+    compactor_resources: Resources = component_resources("the Thanos compactor", "100m", "512Mi", "2Gi")
+    query_frontend_resources: Resources = component_resources(
+        "each Thanos query frontend replica", "50m", "128Mi", "1Gi")
 
     @rule
     def _s3_needs_bucket(self, at: str) -> Iterable[str]:
@@ -967,24 +813,24 @@ class ThanosSettings(Section):
                    "before (the coarser blocks are made from the finer ones)")
 
 
-_SINGLE_HOST: dict[str, tuple[Callable, Callable, str]] = {
-    **{f"{section}.replicas": (lambda s, section=section: getattr(s, section).replicas,
-                               lambda s, value: value != 1,
+# What one Docker host cannot run: place in the file (its attributes in code too) -> (whether its value
+# is wrong there, what is expected instead and why).
+_SINGLE_HOST: dict[str, tuple[Callable, str]] = {
+    **{f"{section}.replicas": (lambda s, value: value != 1,
                                "1 (replicas on one host share its fate; HA needs Kubernetes)")
        for section in ("prometheus", "alertmanager")},
-    "tracing.storage": (lambda s: s.tracing.storage, lambda s, value: s.tracing.enabled and value == "elasticsearch",
+    "tracing.storage": (lambda s, value: s.tracing.enabled and value == "elasticsearch",
                         "memory or badger (the nightly index cleanup is a Kubernetes CronJob)"),
-    "tracing.gateway.enabled": (lambda s: s.tracing.gateway_enabled, lambda s, value: s.tracing.enabled and value,
+    "tracing.gateway.enabled": (lambda s, value: s.tracing.enabled and value,
                                 "false (on one host the all-in-one Jaeger receives OTLP itself)"),
     # More Elasticsearch nodes or Logstash replicas would share the host's disk and its fate, for triple the memory.
-    "logging.elasticsearch.nodes": (lambda s: s.logging.nodes, lambda s, value: s.logging.enabled and value != 1,
+    "logging.elasticsearch.nodes": (lambda s, value: s.logging.enabled and value != 1,
                                     "1 (nodes on one host share its fate; a cluster needs Kubernetes)"),
-    "logging.logstash.replicas": (lambda s: s.logging.logstash_replicas,
-                                  lambda s, value: s.logging.enabled and value != 1, "1"),
-    "thanos.enabled": (lambda s: s.thanos.enabled, lambda s, value: value,
+    "logging.logstash.replicas": (lambda s, value: s.logging.enabled and value != 1, "1"),
+    "thanos.enabled": (lambda s, value: value,
                        "false (Thanos is for a Kubernetes HA pair: its sidecar shares each Prometheus pod's volume, "
                        "and one host's single Prometheus has no replica to deduplicate)"),
-    "logging.kibana.host": (lambda s: s.logging.kibana_host, lambda s, value: s.logging.enabled and bool(value),
+    "logging.kibana.host": (lambda s, value: s.logging.enabled and bool(value),
                             "empty (a Docker host publishes Kibana on docker.bindAddress and docker.kibanaPort; "
                             "there is no ingress)"),
 }
@@ -993,56 +839,46 @@ _SINGLE_HOST: dict[str, tuple[Callable, Callable, str]] = {
 class StackConfig(Section):
     """Everything a stack file may set under football-monitoring: (secrets aside)."""
 
-    environment: OptionalDnsLabel = Field(None, description=(
-        "environment label on every series and alert (default: the stack name)"))
-    platform: Platform = Field("kubernetes", description=(
-        "where the stack runs: a Kubernetes cluster, or a single Docker host"))
-    namespace: DnsLabel = Field("monitoring", description=(
-        "Kubernetes namespace the stack creates and deploys into (PodSecurity restricted)"))
-    node_namespace: OptionalDnsLabel = Field(None, description=(
+    environment: OptionalDnsLabel = knob(None, "environment label on every series and alert (default: the stack name)")
+    platform: Choice("kubernetes", "docker") = knob(
+        "kubernetes", "where the stack runs: a Kubernetes cluster, or a single Docker host")
+    namespace: DnsLabel = knob(
+        "monitoring", "Kubernetes namespace the stack creates and deploys into (PodSecurity restricted)")
+    node_namespace: OptionalDnsLabel = knob(None, (
         "Kubernetes namespace of the workloads that need host access, node-exporter and Filebeat (PodSecurity "
         "privileged, nothing else in it); empty: <namespace>-node"))
-    kube_context: OptionalText = Field(None, description=(
-        "kubeconfig context to deploy to (empty: the current context)"))
-    storage_class: OptionalObjectName = Field(
-        None, description="StorageClass of every volume (empty: the cluster default)")
-    protect_data: Flag = Field(False, description=(
-        "protect stateful resources from deletion and replacement (true in prod)"))
-    ingress: IngressSettings = Field(default_factory=IngressSettings, description=(
-        "ingresses of the UIs (Kubernetes): class, TLS, public hosts, authentication"))
-    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings, description=(
-        "Prometheus: replicas, retention, volume, scrape and evaluation intervals, resources"))
-    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings, description=(
-        "Alertmanager: replicas, retention, volume, resources"))
-    grafana: GrafanaSettings = Field(default_factory=GrafanaSettings, description=(
-        "Grafana: admin user, volume, resources"))
-    exporters: ExporterSettings = Field(default_factory=ExporterSettings, description=(
-        "the exporters: which run, and their resources"))
-    probes: ProbeSettings = Field(default_factory=ProbeSettings, description=(
-        "blackbox probes: HTTP, TCP and ICMP targets"))
-    docker: DockerSettings = Field(default_factory=DockerSettings, description=(
-        "platform docker: the Docker daemon and the published host ports"))
-    static_targets: StaticTargets = Field((), description=(
-        "extra scrape targets by address: a list of {job, target} (host:port), e.g. the FootballPrediction API on "
-        "a Docker host"))
-    alerting: AlertingSettings = Field(default_factory=AlertingSettings, description=(
-        "alert delivery: teams, channels (Slack, e-mail, DingTalk), heartbeat, escalation, timings"))
-    slo: SloSettings = Field(default_factory=SloSettings, description=(
-        "service level objectives: the rules and alerts generated from slos/*.yaml"))
-    tracing: TracingSettings = Field(default_factory=TracingSettings, description=(
-        "tracing: Jaeger, its storage, the OpenTelemetry gateway and sampling"))
-    logging: LoggingSettings = Field(default_factory=LoggingSettings, description=(
-        "the logging stack: Elasticsearch, Logstash, Kibana, Filebeat, snapshots"))
-    images: Images = Field(default_factory=Images, description="the image of each service, pinned by version")
-    demo: DemoSettings = Field(default_factory=DemoSettings, description=(
-        "the demo workload, a FootballPrediction stand-in (demo/)"))
-    report: ReportSettings = Field(default_factory=ReportSettings, description=(
-        "the service level report on a schedule: when, which period, the webhook, its image"))
-    thanos: ThanosSettings = Field(default_factory=ThanosSettings, description=(
+    kube_context: OptionalText = knob(None, "kubeconfig context to deploy to (empty: the current context)")
+    storage_class: OptionalObjectName = knob(None, "StorageClass of every volume (empty: the cluster default)")
+    protect_data: Flag = knob(False, "protect stateful resources from deletion and replacement (true in prod)")
+    ingress: IngressSettings = knob(
+        IngressSettings, "ingresses of the UIs (Kubernetes): class, TLS, public hosts, authentication")
+    prometheus: PrometheusSettings = knob(
+        PrometheusSettings, "Prometheus: replicas, retention, volume, scrape and evaluation intervals, resources")
+    alertmanager: AlertmanagerSettings = knob(
+        AlertmanagerSettings, "Alertmanager: replicas, retention, volume, resources")
+    grafana: GrafanaSettings = knob(GrafanaSettings, "Grafana: admin user, volume, resources")
+    exporters: ExporterSettings = knob(ExporterSettings, "the exporters: which run, and their resources")
+    probes: ProbeSettings = knob(ProbeSettings, "blackbox probes: HTTP, TCP and ICMP targets")
+    docker: DockerSettings = knob(DockerSettings, "platform docker: the Docker daemon and the published host ports")
+    static_targets: StaticTargets = knob((), (
+        "extra scrape targets by address: a list of {job, target} (host:port), e.g. the FootballPrediction API on a "
+        "Docker host"))
+    alerting: AlertingSettings = knob(
+        AlertingSettings, "alert delivery: teams, channels (Slack, e-mail, DingTalk), heartbeat, escalation, timings")
+    slo: SloSettings = knob(SloSettings, "service level objectives: the rules and alerts generated from slos/*.yaml")
+    tracing: TracingSettings = knob(
+        TracingSettings, "tracing: Jaeger, its storage, the OpenTelemetry gateway and sampling")
+    logging: LoggingSettings = knob(
+        LoggingSettings, "the logging stack: Elasticsearch, Logstash, Kibana, Filebeat, snapshots")
+    images: Images = knob(Images, "the image of each service, pinned by version")
+    demo: DemoSettings = knob(DemoSettings, "the demo workload, a FootballPrediction stand-in (demo/)")
+    report: ReportSettings = knob(
+        ReportSettings, "the service level report on a schedule: when, which period, the webhook, its image")
+    thanos: ThanosSettings = knob(ThanosSettings, (
         "Thanos: a deduplicated global view and long-term storage of the metrics in object storage (Kubernetes)"))
 
     def model_post_init(self, context: Any) -> None:
-        self.ingress._kibana_host = self.logging.kibana_host
+        self.ingress._kibana_host = self.logging.kibana.host
 
     @property
     def host_namespace(self) -> str:
@@ -1078,9 +914,9 @@ class StackConfig(Section):
 
     @rule(each=tuple(_SINGLE_HOST))
     def _fits_one_docker_host(self, at: str, key: str) -> Iterable[str]:
-        read, broken, expected = _SINGLE_HOST[key]
+        broken, expected = _SINGLE_HOST[key]
         if self.platform == "docker":
-            value = read(self)
+            value = functools.reduce(getattr, key.split("."), self)
             if broken(self, value):
                 shown = ("true" if value else "false") if isinstance(value, bool) else \
                     repr(value) if isinstance(value, str) else value
@@ -1093,20 +929,14 @@ class StackConfig(Section):
                    "made-up requests, logs and traces would be kept and alerted on as the real service's; a "
                    "protected stack is a production one)")
 
-    @rule
-    def _demo_image_on_kubernetes(self, at: str) -> Iterable[str]:
-        if self.demo.enabled and self.platform == "kubernetes" and not self.demo.image:
-            yield (f"{at}demo.image is not set: expected the demo's image in a registry the cluster pulls from "
-                   f"when {at}demo.enabled is true on platform kubernetes (docker build -f demo/Dockerfile -t "
-                   f"<registry>/football-demo:<tag> . and push it), or {at}demo.enabled = false")
-
-    @rule
-    def _report_image_on_kubernetes(self, at: str) -> Iterable[str]:
-        if self.report.enabled and self.platform == "kubernetes" and not self.report.image:
-            yield (f"{at}report.image is not set: expected the report's image in a registry the cluster pulls from "
-                   f"when {at}report.enabled is true on platform kubernetes (docker build -f components/report/"
-                   f"Dockerfile -t <registry>/football-monitoring-report:<tag> . and push it), or "
-                   f"{at}report.enabled = false")
+    @rule(each=(("demo", "demo/Dockerfile", "football-demo"),
+                ("report", "components/report/Dockerfile", "football-monitoring-report")))
+    def _image_on_kubernetes(self, at: str, built: tuple[str, str, str]) -> Iterable[str]:
+        section, dockerfile, name = built
+        if getattr(self, section).enabled and self.platform == "kubernetes" and not getattr(self, section).image:
+            yield (f"{at}{section}.image is not set: expected the {section}'s image in a registry the cluster pulls "
+                   f"from when {at}{section}.enabled is true on platform kubernetes (docker build -f {dockerfile} -t "
+                   f"<registry>/{name}:<tag> . and push it), or {at}{section}.enabled = false")
 
     @rule
     def _report_reads_the_slos(self, at: str) -> Iterable[str]:
@@ -1116,7 +946,7 @@ class StackConfig(Section):
 
     @rule
     def _no_two_node_cluster(self, at: str) -> Iterable[str]:
-        if self.logging.enabled and self.platform != "docker" and self.logging.nodes == 2:
+        if self.logging.enabled and self.platform != "docker" and self.logging.elasticsearch.nodes == 2:
             yield (f"{at}logging.elasticsearch.nodes = 2 is not valid: expected 1 (a single node) or 3 or more (two "
                    "master-eligible nodes cannot elect a master once either is gone)")
 
@@ -1127,4 +957,4 @@ class Settings(StackConfig):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     stack: str
-    secrets: Secrets = Field(repr=False)
+    secrets: Secrets = knob(repr=False)

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Optional, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
-from components.settings.models import PROJECT, StackConfig, fields_by_alias, keys_of, section_type
+from components.settings.models import (
+    PROJECT, RESOURCES_OF, Resources, StackConfig, fields_by_alias, keys_of, section_type)
 from components.settings.secrets import SECRETS
 
 SECRET_HOW = "set it with `pulumi config set --secret {key} <value>`; a value in plain text is refused"
@@ -33,9 +35,18 @@ def reference() -> list[tuple[str, str, str]]:
     def shown(default: Any) -> str:
         return "" if default is None else default if isinstance(default, str) else json.dumps(default)
 
-    return [(key, shown(_default(field)), field.description or "")
-            for key, field in keys_of(StackConfig) if section_type(field.annotation) is None
-            ] + [(key, "(secret)", spec.doc) for key, spec in SECRETS.items()]
+    rows: list[tuple[str, str, str]] = []
+    components: list[str] = []  # the keys holding a component's resources, whose rows come from their defaults
+    for key, field in keys_of(StackConfig):
+        if isinstance(field.default, Resources):
+            components.append(key + ".")
+            whose = field.description.removeprefix(RESOURCES_OF)
+            rows += [(f"{key}.{inner}", shown(functools.reduce(getattr, inner.split("."), field.default)),
+                      part.description.replace("the container", whose))
+                     for inner, part in keys_of(Resources) if section_type(part.annotation) is None]
+        elif section_type(field.annotation) is None and not key.startswith(tuple(components)):
+            rows.append((key, shown(_default(field)), field.description or ""))
+    return rows + [(key, "(secret)", spec.doc) for key, spec in SECRETS.items()]
 
 
 # --------------------------------------------------------------------------- JSON Schema

@@ -13,7 +13,7 @@ is the list the program demands.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Any, Callable, Optional
 
 import pulumi
@@ -65,19 +65,19 @@ SECRETS: dict[str, SecretSetting] = {
         "PostgreSQL connection string for postgres-exporter, e.g. "
         "postgresql://monitor:PASSWORD@postgres.app.svc:5432/football?sslmode=require",
         "postgresql://monitor:secret-placeholder@postgres.invalid:5432/postgres?sslmode=disable",
-        lambda settings: settings.exporters.postgres_enabled,
-        optional=lambda settings: not settings.exporters.postgres_required,
+        lambda settings: settings.exporters.postgres.enabled,
+        optional=lambda settings: not settings.exporters.postgres.required,
         without="postgres-exporter is left out (the stack output notDeployed names it)"),
     "redisUrl": SecretSetting(
         "Redis URL for redis-exporter, e.g. redis://:PASSWORD@redis.app.svc:6379",
         "redis://:secret-placeholder@redis.invalid:6379",
-        lambda settings: settings.exporters.redis_enabled,
-        optional=lambda settings: not settings.exporters.redis_required,
+        lambda settings: settings.exporters.redis.enabled,
+        optional=lambda settings: not settings.exporters.redis.required,
         without="redis-exporter is left out (the stack output notDeployed names it)"),
     "slackApiUrl": SecretSetting(
         "Slack incoming-webhook URL (mounted as a file, read through api_url_file)",
         "https://secret.invalid/slackApiUrl",
-        lambda settings: settings.alerting.slack, url=True),
+        lambda settings: settings.alerting.slack.enabled, url=True),
     "smtpPassword": SecretSetting(
         "password of alerting.email.username (mounted as a file, read through auth_password_file)",
         "smtp-password-placeholder",
@@ -85,20 +85,20 @@ SECRETS: dict[str, SecretSetting] = {
     "dingtalkWebhookUrl": SecretSetting(
         "DingTalk robot URL with its access_token, held by the DingTalk relay",
         "https://secret.invalid/dingtalkWebhookUrl?access_token=placeholder",
-        lambda settings: settings.alerting.dingtalk, url=True),
+        lambda settings: settings.alerting.dingtalk.enabled, url=True),
     "dingtalkSecret": SecretSetting(
         "DingTalk robot signing secret (when the robot has signing on)",
         "SECplaceholder",
-        lambda settings: settings.alerting.dingtalk, optional=True,
+        lambda settings: settings.alerting.dingtalk.enabled, optional=True,
         without="the relay calls the robot unsigned (a robot with signing on refuses it)"),
     "heartbeatUrl": SecretSetting(
         "dead man's switch URL that expects the Watchdog every few minutes",
         "https://secret.invalid/heartbeatUrl",
-        lambda settings: settings.alerting.heartbeat, url=True),
+        lambda settings: settings.alerting.heartbeat.enabled, url=True),
     "escalationWebhookUrl": SecretSetting(
         "on-call paging webhook that receives every critical alert",
         "https://secret.invalid/escalationWebhookUrl",
-        lambda settings: settings.alerting.escalation, url=True),
+        lambda settings: settings.alerting.escalation.enabled, url=True),
     "loggingSnapshotAccessKey": SecretSetting(
         "access key of the S3 snapshot repository (logging.snapshot.type s3), kept in the Elasticsearch keystore",
         "snapshot-access-key-placeholder", _s3_snapshots),
@@ -145,19 +145,10 @@ def needed_secrets(settings: Any) -> list[NeededSecret]:
     return needed
 
 
-@dataclass(frozen=True)
-class Secrets:
-    """Secret settings; values are secret Outputs, None where not needed."""
-    alertmanager_webhook_url: Optional[pulumi.Output] = None
-    postgres_dsn: Optional[pulumi.Output] = None
-    redis_url: Optional[pulumi.Output] = None
-    slack_api_url: Optional[pulumi.Output] = None
-    smtp_password: Optional[pulumi.Output] = None
-    dingtalk_webhook_url: Optional[pulumi.Output] = None
-    dingtalk_secret: Optional[pulumi.Output] = None
-    heartbeat_url: Optional[pulumi.Output] = None
-    escalation_webhook_url: Optional[pulumi.Output] = None
-    logging_snapshot_access_key: Optional[pulumi.Output] = None
-    logging_snapshot_secret_key: Optional[pulumi.Output] = None
-    thanos_objstore_access_key: Optional[pulumi.Output] = None
-    thanos_objstore_secret_key: Optional[pulumi.Output] = None
+def snake(key: str) -> str:
+    """A secret's attribute in ``Secrets``: ``postgresDsn`` is ``postgres_dsn``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+# Secret settings by their attribute names; values are secret Outputs, None where not needed.
+Secrets = make_dataclass("Secrets", [(snake(key), Optional[pulumi.Output], None) for key in SECRETS], frozen=True)

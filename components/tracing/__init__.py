@@ -111,7 +111,7 @@ class Jaeger(pulumi.ComponentResource):
             component="tracing",
             image=settings.images["jaeger"],
             ports=_ports(jaeger_config.ports(cfg)),
-            resources=tracing.collector,
+            resources=tracing.collector.resources,
             run_as_user=JAEGER_UID,
             args=[f"--config={CONFIG_DIR}/config.yaml"],
             config=[_config(self.config)],
@@ -160,10 +160,10 @@ class Jaeger(pulumi.ComponentResource):
             )
 
         self.collector = platform.deploy(server(
-            "jaeger-collector", "collector", tracing.collector, tracing.collector_replicas,
+            "jaeger-collector", "collector", tracing.collector.resources, tracing.collector.replicas,
             self._otlp_from, self._headless), self)
         self.query = platform.deploy(server(
-            "jaeger", "query", tracing.query, 1,
+            "jaeger", "query", tracing.query.resources, 1,
             [Flow("grafana", [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
              Flow(INGRESS, [(jaeger_config.QUERY_HTTP_PORT, "TCP")])]), self)
         self.config = self.configs["jaeger-collector"]
@@ -193,10 +193,10 @@ class OtelGateway(pulumi.ComponentResource):
         tracing = settings.tracing
         self.gateway_config = gateway_config.GatewayConfig(
             # gRPC's DNS resolver lists every collector pod; round robin then uses them all.
-            jaeger_endpoint=f"dns:///{jaeger_otlp_pods_address}", sampling_mode=tracing.sampling_mode,
-            sampling_percentage=tracing.sampling_percentage,
-            slow_trace_threshold_ms=int(duration_seconds(tracing.slow_trace_threshold) * 1000),
-            replicas=tracing.gateway_replicas, peers_host=platform.pods_host(GATEWAY))
+            jaeger_endpoint=f"dns:///{jaeger_otlp_pods_address}", sampling_mode=tracing.sampling.mode,
+            sampling_percentage=tracing.sampling.percentage,
+            slow_trace_threshold_ms=int(duration_seconds(tracing.sampling.slow_trace_threshold) * 1000),
+            replicas=tracing.gateway.replicas, peers_host=platform.pods_host(GATEWAY))
         self.config = gateway_config.render(self.gateway_config)
         routed = gateway_config.routes_by_trace(self.gateway_config)
         # The routing tier's traffic: from every replica to every replica (itself included), on the
@@ -207,14 +207,14 @@ class OtelGateway(pulumi.ComponentResource):
             component="tracing",
             image=settings.images["otelCollector"],
             ports=_ports(gateway_config.ports(self.gateway_config)),
-            resources=tracing.gateway,
+            resources=tracing.gateway.resources,
             run_as_user=JAEGER_UID,
             args=["--config=/etc/otelcol/config.yaml"],
             config=[ConfigFiles("config", "/etc/otelcol", {"config.yaml": self.config})],
             scratch_paths=["/tmp"],
             liveness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
             readiness=HttpCheck(gateway_config.HEALTH_PATH, "health"),
-            replicas=tracing.gateway_replicas,
+            replicas=tracing.gateway.replicas,
             headless_ports=["peer-otlp"] if routed else [],
             # Applications in any other namespace send OTLP here, and the stack's own otlp_clients.
             allow_in=[Flow(OTHER_NAMESPACES, OTLP_PORTS), *(Flow(c, OTLP_CLIENT_PORTS) for c in otlp_clients),
