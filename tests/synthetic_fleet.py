@@ -146,6 +146,7 @@ class FleetSpec:
     incidents: bool = True
     tracing: bool = True  # Jaeger (Elasticsearch shape) + OTel gateway; off by default in the stack's settings
     logging: bool = True  # Elasticsearch (3 nodes) + exporter, Logstash (2), Filebeat on every node; off by default
+    thanos: bool = True  # prod's thanos.enabled: a sidecar per Prometheus, Query (2), store gateway, compactor
     probes: dict = field(default_factory=lambda: stack_probes("prod"))
 
     def resolved(self) -> "FleetSpec":
@@ -947,6 +948,38 @@ def build(spec: FleetSpec) -> list[Family]:
               Const(len(pods) * 3))
 
     # ---------------------------------------------------------------- Alertmanager (3), Grafana
+    if spec.thanos:  # components/metrics/thanos.py; the names the pinned release exposes (tests/test_thanos_e2e.py)
+        for p in (q for q in pods if q["job"] == "prometheus"):
+            slab = dict(environment=env, job="thanos-sidecar", instance=f"{p['ip']}:10902", namespace=mon_ns,
+                        pod=p["pod"], node=p["node"])
+            b.add("thanos_shipper_uploads_total", "counter", slab, Counter(1 / 7200, traffic=False, offset=360))
+            b.add("thanos_shipper_upload_failures_total", "counter", slab, Const(0))
+            b.add("thanos_sidecar_prometheus_up", "gauge", slab, Const(1))
+        for i in range(2):
+            pod = f"thanos-query-{_pod_suffix('thanos-query', 'rs')[:4]}a6e1-{_pod_suffix('thanos-query', i)}"
+            qlab = dict(environment=env, job="thanos-query", instance=f"{ip('thanos-query', i)}:10902",
+                        namespace=mon_ns, pod=pod, node=node_of("thanos-query", i))
+            for code, rate in (("OK", 2.0), ("Canceled", 0.01)):
+                b.add("grpc_client_handled_total", "counter",
+                      dict(qlab, grpc_code=code, grpc_method="Series", grpc_service="thanos.Store",
+                           grpc_type="server_stream"), Counter(rate, offset=rate * 3 * DAY))
+            for store_type, n in (("sidecar", 2), ("store", 1)):
+                b.add("thanos_store_nodes_grpc_connections", "gauge",
+                      dict(qlab, external_labels="{}", store_type=store_type), Const(n))
+        tlab = dict(environment=env, job="thanos-store", instance=f"{ip('thanos-store')}:10902", namespace=mon_ns,
+                    pod="thanos-store-0", node=node_of("thanos-store"))
+        for code, rate in (("OK", 1.0), ("Canceled", 0.005)):
+            b.add("grpc_server_handled_total", "counter",
+                  dict(tlab, grpc_code=code, grpc_method="Series", grpc_service="thanos.Store",
+                       grpc_type="server_stream"), Counter(rate, offset=rate * 3 * DAY))
+        b.add("thanos_bucket_store_blocks_loaded", "gauge", tlab, Func(lambda t: 300 + (t - start) // 7200, "%d"))
+        b.add("thanos_bucket_store_block_load_failures_total", "counter", tlab, Const(0))
+        b.add("thanos_objstore_bucket_operation_failures_total", "counter", dict(tlab, bucket="football-monitoring-metrics",
+                                                                                  operation="get"), Const(0))
+        clab = dict(environment=env, job="thanos-compactor", instance=f"{ip('thanos-compactor')}:10902",
+                    namespace=mon_ns, pod="thanos-compactor-0", node=node_of("thanos-compactor"))
+        b.add("thanos_compact_halted", "gauge", clab, Const(0))
+        b.add("thanos_compact_iterations_total", "counter", clab, Counter(1 / 300, traffic=False, offset=800))
     for p in am_pods:
         alab = dict(environment=env, job="alertmanager", instance=f"{p['ip']}:9093", namespace=mon_ns, pod=p["pod"],
                     node=p["node"])
