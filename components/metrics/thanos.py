@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import pulumi
 import yaml
 
+from components.configs.prometheus import ScrapeTarget
 from components.settings import Settings
 from components.platform.workload import (ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
                                           ServiceSpec, Sidecar)
@@ -111,7 +112,6 @@ def endpoints_file(prometheus_grpc: Sequence[str], store_grpc: str) -> str:
 
 def scrape_targets(settings: Settings) -> list:
     """The Thanos jobs (rules/thanos.yaml reads them by these names); the sidecar's is per Prometheus pod."""
-    from components.configs.prometheus import ScrapeTarget
     jobs = [ScrapeTarget("thanos-sidecar", "prometheus", "thanos-http"), ScrapeTarget(QUERY, QUERY, "http"),
             ScrapeTarget(STORE, STORE, "http"), ScrapeTarget(COMPACTOR, COMPACTOR, "http")]
     if settings.thanos.query_frontend:
