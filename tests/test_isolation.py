@@ -34,14 +34,18 @@ def test_namespace_denies_by_default(runs):
 
 
 def test_only_the_flows_the_stack_needs(prod):
-    assert allowed_from(policy(prod, "prometheus")) == {"grafana", "prometheus"}  # no ingress host in prod
+    # No ingress host in prod; Grafana reads Thanos Query, which reads the sidecars (thanos.enabled).
+    assert allowed_from(policy(prod, "prometheus")) == {"thanos-query", "prometheus"}
+    assert allowed_from(policy(prod, "thanos-query")) == {"grafana", "prometheus"}
+    assert allowed_from(policy(prod, "thanos-store")) == {"thanos-query", "prometheus"}
+    assert allowed_from(policy(prod, "thanos-compactor")) == {"prometheus"}
     assert allowed_from(policy(prod, "grafana")) == {"ns:ingress-nginx", "prometheus"}
     assert allowed_from(policy(prod, "alertmanager")) == {"prometheus", "grafana", "alertmanager"}
     for exporter in ("kube-state-metrics", "blackbox-exporter", "postgres-exporter", "redis-exporter"):
         assert allowed_from(policy(prod, exporter)) == {"prometheus"}, exporter
     assert allowed_from(policy(prod, "dingtalk-relay")) == {"alertmanager"}
     grafana_out = policy(prod, "grafana")["egress"]
-    assert [r["ports"] for r in grafana_out[1:]] == [[{"port": 9090, "protocol": "TCP"}], [{"port": 9093, "protocol": "TCP"}],
+    assert [r["ports"] for r in grafana_out[1:]] == [[{"port": 10902, "protocol": "TCP"}], [{"port": 9093, "protocol": "TCP"}],
                                                      [{"port": 16686, "protocol": "TCP"}],  # the traces datasource
                                                      [{"port": 9200, "protocol": "TCP"}]]  # the logs datasource
     postgres_out = policy(prod, "postgres-exporter")["egress"]
@@ -103,4 +107,4 @@ def test_prometheus_and_alertmanager_exposed_only_behind_authentication():
     assert annotations["nginx.ingress.kubernetes.io/auth-url"] == "https://auth.example.org/oauth2/auth"
     assert annotations["nginx.ingress.kubernetes.io/auth-signin"] == "https://auth.example.org/oauth2/start"
     assert "nginx.ingress.kubernetes.io/auth-url" not in result.one("Ingress", "grafana")["metadata"]["annotations"]
-    assert allowed_from(policy(result, "prometheus")) == {"grafana", "prometheus", "ns:ingress-nginx"}
+    assert allowed_from(policy(result, "prometheus")) == {"thanos-query", "prometheus", "ns:ingress-nginx"}

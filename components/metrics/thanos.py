@@ -177,8 +177,10 @@ class Thanos(pulumi.ComponentResource):
                 # Grafana asks without max_source_resolution: a range's step picks the downsampled
                 # blocks (step / 5), which is what makes a week's panel cheap.
                 "--query.auto-downsampling"],
+            # Re-read every --endpoint.sd-config-reload-interval, but a new endpoint rolls the pods
+            # through the checksum all the same: it takes effect at once, not within 5 minutes.
             config=[ConfigFiles("endpoints", ENDPOINTS_DIR,
-                                {"endpoints.yaml": endpoints_file(prometheus_grpc, store_address)}, reload=True)],
+                                {"endpoints.yaml": endpoints_file(prometheus_grpc, store_address)})],
             replicas=thanos.query_replicas,
             **probes(),
             allow_in=[*clients, scraped],
