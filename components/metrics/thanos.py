@@ -29,7 +29,11 @@ HTTP_PORT = 10902  # metrics, probes and the query API (upstream's default --htt
 OBJSTORE_DIR = "/etc/thanos/objstore"
 OBJSTORE_FILE = f"{OBJSTORE_DIR}/objstore.yml"
 ENDPOINTS_DIR = "/etc/thanos/endpoints"
-RUN_AS_USER = 1001  # the image's own user
+# nobody, like Prometheus and the sidecar in its pod (which must share its files), rather than the
+# image's user 1001: a high uid shares no host user (checkov CKV_K8S_40), and the components' data is
+# on volumes owned through fsGroup. The image's binary must be executable by it (upstream's Dockerfile
+# copies it with the build's mode, owned by 1001).
+RUN_AS_USER = 65534
 # Prometheus cuts a block every 2h; a sidecar uploads only blocks Prometheus never compacts
 # further, so the local compaction is held at that one size (Thanos' documented requirement).
 PROMETHEUS_UPLOAD_ARGS = ("--storage.tsdb.min-block-duration=2h", "--storage.tsdb.max-block-duration=2h")
