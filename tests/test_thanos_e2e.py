@@ -18,7 +18,10 @@ What is changed to run here, and why:
   into each replica's TSDB before it starts; each replica gets its own run (own block ids), since
   two replicas never share a block;
 - the compactor gets --consistency-delay=0s: its default (30 min) leaves blocks younger than
-  that alone, and every block here is seconds old.
+  that alone, and every block here is seconds old;
+- Thanos Query re-reads its endpoint file every 5 s instead of 5 min, and the store gateway is
+  restarted to list the compactor's new blocks at once instead of within its 15 min sync, so that
+  components started later in the module are seen within seconds.
 """
 
 from __future__ import annotations
