@@ -634,6 +634,12 @@ def _http_probe(check, *, period: int, failures: int) -> dict:
             "timeoutSeconds": 5, "failureThreshold": failures}
 
 
+# Pods are refused by the policy of the oldest Kubernetes release the stack supports (README), not
+# by the cluster's latest: an upgrade that tightens "restricted" shows as warnings and audit entries
+# (those judge by the latest policy) before it can refuse the pods of a rollout.
+POD_SECURITY_ENFORCE_VERSION = "v1.36"
+
+
 def namespace(name: str, provider: k8s.Provider, parent: pulumi.Resource,
               host_access: bool = False) -> k8s.core.v1.Namespace:
     """The stack's namespace enforces PodSecurity "restricted" (warnings and audit too); the
@@ -645,6 +651,7 @@ def namespace(name: str, provider: k8s.Provider, parent: pulumi.Resource,
         "labels": {
             "app.kubernetes.io/part-of": PART_OF,
             "pod-security.kubernetes.io/enforce": level,
+            "pod-security.kubernetes.io/enforce-version": POD_SECURITY_ENFORCE_VERSION,
             "pod-security.kubernetes.io/warn": level,
             "pod-security.kubernetes.io/audit": level,
         },
