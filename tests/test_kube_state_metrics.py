@@ -16,9 +16,12 @@ makes the state the Kubernetes alerts are about. prod's pods run Ready (a health
 namespace of its own holds healthy and broken workloads side by side: Pods that stay unready, a
 container in CrashLoopBackOff after an OOM kill whose restart count rises, a StatefulSet short of
 replicas (its second Pod fits no node), a Job that failed and one that completed, a PVC bound to a
-volume and one pending (no provisioner serves its class), an HPA and a CronJob; and a second Node
-whose kubelet is gone (Ready Unknown; the DaemonSet Pods bound to it are never started). Every Pod
-IP is in 127.0.0.0/8. How the stand-in kubelet runs a Pod is a label of its template (RUN_LABEL).
+volume, one pending (no provisioner serves its class) and one of a class that binds on first use
+that no Pod names (Pending by design), a DaemonSet on every node and one on the test Node only, an
+HPA and a CronJob; and a second Node whose kubelet is gone (Ready Unknown; the DaemonSet Pods bound
+to it are never started, so every DaemonSet on it, prod's too, is short). prod's own claims stay
+Pending as well: nothing here provisions a volume. Every Pod IP is in 127.0.0.0/8. How the
+stand-in kubelet runs a Pod is a label of its template (RUN_LABEL).
 
 Why a real Prometheus scraping kube-state-metrics, not promtool over exported samples: the series
 the rules read carry the labels the generated scrape job gives them (honor_labels, none of its own
@@ -37,9 +40,10 @@ What is checked:
 - every dashboard panel that reads only kube-state-metrics has data;
 - the alerts that read kube_* series fire exactly for the faults made, and for nothing healthy. An
   alert is known by the labels its annotations print (namespace and pod, container, deployment,
-  statefulset, job_name, node): those are the fault's. None carries a label of the
-  kube-state-metrics Pod: such a label would make each alert a new series (its `for:` restarting)
-  whenever that Pod is replaced, and tie a Deployment's alert to the node the exporter runs on.
+  statefulset, daemonset, persistentvolumeclaim, job_name, node): those are the fault's. None
+  carries a label of the kube-state-metrics Pod: such a label would make each alert a new series
+  (its `for:` restarting) whenever that Pod is replaced, and tie a Deployment's alert to the node
+  the exporter runs on.
 """
 
 from __future__ import annotations
@@ -83,6 +87,9 @@ OBJECT_ALERTS = [
     ("KubeStatefulSetReplicasMismatch", {"namespace": NAMESPACE, "statefulset": "short"}),
     ("KubeJobFailed", {"namespace": NAMESPACE, "job_name": "fails"}),
     ("KubeNodeNotReady", {"node": UNREADY_NODE}),
+    ("KubePersistentVolumeClaimPending", {"namespace": NAMESPACE, "persistentvolumeclaim": "pending"}),
+    # Its Pod on the Node whose kubelet is gone never starts.
+    ("KubeDaemonSetPodsUnavailable", {"namespace": NAMESPACE, "daemonset": "every-node"}),
 ]
 # Run mode -> the alerts each Pod (each container, where the alert names one) so run must raise.
 POD_ALERTS = {
@@ -106,12 +113,17 @@ def pod_template(run: str, name: str) -> dict:
     return {"metadata": {"labels": labels}, "spec": spec}
 
 
-def workload(kind: str, name: str, run: str, replicas: int = 1) -> dict:
+def workload(kind: str, name: str, run: str, replicas: int = 1, node_selector: dict | None = None) -> dict:
     meta = {"name": name, "namespace": NAMESPACE}
     template = pod_template(run, name)
     selector = {"matchLabels": {"app.kubernetes.io/name": name}}
     if kind == "Deployment":
         spec = {"replicas": replicas, "selector": selector, "template": template}
+    elif kind == "DaemonSet":  # on every node, tainted or not, as node-exporter and Filebeat
+        template["spec"]["tolerations"] = [{"operator": "Exists"}]
+        if node_selector:
+            template["spec"]["nodeSelector"] = node_selector
+        spec = {"selector": selector, "template": template}
     elif kind == "StatefulSet":
         spec = {"replicas": replicas, "selector": selector, "serviceName": name, "template": template}
     else:  # Job: one Pod, not retried
@@ -131,6 +143,9 @@ def state_objects() -> list[dict]:
         workload("StatefulSet", "steady-set", "ready", 2),
         # The first replica runs; the next fits no node (see run_mode), so the set stays short.
         workload("StatefulSet", "short", "ready-first", 3),
+        workload("DaemonSet", "every-node", "ready"),
+        # Only the Node whose kubelet runs: all its Pods available.
+        workload("DaemonSet", "kubelet-node", "ready", node_selector={"kubernetes.io/hostname": NODE}),
         workload("Job", "completes", "succeeded"),
         workload("Job", "fails", "failed"),
         {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {**meta, "name": "nightly"},
@@ -151,6 +166,11 @@ def state_objects() -> list[dict]:
          "spec": {**claim, "storageClassName": "ksm-state-manual"}},
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {**meta, "name": "pending"},
          "spec": {**claim, "storageClassName": "ksm-state-unprovisioned"}},
+        # A class that binds a claim once a Pod uses it: its claim no Pod names is Pending by design.
+        {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "ksm-state-on-first-use"},
+         "provisioner": "example.org/nobody", "volumeBindingMode": "WaitForFirstConsumer"},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {**meta, "name": "unused"},
+         "spec": {**claim, "storageClassName": "ksm-state-on-first-use"}},
     ]
 
 
@@ -278,7 +298,7 @@ class Kubelet:
 def settled_problems(cluster: KubeCluster, namespaces: list[str], kubelet: Kubelet) -> list[str]:
     """What the controllers have not reached yet of the state the Pods' run modes make."""
     problems = []
-    nodes = len(cluster.get("/api/v1/nodes")["items"])
+    nodes = [n["metadata"].get("labels", {}) for n in cluster.get("/api/v1/nodes")["items"]]
     pods = {p["metadata"]["uid"]: p for ns in namespaces for p in list_items(cluster, "v1", "Pod", ns)}
     problems += [f"pod {p['metadata']['name']} not run yet" for uid, p in pods.items() if uid not in kubelet.done]
     for ns in namespaces:
@@ -296,18 +316,22 @@ def settled_problems(cluster: KubeCluster, namespaces: list[str], kubelet: Kubel
                         problems.append(f"{name}: {status}")
                 elif kind == "StatefulSet" and healthy and status.get("readyReplicas") != obj["spec"]["replicas"]:
                     problems.append(f"{name}: {status}")
-                elif kind == "DaemonSet" and status.get("desiredNumberScheduled") != nodes:
-                    problems.append(f"{name}: {status}")
+                elif kind == "DaemonSet":
+                    wanted = obj["spec"]["template"]["spec"].get("nodeSelector", {}).items()
+                    if status.get("desiredNumberScheduled") != sum(wanted <= labels.items() for labels in nodes):
+                        problems.append(f"{name}: {status}")
                 elif kind == "Job":
                     terminal = {c["type"] for c in status.get("conditions", []) if c["status"] == "True"}
                     want = {"succeeded": "Complete", "failed": "Failed"}.get(
                         obj["spec"]["template"].get("metadata", {}).get("labels", {}).get(RUN_LABEL))
                     if want and want not in terminal:
                         problems.append(f"{name}: {status}")
-    for claim in list_items(cluster, "v1", "PersistentVolumeClaim", NAMESPACE):
-        want = "Pending" if claim["spec"]["storageClassName"] == "ksm-state-unprovisioned" else "Bound"
+    # Only the claim of the volume made here binds: no provisioner runs, and no class is the default,
+    # so prod's claims stay Pending as this module's others do.
+    for claim in (c for ns in namespaces for c in list_items(cluster, "v1", "PersistentVolumeClaim", ns)):
+        want = "Bound" if claim["spec"].get("storageClassName") == "ksm-state-manual" else "Pending"
         if claim.get("status", {}).get("phase") != want:
-            problems.append(f"pvc {claim['metadata']['name']}: {claim.get('status')}")
+            problems.append(f"pvc {claim['metadata']['namespace']}/{claim['metadata']['name']}: {claim.get('status')}")
     return problems
 
 
@@ -612,8 +636,25 @@ def identity(alert: str, labels: dict, rules: dict[str, dict]) -> tuple:
     return alert, tuple(sorted((k, labels.get(k, "")) for k in keys))
 
 
+def prod_object_alerts(world: World, namespaces: list[str]) -> list[tuple[str, dict]]:
+    """The faults this cluster makes of prod's own objects: each of its claims stays Pending (see
+    settled_problems; none is of a class that waits for its first consumer), and each of its
+    DaemonSets with a Pod the stand-in kubelet does not run Ready (on the Node whose kubelet is gone)
+    is short of it."""
+    out = []
+    for ns in (n for n in namespaces if n != NAMESPACE):
+        out += [("KubePersistentVolumeClaimPending", {"namespace": ns, "persistentvolumeclaim": c["metadata"]["name"]})
+                for c in list_items(world.cluster, "v1", "PersistentVolumeClaim", ns)]
+        short = {ref["name"] for p in list_items(world.cluster, "v1", "Pod", ns)
+                 if world.kubelet.done[p["metadata"]["uid"]] != "ready"
+                 for ref in p["metadata"].get("ownerReferences", []) if ref["kind"] == "DaemonSet"}
+        out += [("KubeDaemonSetPodsUnavailable", {"namespace": ns, "daemonset": name}) for name in sorted(short)]
+    return out
+
+
 def expected_alerts(world: World, rules: dict[str, dict], namespaces: list[str]) -> Counter:
-    expected = Counter(identity(a, labels, rules) for a, labels in OBJECT_ALERTS)
+    faults = OBJECT_ALERTS + prod_object_alerts(world, namespaces)
+    expected = Counter(identity(a, labels, rules) for a, labels in faults)
     for ns in namespaces:
         for pod in list_items(world.cluster, "v1", "Pod", ns):
             for alert in POD_ALERTS[world.kubelet.done[pod["metadata"]["uid"]]]:
