@@ -36,7 +36,8 @@ PROD_PROGRAMS = {"prometheus", "alertmanager", "prometheus-config-reloader", "no
 # Built tools that check configs and run in no container.
 CHECK_ONLY_TOOLS = {"promtool", "amtool", "pint", "sloth", "cyclonus", "pod-security-check",
                     # The Kubernetes control plane the admission test runs: the cluster's, not ours.
-                    "etcd", "kube-apiserver", "kube-controller-manager"}
+                    "etcd", "kube-apiserver", "kube-controller-manager",
+                    "kube-apiserver-previous", "kube-controller-manager-previous"}
 
 
 @pytest.fixture(scope="module")
