@@ -68,6 +68,7 @@ class KubernetesPlatform:
     def __init__(self, *, namespace: str, environment: str, provider: k8s.Provider,
                  storage_class: Optional[str], protect_data: bool, reloader_image: str,
                  ingress: Optional[IngressSettings] = None, priority_class: Optional[str] = None,
+                 waiting_priority_class: Optional[str] = None,
                  ingress_namespace: str = "ingress-nginx", checksum_key: Optional[pulumi.Output] = None,
                  node_namespace: Optional[str] = None):
         self.namespace = namespace
@@ -83,6 +84,7 @@ class KubernetesPlatform:
         self._namespace_of_app: dict[str, str] = {}
         self.ingress = ingress
         self.priority_class = priority_class
+        self.waiting_priority_class = waiting_priority_class or priority_class
         self.ingress_namespace = ingress_namespace
         self.environment = environment
         self.provider = provider
@@ -199,7 +201,8 @@ class KubernetesPlatform:
                 "labelSelector": {"matchLabels": self.selector(spec)},
             }]
         if self.priority_class:
-            pod_spec["priorityClassName"] = self.priority_class
+            waits = not spec.preempts or spec.run_once or spec.schedule
+            pod_spec["priorityClassName"] = self.waiting_priority_class if waits else self.priority_class
 
         template = {"metadata": {"labels": self.labels(spec), "annotations": annotations}, "spec": pod_spec}
         if spec.run_once:
@@ -675,11 +678,14 @@ def default_deny(namespace: k8s.core.v1.Namespace, name: str, provider: k8s.Prov
         opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[namespace]))
 
 
-def priority_class(name: str, provider: k8s.Provider, parent: pulumi.Resource) -> k8s.scheduling.v1.PriorityClass:
+def priority_class(name: str, provider: k8s.Provider, parent: pulumi.Resource,
+                   preempts: bool = True) -> k8s.scheduling.v1.PriorityClass:
     # Above ordinary workloads so monitoring survives the resource pressure it must report,
-    # far below system-cluster-critical (2000000000).
+    # far below system-cluster-critical (2000000000). The class of work that can wait is as high
+    # (nothing of lower priority evicts it) but never evicts others to be scheduled.
     return k8s.scheduling.v1.PriorityClass(name, metadata={"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
                                            value=1000000, global_default=False,
-                                           preemption_policy="PreemptLowerPriority",
-                                           description="The football-monitoring stack",
+                                           preemption_policy="PreemptLowerPriority" if preempts else "Never",
+                                           description="The football-monitoring stack" + ("" if preempts else
+                                                       ": work that waits for room (UIs, jobs)"),
                                            opts=pulumi.ResourceOptions(parent=parent, provider=provider))
