@@ -441,6 +441,9 @@ def test_connections_near_and_at_max_connections(stack):
         open_until_counted(stack, exhausted, stack.postgres.connect, held)
         alert = stack.await_firing("PostgresConnectionsExhausted")
         assert float(alert["value"]) > 0.95
+        # The dashboard's gauge reads the exporter's persistent connection, which stays while a
+        # scrape's second connection is refused: it shows the exhaustion instead of going blank.
+        assert connections_used(stack) > 0.95
         stack.note(f"{len(held)} sessions held")
     finally:
         for connection in held:
@@ -571,6 +574,15 @@ def test_memory_filled_past_maxmemory(stack, tmp_path):
     selector = 'redis_evicted_keys_total{job="redis-exporter"}'
     hold_still(stack, selector)
     replay_resolves(stack, require_tool("promtool"), "cache.yaml", alert, selector, 300, tmp_path)
+
+
+def connections_used(stack) -> float:
+    """The PostgreSQL dashboard's "Connections used" gauge, as Grafana sends it for prod."""
+    [target] = [t for t in bench.dashboard_targets(ROOT / "dashboards" / "postgresql.json")
+                if t.panel == "Connections used"]
+    result = stack.query(bench.interpolate(target.expr, {"environment": "prod", "instance": ".*"}))
+    assert len(result) == 1, (target.expr, result)
+    return float(result[0]["value"][1])
 
 
 def keyspace_hit_ratio(stack) -> float:
