@@ -1,4 +1,4 @@
-"""The versioned data files of the repository: alert rules, SLOs and dashboards."""
+"""The versioned data files of the repository: alert rules, SLOs, dashboards and the exporters' metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "rules"
 DASHBOARDS_DIR = ROOT / "dashboards"
 SLOS_DIR = ROOT / "slos"
+EXPORTER_METRICS = ROOT / "metrics" / "exporters.yaml"
 
 # What one ConfigMap may hold: the API server takes at most 1 MiB of data, and kubectl's client-side
 # apply copies the whole object, JSON-escaped, into its last-applied-configuration annotation, where
@@ -42,6 +43,19 @@ def rule_files() -> dict[str, str]:
 def slo_files() -> dict[str, str]:
     """slos/*.yaml by file name: one service level objective each (components/configs/slo.py reads them)."""
     return {path.name: path.read_text(encoding="utf-8") for path in sorted(SLOS_DIR.glob("*.yaml"))}
+
+
+def exporter_metrics(exporter: str) -> dict[str, str]:
+    """The metric names (and their types) metrics/exporters.yaml lists for one exporter: what the
+    rules, dashboards and runbooks may read of it."""
+    try:
+        document = yaml.safe_load(EXPORTER_METRICS.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise DataFileError(f"{EXPORTER_METRICS.relative_to(ROOT)} is not valid YAML: {exc}") from None
+    metrics = ((document.get("exporters") or {}).get(exporter) or {}).get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise DataFileError(f"{EXPORTER_METRICS.relative_to(ROOT)} lists no metrics of {exporter}")
+    return dict(metrics)
 
 
 def dashboards() -> dict[str, str]:

@@ -62,6 +62,7 @@ class Demo(pulumi.ComponentResource):
             spec = ServiceSpec(
                 name=app,
                 component="demo",
+                preempts=False,  # the service's stand-in: never at the cost of the monitoring it feeds
                 image=image,
                 # Relative to the project directory, where Pulumi runs the program: no machine path in the state.
                 build=ImageBuild(".", "demo/Dockerfile") if docker_host else None,

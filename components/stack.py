@@ -51,6 +51,8 @@ class MonitoringStack(pulumi.ComponentResource):
             node_deny = kubernetes.default_deny(node_ns, settings.host_namespace, provider, self,
                                                 resource_name="default-deny-node")  # Pulumi's name; in-cluster default-deny
             priority = kubernetes.priority_class(f"{settings.namespace}-monitoring", provider, self)
+            waiting = kubernetes.priority_class(f"{settings.namespace}-monitoring-waiting", provider, self,
+                                                preempts=False)
             platform = kubernetes.KubernetesPlatform(
                 namespace=settings.namespace,
                 environment=settings.environment,
@@ -60,13 +62,14 @@ class MonitoringStack(pulumi.ComponentResource):
                 reloader_image=settings.images["configReloader"],
                 ingress=settings.ingress,
                 priority_class=f"{settings.namespace}-monitoring",
+                waiting_priority_class=f"{settings.namespace}-monitoring-waiting",
                 ingress_namespace=settings.ingress.controller_namespace,
                 checksum_key=pulumi.Output.secret(random.RandomPassword(
                     "pod-checksum-key", length=40, special=False,
                     opts=pulumi.ResourceOptions(parent=self)).result),
                 node_namespace=settings.host_namespace,
             )
-            in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns, deny, node_ns, node_deny, priority])
+            in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[ns, deny, node_ns, node_deny, priority, waiting])
         else:
             provider = docker.provider("docker", settings.docker.host, parent=self)
             platform = docker.DockerPlatform(

@@ -9,7 +9,7 @@
 # Each tool lands in ${FM_TOOLS_CACHE:-$HOME/.cache/football-monitoring/tools}/<name>-<version>/
 # and is reused while that directory is complete; a new pin builds a new directory, an old
 # binary is never used for a new pin. Grafana is not built: it is AGPL-licensed.
-# openssl (test certificates), java and chromium still come from the system's packages.
+# openssl (test certificates), java, chromium, PostgreSQL and Redis still come from the system's packages.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +32,10 @@ command -v openssl >/dev/null 2>&1 || system_packages+=(openssl)
 command -v java >/dev/null 2>&1 || system_packages+=(default-jre-headless)
 # Headless Chromium renders the service level report's HTML page (tests/test_report.py).
 command -v chromium >/dev/null 2>&1 || system_packages+=(chromium)
+# The application's database and cache, which postgres_exporter and redis_exporter watch in
+# tests/test_database_servers.py: the distribution's PostgreSQL server and Redis.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || system_packages+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || system_packages+=(redis-server)
 if [ "${#system_packages[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "the tests need ${system_packages[*]}; install them with your package manager."
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

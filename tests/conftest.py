@@ -117,6 +117,6 @@ def require_tool(name: str) -> str:
                     f"use the built {DEBIAN_NAMES[name]!r}", pytrace=False)
     path = shutil.which(name)
     if not path:
-        pytest.fail(f"{name} is not installed: {INSTALL_HINT} (openssl, java and chromium come from the system's packages)",
+        pytest.fail(f"{name} is not installed: {INSTALL_HINT} (openssl, java, chromium, redis-server and PostgreSQL come from the system's packages)",
                     pytrace=False)
     return path

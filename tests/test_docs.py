@@ -51,6 +51,10 @@ def test_readme_states_the_kubernetes_releases_the_admission_tests_run():
     previous, pinned = minor("kubernetesPrevious"), minor("kubernetes")
     assert f"Supported Kubernetes releases: **{previous} and {pinned}**" in readme
     assert f"Kubernetes {previous} or {pinned})" in readme
+    # PodSecurity enforces the policy of the oldest supported release.
+    from components.platform.kubernetes import POD_SECURITY_ENFORCE_VERSION
+    assert POD_SECURITY_ENFORCE_VERSION == f"v{previous}"
+    assert f"enforce-version: {POD_SECURITY_ENFORCE_VERSION}" in readme
 
 
 def test_docs_name_the_image_releases_the_stack_pins():

@@ -85,3 +85,17 @@ def test_stateful_pods_start_slowly_without_being_killed(prod):
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
     assert container["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "web"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "web"}
+
+
+def test_the_alerting_path_is_not_first_to_be_evicted_in_prod(prod):
+    """The kubelet evicts, under node memory pressure, the pods using more memory than they request
+    first, whatever their priority (pkg/kubelet/eviction/helpers.go: exceedMemoryRequests, then
+    priority): Prometheus and Alertmanager request as much memory as their limit in prod."""
+    checked = 0
+    for name in ("prometheus", "alertmanager"):
+        sts = prod.one("StatefulSet", name)
+        [main] = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+        resources = main["resources"]
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], (name, resources)
+        checked += 1
+    assert checked == 2

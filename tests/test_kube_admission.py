@@ -149,6 +149,12 @@ def test_namespaces_enforce_pod_security_as_rendered(outcomes, every_stack, stac
               for ns, obj in outcomes[stack].namespaces.items()}
     assert levels == {outputs["namespace"]: dict.fromkeys(("enforce", "warn", "audit"), "restricted"),
                       outputs["nodeNamespace"]: dict.fromkeys(("enforce", "warn", "audit"), "privileged")}
+    # Refusals by the oldest supported release's policy; warnings and audit by the latest.
+    from components.platform.kubernetes import POD_SECURITY_ENFORCE_VERSION
+    versions = {ns: {mode: obj["metadata"]["labels"].get(f"pod-security.kubernetes.io/{mode}-version")
+                     for mode in ("enforce", "warn", "audit")}
+                for ns, obj in outcomes[stack].namespaces.items()}
+    assert versions == dict.fromkeys(versions, {"enforce": POD_SECURITY_ENFORCE_VERSION, "warn": None, "audit": None})
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -589,6 +589,11 @@ def test_schema_validation_catches_a_broken_cronjob(prod_tracing):
         kubernetes_validate.validate(cron, SCHEMA_VERSION, strict=True)
 
 
+def waits_for_room(result, obj: dict) -> bool:
+    split = any(o["metadata"]["name"] == "jaeger-collector" for o in result.kubernetes_objects())
+    return obj["kind"] in ("Job", "CronJob") or (split and obj["metadata"]["name"] == "jaeger")
+
+
 def test_every_tracing_container_is_hardened(dev_k8s, prod_tracing):
     checked = 0
     for result in (dev_k8s, prod_tracing):
@@ -596,7 +601,8 @@ def test_every_tracing_container_is_hardened(dev_k8s, prod_tracing):
             spec = pod(obj)
             assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
             assert spec["automountServiceAccountToken"] is False
-            assert spec["priorityClassName"].endswith("-monitoring")
+            # The query UI and the index cleaner wait for room; the span path may evict to run.
+            assert spec["priorityClassName"].endswith("-monitoring-waiting" if waits_for_room(result, obj) else "-monitoring")
             for c in spec["containers"]:
                 assert EXACT_IMAGE.match(c["image"]), c["image"]
                 assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

@@ -35,6 +35,7 @@ class Kibana(pulumi.ComponentResource):
             lambda values: configs.kibana_credentials_yml(*values))
         spec = ServiceSpec(
             name="kibana",
+            preempts=False,
             component="logs-ui",
             image=settings.images["kibana"],
             ports=[Port("http", HTTP_PORT)],

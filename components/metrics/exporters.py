@@ -11,11 +11,13 @@ kube-state-metrics reports Kubernetes objects and runs only there.
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 from urllib.parse import urlparse
 
 import pulumi
 
+from components import data
 from components.configs import blackbox as blackbox_config
 from components.configs.prometheus import ScrapeTarget
 from components.settings import Settings
@@ -23,19 +25,63 @@ from components.platform.workload import (ANYWHERE, API_SERVER_PORTS, AccessRule
                                           ServiceSpec, single_host_labels)
 
 
-# kube-state-metrics reports exactly these resources; its RBAC is built from the
-# same table, so it can list/watch what it reports and nothing else (no Secrets,
-# no ConfigMaps).
-
+# The resources kube-state-metrics watches: the API group of each and the prefix of the metric
+# families its store makes (internal/store/<resource>.go of the pinned release; kube_pod_owner, say,
+# is the pods store's and needs no ReplicaSet watch). Each one is a cluster-wide list/watch in its
+# RBAC, which is built from this table, and every object of it held in its memory, so only those
+# whose metrics something reads are here. A name metrics/exporters.yaml lists for it that none of
+# them makes fails the render instead of adding its resource: watching one more kind of object
+# cluster-wide is a change of its access, made here on purpose, not as a side effect of a dashboard.
 KUBE_STATE_RESOURCES = {
-    "": ["namespaces", "nodes", "persistentvolumeclaims", "persistentvolumes", "pods", "resourcequotas",
-         "services", "limitranges"],
-    "apps": ["daemonsets", "deployments", "replicasets", "statefulsets"],
-    "batch": ["cronjobs", "jobs"],
-    "autoscaling": ["horizontalpodautoscalers"],
-    "policy": ["poddisruptionbudgets"],
-    "storage.k8s.io": ["storageclasses"],
+    "pods": ("", "kube_pod_"),
+    "nodes": ("", "kube_node_"),
+    "persistentvolumeclaims": ("", "kube_persistentvolumeclaim_"),
+    "daemonsets": ("apps", "kube_daemonset_"),
+    "deployments": ("apps", "kube_deployment_"),
+    "statefulsets": ("apps", "kube_statefulset_"),
+    "jobs": ("batch", "kube_job_"),
+    # A claim of a class that binds on first use is Pending by design (KubePersistentVolumeClaimPending).
+    "storageclasses": ("storage.k8s.io", "kube_storageclass_"),
 }
+
+
+def kube_state_resource(metric: str) -> Optional[str]:
+    """The resource of KUBE_STATE_RESOURCES whose store makes this metric family, or None."""
+    # The prefixes end in "_": kube_pod_ is no prefix of kube_poddisruptionbudget_*.
+    found = [r for r, (_group, prefix) in KUBE_STATE_RESOURCES.items() if metric.startswith(prefix)]
+    return found[0] if found else None
+
+
+def kube_state_metrics_scope() -> tuple[list[str], list[str]]:
+    """(resources, metric names): what kube-state-metrics watches and exports, the names being those
+    metrics/exporters.yaml lists for it, the names every rule, dashboard and runbook reads of it
+    (tests/test_kube_state_metrics.py holds the list to them). Raises DataFileError when a name is
+    of no resource here, or a resource here has no name."""
+    names = sorted(data.exporter_metrics("kube-state-metrics"))
+    # A metric name has no regex metacharacter, so that ^name$ matches it alone.
+    malformed = [n for n in names if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", n)]
+    if malformed:
+        raise data.DataFileError(f"metrics/exporters.yaml: not metric names: {malformed}")
+    orphans = [n for n in names if kube_state_resource(n) is None]
+    if orphans:
+        raise data.DataFileError(
+            f"metrics/exporters.yaml lists kube-state-metrics metrics of no resource it watches: {orphans}; "
+            "add the resource to KUBE_STATE_RESOURCES in components/metrics/exporters.py (its RBAC follows)")
+    used = {kube_state_resource(n) for n in names}
+    unused = sorted(set(KUBE_STATE_RESOURCES) - used)
+    if unused:
+        raise data.DataFileError(
+            f"kube-state-metrics would watch {unused}, of which metrics/exporters.yaml lists no metric: "
+            "remove them from KUBE_STATE_RESOURCES in components/metrics/exporters.py")
+    return sorted(KUBE_STATE_RESOURCES), names
+
+
+def kube_state_metrics_args() -> list[str]:
+    resources, names = kube_state_metrics_scope()
+    # The allowlist's entries are regexes matched anywhere in a family's name
+    # (pkg/allowdenylist/allowdenylist.go): anchored, each admits its one family.
+    return ["--port=8080", "--telemetry-port=8081", "--resources=" + ",".join(resources),
+            "--metric-allowlist=" + ",".join(f"^{name}$" for name in names)]
 
 
 class NodeExporter(pulumi.ComponentResource):
@@ -77,7 +123,10 @@ class KubeStateMetrics(pulumi.ComponentResource):
     def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:exporters:KubeStateMetrics", name, None, opts)
-        resources = sorted(r for group in KUBE_STATE_RESOURCES.values() for r in group)
+        args = kube_state_metrics_args()
+        groups: dict[str, list[str]] = {}
+        for resource, (group, _prefix) in sorted(KUBE_STATE_RESOURCES.items()):
+            groups.setdefault(group, []).append(resource)
         spec = ServiceSpec(
             name="kube-state-metrics",
             component="exporter",
@@ -85,11 +134,11 @@ class KubeStateMetrics(pulumi.ComponentResource):
             ports=[Port("http-metrics", 8080), Port("telemetry", 8081)],
             resources=settings.exporters.kube_state_metrics.resources,
             run_as_user=65534,
-            args=["--port=8080", "--telemetry-port=8081", "--resources=" + ",".join(resources)],
+            args=args,
             liveness=HttpCheck("/livez", "http-metrics"),
             readiness=HttpCheck("/readyz", "telemetry"),
             api_access=[AccessRule(api_groups=[group], resources=names, verbs=["list", "watch"])
-                        for group, names in KUBE_STATE_RESOURCES.items()],
+                        for group, names in groups.items()],
             # Prometheus scrapes the metrics port; the telemetry port serves only the readiness probe.
             allow_in=[Flow("prometheus", [(8080, "TCP")])],
             allow_out=[Flow(ANYWHERE, API_SERVER_PORTS)],

@@ -68,6 +68,7 @@ class KubernetesPlatform:
     def __init__(self, *, namespace: str, environment: str, provider: k8s.Provider,
                  storage_class: Optional[str], protect_data: bool, reloader_image: str,
                  ingress: Optional[IngressSettings] = None, priority_class: Optional[str] = None,
+                 waiting_priority_class: Optional[str] = None,
                  ingress_namespace: str = "ingress-nginx", checksum_key: Optional[pulumi.Output] = None,
                  node_namespace: Optional[str] = None):
         self.namespace = namespace
@@ -83,6 +84,7 @@ class KubernetesPlatform:
         self._namespace_of_app: dict[str, str] = {}
         self.ingress = ingress
         self.priority_class = priority_class
+        self.waiting_priority_class = waiting_priority_class or priority_class
         self.ingress_namespace = ingress_namespace
         self.environment = environment
         self.provider = provider
@@ -210,7 +212,8 @@ class KubernetesPlatform:
                 "labelSelector": {"matchLabels": self.selector(spec)},
             }]
         if self.priority_class:
-            pod_spec["priorityClassName"] = self.priority_class
+            waits = not spec.preempts or spec.run_once or spec.schedule
+            pod_spec["priorityClassName"] = self.waiting_priority_class if waits else self.priority_class
 
         template = {"metadata": {"labels": self.labels(spec), "annotations": annotations}, "spec": pod_spec}
         if spec.run_once:
@@ -653,6 +656,12 @@ def _http_probe(check, *, period: int, failures: int) -> dict:
             "timeoutSeconds": 5, "failureThreshold": failures}
 
 
+# Pods are refused by the policy of the oldest Kubernetes release the stack supports (README), not
+# by the cluster's latest: an upgrade that tightens "restricted" shows as warnings and audit entries
+# (those judge by the latest policy) before it can refuse the pods of a rollout.
+POD_SECURITY_ENFORCE_VERSION = "v1.36"
+
+
 def namespace(name: str, provider: k8s.Provider, parent: pulumi.Resource,
               host_access: bool = False) -> k8s.core.v1.Namespace:
     """The stack's namespace enforces PodSecurity "restricted" (warnings and audit too); the
@@ -664,6 +673,7 @@ def namespace(name: str, provider: k8s.Provider, parent: pulumi.Resource,
         "labels": {
             "app.kubernetes.io/part-of": PART_OF,
             "pod-security.kubernetes.io/enforce": level,
+            "pod-security.kubernetes.io/enforce-version": POD_SECURITY_ENFORCE_VERSION,
             "pod-security.kubernetes.io/warn": level,
             "pod-security.kubernetes.io/audit": level,
         },
@@ -687,11 +697,14 @@ def default_deny(namespace: k8s.core.v1.Namespace, name: str, provider: k8s.Prov
         opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[namespace]))
 
 
-def priority_class(name: str, provider: k8s.Provider, parent: pulumi.Resource) -> k8s.scheduling.v1.PriorityClass:
+def priority_class(name: str, provider: k8s.Provider, parent: pulumi.Resource,
+                   preempts: bool = True) -> k8s.scheduling.v1.PriorityClass:
     # Above ordinary workloads so monitoring survives the resource pressure it must report,
-    # far below system-cluster-critical (2000000000).
+    # far below system-cluster-critical (2000000000). The class of work that can wait is as high
+    # (nothing of lower priority evicts it) but never evicts others to be scheduled.
     return k8s.scheduling.v1.PriorityClass(name, metadata={"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
                                            value=1000000, global_default=False,
-                                           preemption_policy="PreemptLowerPriority",
-                                           description="The football-monitoring stack",
+                                           preemption_policy="PreemptLowerPriority" if preempts else "Never",
+                                           description="The football-monitoring stack" + ("" if preempts else
+                                                       ": work that waits for room (UIs, jobs)"),
                                            opts=pulumi.ResourceOptions(parent=parent, provider=provider))

@@ -282,6 +282,10 @@ class ServiceSpec:
     # Run to completion once per content of its config (a Kubernetes Job named after that
     # content's hash, so a change runs it again), instead of a long-running service.
     run_once: bool = False
+    # Whether its pods may evict other workloads' pods to find room. Off for work that can wait: the
+    # UIs (Kibana, Jaeger's) and, whatever this says, jobs, which would otherwise push the service's
+    # own pods off a full node.
+    preempts: bool = True
     # Extra annotations of the pod template (e.g. a checksum of Secret inputs the pods read at start).
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     build: Optional[ImageBuild] = None  # a Docker host builds ``image`` from the repository

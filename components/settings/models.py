@@ -309,7 +309,7 @@ class AlertmanagerSettings(Section):
     external_url: OptionalHttpUrl = knob(None, (
         "where people open Alertmanager when ingress.alertmanagerHost is empty (a proxy or VPN address of your own): "
         "the links of Slack, e-mail and webhook notifications point there; empty: the cluster-internal address"))
-    resources: Resources = component_resources("each Alertmanager", "25m", "64Mi", "256Mi")
+    resources: Resources = component_resources("each Alertmanager", "25m", "256Mi", "256Mi")
 
 
 class GrafanaSettings(Section):

@@ -143,7 +143,7 @@ class Jaeger(pulumi.ComponentResource):
         self.configs = {}
 
         def server(name: str, role: str, resources: Resources, replicas: int, allow_in: list,
-                   headless_ports: Sequence[str] = ()) -> ServiceSpec:
+                   headless_ports: Sequence[str] = (), preempts: bool = True) -> ServiceSpec:
             cfg = jaeger_config.JaegerConfig(role=role, storage=storage, service_name=name)
             self.configs[name] = jaeger_config.render(cfg)
             return ServiceSpec(
@@ -154,7 +154,7 @@ class Jaeger(pulumi.ComponentResource):
                 external_secrets=external, scratch_paths=["/tmp"],
                 liveness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
                 readiness=HttpCheck(jaeger_config.HEALTH_PATH, "health"),
-                replicas=replicas, headless_ports=headless_ports,
+                replicas=replicas, headless_ports=headless_ports, preempts=preempts,
                 allow_in=allow_in + [Flow("prometheus", [(jaeger_config.METRICS_PORT, "TCP")])],
                 allow_out=[to_es],
             )
@@ -165,7 +165,7 @@ class Jaeger(pulumi.ComponentResource):
         self.query = platform.deploy(server(
             "jaeger", "query", tracing.query.resources, 1,
             [Flow("grafana", [(jaeger_config.QUERY_HTTP_PORT, "TCP")]),
-             Flow(INGRESS, [(jaeger_config.QUERY_HTTP_PORT, "TCP")])]), self)
+             Flow(INGRESS, [(jaeger_config.QUERY_HTTP_PORT, "TCP")])], preempts=False), self)
         self.config = self.configs["jaeger-collector"]
 
         cleaner_args = [str(tracing.retention_days), es.url, f"--index-prefix={tracing.index_prefix}",
