@@ -30,7 +30,7 @@ EXPECTED = {
     "dev": ([], ["alertmanagerWebhookUrl", "postgresDsn", "redisUrl"]),
     "prod": (["alertmanagerWebhookUrl", "postgresDsn", "redisUrl", "slackApiUrl", "smtpPassword",
               "dingtalkWebhookUrl", "heartbeatUrl", "escalationWebhookUrl", "loggingSnapshotAccessKey",
-              "loggingSnapshotSecretKey"], ["dingtalkSecret"]),
+              "loggingSnapshotSecretKey", "thanosObjstoreAccessKey", "thanosObjstoreSecretKey"], ["dingtalkSecret"]),
 }
 
 # A shell script, so that each of the script's calls costs no interpreter start.
