@@ -25,13 +25,17 @@ The tail sampler's decision wait (10 s) is not a setting; the burst waits for it
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
 import pytest
+import yaml
 
 from tests import trace_stack
+from tests.conftest import require_tool
 from tests.trace_app import API, FakeFootballPrediction
+from tools import offline
 from tests.trace_stack import DevJaeger, ProdTraces, metric_sum, trace_by_id, traces_of
 
 PLAIN_TRACES = 2000
@@ -187,3 +191,97 @@ def test_dev_all_in_one_serves_every_trace_whole(dev):
                                      lambda: (found := trace_by_id(query, s.trace_id)) and
                                      len(found) == SPANS_PER_TRACE and found, seconds=30)
         assert span_ids(spans) == sorted(s.span_ids)
+
+
+# ------------------------------------------------------------------ an outage of the Jaeger collector
+
+# The alerts that speak of the trace pipeline (rules/tracing.yaml) and the one that speaks of a
+# scrape target that is gone (rules/meta-monitoring.yaml).
+ALERT_FILES = ("tracing.yaml", "meta-monitoring.yaml")
+SCRAPED_JOBS = {"otel-gateway": "gateways", "jaeger-collector": "collector", "jaeger": "query"}
+
+
+@pytest.fixture(scope="module")
+def prometheus(prod, tmp_path_factory):
+    """A real Prometheus with prod's tracing and meta-monitoring rules (``for:`` removed, every
+    expression as rendered) scraping, through prod's own jobs, the gateways and both Jaeger
+    processes on loopback."""
+    from scripts import dashboard_query_benchmark as bench
+    from tests.e2e.harness import simulated_pod
+    from tests.test_kube_state_metrics import without_for
+
+    work = tmp_path_factory.mktemp("trace-e2e-prometheus")
+    result = offline.run("prod")
+    rules = dict(result.one("ConfigMap", "prometheus-rules")["data"])
+    rules_dir = work / "rules"
+    rules_dir.mkdir()
+    for name, text in without_for({n: rules[n] for n in ALERT_FILES}).items():
+        (rules_dir / name).write_text(text)
+    generated = yaml.safe_load(result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    jobs = []
+    for job in generated["scrape_configs"]:
+        if job["job_name"] not in SCRAPED_JOBS:
+            continue
+        procs = {"gateways": prod.gateways, "collector": [prod.collector], "query": [prod.query]}[
+            SCRAPED_JOBS[job["job_name"]]]
+        job.pop("kubernetes_sd_configs")
+        job["static_configs"] = [simulated_pod(job, address=f"{p.ip}:{p.ports[trace_stack.METRICS]}",
+                                               pod=f"{job['job_name']}-{i}", node="e2e-node-1", namespace="monitoring")
+                                 for i, p in enumerate(procs)]
+        job.update(scrape_interval="1s", scrape_timeout="1s")
+        jobs.append(job)
+    assert {j["job_name"] for j in jobs} == set(SCRAPED_JOBS)
+    server = bench.Prometheus(require_tool("prometheus"), work / "tsdb", work, [])
+    server.config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules_dir / "*.yaml")], "scrape_configs": jobs}))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def firing(prometheus, alert: str, job: str) -> list[dict]:
+    answer = json.loads(trace_stack.http_get(f"{prometheus.url}/api/v1/alerts"))["data"]["alerts"]
+    return [a for a in answer if a["labels"]["alertname"] == alert and a["labels"].get("job") == job
+            and a["state"] == "firing"]
+
+
+def test_a_collector_outage_fires_target_down_and_the_queued_spans_arrive_after_it(prod, app, prometheus):
+    def all_up():
+        answer = json.loads(trace_stack.http_get(f"{prometheus.url}/api/v1/query?query=sum(up)"))["data"]["result"]
+        return answer and float(answer[0]["value"][1]) == 4
+    trace_stack.wait_for("Prometheus to scrape the gateways and Jaeger", all_up, seconds=30)
+    assert not firing(prometheus, "TargetDown", "jaeger-collector")
+
+    since = int(time.time() * 1e6) - 60_000_000
+    prod.collector.stop()
+    try:
+        base = time.time_ns() - 1_000_000_000
+        sent = [app.request(20_000 + n, "error", base + n * 1000) for n in range(300)]
+        app.flush()
+        # The gateway keeps the spans: the outage is behind it, not in front.
+        assert app.exported()[1] == 0
+        trace_stack.wait_for("TargetDown for the collector", lambda: firing(prometheus, "TargetDown", "jaeger-collector"),
+                             seconds=30)
+
+        def export_failing():
+            return any("Exporting failed. Will retry" in g.tail(200_000) and "otlp_grpc/jaeger" in g.tail(200_000)
+                       for g in prod.gateways)
+        # The tail sampler decides after its decision wait, then the batch goes out and fails.
+        trace_stack.wait_for("the gateway's export to fail", export_failing, seconds=40)
+        alerts = json.loads(trace_stack.http_get(f"{prometheus.url}/api/v1/alerts"))["data"]["alerts"]
+        print("firing during the outage:", sorted({(a["labels"]["alertname"], a["labels"].get("job"))
+                                                   for a in alerts if a["state"] == "firing"}))
+    finally:
+        prod.collector.start()
+    prod.collector.wait_serving()
+
+    def stored():
+        found = traces_of(prod.query_url(), API, since)
+        return all(len(found.get(s.trace_id, [])) == SPANS_PER_TRACE for s in sent) and found
+    found = trace_stack.wait_for("the spans queued during the outage in Jaeger", stored, seconds=60, every=1)
+    assert all(span_ids(found[s.trace_id]) == sorted(s.span_ids) for s in sent)
+    trace_stack.wait_for("TargetDown to resolve", lambda: not firing(prometheus, "TargetDown", "jaeger-collector"),
+                         seconds=30)
