@@ -267,8 +267,8 @@ def test_a_collector_outage_fires_target_down_and_the_queued_spans_arrive_after_
                              seconds=30)
 
         def export_failing():
-            return any("Exporting failed. Will retry" in g.tail(200_000) and "otlp_grpc/jaeger" in g.tail(200_000)
-                       for g in prod.gateways)
+            return any(line for g in prod.gateways for line in g.tail(500_000).splitlines()
+                       if "Exporting failed" in line and "otlp_grpc/jaeger" in line)
         # The tail sampler decides after its decision wait, then the batch goes out and fails.
         trace_stack.wait_for("the gateway's export to fail", export_failing, seconds=40)
         alerts = json.loads(trace_stack.http_get(f"{prometheus.url}/api/v1/alerts"))["data"]["alerts"]
