@@ -18,9 +18,18 @@ collector wrote):
   binomial over 2,000 traces;
 - an export of large spans (more than 4 MiB of attributes in one request, over each protocol)
   arrives whole;
-- dev's all-in-one serves what the instances send to it directly, as dev has no gateway.
+- dev's all-in-one serves what the instances send to it directly, as dev has no gateway;
+- with the Jaeger collector stopped, the gateway's export fails and a real Prometheus, running
+  prod's scrape jobs and prod's tracing and meta-monitoring rules (``for:`` removed), fires
+  ``TargetDown`` for the collector; after the restart it resolves and the traces sent during the
+  outage, held in the gateway's queue, are stored. ``TracingExportFailing`` cannot fire in such
+  an outage: the exporter counts spans as failed only when its retries give up (5 minutes).
 
-The tail sampler's decision wait (10 s) is not a setting; the burst waits for it once.
+Not here: the memory limiter's refusal. Its limit is 80 % of the cgroup's memory limit, or of the
+machine's memory outside one (collector internal/memorylimiter/iruntime); the test would have to
+create a cgroup, and these machines have no container runtime running.
+
+The tail sampler's decision wait (10 s) is not a setting; every test waits for it once.
 """
 
 from __future__ import annotations

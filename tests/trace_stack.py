@@ -25,8 +25,9 @@ What changes from the generated configs, and nothing else (``changed_paths`` pro
   service is started here, and the image is not available), so the backend named ``traces`` of
   the collector and of the query becomes Jaeger's ``grpc`` remote-storage backend. Badger on a
   shared directory cannot stand in: Badger flocks its directory (badger v4 dir_other.go,
-  ``acquireDirectoryLock``), so a second process cannot open it, and the memory store lives
-  inside one process. The ``grpc`` backend (jaeger v1.76.0 internal/storage/v2/grpc: reads
+  ``acquireDirectoryLock``), and a second Jaeger 2.14 on the same directories exits ("Cannot
+  acquire directory lock ... Another process is using this Badger database"); the memory store
+  lives inside one process. The ``grpc`` backend (jaeger v1.76.0 internal/storage/v2/grpc: reads
   through the ``endpoint``, writes OTLP to ``writer.endpoint``) reaches a third Jaeger process
   holding a memory store behind the ``remote_storage`` extension (the shape of upstream's
   cmd/jaeger/config-remote-storage-backend.yaml): collector and query stay two processes that
