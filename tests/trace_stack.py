@@ -54,7 +54,8 @@ from tools import offline
 GATEWAY_IPS = ("127.0.0.11", "127.0.0.12")
 PEER_RECEIVER = "receivers.otlp/peers.protocols.grpc"
 METRICS = "service.telemetry.metrics.readers[0]"
-# Keys whose values are addresses; a changed value under any other key is a change of behaviour.
+# Keys whose values are addresses (and Badger's directories, "keys"/"values"); a changed value under any
+# other key is a change of behaviour.
 ADDRESS_KEYS = {"endpoint", "host", "port", "hostnames", "keys", "values"}
 
 
@@ -81,7 +82,7 @@ def relocate(text: str, ip: str, fixed: Optional[dict[str, int]] = None) -> tupl
     that listener): (config, where -> port)."""
     config = otel_policy.parse(text)
     ports = {}
-    for where, port in otel_policy.listening_ports(config).items():
+    for where in otel_policy.listening_ports(config):
         ports[where] = (fixed or {}).get(where) or free_port(ip)
     for where, port in ports.items():
         _set_listener(config, where, f"{ip}:{port}")
