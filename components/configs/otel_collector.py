@@ -46,6 +46,12 @@ MIB = 1024 * 1024
 MAX_EXPORT_BYTES = jaeger_config.OTLP_MAX_RECV_MSG_SIZE_MIB * MIB // 2
 # The peer receiver accepts what Jaeger's receivers accept, so the same split fits both hops.
 PEER_MAX_RECV_MSG_SIZE_MIB = jaeger_config.OTLP_MAX_RECV_MSG_SIZE_MIB
+# The largest OTLP/gRPC message the applications' receiver accepts: what its OTLP/HTTP receiver
+# accepts by default (confighttp's max_request_body_size, 20 MiB at 0.161), so that an SDK's export
+# is taken over either protocol. Left unset, grpc-go's 4 MiB applies and an SDK batch of 512 spans of
+# 8 KiB each is refused with ResourceExhausted, which the SDKs drop after their retries. The export
+# queue splits what comes in to MAX_EXPORT_BYTES, so this size never reaches a peer or Jaeger whole.
+APP_MAX_RECV_MSG_SIZE_MIB = 20
 # How often the routing tier looks the peers up again: a replica that left stops getting spans
 # (and one that came gets its share) within this time; the resolver's default.
 PEER_RESOLVE_INTERVAL = "5s"
@@ -132,7 +138,8 @@ def document(cfg: GatewayConfig) -> dict:
         "batch": {"send_batch_size": 8192, "send_batch_max_size": 16384, "timeout": "5s"},
     }
     receivers: dict = {"otlp": {"protocols": {
-        "grpc": {"endpoint": _listen(OTLP_GRPC_PORT), "keepalive": {"server_parameters": dict(MAX_CONNECTION_AGE)}},
+        "grpc": {"endpoint": _listen(OTLP_GRPC_PORT), "max_recv_msg_size_mib": APP_MAX_RECV_MSG_SIZE_MIB,
+                 "keepalive": {"server_parameters": dict(MAX_CONNECTION_AGE)}},
         "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}}
     exporters: dict = {}
     # Memory limiter first, batch last: the collector's recommended order.
