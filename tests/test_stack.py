@@ -643,3 +643,14 @@ def test_thanos_in_prod(prod, dev):
     assert [o for o in prod.kubernetes_objects()
             if o["metadata"].get("labels", {}).get("app.kubernetes.io/name", "").startswith("thanos")]
     assert "thanos-sidecar" not in [c["name"] for c in containers(dev.one("StatefulSet", "prometheus"))]
+
+
+def test_the_store_gateways_memory_pools_fit_its_container(prod):
+    """Thanos' store gateway holds a chunk pool and an index cache in memory (upstream defaults: 2 GB
+    and 250 MB, more than its container's limit): their sum must leave room for the requests' heap."""
+    from components.settings.types import quantity_bytes
+    store = prod.one("StatefulSet", "thanos-store")
+    [main] = [c for c in containers(store) if c["name"] == "thanos-store"]
+    flags = dict(a.removeprefix("--").split("=", 1) for a in main["args"][1:] if "=" in a)
+    pools = sum(quantity_bytes(flags[f].replace("MiB", "Mi")) for f in ("chunk-pool-size", "index-cache-size"))
+    assert pools <= 0.75 * quantity_bytes(main["resources"]["limits"]["memory"]), (flags, main["resources"])

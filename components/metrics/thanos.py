@@ -21,6 +21,7 @@ import yaml
 
 from components.configs.prometheus import ScrapeTarget
 from components.settings import Settings
+from components.settings.types import quantity_bytes
 from components.platform.workload import (ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
                                           ServiceSpec, Sidecar)
 
@@ -70,6 +71,16 @@ def bucket_flows(settings: Settings) -> list[Flow]:
     if settings.thanos.objstore.type == "filesystem":
         return []
     return [Flow(ANYWHERE, [(settings.thanos.objstore.port, "TCP")])]
+
+
+def store_memory_args(memory_limit: str) -> list[str]:
+    """The store gateway's two in-memory pools, sized from its container's limit. Upstream's defaults
+    (2 GB of chunks, 250 MB of index cache) are more than the container may use, so a heavy
+    long-range query got it OOM-killed, and Query answered from the rest without saying so (partial
+    responses are on). Half the limit for chunks, an eighth for the index cache, the rest for the
+    Go heap of the requests themselves."""
+    mib = int(quantity_bytes(memory_limit) // 2**20)
+    return [f"--chunk-pool-size={mib // 2}MiB", f"--index-cache-size={mib // 8}MiB"]
 
 
 def common_args(component: str) -> list[str]:
@@ -145,7 +156,8 @@ class Thanos(pulumi.ComponentResource):
             name=STORE, component="metrics-storage", image=image, ports=ports,
             resources=thanos.store_resources, run_as_user=RUN_AS_USER,
             args=common_args("store") + grpc_args() + [
-                "--data-dir=/var/thanos/store", f"--objstore.config-file={OBJSTORE_FILE}"],
+                "--data-dir=/var/thanos/store", f"--objstore.config-file={OBJSTORE_FILE}",
+                *store_memory_args(thanos.store_resources.limits.memory)],
             config=[objstore_files(settings)],
             data=DataVolume("/var/thanos/store", thanos.store_storage_size),
             **probes(),

@@ -782,7 +782,9 @@ class ThanosSettings(Section):
     store_storage_size: StorageQuantity = knob(
         "10Gi", "size of the store gateway's volume (index headers and its cache of the bucket)")
     compactor_storage_size: StorageQuantity = knob(
-        "20Gi", "size of the compactor's volume (the blocks of one compaction or downsampling at a time)")
+        "100Gi", ("size of the compactor's volume: it downloads every block it joins, up to two weeks of each "
+                  "replica's blocks for the last level (and the 1-hour downsampling waits for that level), so about "
+                  "twice what a Prometheus replica holds over two weeks"))
     sidecar_resources: Resources = component_resources("each Thanos sidecar (one per Prometheus)", "50m", "64Mi", "512Mi")
     query_resources: Resources = component_resources("each Thanos Query replica", "100m", "256Mi", "2Gi")
     store_resources: Resources = component_resources("the Thanos store gateway", "100m", "512Mi", "2Gi")
