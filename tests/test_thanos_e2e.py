@@ -489,6 +489,8 @@ def test_a_sidecar_that_cannot_reach_its_bucket_fires_the_upload_alert(cluster):
     assert up == {f"prometheus-{i}": f"http://127.0.0.1:{cluster.ports[f'sidecar-{i}-http']}/metrics"
                   for i in (0, 1, 2)}
 
+    # increase() needs a rise between two scrapes: the first failed sync (at the sidecar's start) is
+    # seen only if a scrape came before it, the second comes 30 s later.
     wait_for("ThanosSidecarUploadFailing for the broken sidecar",
              lambda: "prometheus-2" in firing(cluster, "ThanosSidecarUploadFailing"), 60, cluster.processes.values())
     # What the real shipper counts on a failed sync: the sync failed, the bucket call failed, and
