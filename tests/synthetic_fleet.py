@@ -953,7 +953,13 @@ def build(spec: FleetSpec) -> list[Family]:
             slab = dict(environment=env, job="thanos-sidecar", instance=f"{p['ip']}:10902", namespace=mon_ns,
                         pod=p["pod"], node=p["node"])
             b.add("thanos_shipper_uploads_total", "counter", slab, Counter(1 / 7200, traffic=False, offset=360))
-            b.add("thanos_shipper_upload_failures_total", "counter", slab, Const(0))
+            # A sync every 30 s; none fails (a failed one counts here, not in upload_failures).
+            b.add("thanos_shipper_dir_syncs_total", "counter", slab, Counter(1 / 30, traffic=False, offset=8640))
+            b.add("thanos_shipper_dir_sync_failures_total", "counter", slab, Const(0))
+            for op in ("exists", "upload"):
+                b.add("thanos_objstore_bucket_operation_failures_total", "counter",
+                      dict(slab, bucket="football-monitoring-metrics", operation=op), Const(0))
+            b.add("process_start_time_seconds", "gauge", slab, Const(start - 3 * DAY))
             b.add("thanos_sidecar_prometheus_up", "gauge", slab, Const(1))
         for i in range(2):
             pod = f"thanos-query-{_pod_suffix('thanos-query', 'rs')[:4]}a6e1-{_pod_suffix('thanos-query', i)}"

@@ -19,6 +19,11 @@ What is changed to run here, and why:
   two replicas never share a block;
 - the compactor gets --consistency-delay=0s: its default (30 min) leaves blocks younger than
   that alone, and every block here is seconds old;
+- a third replica (not in Thanos Query's endpoints) has a sidecar whose bucket is broken (its
+  directory is a regular file): its Prometheus scrapes the three sidecars with the generated
+  thanos-sidecar job (pod discovery replaced by static targets carrying the labels it would find)
+  and evaluates the generated meta.thanos group with for: dropped, so that an alert fires as soon
+  as its expression holds; the expressions are those deployed;
 - Thanos Query re-reads its endpoint file every 5 s instead of 5 min, and the store gateway is
   restarted to list the compactor's new blocks at once instead of within its 15 min sync, so that
   components started later in the module are seen within seconds.
@@ -181,12 +186,20 @@ class Cluster:
         self.prometheus = require_tool("prometheus")
         self.thanos = require_tool("thanos")
         self.ports = {name: free_port() for name in (
-            "prom-0", "prom-1", "sidecar-0-http", "sidecar-0-grpc", "sidecar-1-http", "sidecar-1-grpc",
+            "prom-0", "prom-1", "prom-2", "sidecar-0-http", "sidecar-0-grpc", "sidecar-1-http", "sidecar-1-grpc",
+            "sidecar-2-http", "sidecar-2-grpc",
             "query-http", "query-grpc", "store-http", "store-grpc", "compactor-http")}
         statefulset = self.result.one("StatefulSet", "prometheus")
         self.containers = {c["name"]: c for c in statefulset["spec"]["template"]["spec"]["containers"]}
         self.objstore = self.root / "objstore.yml"
         self.objstore.write_text(self.result.one("Secret", "prometheus-thanos-sidecar-objstore")["stringData"]["objstore.yml"])
+        # The broken bucket: the generated config, its directory a regular file, so that every
+        # bucket call fails (as an unreachable S3 endpoint's would).
+        broken = yaml.safe_load(self.objstore.read_text())
+        broken["config"]["directory"] = str(self.root / "not-a-directory")
+        (self.root / "not-a-directory").write_text("")
+        self.broken_objstore = self.root / "objstore-broken.yml"
+        self.broken_objstore.write_text(yaml.safe_dump(broken))
         self.now = int(time.time())
 
     def args(self, kind: str, name: str) -> list[str]:
@@ -197,28 +210,31 @@ class Cluster:
         return self.processes[name]
 
     # -- Prometheus and its sidecar, replica i
-    def prepare_replica(self, i: int) -> None:
+    def prepare_replica(self, i: int, hours: int = HISTORY_HOURS, rules: dict[str, str] | None = None,
+                        jobs: tuple[dict, ...] = ()) -> None:
         base = self.root / f"prometheus-{i}"
         (base / "config").mkdir(parents=True)
         (base / "rules").mkdir()
         (base / "data").mkdir()
-        rules = self.result.one("ConfigMap", "prometheus-rules")["data"]
+        rules = self.result.one("ConfigMap", "prometheus-rules")["data"] if rules is None else rules
         for name, text in rules.items():
             (base / "rules" / name).write_text(text)
         config = yaml.safe_load(self.result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
         config["rule_files"] = [str(base / "rules" / "*.yaml")]
         config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] == LIVE_JOB]
         assert config["scrape_configs"], "the static job is not in the generated config"
+        config["scrape_configs"] += jobs
         (base / "config" / "prometheus.yml").write_text(yaml.safe_dump(config))
         history = base / "history.om"
         # Aligned on 2 h so that promtool cuts only full blocks.
         end = (self.now - 3 * 3600) // 7200 * 7200
-        history.write_text(history_openmetrics(end - HISTORY_HOURS * 3600, end))
-        self.history_range = (end - HISTORY_HOURS * 3600, end - STEP)
+        history.write_text(history_openmetrics(end - hours * 3600, end))
+        if hours == HISTORY_HOURS:
+            self.history_range = (end - HISTORY_HOURS * 3600, end - STEP)
         subprocess.run([require_tool("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(history),
                         str(base / "data")], check=True, capture_output=True, timeout=120)
 
-    def start_replica(self, i: int) -> None:
+    def start_replica(self, i: int, objstore: Path | None = None) -> None:
         base = self.root / f"prometheus-{i}"
         prom = set_flags(self.containers["prometheus"]["args"], {
             "--config.file": str(base / "config" / "prometheus.yml"),
@@ -232,9 +248,55 @@ class Cluster:
             "--grpc-address": f"127.0.0.1:{self.ports[f'sidecar-{i}-grpc']}",
             "--tsdb.path": str(base / "data"),
             "--prometheus.url": f"http://127.0.0.1:{self.ports[f'prom-{i}']}",
-            "--objstore.config-file": str(self.objstore),
+            "--objstore.config-file": str(objstore or self.objstore),
         })
         self.start(f"sidecar-{i}", [self.thanos, *sidecar])
+
+    def sidecar_job(self, replicas: tuple[int, ...]) -> dict:
+        """The generated thanos-sidecar job, its pod discovery replaced by what it would find: a
+        target per port of each replica's sidecar container, with the pod's labels; the job's own
+        relabelling picks the port."""
+        config = yaml.safe_load(self.result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+        [job] = [j for j in config["scrape_configs"] if j["job_name"] == "thanos-sidecar"]
+        [sd] = job.pop("kubernetes_sd_configs")
+        statefulset = self.result.one("StatefulSet", "prometheus")
+        namespace = statefulset["metadata"]["namespace"]
+        assert sd["role"] == "pod" and namespace in sd["namespaces"]["names"], sd
+        container = self.containers["thanos-sidecar"]
+        http_port = int(next(a for a in container["args"] if a.startswith("--http-address=")).rsplit(":", 1)[1])
+        grpc_port = int(next(a for a in container["args"] if a.startswith("--grpc-address=")).rsplit(":", 1)[1])
+        labels = {f"__meta_kubernetes_pod_label_{''.join(c if c.isalnum() else '_' for c in k)}": v
+                  for k, v in statefulset["spec"]["template"]["metadata"]["labels"].items()}
+        job["static_configs"] = []
+        for i in replicas:
+            here = {http_port: self.ports[f"sidecar-{i}-http"], grpc_port: self.ports[f"sidecar-{i}-grpc"]}
+            for port in container["ports"]:
+                job["static_configs"].append({
+                    "targets": [f"127.0.0.1:{here[port['containerPort']]}"],
+                    "labels": {**labels, "__meta_kubernetes_namespace": namespace,
+                               "__meta_kubernetes_pod_name": f"prometheus-{i}",
+                               "__meta_kubernetes_pod_node_name": "node-0",
+                               "__meta_kubernetes_pod_container_name": container["name"],
+                               "__meta_kubernetes_pod_container_port_name": port["name"],
+                               "__meta_kubernetes_pod_container_port_number": str(port["containerPort"])}})
+        return job
+
+    def start_broken_replica(self) -> None:
+        """Replica 2: a Prometheus with one 2 h block to ship and a sidecar whose bucket is broken.
+        It also scrapes all three sidecars with the generated job and evaluates a copy of the
+        generated meta.thanos group with no for:, so that the alerts show at once."""
+        rules = yaml.safe_load(self.result.one("ConfigMap", "prometheus-rules")["data"]["meta-monitoring.yaml"])
+        [group] = [g for g in rules["groups"] if g["name"] == "meta.thanos"]
+        self.thanos_rules = group["rules"]
+        copy = {"groups": [{**group, "rules": [{k: v for k, v in r.items() if k != "for"} for r in group["rules"]]}]}
+        self.prepare_replica(2, hours=4, rules={"meta-thanos.yaml": yaml.safe_dump(copy, sort_keys=False)},
+                             jobs=(self.sidecar_job((0, 1, 2)),))
+        self.start_replica(2, objstore=self.broken_objstore)
+
+    def prometheus_get(self, i: int, path: str, params: dict | None = None) -> dict:
+        answer = get_json(f"http://127.0.0.1:{self.ports[f'prom-{i}']}{path}", params)
+        assert answer["status"] == "success", answer
+        return answer["data"]
 
     def stop_replica(self, i: int) -> None:
         self.processes[f"sidecar-{i}"].stop()
@@ -306,6 +368,7 @@ def cluster(tmp_path_factory):
         for i in (0, 1):
             c.prepare_replica(i)
             c.start_replica(i)
+        c.start_broken_replica()
         c.start_query()
         yield c
     finally:
@@ -393,6 +456,56 @@ def test_the_sidecars_expose_what_the_rules_read(cluster):
     for i in (0, 1):
         missing = promised("thanos-sidecar") - exposed(f"127.0.0.1:{cluster.ports[f'sidecar-{i}-http']}")
         assert not missing, f"sidecar {i} does not expose {sorted(missing)}"
+
+
+def firing(cluster: Cluster, alertname: str) -> set[str]:
+    """The pods an alert fires for in replica 2's Prometheus."""
+    alerts = cluster.prometheus_get(2, "/api/v1/alerts")["alerts"]
+    return {a["labels"].get("pod") for a in alerts if a["labels"]["alertname"] == alertname and a["state"] == "firing"}
+
+
+def scraped(cluster: Cluster, expr: str) -> dict[str, float]:
+    result = cluster.prometheus_get(2, "/api/v1/query", {"query": expr})["result"]
+    return {s["metric"]["pod"]: float(s["value"][1]) for s in result}
+
+
+def test_a_sidecar_that_cannot_reach_its_bucket_fires_the_upload_alert(cluster):
+    # The rules evaluated are the generated ones but for for:.
+    def rules():
+        loaded = {r["name"]: r for g in cluster.prometheus_get(2, "/api/v1/rules")["groups"] for r in g["rules"]}
+        return loaded if loaded and all(r["health"] != "unknown" for r in loaded.values()) else None
+    loaded = wait_for("replica 2's Prometheus with its rules evaluated", rules, 30, cluster.processes.values())
+    assert set(loaded) == {r.get("alert", r.get("record")) for r in cluster.thanos_rules}
+    copy = yaml.safe_load((cluster.root / "prometheus-2" / "rules" / "meta-thanos.yaml").read_text())
+    assert [r["expr"] for r in copy["groups"][0]["rules"]] == [r["expr"] for r in cluster.thanos_rules]
+    assert all(r["health"] == "ok" and r.get("duration", 0) == 0 for r in loaded.values()), loaded
+    # The generated job keeps one target per sidecar: its HTTP port.
+    def targets():
+        active = cluster.prometheus_get(2, "/api/v1/targets", {"state": "active"})["activeTargets"]
+        return {t["labels"]["pod"]: t["scrapeUrl"] for t in active if t["labels"]["job"] == "thanos-sidecar"
+                and t["health"] == "up"}
+    up = wait_for("the three sidecars scraped through the generated job", lambda: len(targets()) == 3 and targets(),
+                  30, cluster.processes.values())
+    assert up == {f"prometheus-{i}": f"http://127.0.0.1:{cluster.ports[f'sidecar-{i}-http']}/metrics"
+                  for i in (0, 1, 2)}
+
+    # increase() needs a rise between two scrapes: the first failed sync (at the sidecar's start) is
+    # seen only if a scrape came before it, the second comes 30 s later.
+    wait_for("ThanosSidecarUploadFailing for the broken sidecar",
+             lambda: "prometheus-2" in firing(cluster, "ThanosSidecarUploadFailing"), 60, cluster.processes.values())
+    # What the real shipper counts on a failed sync: the sync failed, the bucket call failed, and
+    # not one upload failure (it is counted only with --shipper.allow-out-of-order-uploads).
+    assert scraped(cluster, 'thanos_shipper_dir_sync_failures_total{job="thanos-sidecar"}')["prometheus-2"] > 0
+    assert scraped(cluster, 'sum by (pod) (thanos_objstore_bucket_operation_failures_total{job="thanos-sidecar"})'
+                   )["prometheus-2"] > 0
+    assert scraped(cluster, 'thanos_shipper_upload_failures_total{job="thanos-sidecar"}')["prometheus-2"] == 0
+    # The healthy sidecars have synced (and shipped) and do not fire it.
+    syncs = scraped(cluster, 'thanos_shipper_dir_syncs_total{job="thanos-sidecar"}')
+    assert syncs.get("prometheus-0", 0) > 0 and syncs.get("prometheus-1", 0) > 0, syncs
+    assert "prometheus-2" not in syncs or syncs["prometheus-2"] == 0, syncs
+    assert firing(cluster, "ThanosSidecarUploadFailing") == {"prometheus-2"}
+    # Sidecars up for seconds have had no time to ship a 2 h block: no alert for it yet.
+    assert firing(cluster, "ThanosSidecarNoUpload") == set()
 
 
 def history(cluster: Cluster, dedup: bool) -> dict:
