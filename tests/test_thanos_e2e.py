@@ -562,7 +562,9 @@ def test_the_compactor_downsamples_and_a_week_panel_reads_the_downsampled_blocks
         return blocks if {b["thanos"]["labels"]["replica"] for b in blocks} == {"prometheus-0", "prometheus-1"} \
             else None
 
-    blocks = wait_for("5 m blocks of both replicas", downsampled, 120, [cluster.processes["compactor"]])
+    # Compacting 2 x 48 blocks up the levels, then downsampling: seconds on a quiet machine, minutes
+    # on two cores shared with the rest of the suite.
+    blocks = wait_for("5 m blocks of both replicas", downsampled, 300, [cluster.processes["compactor"]])
     for block in blocks:
         assert block["maxTime"] - block["minTime"] > 40 * 3600 * 1000  # the compactor's threshold for 5 m
     # The store gateway lists the bucket at start and every 15 m (--sync-block-duration): a restart
