@@ -101,8 +101,9 @@ SYNTHETIC = "prometheus-synthetic"
 # Listed names this module does not read, and why.
 NOT_READ = {
     # The Prometheus under test lists its generated alerts (Watchdog firing) in /api/v1/alerts, but
-    # with the generated 30 s evaluation_interval no ALERTS series was queryable within 40 s (with
-    # 2 s it is at once): not understood yet, so not claimed here.
+    # with the generated 30 s evaluation_interval no ALERTS series was queryable within 40 s; the
+    # pinned release does the same with a one-rule config at 30 s, and stores it at once at 1-2 s.
+    # Not understood yet, so not claimed here: the names stay checked only by promtool's rule tests.
     "ALERTS": "rules/alert.go: the alerting rule's sample of each active alert, not read here",
     "ALERTS_FOR_STATE": "rules/alert.go: the for-state sample of each active alert, not read here",
 }
