@@ -42,8 +42,10 @@ def reading(series: list[dict], metadata: list[dict], build_info: str) -> Readin
     return out
 
 
-SUFFIXES = {"counter": ("",), "gauge": ("",), "info": ("",), "histogram": ("_bucket", "_sum", "_count"),
-            "summary": ("", "_sum", "_count")}
+SUFFIXES = {"counter": ("",), "gauge": ("",), "info": ("",), "untyped": ("",),
+            "histogram": ("_bucket", "_sum", "_count"), "summary": ("", "_sum", "_count")}
+# How Prometheus' metadata names the type of a family listed as each type.
+EXPOSED_AS = {"info": "gauge", "untyped": "unknown"}
 
 
 def catalog_problems(metrics: dict[str, str], found: Reading) -> list[str]:
@@ -53,7 +55,7 @@ def catalog_problems(metrics: dict[str, str], found: Reading) -> list[str]:
         missing = [name + suffix for suffix in SUFFIXES[mtype] if name + suffix not in found.labels]
         if missing:
             out.append(f"{', '.join(missing)}: not exposed")
-        elif found.types.get(name) != ("gauge" if mtype == "info" else mtype):
+        elif found.types.get(name) != EXPOSED_AS.get(mtype, mtype):
             out.append(f"{name}: exposed as a {found.types.get(name)}, listed as a {mtype}")
     return out
 
