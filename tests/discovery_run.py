@@ -46,3 +46,22 @@ def discovered(config: Path, root: Path, expected_pools: set, wait: float, stabl
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def pod_port_labels(namespace: str, pod: str, node: str, template: dict, container: str, port: dict) -> dict[str, str]:
+    """The meta labels Prometheus' pod discovery gives one port of one container of a running pod
+    of this template: for static targets that stand in for the discovery, so that a generated
+    job's own relabelling decides as it would in the cluster."""
+    def sanitized(name: str) -> str:
+        return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+    labels = {"__meta_kubernetes_namespace": namespace, "__meta_kubernetes_pod_name": pod,
+              "__meta_kubernetes_pod_node_name": node, "__meta_kubernetes_pod_container_name": container,
+              "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+              "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+              "__meta_kubernetes_pod_container_port_protocol": port.get("protocol", "TCP"),
+              "__meta_kubernetes_pod_ready": "true", "__meta_kubernetes_pod_phase": "Running"}
+    for key, value in template["metadata"]["labels"].items():
+        labels[f"__meta_kubernetes_pod_label_{sanitized(key)}"] = value
+        labels[f"__meta_kubernetes_pod_labelpresent_{sanitized(key)}"] = "true"
+    return labels

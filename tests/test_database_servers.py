@@ -55,6 +55,7 @@ from tests import exporter_readings as er
 from tests import promql_names as pn
 from tests.conftest import ROOT, require_tool
 from tests.db_servers import Postgres, Redis
+from tests.discovery_run import pod_port_labels
 
 KINDS = ("postgres", "redis")
 JOBS = {"postgres": "postgres-exporter", "redis": "redis-exporter"}
@@ -146,26 +147,14 @@ def generated_prometheus_config(prod) -> dict:
     return yaml.safe_load(prod.find("ConfigMap", "prometheus-config")[0]["data"]["prometheus.yml"])
 
 
-def _sanitize(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-
-
 def pod_discovery_labels(prod, job: dict, kind: str) -> dict[str, str]:
     """What Kubernetes' pod discovery attaches to the exporter pod's metrics port."""
     deployment = prod.find("Deployment", JOBS[kind])[0]
     template = deployment["spec"]["template"]
     container = template["spec"]["containers"][0]
     port = next(p for p in container["ports"] if p["containerPort"] == DatabaseExporter.KINDS[kind][1])
-    labels = {"__meta_kubernetes_namespace": deployment["metadata"]["namespace"],
-              "__meta_kubernetes_pod_name": f"{JOBS[kind]}-0", "__meta_kubernetes_pod_node_name": "node-0",
-              "__meta_kubernetes_pod_container_name": container["name"],
-              "__meta_kubernetes_pod_container_port_name": port["name"],
-              "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
-              "__meta_kubernetes_pod_container_port_protocol": port.get("protocol", "TCP"),
-              "__meta_kubernetes_pod_ready": "true", "__meta_kubernetes_pod_phase": "Running"}
-    for key, value in template["metadata"]["labels"].items():
-        labels[f"__meta_kubernetes_pod_label_{_sanitize(key)}"] = value
-        labels[f"__meta_kubernetes_pod_labelpresent_{_sanitize(key)}"] = "true"
+    labels = pod_port_labels(deployment["metadata"]["namespace"], f"{JOBS[kind]}-0", "node-0", template,
+                             container["name"], port)
     # The discovery a job names must be the pod discovery of the Deployment's namespace.
     [sd] = job["kubernetes_sd_configs"]
     assert sd["role"] == "pod" and labels["__meta_kubernetes_namespace"] in sd["namespaces"]["names"], sd

@@ -44,6 +44,7 @@ from tests import kube_cluster as kc
 from tests.conftest import ROOT, require_tool
 from tests.kube_cluster import kube_cluster  # noqa: F401 (the fixture)
 from tests.test_database_servers import rule_and_dashboard_exprs
+from tests.discovery_run import pod_port_labels
 
 SCRAPE = 2  # seconds, the reading Prometheus' interval
 SCRAPES = 3  # each target read at least this often: counters and probes settle
@@ -128,25 +129,11 @@ def catalog() -> dict:
     return yaml.safe_load((ROOT / "metrics" / "exporters.yaml").read_text())["exporters"]
 
 
-def _sanitize(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-
-
 def pod_discovery_labels(result, workload: tuple[str, str], container_name: str, port: dict) -> dict[str, str]:
     """What Kubernetes' pod discovery attaches to one port of one container of the workload's pod."""
     obj = result.find(*workload)[0]
     template = obj["spec"]["template"]
-    labels = {"__meta_kubernetes_namespace": obj["metadata"]["namespace"],
-              "__meta_kubernetes_pod_name": f"{workload[1]}-0", "__meta_kubernetes_pod_node_name": NODE,
-              "__meta_kubernetes_pod_container_name": container_name,
-              "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
-              "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
-              "__meta_kubernetes_pod_container_port_protocol": port.get("protocol", "TCP"),
-              "__meta_kubernetes_pod_ready": "true", "__meta_kubernetes_pod_phase": "Running"}
-    for key, value in template["metadata"]["labels"].items():
-        labels[f"__meta_kubernetes_pod_label_{_sanitize(key)}"] = value
-        labels[f"__meta_kubernetes_pod_labelpresent_{_sanitize(key)}"] = "true"
-    return labels
+    return pod_port_labels(obj["metadata"]["namespace"], f"{workload[1]}-0", NODE, template, container_name, port)
 
 
 def listen_addresses(started: cl.Started) -> dict[int, str]:

@@ -47,6 +47,7 @@ import yaml
 
 from tests.command_lines import free_port
 from tests.conftest import require_tool
+from tests.discovery_run import pod_port_labels
 from tools import offline
 
 STEP = 60  # seconds between backfilled samples
@@ -265,20 +266,14 @@ class Cluster:
         container = self.containers["thanos-sidecar"]
         http_port = int(next(a for a in container["args"] if a.startswith("--http-address=")).rsplit(":", 1)[1])
         grpc_port = int(next(a for a in container["args"] if a.startswith("--grpc-address=")).rsplit(":", 1)[1])
-        labels = {f"__meta_kubernetes_pod_label_{''.join(c if c.isalnum() else '_' for c in k)}": v
-                  for k, v in statefulset["spec"]["template"]["metadata"]["labels"].items()}
         job["static_configs"] = []
         for i in replicas:
             here = {http_port: self.ports[f"sidecar-{i}-http"], grpc_port: self.ports[f"sidecar-{i}-grpc"]}
             for port in container["ports"]:
                 job["static_configs"].append({
                     "targets": [f"127.0.0.1:{here[port['containerPort']]}"],
-                    "labels": {**labels, "__meta_kubernetes_namespace": namespace,
-                               "__meta_kubernetes_pod_name": f"prometheus-{i}",
-                               "__meta_kubernetes_pod_node_name": "node-0",
-                               "__meta_kubernetes_pod_container_name": container["name"],
-                               "__meta_kubernetes_pod_container_port_name": port["name"],
-                               "__meta_kubernetes_pod_container_port_number": str(port["containerPort"])}})
+                    "labels": pod_port_labels(namespace, f"prometheus-{i}", "node-0", statefulset["spec"]["template"],
+                                              container["name"], port)})
         return job
 
     def start_broken_replica(self) -> None:
