@@ -410,10 +410,12 @@ def test_with_one_replica_stopped_the_merged_series_has_no_gap(cluster):
     merged = samples(cluster, True, at, 25)
     # The stopped replica's own copy has the hole (the check can fail), the merged one has none.
     assert largest_gap(raw["prometheus-1"]) >= 8, raw["prometheus-1"]
-    assert largest_gap(raw["prometheus-0"]) < 3, raw["prometheus-0"]
+    # The replica that kept running scrapes every second, give or take a late scrape on a busy machine.
+    assert largest_gap(raw["prometheus-0"]) < 4, raw["prometheus-0"]
     assert list(merged) == [""]
     assert merged[""][0] <= raw["prometheus-1"][0] + 1 and merged[""][-1] >= at - 3
-    assert largest_gap(merged[""]) < 3, merged[""]
+    # No hole of the stopped replica shows: the merged series is as dense as the running one's.
+    assert largest_gap(merged[""]) <= largest_gap(raw["prometheus-0"]) + 1, (merged[""], raw["prometheus-0"])
 
 
 def test_blocks_reach_the_bucket(cluster):
