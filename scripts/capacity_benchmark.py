@@ -30,13 +30,13 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 
-from scripts.dashboard_query_benchmark import find_tool, free_port
+from scripts.dashboard_query_benchmark import find_tool
+from tests.ports import free_port
 from tests import synthetic_fleet as sf
 from tests import stack_rules
 

@@ -68,6 +68,7 @@ if str(ROOT) not in sys.path:
 
 from tests import promql_names as pn  # noqa: E402
 from tests import synthetic_fleet as sf  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 SCRAPE_INTERVAL = 30  # the stack's scrape interval and Grafana datasource timeInterval (seconds)
 EVAL_INTERVAL = 30  # the stack's rule evaluation interval
@@ -98,12 +99,6 @@ def find_tool(name: str) -> str:
     if not path.is_file():
         raise SystemExit(f"{name} is not in {bin_dir}: run scripts/install-test-tools.sh")
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dir_size(path: Path) -> int:

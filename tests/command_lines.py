@@ -53,6 +53,7 @@ from typing import Callable, Iterable, Optional
 import yaml
 
 from components.settings.images import DEFAULT_IMAGES
+from tests.ports import free_port
 
 # Image key -> the built program its image runs (its entrypoint).
 BUILT = {
@@ -685,31 +686,6 @@ class Environment:
 
 # --------------------------------------------------------------------------- rewriting
 
-_RESERVED: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for TCP and UDP (Alertmanager's gossip uses both), never handed out
-    twice by this process; below the ephemeral range so that no client connection takes it meanwhile."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    for port in range(max(1024, low - 12000) + os.getpid() % 997, low):
-        if port in _RESERVED:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                tcp.bind(("127.0.0.1", port))
-                udp.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        _RESERVED.add(port)
-        return port
-    raise RuntimeError("no free port on 127.0.0.1")
-
-
 @dataclass
 class Started:
     """One container ready to start: its argv, environment and what it was changed in."""
@@ -747,7 +723,7 @@ class Rewriter:
     # addresses
     def listen(self, port: int) -> str:
         if port not in self.ports:
-            self.ports[port] = free_port()
+            self.ports[port] = free_port(udp=True)  # Alertmanager's gossip port takes both
         address = f"127.0.0.1:{self.ports[port]}"
         if address not in self.listens.setdefault(self.current, []):
             self.listens[self.current].append(address)

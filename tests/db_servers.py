@@ -24,7 +24,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.command_lines import free_port
+from tests.ports import free_port
 from tests.conftest import INSTALL_HINT, require_tool
 
 NOBODY = 65534

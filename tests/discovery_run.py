@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.command_lines import free_port
+from tests.ports import free_port
 from tests.conftest import require_tool
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -30,6 +29,7 @@ import pytest
 
 from components.settings.images import TEST_TOOLS
 from tests.conftest import require_tool
+from tests.ports import free_port
 
 MANAGER = "football-monitoring"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
@@ -44,12 +44,6 @@ RELEASES = {"pinned": ("kubernetes", ""), "previous": ("kubernetesPrevious", "-p
 def release_version(release: str) -> str:
     """The gitVersion the release's API server reports, e.g. v1.37.2."""
     return TEST_TOOLS[RELEASES[release][0]].rsplit(":", 1)[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ApiError(Exception):

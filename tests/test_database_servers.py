@@ -56,6 +56,7 @@ from tests import promql_names as pn
 from tests.conftest import ROOT, require_tool
 from tests.db_servers import Postgres, Redis
 from tests.discovery_run import pod_port_labels
+from tests.ports import free_port
 
 KINDS = ("postgres", "redis")
 JOBS = {"postgres": "postgres-exporter", "redis": "redis-exporter"}
@@ -113,7 +114,7 @@ def exporter_command(kind: str, container: cl.Container, server_port: int) -> Ex
     for arg in container.args:
         flag, value = cl._split(arg)
         if flag == "--web.listen-address":
-            listen = f"127.0.0.1:{cl.free_port()}"
+            listen = f"127.0.0.1:{free_port()}"
             arg = f"{flag}={listen}"
             changes.append(f"{flag}: {value} -> {listen}")
         argv.append(arg)

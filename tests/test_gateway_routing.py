@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -40,17 +39,12 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from tests import otel_policy
 from tests.test_otel_validate import JAEGER_NAMES
 from tests.test_tracing_config import program, render
+from tests.ports import free_port
 
 TRACES = 24
 SPANS_PER_TRACE = 4  # the first half goes to one replica, the second to the other
 # Tail sampling waits decision_wait for a trace's spans, the batch processor up to its timeout.
 DEADLINE_SECONDS = 90
-
-
-def free_port(ip: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        return sock.getsockname()[1]
 
 
 class Sink(trace_service_pb2_grpc.TraceServiceServicer):

@@ -66,7 +66,8 @@ import yaml
 from components.metrics.exporters import KUBE_STATE_RESOURCES
 from scripts import dashboard_query_benchmark as bench
 from tests import promql_names as pn
-from tests.command_lines import DEFAULTS, LISTEN_HOST_FLAGS, LISTEN_PORT_FLAGS, free_port
+from tests.command_lines import DEFAULTS, LISTEN_HOST_FLAGS, LISTEN_PORT_FLAGS
+from tests.ports import free_port
 from tests.conftest import ROOT, require_tool
 from tests.kube_cluster import (MANAGER, KubeCluster, ensure_node, kube_cluster, kube_prod,  # noqa: F401
                                 list_items, object_path, token_kubeconfig)

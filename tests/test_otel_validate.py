@@ -12,7 +12,6 @@ next release. Each mutation breaks one rule and the program must say so.
 from __future__ import annotations
 
 import copy
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,6 +22,7 @@ import yaml
 
 from tests import otel_policy
 from tests.test_tracing_config import RENDERED, program, render, rendered
+from tests.ports import free_port
 
 
 def validate(distribution: str, text: str, tmp_path) -> subprocess.CompletedProcess:
@@ -57,12 +57,6 @@ def test_the_collector_is_built_with_exactly_the_components_the_gateway_configs_
             for kind in KINDS:
                 used[kind] |= {cid.split("/", 1)[0] for cid in config.get(kind) or {}}
     assert built == {kind: sorted(names) for kind, names in used.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Names of the cluster the rendered configs reach, by what stands in for them on loopback.

@@ -400,7 +400,7 @@ def test_the_fingerprint_is_alertmanagers(tmp_path):
     import urllib.request
 
     from components.report import webhook
-    from tests.command_lines import free_port
+    from tests.ports import free_port
 
     labels = {"alertname": webhook.ALERTNAME, "severity": "info", "environment": "prod-eu", "period": "day"}
     (tmp_path / "am.yml").write_text("route: {receiver: x}\nreceivers: [{name: x}]\n")

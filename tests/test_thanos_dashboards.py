@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 import urllib.parse
-from pathlib import Path
 
 import pytest
 import yaml
 
 from scripts import dashboard_query_benchmark as bench
 from tests import synthetic_fleet as sf
-from tests.command_lines import free_port
+from tests.ports import free_port
 from tests.conftest import ROOT, require_tool
 from tests.test_thanos_e2e import set_flags, wait_for, Process
 from tools import offline

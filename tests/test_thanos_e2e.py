@@ -45,7 +45,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.command_lines import free_port
+from tests.ports import free_port
 from tests.conftest import require_tool
 from tests.discovery_run import pod_port_labels
 from tools import offline

@@ -39,7 +39,8 @@ from components.configs import alertmanager as am_config
 from components.configs import grafana as grafana_config
 from components.settings import PROJECT
 from tests.conftest import ROOT, require_tool
-from tests.e2e.harness import free_port, http_get, wait_until
+from tests.e2e.harness import http_get, wait_until
+from tests.ports import free_port
 
 FAST = {"groupWait": "1s", "groupInterval": "2s", "repeatInterval": "1h"}
 PASSWORD = offline.GENERATED_SECRET  # what the offline run outputs as grafanaAdminPassword

@@ -37,7 +37,6 @@ What changes from the generated configs, and nothing else (``changed_paths`` pro
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -50,6 +49,7 @@ import yaml
 from tests import otel_policy
 from tests.conftest import require_tool
 from tools import offline
+from tests.ports import free_port
 
 GATEWAY_IPS = ("127.0.0.11", "127.0.0.12")
 PEER_RECEIVER = "receivers.otlp/peers.protocols.grpc"
@@ -57,12 +57,6 @@ METRICS = "service.telemetry.metrics.readers[0]"
 # Keys whose values are addresses (and Badger's directories, "keys"/"values"); a changed value under any
 # other key is a change of behaviour.
 ADDRESS_KEYS = {"endpoint", "host", "port", "hostnames", "keys", "values"}
-
-
-def free_port(ip: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        return sock.getsockname()[1]
 
 
 def generated_prod(overrides: Optional[dict] = None) -> dict[str, str]:

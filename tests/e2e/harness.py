@@ -36,10 +36,8 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -63,6 +61,7 @@ from components.settings import PROJECT  # noqa: E402
 
 from tests.e2e.capture import CaptureServer, SmtpCapture  # noqa: E402
 from tests.e2e.fake_app import FakeApp  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 STACK = "prod"
 NAMESPACE_APP = "football-prediction"
@@ -184,43 +183,6 @@ def static_prometheus_config(prometheus_yml: str, *, rules_dir: Path, alertmanag
 
 
 # --------------------------------------------------------------------------- processes
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-_RESERVED: set[int] = set()
-
-
-def free_port(udp: bool = False) -> int:
-    """A port free on 127.0.0.1 (TCP, and UDP too when asked: Alertmanager gossip uses both).
-
-    Chosen below the kernel's ephemeral range, so that no client connection (the fake app's
-    traffic, scrapes) can take it as its local port between this check and the server's bind.
-    """
-    low, _ = _ephemeral_range()
-    start, stop = max(1024, low - 12000), low
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(start, stop)
-        if port in _RESERVED:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                tcp.bind(("127.0.0.1", port))
-            if udp:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                    u.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        _RESERVED.add(port)
-        return port
-    raise RuntimeError("no free port on 127.0.0.1")
-
 
 _LIVE: "set[Process]" = set()
 
