@@ -44,5 +44,7 @@ def test_handbook_links_and_paths_exist(name):
         if "<" in path:
             continue
         assert (ROOT / path).exists() or list(ROOT.glob(path)), f"{name}: {path} does not exist"
-    for module in re.findall(r"python -m (components\.\w+)", text):
-        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), f"{name}: {module} does not exist"
+    for module in re.findall(r"python -m ((?:components|tools)\.[\w.]+)", text):
+        # A module, or a package that python -m runs through its __main__.
+        where = ROOT / module.replace(".", "/")
+        assert where.with_suffix(".py").exists() or (where / "__main__.py").exists(), f"{name}: {module} does not exist"
