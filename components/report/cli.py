@@ -16,7 +16,6 @@ could not be read at all or the webhook refused the summary, 2 the command line 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

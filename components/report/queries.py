@@ -11,7 +11,6 @@ is that share over the budget, times the period over 30 days.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from components.configs import slo as slo_config

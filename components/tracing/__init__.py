@@ -32,7 +32,7 @@ from components.configs import jaeger as jaeger_config
 from components.configs import otel_collector as gateway_config
 from components.configs.prometheus import ScrapeTarget
 from components.settings import Resources, Settings, duration_seconds
-from components.platform.workload import (ANYWHERE, INGRESS, OTHER_NAMESPACES, ConfigFiles, DataVolume, ElasticsearchConnection, ExternalSecret, Flow,
+from components.platform.workload import (INGRESS, OTHER_NAMESPACES, ConfigFiles, DataVolume, ElasticsearchConnection, ExternalSecret, Flow,
                                           HttpCheck, Platform, Port,
                        ServiceSpec)
 

@@ -14,7 +14,6 @@ from components import stack_outputs
 from tools.verify.checks import Context, Options, run_checks, select_checks
 from tools.verify.endpoints import SERVICES, Endpoints, find_endpoint, resolves
 from tools.verify.http import Http
-from tools.verify.project import ROOT
 from tools.verify.report import Report, _iso
 
 # The checks register when their module is imported: this order is the order they run in.
