@@ -22,8 +22,11 @@ collector wrote):
 - with the Jaeger collector stopped, the gateway's export fails and a real Prometheus, running
   prod's scrape jobs and prod's tracing and meta-monitoring rules (``for:`` removed), fires
   ``TargetDown`` for the collector; after the restart it resolves and the traces sent during the
-  outage, held in the gateway's queue, are stored. ``TracingExportFailing`` cannot fire in such
-  an outage: the exporter counts spans as failed only when its retries give up (5 minutes).
+  outage, held in the gateway's queue, are stored. ``TracingExportFailing`` cannot fire early in
+  such an outage: the exporter counts spans as failed only when its retries give up (5 minutes).
+  What ``TracingExportStalled`` reads instead is read from the real gateways: requests in flight
+  and the sent count standing still during the outage, neither after it;
+- dev's all-in-one takes one export over 8 MiB (up to the gateway's 20 MiB) over either protocol.
 
 Not here: the memory limiter's refusal. Its limit is 80 % of the cgroup's memory limit, or of the
 machine's memory outside one (collector internal/memorylimiter/iruntime); the test would have to
@@ -37,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.parse
 
 import pytest
 import yaml
@@ -257,6 +261,19 @@ def firing(prometheus, alert: str, job: str) -> list[dict]:
             and a["state"] == "firing"]
 
 
+def scalar(prometheus, expr: str) -> float:
+    answer = json.loads(trace_stack.http_get(f"{prometheus.url}/api/v1/query?query={urllib.parse.quote(expr)}"))
+    return sum(float(r["value"][1]) for r in answer["data"]["result"])
+
+
+def in_flight(prometheus) -> float:
+    return scalar(prometheus, 'otelcol_exporter_in_flight_requests{job="otel-gateway", exporter="otlp_grpc/jaeger"}')
+
+
+def sent_spans(prometheus) -> float:
+    return scalar(prometheus, 'otelcol_exporter_sent_spans_total{job="otel-gateway", exporter="otlp_grpc/jaeger"}')
+
+
 def test_a_collector_outage_fires_target_down_and_the_queued_spans_arrive_after_it(prod, app, prometheus):
     def all_up():
         answer = json.loads(trace_stack.http_get(f"{prometheus.url}/api/v1/query?query=sum(up)"))["data"]["result"]
@@ -280,6 +297,13 @@ def test_a_collector_outage_fires_target_down_and_the_queued_spans_arrive_after_
                        if "Exporting failed" in line and "otlp_grpc/jaeger" in line)
         # The tail sampler decides after its decision wait, then the batch goes out and fails.
         trace_stack.wait_for("the gateway's export to fail", export_failing, seconds=40)
+        # What TracingExportStalled reads: while the export is retried, the requests stay in
+        # flight and nothing counts as sent (a failure counts only when the retries give up).
+        sent_before = sent_spans(prometheus)
+        trace_stack.wait_for("the retried requests in flight, as Prometheus scrapes them",
+                             lambda: in_flight(prometheus) > 0, seconds=20)
+        time.sleep(2)
+        assert sent_spans(prometheus) == sent_before
         alerts = json.loads(trace_stack.http_get(f"{prometheus.url}/api/v1/alerts"))["data"]["alerts"]
         print("firing during the outage:", sorted({(a["labels"]["alertname"], a["labels"].get("job"))
                                                    for a in alerts if a["state"] == "firing"}))
@@ -294,3 +318,31 @@ def test_a_collector_outage_fires_target_down_and_the_queued_spans_arrive_after_
     assert all(span_ids(found[s.trace_id]) == sorted(s.span_ids) for s in sent)
     trace_stack.wait_for("TargetDown to resolve", lambda: not firing(prometheus, "TargetDown", "jaeger-collector"),
                          seconds=30)
+    trace_stack.wait_for("no request in flight after the restart", lambda: in_flight(prometheus) == 0, seconds=30)
+    assert sent_spans(prometheus) > sent_before
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_dev_all_in_one_takes_an_export_as_large_as_the_gateway_takes(dev, protocol):
+    """In dev the applications export straight to the all-in-one: it takes, over either protocol,
+    one export larger than the collector behind prod's gateway accepts (8 MiB) and within what the
+    gateway accepts (20 MiB)."""
+    proc = dev.proc
+    endpoint = (f"127.0.0.1:{proc.ports['receivers.otlp.protocols.grpc']}",
+                f"{proc.url('receivers.otlp.protocols.http')}/v1/traces")
+    fake = FakeFootballPrediction([endpoint, endpoint])
+    try:
+        since = int(time.time() * 1e6) - 60_000_000
+        payload = {"prediction.explanation": "x" * (24 * 1024)}
+        instance = next(i for i in fake.instances if i.protocol == protocol)
+        sent, size, accepted = fake.one_export(instance, 200, payload)
+        assert 9 * 1024 * 1024 < size < 20 * 1024 * 1024, size
+        assert accepted, f"dev's Jaeger refused one export of {size} bytes over {protocol}\n{proc.tail()}"
+    finally:
+        fake.shutdown()
+    query = proc.url("extensions.jaeger_query.http")
+
+    def stored():
+        found = traces_of(query, instance.service, since)
+        return all(len(found.get(s.trace_id, [])) == len(s.span_ids) for s in sent) and found
+    trace_stack.wait_for("the large traces in dev's Jaeger", stored, seconds=60, every=1)

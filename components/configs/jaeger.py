@@ -36,6 +36,12 @@ HEALTH_PATH = "/status"
 # a larger export is refused with ResourceExhausted, which the OTLP exporter treats as permanent
 # and drops. Set here so that senders (the gateway's exporter) are sized against a visible value.
 OTLP_MAX_RECV_MSG_SIZE_MIB = 8
+# The largest OTLP/gRPC message a receiver the applications export to accepts: what the OTLP/HTTP
+# receiver accepts by default (confighttp's max_request_body_size, 20 MiB), so that an SDK's export
+# is taken over either protocol. The gateway's receiver (prod) and the all-in-one (dev, where the
+# applications have no gateway in front) both use it; the collector behind the gateway gets the
+# gateway's split requests and keeps the smaller limit above.
+APP_OTLP_MAX_RECV_MSG_SIZE_MIB = 20
 # gRPC server keepalive of the OTLP receiver: each connection is closed (GOAWAY; calls in flight get
 # the grace) after about this age. A client that balances over the pods of a headless Service (the
 # gateway: dns:/// target, round robin) looks the name up again only when a connection ends, so
@@ -158,7 +164,8 @@ def document(cfg: JaegerConfig) -> dict:
         pipeline = {"receivers": ["nop"], "exporters": ["nop"]}
     else:
         receivers = {"otlp": {"protocols": {"grpc": {"endpoint": _listen(OTLP_GRPC_PORT),
-                                                     "max_recv_msg_size_mib": OTLP_MAX_RECV_MSG_SIZE_MIB,
+                                                     "max_recv_msg_size_mib": APP_OTLP_MAX_RECV_MSG_SIZE_MIB
+                                                     if cfg.role == "all-in-one" else OTLP_MAX_RECV_MSG_SIZE_MIB,
                                                      "keepalive": {"server_parameters": dict(OTLP_MAX_CONNECTION_AGE)}},
                                             "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}}
         processors = {

@@ -46,12 +46,11 @@ MIB = 1024 * 1024
 MAX_EXPORT_BYTES = jaeger_config.OTLP_MAX_RECV_MSG_SIZE_MIB * MIB // 2
 # The peer receiver accepts what Jaeger's receivers accept, so the same split fits both hops.
 PEER_MAX_RECV_MSG_SIZE_MIB = jaeger_config.OTLP_MAX_RECV_MSG_SIZE_MIB
-# The largest OTLP/gRPC message the applications' receiver accepts: what its OTLP/HTTP receiver
-# accepts by default (confighttp's max_request_body_size, 20 MiB at 0.161), so that an SDK's export
-# is taken over either protocol. Left unset, grpc-go's 4 MiB applies and an SDK batch of 512 spans of
-# 8 KiB each is refused with ResourceExhausted, which the SDKs drop after their retries. The export
-# queue splits what comes in to MAX_EXPORT_BYTES, so this size never reaches a peer or Jaeger whole.
-APP_MAX_RECV_MSG_SIZE_MIB = 20
+# The applications' receiver (jaeger_config.APP_OTLP_MAX_RECV_MSG_SIZE_MIB): left unset, grpc-go's
+# 4 MiB applies and an SDK batch of 512 spans of 8 KiB each is refused with ResourceExhausted, which
+# the SDKs drop after their retries. The export queue splits what comes in to MAX_EXPORT_BYTES, so
+# this size never reaches a peer or Jaeger whole.
+APP_MAX_RECV_MSG_SIZE_MIB = jaeger_config.APP_OTLP_MAX_RECV_MSG_SIZE_MIB
 # How often the routing tier looks the peers up again: a replica that left stops getting spans
 # (and one that came gets its share) within this time; the resolver's default.
 PEER_RESOLVE_INTERVAL = "5s"
