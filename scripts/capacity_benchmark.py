@@ -27,15 +27,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 
 from scripts.dashboard_query_benchmark import find_tool
+from tests.loopback_http import OPENMETRICS, metrics_target
 from tests.ports import free_port
 from tests import synthetic_fleet as sf
 from tests import stack_rules
@@ -66,32 +65,6 @@ def exposition(api_pods: int) -> tuple[bytes, int]:
     return ("\n".join(lines) + "\n# EOF\n").encode(), series
 
 
-class Target:
-    def __init__(self, body: bytes):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
@@ -116,7 +89,7 @@ def own(port: int, name: str, combine=sum) -> float:
 
 def run_size(api_pods: int, interval: int, warmup: int, window: int, work: Path) -> dict:
     body, series = exposition(api_pods)
-    target = Target(body)
+    target = metrics_target(body, OPENMETRICS)
     rules = work / "rules"
     rules.mkdir(parents=True)
     for path in sorted((ROOT / "rules").glob("*.yaml")):

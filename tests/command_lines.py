@@ -41,18 +41,18 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 import yaml
 
 from components.settings.images import DEFAULT_IMAGES
+from tests.loopback_http import LoopbackServer
 from tests.ports import free_port
 
 # Image key -> the built program its image runs (its entrypoint).
@@ -583,30 +583,21 @@ class StandIn:
     def __init__(self, routes: dict[str, dict], headers: Optional[dict[str, str]] = None,
                  credentials: Optional[Credentials] = None):
         handler = type("Handler", (_Handler,), {"routes": routes, "headers_always": headers or {}})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.loopback = LoopbackServer(handler, tls=(credentials.cert, credentials.key) if credentials else None)
+        self.server, self.scheme = self.loopback.server, self.loopback.scheme
         self.server.requests = []  # type: ignore[attr-defined]
-        self.server.daemon_threads = True
-        self.scheme = "http"
-        if credentials:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(credentials.cert, credentials.key)
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-            self.scheme = "https"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-        self.thread.start()
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
+        return self.loopback.address
 
     @property
     def requests(self) -> list[tuple[str, str]]:
         return self.server.requests  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.loopback.close()
+        self.loopback.thread.join(timeout=5)
 
 
 def elasticsearch_stand_in(credentials: Credentials) -> StandIn:
@@ -660,19 +651,15 @@ class BucketStandIn:
     their first listing of the bucket (the store gateway)."""
 
     def __init__(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyBucket)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-        self.thread.start()
+        self.loopback = LoopbackServer(_EmptyBucket)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
+        return self.loopback.address
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.loopback.close()
+        self.loopback.thread.join(timeout=5)
 
 
 @dataclass

@@ -12,10 +12,7 @@ generated commands run for real (sh, curl) against a loopback stand-in of a node
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -24,6 +21,7 @@ import yaml
 from components.logging import configs
 from tests import command_lines
 from tests.conftest import require_tool
+from tests.loopback_http import Handler, LoopbackServer
 from tests.test_logging import init_script, run_init_step
 
 ORDER = {"red": 0, "yellow": 1, "green": 2}
@@ -38,7 +36,7 @@ class NodeStandIn:
         self.status = "green"
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Node(Handler):
             def do_GET(self):  # noqa: N802 (http.server's names)
                 import base64
                 auth = self.headers.get("Authorization", "")
@@ -54,30 +52,17 @@ class NodeStandIn:
                 return self._send(404, {})
 
             def _send(self, code, body):
-                data = json.dumps(body, separators=(",", ":")).encode()  # as Elasticsearch writes it
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                # As Elasticsearch writes it: no spaces.
+                self.answer(code, json.dumps(body, separators=(",", ":")).encode(), "application/json")
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(credentials.cert, credentials.key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = LoopbackServer(Node, tls=(credentials.cert, credentials.key))
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
+        return self.server.address
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture(scope="module")

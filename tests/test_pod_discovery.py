@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
 
 from tests import discovery_run
+from tests.loopback_http import Handler, LoopbackServer
 from tests.test_pod_inputs import template_of, workloads
 
 WAIT = 30.0  # seconds for the targets to appear on a busy machine
@@ -75,7 +75,7 @@ class KubernetesStandIn:
         self.pods, self.stopping, self.requests = pods, threading.Event(), []
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Api(Handler):
             def do_GET(self):  # noqa: N802 (http.server's names)
                 url = urlparse(self.path)
                 query = parse_qs(url.query)
@@ -102,21 +102,15 @@ class KubernetesStandIn:
                 self.wfile.flush()
                 stand_in.stopping.wait(WAIT * 2)  # a watch stays open; nothing changes
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer(Api)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.server.url
 
     def close(self):
         self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def pod_jobs(prometheus_yml: str, api_url: str, namespace: str, prefix: str) -> list[dict]:

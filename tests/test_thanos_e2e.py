@@ -35,11 +35,9 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -48,6 +46,7 @@ import yaml
 from tests.ports import free_port
 from tests.conftest import require_tool
 from tests.discovery_run import pod_port_labels
+from tests.loopback_http import metrics_target
 from tools import offline
 
 STEP = 60  # seconds between backfilled samples
@@ -58,35 +57,6 @@ HISTORY_HOURS = 96
 HISTORY_METRIC = "fm_e2e_history"
 LIVE_JOB = "e2e-target"
 BLOCKS = HISTORY_HOURS // 2  # per replica
-
-
-class Target:
-    """A loopback scrape target with one gauge."""
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                body = b"# TYPE fm_e2e_live gauge\nfm_e2e_live 1\n"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Process:
@@ -177,7 +147,7 @@ class Cluster:
         self.logs.mkdir()
         self.bucket = root / "bucket"
         self.bucket.mkdir()
-        self.target = Target()
+        self.target = metrics_target(b"# TYPE fm_e2e_live gauge\nfm_e2e_live 1\n")
         self.result = offline.run("prod", {
             "thanos": {"objstore": {"type": "filesystem", "directory": str(self.bucket)}},
             "prometheus": {"scrapeInterval": "1s", "scrapeTimeout": "1s", "evaluationInterval": "1s"},
