@@ -47,6 +47,7 @@ import yaml
 
 from tests.command_lines import free_port
 from tests.conftest import require_tool
+from components import data
 from tests.discovery_run import pod_port_labels
 from tools import offline
 
@@ -280,7 +281,7 @@ class Cluster:
         """Replica 2: a Prometheus with one 2 h block to ship and a sidecar whose bucket is broken.
         It also scrapes all three sidecars with the generated job and evaluates a copy of the
         generated meta.thanos group with no for:, so that the alerts show at once."""
-        rules = yaml.safe_load(self.result.one("ConfigMap", "prometheus-rules")["data"]["meta-monitoring.yaml"])
+        rules = yaml.safe_load(self.result.one("ConfigMap", "prometheus-rules")["data"][data.THANOS_RULE_FILE])
         [group] = [g for g in rules["groups"] if g["name"] == "meta.thanos"]
         self.thanos_rules = group["rules"]
         copy = {"groups": [{**group, "rules": [{k: v for k, v in r.items() if k != "for"} for r in group["rules"]]}]}
