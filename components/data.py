@@ -12,6 +12,10 @@ RULES_DIR = ROOT / "rules"
 DASHBOARDS_DIR = ROOT / "dashboards"
 SLOS_DIR = ROOT / "slos"
 EXPORTER_METRICS = ROOT / "metrics" / "exporters.yaml"
+# The data files that speak only of Thanos (thanos.enabled): shipped to Prometheus and Grafana where
+# it runs, so that a stack without it has no rule that cannot fire and no dashboard that can only be
+# empty (components/metrics/prometheus.py, components/metrics/grafana.py).
+THANOS_RULE_FILE, THANOS_DASHBOARD = "thanos.yaml", "thanos.json"
 
 # What one ConfigMap may hold: the API server takes at most 1 MiB of data, and kubectl's client-side
 # apply copies the whole object, JSON-escaped, into its last-applied-configuration annotation, where

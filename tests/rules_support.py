@@ -30,6 +30,7 @@ DOMAIN_TEAMS = {
     "meta-monitoring": "platform",
     "logging": "platform",
     "tracing": "platform",
+    "thanos": "platform",
     "application": "backend",
     "database": "backend",
     "cache": "backend",

@@ -246,8 +246,7 @@ def test_grafana_provisioning(prod):
     assert "[auth.anonymous]\nenabled = false" in ini
     assert "allow_sign_up = false" in ini
     assert "root_url = https://grafana.football-prediction.example.org/" in ini
-    dashboards = {f: t for o in prod.find("ConfigMap") if o["metadata"]["name"].startswith("grafana-dashboards-")
-                  for f, t in o["data"].items()}
+    dashboards = dashboard_files(prod)
     from components import data
     assert dashboards == data.dashboards() and "stack-health.json" in dashboards
     uids = {json.loads(text)["uid"] for text in dashboards.values()}
@@ -637,12 +636,41 @@ def test_thanos_in_prod(prod, dev):
     for name in ("prometheus-thanos-sidecar-objstore", "thanos-store-objstore", "thanos-compactor-objstore"):
         objstore = yaml.safe_load(prod.one("Secret", name)["stringData"]["objstore.yml"])
         assert objstore["type"] == "S3" and objstore["config"]["bucket"] == "football-monitoring-metrics"
-    # dev runs no Thanos component (Grafana still carries the Thanos dashboard, empty there).
+    # dev runs no Thanos component (nor its rules and dashboard: test_thanos_data_files_only_where_thanos_runs).
     assert not [o for o in dev.kubernetes_objects()
                 if o["metadata"].get("labels", {}).get("app.kubernetes.io/name", "").startswith("thanos")]
     assert [o for o in prod.kubernetes_objects()
             if o["metadata"].get("labels", {}).get("app.kubernetes.io/name", "").startswith("thanos")]
     assert "thanos-sidecar" not in [c["name"] for c in containers(dev.one("StatefulSet", "prometheus"))]
+
+
+def dashboard_files(result) -> dict[str, str]:
+    return {f: t for o in result.find("ConfigMap") if o["metadata"]["name"].startswith("grafana-dashboards-")
+            for f, t in o["data"].items()}
+
+
+# What a rule or panel of Thanos reads: its metrics, or one of its jobs.
+THANOS_READ = re.compile(r'\bthanos_[a-z_]+|job=~?\\?"thanos-')
+
+
+def test_thanos_data_files_only_where_thanos_runs(prod, dev):
+    """Prometheus loads rules/thanos.yaml and Grafana gets dashboards/thanos.json where Thanos runs
+    (prod) and nowhere else (dev, whose Docker host gets the same files as dev on Kubernetes:
+    tests/test_docker_platform.py): elsewhere they are rules that can never fire and panels that
+    can only be empty. Nothing else of Thanos is in any other file."""
+    from components import data
+    prod_rules = prod.one("ConfigMap", "prometheus-rules")["data"]
+    dev_rules = dev.one("ConfigMap", "prometheus-rules")["data"]
+    assert prod_rules[data.THANOS_RULE_FILE] == data.rule_files()[data.THANOS_RULE_FILE]
+    assert [g["name"] for g in yaml.safe_load(prod_rules[data.THANOS_RULE_FILE])["groups"]] == ["meta.thanos"]
+    assert set(prod_rules) - set(dev_rules) == {data.THANOS_RULE_FILE}
+    prod_dashboards, dev_dashboards = dashboard_files(prod), dashboard_files(dev)
+    assert prod_dashboards == data.dashboards()
+    assert set(prod_dashboards) - set(dev_dashboards) == {data.THANOS_DASHBOARD}
+    for name, text in [*dev_rules.items(), *dev_dashboards.items()]:
+        assert not THANOS_READ.search(text), (name, THANOS_READ.search(text).group())
+    # The check above finds what the Thanos files read.
+    assert THANOS_READ.search(prod_rules[data.THANOS_RULE_FILE]) and THANOS_READ.search(prod_dashboards[data.THANOS_DASHBOARD])
 
 
 def test_the_store_gateways_memory_pools_fit_its_container(prod):

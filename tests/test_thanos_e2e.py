@@ -26,7 +26,10 @@ What is changed to run here, and why:
   as its expression holds; the expressions are those deployed;
 - Thanos Query re-reads its endpoint file every 5 s instead of 5 min, and the store gateway is
   restarted to list the compactor's new blocks at once instead of within its 15 min sync, so that
-  components started later in the module are seen within seconds.
+  components started later in the module are seen within seconds;
+- the sidecars ask their Prometheus for its labels every second instead of every 30 s
+  (--prometheus.get_config_interval), so that a stopped Prometheus shows in
+  thanos_sidecar_prometheus_up within seconds.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import yaml
 
 from tests.ports import free_port
 from tests.conftest import require_tool
+from components import data
 from tests.discovery_run import pod_port_labels
 from tests.loopback_http import metrics_target
 from tools import offline
@@ -220,6 +224,8 @@ class Cluster:
             "--tsdb.path": str(base / "data"),
             "--prometheus.url": f"http://127.0.0.1:{self.ports[f'prom-{i}']}",
             "--objstore.config-file": str(objstore or self.objstore),
+            # Its heartbeat to Prometheus (30 s in a pod): a stopped Prometheus shows at once.
+            "--prometheus.get_config_interval": "1s",
         })
         self.start(f"sidecar-{i}", [self.thanos, *sidecar])
 
@@ -250,7 +256,7 @@ class Cluster:
         """Replica 2: a Prometheus with one 2 h block to ship and a sidecar whose bucket is broken.
         It also scrapes all three sidecars with the generated job and evaluates a copy of the
         generated meta.thanos group with no for:, so that the alerts show at once."""
-        rules = yaml.safe_load(self.result.one("ConfigMap", "prometheus-rules")["data"]["meta-monitoring.yaml"])
+        rules = yaml.safe_load(self.result.one("ConfigMap", "prometheus-rules")["data"][data.THANOS_RULE_FILE])
         [group] = [g for g in rules["groups"] if g["name"] == "meta.thanos"]
         self.thanos_rules = group["rules"]
         copy = {"groups": [{**group, "rules": [{k: v for k, v in r.items() if k != "for"} for r in group["rules"]]}]}
@@ -401,28 +407,42 @@ def test_blocks_reach_the_bucket(cluster):
         assert block["maxTime"] - block["minTime"] <= 2 * 3600 * 1000
 
 
-def exposed(address: str) -> set[str]:
+def exposed(address: str) -> tuple[set[str], dict[str, str]]:
+    """The sample names a component serves on /metrics, and each family's type (its # TYPE line)."""
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
         lines = answer.read().decode().splitlines()
-    return {line.split("{")[0].split(" ")[0] for line in lines if line and not line.startswith("#")}
+    names = {line.split("{")[0].split(" ")[0] for line in lines if line and not line.startswith("#")}
+    types = {line.split()[2]: line.split()[3] for line in lines if line.startswith("# TYPE ")}
+    return names, types
 
 
-def promised(job: str) -> set[str]:
-    """What metrics/exporters.yaml says the job exposes (the rules and dashboards rely on it)."""
+def promised(job: str) -> dict[str, str]:
+    """What metrics/exporters.yaml says the job exposes, with each one's type (the rules and
+    dashboards rely on both: rate() of a counter, a gauge compared with 0 or 1)."""
     exporters = yaml.safe_load((Path(__file__).resolve().parent.parent / "metrics" / "exporters.yaml").read_text())
-    names = set()
+    kinds = {}
     for spec in exporters["exporters"].values():
         if job in spec["jobs"]:
-            for name, kind in spec["metrics"].items():
-                names.add(f"{name}_count" if kind == "histogram" else name)
-    assert names, job
-    return names
+            kinds.update(spec["metrics"])
+    assert kinds, job
+    return kinds
+
+
+def missing_or_mistyped(job: str, address: str) -> list[str]:
+    names, types = exposed(address)
+    problems = []
+    for name, kind in promised(job).items():
+        if (f"{name}_count" if kind == "histogram" else name) not in names:
+            problems.append(f"{name} missing")
+        elif types.get(name) != kind:
+            problems.append(f"{name} is a {types.get(name)}, not a {kind}")
+    return problems
 
 
 def test_the_sidecars_expose_what_the_rules_read(cluster):
     for i in (0, 1):
-        missing = promised("thanos-sidecar") - exposed(f"127.0.0.1:{cluster.ports[f'sidecar-{i}-http']}")
-        assert not missing, f"sidecar {i} does not expose {sorted(missing)}"
+        problems = missing_or_mistyped("thanos-sidecar", f"127.0.0.1:{cluster.ports[f'sidecar-{i}-http']}")
+        assert not problems, f"sidecar {i}: {problems}"
 
 
 def firing(cluster: Cluster, alertname: str) -> set[str]:
@@ -475,6 +495,29 @@ def test_a_sidecar_that_cannot_reach_its_bucket_fires_the_upload_alert(cluster):
     assert firing(cluster, "ThanosSidecarNoUpload") == set()
 
 
+def test_a_sidecar_whose_prometheus_is_stopped_fires_the_unreachable_alert(cluster):
+    # Only replica 1's Prometheus stops; its sidecar stays up and scraped (by replica 2, which
+    # evaluates the generated rules without for:).
+    wait_for("three sidecars that reach their Prometheus",
+             lambda: scraped(cluster, 'thanos_sidecar_prometheus_up{job="thanos-sidecar"}') ==
+             {f"prometheus-{i}": 1.0 for i in (0, 1, 2)}, 30, cluster.processes.values())
+    assert firing(cluster, "ThanosSidecarPrometheusUnreachable") == set()
+    cluster.processes["prometheus-1"].stop()
+    try:
+        wait_for("ThanosSidecarPrometheusUnreachable for prometheus-1",
+                 lambda: firing(cluster, "ThanosSidecarPrometheusUnreachable") == {"prometheus-1"}, 30,
+                 cluster.processes.values())
+        assert scraped(cluster, 'thanos_sidecar_prometheus_up{job="thanos-sidecar"}') == {
+            "prometheus-0": 1.0, "prometheus-1": 0.0, "prometheus-2": 1.0}
+    finally:
+        cluster.processes["prometheus-1"].start()
+    # Back once its Prometheus answers (after the replay of its WAL).
+    wait_for("ThanosSidecarPrometheusUnreachable resolved",
+             lambda: firing(cluster, "ThanosSidecarPrometheusUnreachable") == set() and
+             scraped(cluster, 'thanos_sidecar_prometheus_up{job="thanos-sidecar"}')["prometheus-1"] == 1.0, 60,
+             cluster.processes.values())
+
+
 def history(cluster: Cluster, dedup: bool) -> dict:
     start, end = cluster.history_range
     answer = get_json(f"{cluster.query_url}/api/v1/query_range", {
@@ -519,6 +562,13 @@ def timed_week(cluster: Cluster, resolution: str) -> tuple[float, list]:
     return time.monotonic() - began, answer["data"]["result"]
 
 
+def compactor_iterations(cluster: Cluster) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.ports['compactor-http']}/metrics", timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+    [value] = [float(line.split()[1]) for line in lines if line.startswith("thanos_compact_iterations_total ")]
+    return value
+
+
 def test_the_compactor_downsamples_and_a_week_panel_reads_the_downsampled_blocks(cluster):
     wait_for("blocks of both replicas in the bucket", lambda: len(cluster.bucket_blocks()) >= 2 * BLOCKS, 60,
              cluster.processes.values())
@@ -532,6 +582,11 @@ def test_the_compactor_downsamples_and_a_week_panel_reads_the_downsampled_blocks
     # Compacting 2 x 48 blocks up the levels, then downsampling: seconds on a quiet machine, minutes
     # on two cores shared with the rest of the suite.
     blocks = wait_for("5 m blocks of both replicas", downsampled, 300, [cluster.processes["compactor"]])
+    # ThanosCompactorNotIterating reads this counter: a compactor that has done its work counts the
+    # iteration (the 5 m blocks come from its second downsampling pass, the iteration ends with the
+    # retention and clean-up).
+    wait_for("a finished iteration counted", lambda: compactor_iterations(cluster) >= 1, 120,
+             [cluster.processes["compactor"]])
     for block in blocks:
         assert block["maxTime"] - block["minTime"] > 40 * 3600 * 1000  # the compactor's threshold for 5 m
     # The store gateway lists the bucket at start and every 15 m (--sync-block-duration): a restart
@@ -558,5 +613,5 @@ def test_the_compactor_downsamples_and_a_week_panel_reads_the_downsampled_blocks
 def test_query_store_and_compactor_expose_what_the_rules_read(cluster):
     for job, port in (("thanos-query", "query-http"), ("thanos-store", "store-http"),
                       ("thanos-compactor", "compactor-http")):
-        missing = promised(job) - exposed(f"127.0.0.1:{cluster.ports[port]}")
-        assert not missing, f"{job} does not expose {sorted(missing)}"
+        problems = missing_or_mistyped(job, f"127.0.0.1:{cluster.ports[port]}")
+        assert not problems, f"{job}: {problems}"

@@ -1,5 +1,5 @@
 """Grafana: persistent, with a generated admin password, provisioned
-datasources (stable uids) and every dashboard in dashboards/."""
+datasources (stable uids) and the dashboards of dashboards/ (``dashboard_files``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ from components.settings import Settings
 from components.platform.workload import ConfigFiles, DataVolume, Flow, HttpCheck, INGRESS, Platform, Port, ServiceSpec
 
 HTTP_PORT = 3000
+
+
+def dashboard_files(settings: Settings) -> dict[str, str]:
+    """dashboards/*.json by file name, the Thanos dashboard only with thanos.enabled."""
+    files = data.dashboards()
+    if not settings.thanos.enabled:
+        del files[data.THANOS_DASHBOARD]
+    return files
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,8 @@ class Grafana(pulumi.ComponentResource):
                 # Grafana re-reads dashboard files by itself (updateIntervalSeconds), so a
                 # changed dashboard needs no restart. One ConfigMap each: together they are far
                 # over what one object may hold for client-side apply.
-                ConfigFiles("dashboards", DASHBOARDS_DIR, data.dashboards(), reload=True, object_per_file=True),
+                ConfigFiles("dashboards", DASHBOARDS_DIR, dashboard_files(settings), reload=True,
+                            object_per_file=True),
                 ConfigFiles("admin", SECRETS_DIR, {"admin-password": self.admin_password,
                                                    **(logs.secret_files() if logs else {})}, secret=True),
             ],

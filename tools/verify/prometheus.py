@@ -8,6 +8,7 @@ from typing import Optional
 
 import yaml
 
+from components import data
 from components.configs import slo
 from tools.verify.checks import Context, check, ready
 from tools.verify.project import ROOT
@@ -78,12 +79,15 @@ def prometheus_rules(ctx: Context) -> Result:
     return Result(PASS, "prometheus.rules", numbers)
 
 
-def checkout_alerting_rules(rules_dir: Path = ROOT / "rules", slos_dir: Optional[Path] = ROOT / "slos") -> Optional[int]:
-    """Alerting rules this checkout deploys (rules/*.yaml, and a page and a ticket per SLO of slos/*.yaml), or
-    None when there is no checkout."""
+def checkout_alerting_rules(rules_dir: Path = ROOT / "rules", slos_dir: Optional[Path] = ROOT / "slos",
+                            thanos: bool = True) -> Optional[int]:
+    """Alerting rules this checkout deploys (rules/*.yaml, rules/thanos.yaml only with thanos, and a page and a
+    ticket per SLO of slos/*.yaml), or None when there is no checkout."""
     files = sorted(rules_dir.glob("*.yaml")) if rules_dir.is_dir() else []
     if not files:
         return None
+    if not thanos:
+        files = [path for path in files if path.name != data.THANOS_RULE_FILE]
     count = 0
     for path in files:
         try:
@@ -105,10 +109,15 @@ def prometheus_alerting_rules(ctx: Context) -> Result:
         return Result(FAIL, "prometheus.alerting-rules", "no alerting rules loaded",
                       action="check the prometheus-rules ConfigMap and rule_files in prometheus.yml")
     expected = checkout_alerting_rules()
-    without_slos = checkout_alerting_rules(slos_dir=None) if expected is not None else None
-    if expected is not None and len(alerting) == without_slos != expected:
-        return Result(PASS, "prometheus.alerting-rules", f"{numbers}; this checkout defines {without_slos} without "
-                                                         "its SLOs (slo.enabled is false)")
+    if expected is not None:
+        # What a stack deploys of the checkout depends on two settings.
+        for slos, thanos in ((False, True), (True, False), (False, False)):
+            count = checkout_alerting_rules(slos_dir=ROOT / "slos" if slos else None, thanos=thanos)
+            if len(alerting) == count != expected:
+                left_out = [what for what, on in (("its SLOs (slo.enabled is false)", slos),
+                                                  ("Thanos' (thanos.enabled is false)", thanos)) if not on]
+                return Result(PASS, "prometheus.alerting-rules",
+                              f"{numbers}; this checkout defines {count} without {' and '.join(left_out)}")
     if expected is not None and expected != len(alerting):
         return Result(WARN, "prometheus.alerting-rules", f"{numbers}; this checkout defines {expected}",
                       action="the deployed rules differ from this checkout: deploy this revision, "
