@@ -390,8 +390,14 @@ def test_with_one_replica_stopped_the_merged_series_has_no_gap(cluster):
     assert largest_gap(raw["prometheus-0"]) < 4, raw["prometheus-0"]
     assert list(merged) == [""]
     assert merged[""][0] <= raw["prometheus-1"][0] + 1 and merged[""][-1] >= at - 3
-    # No hole of the stopped replica shows: the merged series is as dense as the running one's.
-    assert largest_gap(merged[""]) <= largest_gap(raw["prometheus-0"]) + 1, (merged[""], raw["prometheus-0"])
+    # No hole of the stopped replica shows. Query's penalty deduplication (pkg/dedup/iter.go) seeks
+    # the replica it did not pick at 2 x the last sample spacing beyond the picked one's sample, so
+    # where it switches over, a merged gap is at most twice a spacing plus the other's own spacing:
+    # seconds on a busy machine, well under the stopped replica's hole.
+    spacings = [b - a for series in raw.values() for a, b in zip(series, series[1:]) if b - a < 8]
+    bound = 2 * max(spacings) + largest_gap(raw["prometheus-0"]) + 0.05
+    assert bound < 8, raw
+    assert largest_gap(merged[""]) <= bound, (bound, merged[""], raw)
 
 
 def test_blocks_reach_the_bucket(cluster):
