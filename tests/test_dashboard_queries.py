@@ -74,6 +74,13 @@ def test_fleet_covers_every_metric_the_dashboards_need():
     sf.check_coverage(sf.build(SPEC))
 
 
+def test_fleet_produces_only_names_the_catalogs_list():
+    families = sf.build(SPEC)
+    assert sf.unlisted_names(families) == []
+    invented = sf.Family("kube_pod_container_status_ready", "gauge")
+    assert sf.unlisted_names([*families, invented]) == ["kube_pod_container_status_ready"]
+
+
 def test_coverage_check_names_what_is_missing():
     families = [f for f in sf.build(SPEC) if f.name not in ("redis_up", "http_request_duration_seconds")]
     with pytest.raises(RuntimeError) as exc:
