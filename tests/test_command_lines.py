@@ -27,7 +27,8 @@ from tests.test_tool_versions import expectations, tag
 from tests.test_tracing import tracing_values
 from tools import offline
 
-STACKS = ("prod", "dev-kubernetes", "dev-docker")
+# prod-query-frontend: prod with thanos.queryFrontend, the one Thanos component prod leaves off.
+STACKS = ("prod", "prod-query-frontend", "dev-kubernetes", "dev-docker")
 # What prod runs of the built programs (tracing on): a stack that stops running one of them
 # should say so here, not drop out of this check unnoticed.
 PROD_PROGRAMS = {"prometheus", "alertmanager", "prometheus-config-reloader", "node_exporter", "kube-state-metrics",
@@ -44,6 +45,7 @@ CHECK_ONLY_TOOLS = {"promtool", "amtool", "pint", "sloth", "cyclonus", "pod-secu
 def results() -> dict[str, offline.RunResult]:
     return {
         "prod": offline.run("prod", {"tracing": tracing_values("prod")}),
+        "prod-query-frontend": offline.run("prod", {"tracing": tracing_values("prod"), "thanos": {"queryFrontend": True}}),
         "dev-kubernetes": run_on_kubernetes("dev", {"tracing": tracing_values("dev")}),
         "dev-docker": offline.run("dev", {"tracing": tracing_values("dev")}),
     }

@@ -607,3 +607,64 @@ def test_template_substitution():
                  '/ 3600 + increase(y[1h]) + z{a="VAR_old"}')
     assert pn.metric_names("histogram_quantile(0.9, sum by (le) (rate(a_bucket[5m]))) / on() group_left b"
                            ' + count({__name__="c"})') == {"a_bucket", "b", "c"}
+
+
+# The dashboards held to their alerts' selections. logging.json's panels leave out the job their
+# alerts select (its metric names are each one exporter's own, so they read the same series today).
+SAME_SELECTION_AS_ALERTS = ("thanos.json",)
+
+
+def panels_naming_alerts(root: Path) -> list[tuple[str, dict, list[dict]]]:
+    """(dashboard, panel, alerts) for every panel whose description names alerts of rules/."""
+    alerts = {r["alert"]: r for r in pn.iter_rules(root) if "alert" in r}
+    found = []
+    for path in pn.dashboard_files(root):
+        if path.name not in SAME_SELECTION_AS_ALERTS:
+            continue
+        for panel in pn.iter_panels(pn.load_dashboard(path)):
+            named = [alerts[w] for w in re.findall(r"\b[A-Z]\w+\b", panel.get("description") or "") if w in alerts]
+            if named:
+                found.append((path.name, panel, named))
+    return found
+
+
+def selections(expr: str) -> dict[str, set[frozenset]]:
+    """metric -> its matchers but environment (the dashboard's variable, the alert's every value)."""
+    out: dict[str, set[frozenset]] = {}
+    for s in pn.selectors(expr):
+        out.setdefault(s.name, set()).add(frozenset(m for m in s.matchers if m[0] != "environment"))
+    return out
+
+
+def panels_reading_other_series_than_their_alerts(root: Path) -> list[str]:
+    problems = []
+    for dashboard, panel, alerts in panels_naming_alerts(root):
+        for target in panel.get("targets") or []:
+            panel_reads = selections(target.get("expr") or "")
+            # A panel may show what several alerts watch (a health status's colours, one alert each).
+            alert_reads: dict[str, set[frozenset]] = {}
+            for alert in alerts:
+                for metric, matchers in selections(alert["expr"]).items():
+                    alert_reads.setdefault(metric, set()).update(matchers)
+            names = ", ".join(a["alert"] for a in alerts)
+            for metric in panel_reads.keys() & alert_reads.keys():
+                for matchers in panel_reads[metric] - alert_reads[metric]:
+                    problems.append(f"{dashboard} panel {panel.get('title')!r} reads {metric} with {sorted(matchers)}, "
+                                    f"which {names} never select: {sorted(map(sorted, alert_reads[metric]))}")
+    return problems
+
+
+def test_a_panel_naming_an_alert_reads_the_series_the_alert_reads():
+    """A panel that says which alert watches it (its description names the alert) shows what that
+    alert computes: a panel counting calls the alert leaves out (Thanos Query's Info health checks,
+    failing every 5 s against a replica that is down) shows an error ratio past the alert's
+    threshold while the alert rightly stays quiet."""
+    assert panels_naming_alerts(ROOT), "no panel names an alert: the check below reads nothing"
+    problems = panels_reading_other_series_than_their_alerts(ROOT)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_panel_and_alert_check_catches_a_panel_selecting_more(broken_root):
+    path = broken_root / "dashboards" / "thanos.json"
+    path.write_text(path.read_text().replace(r'grpc_method!=\"Info\", ', ""))
+    assert any("ThanosQueryErrors" in p for p in panels_reading_other_series_than_their_alerts(broken_root))

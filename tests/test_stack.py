@@ -682,3 +682,18 @@ def test_the_store_gateways_memory_pools_fit_its_container(prod):
     flags = dict(a.removeprefix("--").split("=", 1) for a in main["args"][1:] if "=" in a)
     pools = sum(quantity_bytes(flags[f].replace("MiB", "Mi")) for f in ("chunk-pool-size", "index-cache-size"))
     assert pools <= 0.75 * quantity_bytes(main["resources"]["limits"]["memory"]), (flags, main["resources"])
+
+
+def test_every_thanos_container_caps_its_go_heap_below_its_memory_limit():
+    """The pinned Thanos sets no GOMEMLIMIT unless told (--enable-auto-gomemlimit defaults to false,
+    cmd/thanos/config.go), so its heap grows to twice the live set between collections and the
+    container is OOM-killed at its limit; each one, the optional query frontend too, must derive it
+    from its own limit."""
+    from components.settings.images import DEFAULT_IMAGES
+    result = offline.run("prod", {"thanos": {"queryFrontend": True}})
+    thanos = [(obj["metadata"]["name"], c) for obj in workloads(result) for c in containers(obj)
+              if c["image"] == DEFAULT_IMAGES["thanos"]]
+    assert {c["args"][0] for _, c in thanos} == {"sidecar", "query", "store", "compact", "query-frontend"}
+    problems = [f"{name}/{c['name']}: {c['args']} {c['resources']}" for name, c in thanos
+                if "--enable-auto-gomemlimit" not in c["args"] or not c["resources"].get("limits", {}).get("memory")]
+    assert not problems, "\n".join(problems)

@@ -84,7 +84,11 @@ def store_memory_args(memory_limit: str) -> list[str]:
 
 
 def common_args(component: str) -> list[str]:
-    return [component, f"--http-address=0.0.0.0:{HTTP_PORT}", "--log.format=logfmt"]
+    # Without --enable-auto-gomemlimit (off upstream, unlike Prometheus 3's --auto-gomemlimit) the Go
+    # runtime knows no limit: the heap doubles between collections until the kernel OOM-kills the
+    # container at its memory limit. With it, GOMEMLIMIT is 90 % of the cgroup's limit
+    # (cmd/thanos/config.go), so the collector works harder before the limit instead.
+    return [component, f"--http-address=0.0.0.0:{HTTP_PORT}", "--log.format=logfmt", "--enable-auto-gomemlimit"]
 
 
 def grpc_args() -> list[str]:
