@@ -65,6 +65,16 @@ def test_defaults_apply_and_stack_files_override(dev, prod, docker_dev):
      "http://football-prediction-api.app.svc:8000/health"),
     ({"protectData": "yes"},
      "football-monitoring:protectData = 'yes' is not valid: expected true or false"),
+    ({"platform": "kubernetes", "thanos": {"enabled": True, "objstore": {"bucket": "b"}, "retentionRaw": "200d"}},
+     "football-monitoring:thanos.retentionRaw, thanos.retention5m and thanos.retention1h = '200d', '180d', '2y' are "
+     "not valid: expected each at least the one before"),
+    ({"platform": "kubernetes", "thanos": {"enabled": True, "objstore": {"bucket": "b"}, "retentionRaw": "2d"}},
+     "football-monitoring:thanos.retentionRaw = '2d' is not valid: expected at least 3d (the compactor makes the 5m "
+     "blocks only from blocks compacted to 2 days"),
+    ({"platform": "kubernetes",
+      "thanos": {"enabled": True, "objstore": {"bucket": "b"}, "retention5m": "7d", "retentionRaw": "7d"}},
+     "football-monitoring:thanos.retention5m = '7d' is not valid: expected at least 15d (the compactor makes the 1h "
+     "blocks only from blocks compacted to 14 days"),
     ({"platform": "nomad"},
      "football-monitoring:platform = 'nomad' is not valid: expected one of kubernetes, docker"),
     ({"platform": "docker", "prometheus": {"replicas": 2}},

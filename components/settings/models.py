@@ -814,6 +814,18 @@ class ThanosSettings(Section):
                    f"{self.retention5m!r}, {self.retention1h!r} are not valid: expected each at least the one "
                    "before (the coarser blocks are made from the finer ones)")
 
+    @rule
+    def _finer_blocks_live_until_downsampled(self, at: str) -> Iterable[str]:
+        # The compactor downsamples a raw block to 5m once it spans 40 h, and a 5m block to 1h once
+        # it spans 10 days (pkg/compact/downsample/downsample.go): the blocks reach those spans at
+        # the 2-day and 14-day compaction levels, so the finer blocks must outlive those levels.
+        for key, value, minimum, made in (("retentionRaw", self.retention_raw, 3, "5m"),
+                                          ("retention5m", self.retention5m, 15, "1h")):
+            if self.enabled and duration_seconds(value) < minimum * 86400:
+                yield (f"{at}{key} = {value!r} is not valid: expected at least {minimum}d (the compactor makes the "
+                       f"{made} blocks only from blocks compacted to {'2 days' if made == '5m' else '14 days'}, so "
+                       f"shorter kept blocks are deleted before they are downsampled)")
+
 
 # What one Docker host cannot run: place in the file (its attributes in code too) -> (whether its value
 # is wrong there, what is expected instead and why).
