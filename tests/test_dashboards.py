@@ -609,18 +609,12 @@ def test_template_substitution():
                            ' + count({__name__="c"})') == {"a_bucket", "b", "c"}
 
 
-# The dashboards held to their alerts' selections. logging.json's panels leave out the job their
-# alerts select (its metric names are each one exporter's own, so they read the same series today).
-SAME_SELECTION_AS_ALERTS = ("thanos.json",)
-
 
 def panels_naming_alerts(root: Path) -> list[tuple[str, dict, list[dict]]]:
     """(dashboard, panel, alerts) for every panel whose description names alerts of rules/."""
     alerts = {r["alert"]: r for r in pn.iter_rules(root) if "alert" in r}
     found = []
     for path in pn.dashboard_files(root):
-        if path.name not in SAME_SELECTION_AS_ALERTS:
-            continue
         for panel in pn.iter_panels(pn.load_dashboard(path)):
             named = [alerts[w] for w in re.findall(r"\b[A-Z]\w+\b", panel.get("description") or "") if w in alerts]
             if named:
