@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -318,3 +319,39 @@ def test_an_alert_over_both_shards_fires_once_with_the_fleet_wide_value(deployme
         [alert] = d.ruler_alerts(replica)
         assert alert["state"] == "firing" and float(alert["value"]) == pytest.approx(expected), (alert, expected)
     assert d.target_down["expr"].startswith("100 * (count by (environment, job) (up == 0)")
+
+
+def test_with_a_shard_wholly_down_the_rules_go_on_over_the_other(deployment):
+    """A shard whose replicas are all gone is no partial response: Thanos Query drops its endpoints
+    after their failed health checks and the rules (partial response abort) evaluate over the
+    shards that answer; in the cluster the shard that watches it reports its Prometheus pods down."""
+    d = deployment
+    gone = "prometheus-shard-1"
+    kept = d.shard_targets("prometheus-0")
+    for replica in (0, 1):
+        d.stop(f"{gone}-{replica}-sidecar")
+        d.stop(f"{gone}-{replica}")
+    stopped = time.monotonic()
+    remaining = sum(1 for health in kept.values() if health == "up")
+
+    def evaluated_over_the_rest():
+        recorded = d.query(RECORD)
+        return recorded and float(recorded[0]["value"][1]) == remaining and recorded
+
+    wait_for(f"{RECORD} over shard 0 alone ({remaining})", evaluated_over_the_rest, 60, d.processes.values())
+    settled = time.monotonic() - stopped
+    # Once settled, every evaluation succeeds: read each Ruler's rule health twice, a few rounds apart.
+    for _ in range(2):
+        time.sleep(3)
+        for replica in (0, 1):
+            answer = get_json(f"http://127.0.0.1:{d.port[f'thanos-rule-{replica}-http']}/api/v1/rules")
+            rules = [r for g in answer["data"]["groups"] for r in g["rules"]]
+            assert rules and all(r["health"] == "ok" for r in rules), rules
+    failures = [evaluation_failures(d, replica) for replica in (0, 1)]
+    print(f"the rules read shard 0 alone {settled:.1f} s after shard 1 stopped; failed evaluations meanwhile: {failures}")
+
+
+def evaluation_failures(d: Deployment, replica: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.port[f'thanos-rule-{replica}-http']}/metrics", timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("prometheus_rule_evaluation_failures_total"))
