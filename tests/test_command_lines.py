@@ -27,7 +27,9 @@ from tests.test_tool_versions import expectations, tag
 from tests.test_tracing import tracing_values
 from tools import offline
 
-STACKS = ("prod", "dev-kubernetes", "dev-docker")
+# prod-sharded: prod with two scrape shards (prometheus.shards), whose Prometheus shards, Thanos
+# Query and Thanos Ruler differ from prod's; what is the same starts once.
+STACKS = ("prod", "dev-kubernetes", "dev-docker", "prod-sharded")
 # What prod runs of the built programs (tracing on): a stack that stops running one of them
 # should say so here, not drop out of this check unnoticed.
 PROD_PROGRAMS = {"prometheus", "alertmanager", "prometheus-config-reloader", "node_exporter", "kube-state-metrics",
@@ -46,6 +48,7 @@ def results() -> dict[str, offline.RunResult]:
         "prod": offline.run("prod", {"tracing": tracing_values("prod")}),
         "dev-kubernetes": run_on_kubernetes("dev", {"tracing": tracing_values("dev")}),
         "dev-docker": offline.run("dev", {"tracing": tracing_values("dev")}),
+        "prod-sharded": offline.run("prod", {"tracing": tracing_values("prod"), "prometheus": {"shards": 2}}),
     }
 
 
