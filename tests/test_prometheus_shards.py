@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections import defaultdict
 
 import pytest
@@ -22,6 +23,7 @@ import yaml
 from components.configs.prometheus import FLEET_JOBS, SHARD_LABEL
 from components.settings.models import MAX_SHARDS
 from tests import discovery_run
+from tests.conftest import require_tool
 from tests.test_pod_discovery import KubernetesStandIn, WAIT, app_pod
 from tests.test_pod_inputs import template_of, workloads
 from tests.test_settings import fail_with
@@ -291,3 +293,24 @@ def test_each_shard_watches_the_next_shards_prometheus(split):
             name = "prometheus" if watched == 0 else f"prometheus-shard-{watched}"
             pods = {labels["pod"] for labels in split[f"shard{shard}"][job].values()}
             assert pods == {f"{name}-0", f"{name}-1"}, (job, shard, pods)
+
+
+def rules_check(directory) -> subprocess.CompletedProcess:
+    return subprocess.run([require_tool("thanos"), "tools", "rules-check", f"--rules={directory}/*.yaml"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_ruler_accepts_every_rule_file(sharded, tmp_path):
+    """The pinned Thanos reads the rendered rule files as its Ruler does (cmd/thanos/tools.go rules-check);
+    a Ruler whose rule files fail to load exits (cmd/thanos/rule.go, "initialize rules failed")."""
+    files = sharded.one("ConfigMap", "thanos-rule-rules")["data"]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    checked = rules_check(tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The check can fail: a group Thanos reads differently from Prometheus (its partial response strategy).
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.yaml").write_text(yaml.safe_dump({"groups": [
+        {"name": "x", "partial_response_strategy": "sometimes", "rules": [{"record": "x:y", "expr": "vector(1)"}]}]}))
+    assert rules_check(broken).returncode != 0
