@@ -17,8 +17,8 @@ shards' series; the shard that watches the missing one (components/configs/prome
 shard_jobs) reports its targets down and TargetDown fires.
 
 Flags are those of the pinned release (cmd/thanos/rule.go, cmd/thanos/config.go);
-tests/test_command_lines.py starts the command line, tests/test_prometheus_shards.py runs it over
-two shards.
+tests/test_command_lines.py starts the command line, tests/test_thanos_rule_e2e.py runs it over
+two shards (and tests/test_prometheus_shards.py checks its rule files with `thanos tools rules-check`).
 """
 
 from __future__ import annotations
