@@ -44,7 +44,7 @@ from tests.test_pod_discovery import KubernetesStandIn, app_pod
 from tests.test_thanos_e2e import Process, get_json, set_flags, wait_for
 from tools import offline
 
-TARGETS = 12
+TARGETS = 20  # split by hashmod of their addresses; both shards get some but with probability 2^-19
 JOB = "football-prediction-api"  # the kubernetes-pods job names a target after its app label
 RECORD = "fm_e2e:up:sum"
 
@@ -295,6 +295,8 @@ def test_an_alert_over_both_shards_fires_once_with_the_fleet_wide_value(deployme
         d.servers[pod].close()
     expected = 100 * len(down) / TARGETS
     assert expected != 100 * len(down) / len(larger)
+    print(f"shares {len(shard0)}/{len(shard1)}; {len(down)} down: {expected:.4g}% of the fleet, "
+          f"{100 * len(down) / len(larger):.4g}% of its shard")
 
     description = f"{expected:.4g}% of the {JOB} targets"
 
