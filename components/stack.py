@@ -19,7 +19,9 @@ from components.metrics.grafana import HTTP_PORT as GRAFANA_PORT
 from components.metrics.grafana import Grafana, LogsAccess
 from components.logging import deploy as deploy_logging
 from components.metrics.prometheus import WEB_PORT as PROMETHEUS_PORT
-from components.metrics.prometheus import Prometheus
+from components.metrics.prometheus import Prometheus, shard_name
+from components.metrics import thanos_rule
+from components.metrics.thanos_rule import ThanosRule
 from components.metrics.prometheus import rule_files as prometheus_rule_files
 from components.metrics import thanos as thanos_metrics
 from components.settings import PROJECT, Settings
@@ -132,16 +134,28 @@ class MonitoringStack(pulumi.ComponentResource):
             targets += self.demo.scrape_targets
         if settings.thanos.enabled:
             targets += thanos_metrics.scrape_targets(settings)
-        self.prometheus = Prometheus(
-            "prometheus", settings=settings, platform=platform,
+        shards = settings.prometheus.shards
+        self.rule = None
+        if shards > 1:
+            # The rules run in Thanos Ruler, over every shard (components/metrics/thanos_rule.py).
+            self.rule = ThanosRule("thanos-rule", settings=settings, platform=platform, rules=rules,
+                                   alertmanagers=self.alertmanager.replica_addresses, opts=in_namespace)
+            targets.append(thanos_rule.scrape_target())
+            targets = [replace(t, app=f"{t.app}|{thanos_rule.RULE}") if t.job == "config-reloader" else t
+                       for t in targets]
+        # Shard 0 is the Prometheus there was before sharding, under the same names.
+        self.shards = [Prometheus(
+            shard_name(shard), settings=settings, platform=platform,
             alertmanagers=self.alertmanager.replica_addresses, components=targets,
-            blackbox_address=blackbox.address, rules=rules, opts=in_namespace)
+            blackbox_address=blackbox.address, rules=rules, shard=shard, opts=in_namespace) for shard in range(shards)]
+        self.prometheus = self.shards[0]
         self.thanos = None
         metrics_url, metrics_peer = self.prometheus.internal_url, ("prometheus", PROMETHEUS_PORT)
         if settings.thanos.enabled:
             self.thanos = thanos_metrics.Thanos(
                 "thanos", settings=settings, platform=platform,
-                prometheus_grpc=self.prometheus.deployed.replica_addresses("thanos-grpc"), opts=in_namespace)
+                prometheus_grpc=[a for p in self.shards for a in p.deployed.replica_addresses("thanos-grpc")],
+                rule_grpc=self.rule.grpc_addresses if self.rule else (), opts=in_namespace)
             metrics_url = self.thanos.query_url
             metrics_peer = (thanos_metrics.FRONTEND if settings.thanos.query_frontend else thanos_metrics.QUERY,
                             thanos_metrics.HTTP_PORT)

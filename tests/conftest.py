@@ -53,8 +53,10 @@ def prod(runs) -> offline.RunResult:
 
 
 # prod with every optional part on that prod leaves off: every UI behind an ingress, an ICMP probe,
-# a static target. Checks of a class of defects run over dev, prod and this.
+# a static target, two scrape shards (and so Thanos Ruler). Checks of a class of defects run over
+# dev, prod and this.
 EVERY_PART = {
+    "prometheus": {"shards": 2},
     "ingress": {"prometheusHost": "prometheus.football-prediction.example.org",
                 "alertmanagerHost": "alertmanager.football-prediction.example.org",
                 "jaegerHost": "jaeger.football-prediction.example.org",

@@ -18,8 +18,11 @@ from tests.ports import free_port
 from tests.conftest import require_tool
 
 
-def discovered(config: Path, root: Path, expected_pools: set, wait: float, stable_rounds: int = 3) -> dict:
-    """Prometheus' /api/v1/targets data (activeTargets and droppedTargets) once discovery settled."""
+def discovered(config: Path, root: Path, expected_pools: set, wait: float, stable_rounds: int = 3,
+               optional_pools: frozenset = frozenset()) -> dict:
+    """Prometheus' /api/v1/targets data (activeTargets and droppedTargets) once discovery settled:
+    every expected pool has targets, and no other pool but the optional ones (a scrape shard's
+    share, which may be none of a few pods)."""
     port = free_port()
     log_path = root / "prometheus.log"
     with open(log_path, "w") as log:
@@ -37,7 +40,8 @@ def discovered(config: Path, root: Path, expected_pools: set, wait: float, stabl
             except OSError:
                 continue
             pools = Counter(t["scrapePool"] for t in data["activeTargets"])
-            stable = stable + 1 if pools == last and set(pools) == set(expected_pools) else 0
+            settled = set(expected_pools) <= set(pools) <= set(expected_pools) | set(optional_pools)
+            stable = stable + 1 if pools == last and settled else 0
             last = pools
             if stable >= stable_rounds:
                 return data

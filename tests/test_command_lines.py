@@ -27,8 +27,10 @@ from tests.test_tool_versions import expectations, tag
 from tests.test_tracing import tracing_values
 from tools import offline
 
-# prod-query-frontend: prod with thanos.queryFrontend, the one Thanos component prod leaves off.
-STACKS = ("prod", "prod-query-frontend", "dev-kubernetes", "dev-docker")
+# prod-sharded: prod with two scrape shards (prometheus.shards) and the query frontend, the parts of
+# Thanos prod leaves off; its Prometheus shards, Query and Ruler differ from prod's, and what is the
+# same starts once.
+STACKS = ("prod", "dev-kubernetes", "dev-docker", "prod-sharded")
 # What prod runs of the built programs (tracing on): a stack that stops running one of them
 # should say so here, not drop out of this check unnoticed.
 PROD_PROGRAMS = {"prometheus", "alertmanager", "prometheus-config-reloader", "node_exporter", "kube-state-metrics",
@@ -45,9 +47,10 @@ CHECK_ONLY_TOOLS = {"promtool", "amtool", "pint", "sloth", "cyclonus", "pod-secu
 def results() -> dict[str, offline.RunResult]:
     return {
         "prod": offline.run("prod", {"tracing": tracing_values("prod")}),
-        "prod-query-frontend": offline.run("prod", {"tracing": tracing_values("prod"), "thanos": {"queryFrontend": True}}),
         "dev-kubernetes": run_on_kubernetes("dev", {"tracing": tracing_values("dev")}),
         "dev-docker": offline.run("dev", {"tracing": tracing_values("dev")}),
+        "prod-sharded": offline.run("prod", {"tracing": tracing_values("prod"), "prometheus": {"shards": 2},
+                                             "thanos": {"queryFrontend": True}}),
     }
 
 

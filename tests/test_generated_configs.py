@@ -10,6 +10,7 @@ import yaml
 from components.configs.grafana import DASHBOARDS_DIR
 from tests.config_checks import run
 from tests.conftest import require_tool
+from tests.test_pod_discovery import prometheus_configs
 
 
 def prometheus_config(result) -> str:
@@ -24,14 +25,18 @@ def check_config(promtool: str, text: str, path) -> subprocess.CompletedProcess:
     return run([promtool, "check", "config", "--syntax-only", str(path)])
 
 
-def test_prometheus_config_passes_promtool(runs, tmp_path):
+def test_prometheus_config_passes_promtool(runs, every_part, tmp_path):
     promtool = require_tool("promtool")
-    for stack, result in runs.items():
-        text = prometheus_config(result)
-        assert "kubernetes_sd_configs" in text, stack
-        proc = check_config(promtool, text, tmp_path / f"{stack}.yml")
-        assert proc.returncode == 0, f"{stack}: {proc.stdout}{proc.stderr}"
-        assert "SUCCESS" in proc.stdout + proc.stderr
+    # The every-part stack has scrape shards (prometheus.shards): each shard's own prometheus.yml.
+    configs = {stack: [prometheus_config(result)] for stack, result in runs.items()}
+    configs["prod-every-part"] = prometheus_configs(every_part)
+    assert len(configs["prod-every-part"]) > 1
+    for stack, texts in configs.items():
+        for shard, text in enumerate(texts):
+            assert "kubernetes_sd_configs" in text, stack
+            proc = check_config(promtool, text, tmp_path / f"{stack}-{shard}.yml")
+            assert proc.returncode == 0, f"{stack} shard {shard}: {proc.stdout}{proc.stderr}"
+            assert "SUCCESS" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("mutation", [

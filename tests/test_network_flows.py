@@ -13,6 +13,8 @@ import copy
 import pytest
 
 from tests import network_flows as nf
+from tests.test_pod_discovery import prometheus_configs
+from tools import offline
 from tests.conftest import require_tool
 
 
@@ -82,13 +84,17 @@ class Verdicts:
         self.cluster = nf.Cluster(self.objects)
         self.policies = [o for o in self.objects if o["kind"] == "NetworkPolicy"]
         self.namespaces = sorted(self.cluster.namespaces)
-        prometheus_yml = result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
+        # Every scrape shard's (prometheus.shards): the policies let each Prometheus pod scrape what any one scrapes.
+        shards = prometheus_configs(result)
+        prometheus_yml = shards[0]
         # The ingress controller's namespace is a setting; the rendered Ingresses are its only clients.
         controller = next((p["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                            for o in self.policies if o["metadata"]["name"] == "grafana"
                            for p in o["spec"]["ingress"] if "matchLabels" in p["from"][0].get("namespaceSelector", {})),
                           "no-ingress")
-        self.needed = nf.needed_flows(self.cluster, prometheus_yml, promtool, controller)
+        self.needed = nf.needed_flows(self.cluster, prometheus_yml, promtool, controller) + [
+            f for other in shards[1:] for f in nf.scrape_flows(self.cluster, other, promtool)
+            if not (f.source.pod and f.source.pod == f.destination.pod)]
         self.unneeded = nf.unneeded_flows(self.cluster, self.needed, self.namespaces)
         answers = self.analyze(self.policies, self.needed + self.unneeded)
         self.needed_answers, self.unneeded_answers = answers[:len(self.needed)], answers[len(self.needed):]
@@ -110,10 +116,12 @@ def let_through(flows, answers) -> list[str]:
 @pytest.fixture(scope="module")
 def verdicts(runs) -> dict[str, Verdicts]:
     cyclonus, promtool = require_tool("cyclonus"), require_tool("promtool")
-    return {stack: Verdicts(result, cyclonus, promtool) for stack, result in runs.items()}
+    # prod with two scrape shards: the shards, Thanos Ruler and what they reach.
+    stacks = {**runs, "prod-sharded": offline.run("prod", {"prometheus": {"shards": 2}})}
+    return {stack: Verdicts(result, cyclonus, promtool) for stack, result in stacks.items()}
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod-sharded"])
 def test_every_flow_the_configs_need_is_allowed(verdicts, stack):
     v = verdicts[stack]
     jobs = {f.why for f in v.needed if f.why.startswith("scrape job")}
@@ -130,10 +138,13 @@ def test_every_flow_the_configs_need_is_allowed(verdicts, stack):
                   and f.source.pod.app == "service-level-report"}
         assert {("monitoring-dev/prometheus", 9090), ("monitoring-dev/alertmanager", 9093),
                 ("outside (127.0.200.1)", 443)} <= report, report
+    if stack == "prod-sharded":
+        rule = {(f.destination.label(), f.port) for f in v.needed if f.source.pod and f.source.pod.app == "thanos-rule"}
+        assert {("monitoring/thanos-query", 10902), ("monitoring/alertmanager", 9093)} <= rule, rule
     assert blocked(v.needed, v.needed_answers) == []
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod-sharded"])
 def test_nothing_else_inside_the_namespace_is_allowed(verdicts, stack):
     v = verdicts[stack]
     assert len(v.unneeded) > 10 * len(v.cluster.pods), "the pod pairs were not enumerated"

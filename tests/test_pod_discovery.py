@@ -113,6 +113,15 @@ class KubernetesStandIn:
         self.server.close()
 
 
+def prometheus_configs(result) -> list[str]:
+    """prometheus.yml of each scrape shard, shard 0 (the only one without prometheus.shards) first."""
+    configs = [result.one("ConfigMap", "prometheus-config")]
+    configs += sorted((o for o in result.find("ConfigMap") if o["metadata"]["name"].startswith("prometheus-shard-")
+                       and o["metadata"]["name"].endswith("-config")),
+                      key=lambda o: int(o["metadata"]["name"].split("-")[2]))
+    return [c["data"]["prometheus.yml"] for c in configs]
+
+
 def pod_jobs(prometheus_yml: str, api_url: str, namespace: str, prefix: str) -> list[dict]:
     """The generated pod-discovered jobs, discovery pointed at the stand-in, names made unique."""
     jobs = []
@@ -146,19 +155,23 @@ def discovered(every_stack, tmp_path_factory):
     api = KubernetesStandIn(pods)
     jobs = []
     for stack, result in every_stack.items():
-        text = result.one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
-        jobs += pod_jobs(text, api.url, namespaces[stack], stack)
+        # Every scrape shard's jobs (prometheus.shards): together they must scrape each pod once.
+        for shard, text in enumerate(prometheus_configs(result)):
+            jobs += pod_jobs(text, api.url, namespaces[stack], f"{stack}~{shard}")
     # No scrape is wanted, only the target list: the first scrape is an hour away.
     (root / "prometheus.yml").write_text(yaml.safe_dump(
         {"global": {"scrape_interval": "1h", "scrape_timeout": "10s"}, "scrape_configs": jobs}))
     try:
-        targets = discovery_run.discovered(root / "prometheus.yml", root, {j["job_name"] for j in jobs}, WAIT)["activeTargets"]
+        # A shard's share of a hashed job (prometheus.shards) may be none of the few pods here.
+        hashed = {j["job_name"] for j in jobs if any(r.get("action") == "hashmod" for r in j["relabel_configs"])}
+        targets = discovery_run.discovered(root / "prometheus.yml", root, {j["job_name"] for j in jobs} - hashed,
+                                           WAIT, optional_pools=frozenset(hashed))["activeTargets"]
     finally:
         api.close()
     by_stack: dict[str, dict[str, list]] = {stack: {} for stack in every_stack}
     for target in targets:
         stack, job = target["scrapePool"].split("--", 1)
-        by_stack[stack].setdefault(job, []).append(target)
+        by_stack[stack.split("~")[0]].setdefault(job, []).append(target)
     return by_stack, namespaces
 
 

@@ -50,9 +50,9 @@ def test_skip_list_is_justified():
 
 
 @pytest.fixture(scope="module")
-def findings(runs, tmp_path_factory) -> dict:
+def findings(every_stack, tmp_path_factory) -> dict:
     result = {}
-    for stack, run in runs.items():
+    for stack, run in every_stack.items():
         out = tmp_path_factory.mktemp(stack)
         render.write(run, out)
         result[stack] = failed_checks(out / "kubernetes")

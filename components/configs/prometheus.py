@@ -12,6 +12,7 @@ from components.settings import ProbeTarget, StaticTarget
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 RULES_DIR = "/etc/prometheus/rules"
+SHARD_LABEL = "shard"  # the external label of a scrape shard (prometheus.shards)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ class PrometheusConfig:
     # None leaves Prometheus' own default.
     retention: Optional[str] = None
     retention_size: Optional[str] = None
+    # Scrape sharding (prometheus.shards): this config is shard ``shard`` of ``shards``. With one
+    # shard nothing below applies and the file is what it was before sharding existed.
+    shards: int = 1
+    shard: int = 0
+    shard_label_name: str = SHARD_LABEL  # the external label that tells the shards apart
+    # The app.kubernetes.io/instance of the Prometheus pods this shard scrapes (jobs of the stack's
+    # own Prometheus pods, see shard_jobs): the next shard's, so that a shard that is down entirely
+    # is seen (its targets down) by one that is up.
+    watched_prometheus: Optional[str] = None
 
 
 def _environment_label(environment: str) -> dict:
@@ -224,13 +234,65 @@ def _kubernetes_jobs(cfg: PrometheusConfig) -> list[dict]:
     return jobs
 
 
+# The jobs whose targets grow with the fleet: the annotated application pods and services, and
+# one target per node (kubelet, cAdvisor, and the per-node exporters: ScrapeTarget.instance_from_node).
+FLEET_JOBS = ("kubernetes-pods", "kubernetes-services", "kubelet", "cadvisor")
+HASH_LABEL = "__tmp_shard_hash"
+
+
+def shard_jobs(cfg: PrometheusConfig, jobs: list[dict]) -> list[dict]:
+    """The jobs of shard ``cfg.shard``, three kinds:
+
+    - the fleet's (FLEET_JOBS and per-node targets): every shard keeps the targets whose address
+      hashes to it (hashmod, modulus the shard count), as the last relabelling step so that the
+      address hashed is the one scraped (the annotated jobs rewrite it to the annotated port: a
+      pod's equal targets then land on one shard, where the scrape pool keeps one of them);
+    - the stack's own Prometheus pods (the prometheus and thanos-sidecar jobs): each shard scrapes
+      those of the next shard (``watched_prometheus``), so that a shard wholly down is reported
+      down by another one instead of vanishing with its own targets;
+    - everything else, a handful of targets each (the stack's components, kube-state-metrics, the
+      API server, the probes, the static targets): shard 0 only. Hashed, each would move to
+      another shard whenever its pod got a new address (kube-state-metrics speaks for every object
+      of the cluster in one target: sharding by target cannot split it), and where it is scraped
+      would be anyone's guess.
+    """
+    fleet = set(FLEET_JOBS) | {t.job for t in cfg.components if t.instance_from_node}
+    own = {t.job for t in cfg.components if t.app == "prometheus"}
+    out = []
+    for job in jobs:
+        name = job["job_name"]
+        if name in fleet:
+            job = {**job, "relabel_configs": job["relabel_configs"] + [
+                {"source_labels": ["__address__"], "modulus": cfg.shards, "target_label": HASH_LABEL,
+                 "action": "hashmod"},
+                {"source_labels": [HASH_LABEL], "regex": str(cfg.shard), "action": "keep"},
+            ]}
+        elif name in own:
+            if not cfg.watched_prometheus:
+                raise ValueError(f"shard {cfg.shard}: the job {name} needs the Prometheus pods it watches")
+            job = {**job, "relabel_configs": [
+                {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+                 "regex": re.escape(cfg.watched_prometheus), "action": "keep"}] + job["relabel_configs"]}
+        elif cfg.shard != 0:
+            continue
+        out.append(job)
+    return out
+
+
 def render(cfg: PrometheusConfig) -> str:
+    external_labels = {"environment": cfg.environment, cfg.replica_label_name: cfg.replica_label}
+    jobs = scrape_jobs(cfg)
+    if cfg.shards > 1:
+        if cfg.discovery != "kubernetes":
+            raise ValueError("scrape sharding needs Kubernetes discovery")
+        external_labels[cfg.shard_label_name] = str(cfg.shard)
+        jobs = shard_jobs(cfg, jobs)
     document = {
         "global": {
             "scrape_interval": cfg.scrape_interval,
             "scrape_timeout": cfg.scrape_timeout,
             "evaluation_interval": cfg.evaluation_interval,
-            "external_labels": {"environment": cfg.environment, cfg.replica_label_name: cfg.replica_label},
+            "external_labels": external_labels,
         },
         "alerting": {
             # The replicas of an HA pair send identical alerts; without their
@@ -245,7 +307,7 @@ def render(cfg: PrometheusConfig) -> str:
             }],
         },
         "rule_files": list(cfg.rule_files),
-        "scrape_configs": scrape_jobs(cfg),
+        "scrape_configs": jobs,
     }
     retention = {k: v for k, v in (("time", cfg.retention), ("size", cfg.retention_size)) if v}
     if retention:

@@ -103,7 +103,9 @@ class Alertmanager(pulumi.ComponentResource):
             allow_in=[Flow("prometheus", [(WEB_PORT, "TCP")]), Flow("grafana", [(WEB_PORT, "TCP")]),
                       Flow("alertmanager", [(WEB_PORT, "TCP"), (MESH_PORT, "TCP"), (MESH_PORT, "UDP")]),
                       Flow(INGRESS, [(WEB_PORT, "TCP")])]
-            + ([Flow(REPORT_APP, [(WEB_PORT, "TCP")])] if settings.report.enabled else []),
+            + ([Flow(REPORT_APP, [(WEB_PORT, "TCP")])] if settings.report.enabled else [])
+            # With scrape shards the alerts come from Thanos Ruler (components/metrics/thanos_rule.py).
+            + ([Flow("thanos-rule", [(WEB_PORT, "TCP")])] if settings.prometheus.shards > 1 else []),
             # Peers gossip on the mesh port; receivers are reached on their own ports only.
             allow_out=[Flow("alertmanager", [(MESH_PORT, "TCP"), (MESH_PORT, "UDP")])]
             + ([Flow(dingtalk.NAME, [(dingtalk.PORT, "TCP")])] if dingtalk_url else [])

@@ -35,9 +35,20 @@ DISCOVERY_ACCESS = (
 )
 
 
+def shard_name(shard: int) -> str:
+    """The service of one shard: shard 0 keeps the name (and so the volumes and pod names) of the
+    single Prometheus it was before sharding."""
+    return "prometheus" if shard == 0 else f"prometheus-shard-{shard}"
+
+
 def config_text(settings: Settings, alertmanagers: Sequence[str], components: Sequence[ScrapeTarget],
-                blackbox_address: str, discovery: str = "kubernetes") -> str:
+                blackbox_address: str, discovery: str = "kubernetes", shard: int = 0,
+                watched_prometheus: Optional[str] = None) -> str:
     prom = settings.prometheus
+    sharded = {} if prom.shards == 1 else {
+        "shards": prom.shards, "shard": shard, "watched_prometheus": watched_prometheus,
+        # The rules run in Thanos Ruler (components/metrics/thanos_rule.py).
+        "rule_files": ()}
     return prometheus_config.render(prometheus_config.PrometheusConfig(
         environment=settings.environment,
         namespace=settings.namespace,
@@ -56,6 +67,7 @@ def config_text(settings: Settings, alertmanagers: Sequence[str], components: Se
         retention=prom.retention,
         retention_size=prom.retention_size,
         replica_label_name=settings.thanos.replica_label,
+        **sharded,
     ))
 
 
@@ -83,21 +95,32 @@ class Prometheus(pulumi.ComponentResource):
 
     def __init__(self, name: str, *, settings: Settings, platform: Platform,
                  alertmanagers: Sequence[str], components: Sequence[ScrapeTarget], blackbox_address: str,
-                 rules: Optional[dict[str, str]] = None, opts: Optional[pulumi.ResourceOptions] = None):
+                 rules: Optional[dict[str, str]] = None, shard: int = 0,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:prometheus:Prometheus", name, None, opts)
         prom = settings.prometheus
+        service = shard_name(shard)
+        sharded = prom.shards > 1
         discovery = "kubernetes" if platform.kind == "kubernetes" else "static"
-        self.config = config_text(settings, alertmanagers, components, blackbox_address, discovery)
+        watched = platform.instance_label(shard_name((shard + 1) % prom.shards)) if sharded else None
+        self.config = config_text(settings, alertmanagers, components, blackbox_address, discovery, shard, watched)
         # Notification and alert links carry this URL: the ingress (or a Docker host's published port),
-        # else the address people reach it at some other way, else the cluster-internal one.
-        public = platform.public_url("prometheus")
-        self.external_url = prom.external_url or public
-        internal_url = f"http://{platform.host_of('prometheus')}:{WEB_PORT}"
+        # else the address people reach it at some other way, else the cluster-internal one. The
+        # ingress leads to shard 0: the other shards' links are their cluster-internal addresses.
+        public = platform.public_url("prometheus") if shard == 0 else None
+        self.external_url = (prom.external_url if shard == 0 else None) or public
+        internal_url = f"http://{platform.host_of(service)}:{WEB_PORT}"
         uploading = settings.thanos.enabled
         thanos_in = thanos.prometheus_flows() if uploading else []
 
+        config = [ConfigFiles("config", "/etc/prometheus/config", {"prometheus.yml": self.config}, reload=True)]
+        if not sharded:
+            config.append(ConfigFiles("rules", RULES_DIR, rules if rules is not None else rule_files(settings),
+                                      reload=True))
         spec = ServiceSpec(
-            name="prometheus",
+            name=service,
+            # Every shard is "prometheus" to the network flows and scrape jobs that name it.
+            app="prometheus" if sharded else None,
             component="metrics",
             image=settings.images["prometheus"],
             ports=[Port("web", WEB_PORT)],
@@ -113,10 +136,7 @@ class Prometheus(pulumi.ComponentResource):
             ],
             # External label replica=${POD_NAME}; Prometheus 3 expands it at load time.
             env_from_pod={"POD_NAME": "metadata.name"},
-            config=[
-                ConfigFiles("config", "/etc/prometheus/config", {"prometheus.yml": self.config}, reload=True),
-                ConfigFiles("rules", RULES_DIR, rules if rules is not None else rule_files(settings), reload=True),
-            ],
+            config=config,
             data=DataVolume("/prometheus", prom.storage_size),
             liveness=HttpCheck("/-/healthy", "web"),
             readiness=HttpCheck("/-/ready", "web"),

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import pulumi
 import yaml
 
-from components.configs.prometheus import ScrapeTarget
+from components.configs.prometheus import SHARD_LABEL, ScrapeTarget
 from components.settings import Settings
 from components.settings.types import quantity_bytes
 from components.platform.workload import (ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
@@ -39,6 +39,7 @@ RUN_AS_USER = 65534
 # further, so the local compaction is held at that one size (Thanos' documented requirement).
 PROMETHEUS_UPLOAD_ARGS = ("--storage.tsdb.min-block-duration=2h", "--storage.tsdb.max-block-duration=2h")
 QUERY, STORE, COMPACTOR, FRONTEND = "thanos-query", "thanos-store", "thanos-compactor", "thanos-query-frontend"
+RULE = "thanos-rule"  # with scrape shards only (components/metrics/thanos_rule.py)
 
 
 def objstore_config(settings: Settings) -> pulumi.Output:
@@ -149,7 +150,7 @@ class Thanos(pulumi.ComponentResource):
     query_url: str  # what Grafana reads: the query frontend when there is one
 
     def __init__(self, name: str, *, settings: Settings, platform: Platform, prometheus_grpc: Sequence[str],
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 rule_grpc: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:thanos:Thanos", name, None, opts)
         thanos, image = settings.thanos, settings.images["thanos"]
         scraped = Flow("prometheus", [(HTTP_PORT, "TCP")])
@@ -188,11 +189,21 @@ class Thanos(pulumi.ComponentResource):
 
         # Grafana's only way in is the frontend when there is one.
         clients = [Flow(FRONTEND if thanos.query_frontend else "grafana", [(HTTP_PORT, "TCP")])]
+        # With scrape shards (prometheus.shards), the Ruler asks Query and Query reads the Ruler's
+        # recorded series and alerts (components/metrics/thanos_rule.py).
+        sharded = settings.prometheus.shards > 1
+        if sharded:
+            clients.append(Flow(RULE, [(HTTP_PORT, "TCP")]))
+        # Each target is scraped by one shard, but its shard follows its address, which changes when
+        # its pod is replaced (a StatefulSet's pod keeps its name): deduplicating along the shard
+        # label too keeps such a series one series, as with one Prometheus (rate() unbroken, an
+        # alert's for: not restarted, rules that match series from two shards still matching).
+        dedup = [f"--query.replica-label={SHARD_LABEL}"] if sharded else []
         self.query = platform.deploy(ServiceSpec(
             name=QUERY, component="metrics-query", image=image, ports=ports,
             resources=thanos.query_resources, run_as_user=RUN_AS_USER,
             args=common_args("query") + grpc_args() + [
-                f"--query.replica-label={thanos.replica_label}",
+                f"--query.replica-label={thanos.replica_label}", *dedup,
                 f"--endpoint.sd-config-file={ENDPOINTS_DIR}/endpoints.yaml",
                 # Grafana asks without max_source_resolution: a range's step picks the downsampled
                 # blocks (step / 5), which is what makes a week's panel cheap.
@@ -200,11 +211,12 @@ class Thanos(pulumi.ComponentResource):
             # Re-read every --endpoint.sd-config-reload-interval, but a new endpoint rolls the pods
             # through the checksum all the same: it takes effect at once, not within 5 minutes.
             config=[ConfigFiles("endpoints", ENDPOINTS_DIR,
-                                {"endpoints.yaml": endpoints_file(prometheus_grpc, store_address)})],
+                                {"endpoints.yaml": endpoints_file([*prometheus_grpc, *rule_grpc], store_address)})],
             replicas=thanos.query_replicas,
             **probes(),
             allow_in=[*clients, scraped],
-            allow_out=[Flow("prometheus", [(GRPC_PORT, "TCP")]), Flow(STORE, [(GRPC_PORT, "TCP")])],
+            allow_out=[Flow("prometheus", [(GRPC_PORT, "TCP")]), Flow(STORE, [(GRPC_PORT, "TCP")])]
+            + ([Flow(RULE, [(GRPC_PORT, "TCP")])] if sharded else []),
         ), self)
         self.query_url = self.query.url("http")
 

@@ -111,8 +111,13 @@ class KubernetesPlatform:
         return f"{name}-headless.{self._namespace_of_app.get(name, self.namespace)}.svc"
 
     # -- labels -----------------------------------------------------------------
+    def instance_label(self, name: str) -> str:
+        """The app.kubernetes.io/instance of a service's pods: one per service, also where several
+        services share an app.kubernetes.io/name (ServiceSpec.app)."""
+        return f"{name}-{self.environment}"
+
     def selector(self, spec: ServiceSpec) -> dict:
-        return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/instance": f"{spec.name}-{self.environment}"}
+        return {"app.kubernetes.io/name": spec.app_name, "app.kubernetes.io/instance": self.instance_label(spec.name)}
 
     def labels(self, spec: ServiceSpec) -> dict:
         return {
@@ -140,7 +145,7 @@ class KubernetesPlatform:
 
     # -- the service --------------------------------------------------------------
     def deploy(self, spec: ServiceSpec, parent: pulumi.Resource) -> DeployedService:
-        self._namespace_of_app[spec.name] = self.namespace_of(spec)
+        self._namespace_of_app[spec.name] = self._namespace_of_app[spec.app_name] = self.namespace_of(spec)
         volumes, mounts, annotations = self._config_volumes(spec, parent)
         sidecar_mounts = {}
         for sidecar in spec.sidecars:
@@ -264,7 +269,7 @@ class KubernetesPlatform:
 
     def _main_container(self, spec: ServiceSpec, mounts: list, secret_env: list) -> dict:
         container = {
-            "name": spec.name,
+            "name": spec.app_name,  # the same in every shard of one application (kubectl logs -c prometheus)
             "image": spec.image,
             "imagePullPolicy": "IfNotPresent",
             "args": list(spec.args),

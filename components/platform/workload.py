@@ -289,6 +289,13 @@ class ServiceSpec:
     # Extra annotations of the pod template (e.g. a checksum of Secret inputs the pods read at start).
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     build: Optional[ImageBuild] = None  # a Docker host builds ``image`` from the repository
+    # Its app.kubernetes.io/name when several services are one application (the Prometheus shards:
+    # network flows and scrape jobs name "prometheus" and mean every shard); empty: ``name``.
+    app: Optional[str] = None
+
+    @property
+    def app_name(self) -> str:
+        return self.app or self.name
 
     @property
     def version(self) -> str:

@@ -267,10 +267,19 @@ class IngressSettings(Section):
 
 # --------------------------------------------------------------------------- metrics
 
+# TargetDown (rules/meta-monitoring.yaml) fires when more than 10% of a job's targets are down: with
+# at most 8 shards of 2 replicas, one whole shard is 2 of 16 Prometheus targets, 12.5%, and still shows.
+MAX_SHARDS = 8
+
+
 class PrometheusSettings(Section):
     """Prometheus: how many, how long samples are kept, how often targets are scraped."""
 
     replicas: WholeNumber(1, 4) = knob(1, "Prometheus replicas; 2 runs an HA pair scraping the same targets")
+    shards: WholeNumber(1, MAX_SHARDS) = knob(1, (
+        "scrape shards: each is its own set of `replicas` scraping a share of the fleet's targets (hashmod of the "
+        "address) and the rules run in Thanos Ruler; more than 1 needs thanos.enabled and platform kubernetes "
+        "(docs/scaling.md)"))
     retention: Duration(3600, 5 * 365 * 86400) = knob("15d", "how long samples are kept")
     retention_size: PrometheusSize = knob("8GB", "size cap of the TSDB; must fit in 85% of storageSize")
     storage_size: StorageQuantity = knob("10Gi", "size of each Prometheus volume")
@@ -791,6 +800,11 @@ class ThanosSettings(Section):
     compactor_resources: Resources = component_resources("the Thanos compactor", "100m", "512Mi", "2Gi")
     query_frontend_resources: Resources = component_resources(
         "each Thanos query frontend replica", "50m", "128Mi", "1Gi")
+    rule_replicas: WholeNumber(1, 3) = knob(2, (
+        "Thanos Ruler replicas, each evaluating every rule through Thanos Query (only with prometheus.shards above 1)"))
+    rule_storage_size: StorageQuantity = knob(
+        "10Gi", "size of each Thanos Ruler volume (its recorded series and alert states, uploaded every 2 hours)")
+    rule_resources: Resources = component_resources("each Thanos Ruler replica", "100m", "256Mi", "1Gi")
 
     @rule
     def _s3_needs_bucket(self, at: str) -> Iterable[str]:
@@ -841,6 +855,8 @@ _SINGLE_HOST: dict[str, tuple[Callable, str]] = {
     "logging.elasticsearch.nodes": (lambda s, value: s.logging.enabled and value != 1,
                                     "1 (nodes on one host share its fate; a cluster needs Kubernetes)"),
     "logging.logstash.replicas": (lambda s, value: s.logging.enabled and value != 1, "1"),
+    "prometheus.shards": (lambda s, value: value != 1,
+                          "1 (shards are merged by Thanos Query, which runs on Kubernetes only)"),
     "thanos.enabled": (lambda s, value: value,
                        "false (Thanos is for a Kubernetes HA pair: its sidecar shares each Prometheus pod's volume, "
                        "and one host's single Prometheus has no replica to deduplicate)"),
@@ -935,6 +951,21 @@ class StackConfig(Section):
                 shown = ("true" if value else "false") if isinstance(value, bool) else \
                     repr(value) if isinstance(value, str) else value
                 yield f"{at}{key} = {shown} is not valid on platform docker: expected {expected}"
+
+    @rule
+    def _shards_need_thanos(self, at: str) -> Iterable[str]:
+        # On a Docker host _fits_one_docker_host already refuses the value.
+        if self.platform != "docker" and self.prometheus.shards > 1 and not self.thanos.enabled:
+            yield (f"{at}prometheus.shards = {self.prometheus.shards} needs {at}thanos.enabled = true: Thanos Query "
+                   "merges the shards into the view Grafana reads and Thanos Ruler evaluates the rules over it; "
+                   f"expected {at}thanos.enabled = true, or {at}prometheus.shards = 1")
+
+    @rule
+    def _no_report_beside_shards(self, at: str) -> Iterable[str]:
+        if self.report.enabled and self.prometheus.shards > 1:
+            yield (f"{at}report.enabled = true is not valid with {at}prometheus.shards = {self.prometheus.shards}: "
+                   "expected false (the report reads one Prometheus, which then holds a share of the series and "
+                   "none of the SLO recordings, now Thanos Ruler's)")
 
     @rule
     def _no_demo_beside_protected_data(self, at: str) -> Iterable[str]:
