@@ -687,13 +687,13 @@ def test_the_store_gateways_memory_pools_fit_its_container(prod):
 def test_every_thanos_container_caps_its_go_heap_below_its_memory_limit():
     """The pinned Thanos sets no GOMEMLIMIT unless told (--enable-auto-gomemlimit defaults to false,
     cmd/thanos/config.go), so its heap grows to twice the live set between collections and the
-    container is OOM-killed at its limit; each one, the optional query frontend too, must derive it
-    from its own limit."""
+    container is OOM-killed at its limit; each one, the optional query frontend and the Ruler of a
+    sharded stack too, must derive it from its own limit."""
     from components.settings.images import DEFAULT_IMAGES
-    result = offline.run("prod", {"thanos": {"queryFrontend": True}})
+    result = offline.run("prod", {"thanos": {"queryFrontend": True}, "prometheus": {"shards": 2}})
     thanos = [(obj["metadata"]["name"], c) for obj in workloads(result) for c in containers(obj)
               if c["image"] == DEFAULT_IMAGES["thanos"]]
-    assert {c["args"][0] for _, c in thanos} == {"sidecar", "query", "store", "compact", "query-frontend"}
+    assert {c["args"][0] for _, c in thanos} == {"sidecar", "query", "store", "compact", "query-frontend", "rule"}
     problems = [f"{name}/{c['name']}: {c['args']} {c['resources']}" for name, c in thanos
                 if "--enable-auto-gomemlimit" not in c["args"] or not c["resources"].get("limits", {}).get("memory")]
     assert not problems, "\n".join(problems)
