@@ -78,8 +78,10 @@ LONG_TRANSACTION = 300  # seconds: PostgresLongRunningTransaction's threshold, a
 LONG_TRANSACTION_HELD = 20  # seconds of real samples of the transaction's age, at least
 
 # The servers' settings that the faults need. Connections: 25 slots, 3 of them reserved for
-# superusers (PostgreSQL's default). Deadlocks: detected after 100 ms instead of 1 s.
+# superusers (PostgreSQL's default). Deadlocks: detected after 100 ms instead of 1 s. Autovacuum:
+# each database looked at every second instead of every minute, so that a worker starts at once.
 POSTGRES_SETTINGS = {"max_connections": "25", "superuser_reserved_connections": "3", "deadlock_timeout": "100ms",
+                     "autovacuum_naptime": "1s",
                      "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 # Redis as a cache: a small maxmemory with an LRU eviction policy.
 REDIS_SETTINGS = {"maxmemory": "8mb", "maxmemory-policy": "allkeys-lru"}
@@ -440,6 +442,53 @@ def test_connections_near_and_at_max_connections(stack):
             connection.close()
     stack.await_resolved("PostgresConnectionsExhausted")
     stack.await_resolved("PostgresConnectionsNearMax")
+
+
+def session_selectors(stack) -> list[tuple[str, str]]:
+    """Every selector of a pg_stat_activity_* series in the rules and dashboards, as PromQL without
+    the matchers on Grafana's variables (whose values the dashboards choose)."""
+    found = []
+    for where, expr in rule_and_dashboard_exprs(stack):
+        for selector in pn.selectors(expr):
+            if (selector.name or "").startswith("pg_stat_activity_"):
+                matchers = [f"{label}{op}{json.dumps(value)}" for label, op, value in selector.matchers
+                            if label != "__name__" and not value.startswith(pn.var_placeholder(""))]
+                found.append((where, f"{selector.name}{{{', '.join(matchers)}}}"))
+    return found
+
+
+def test_background_processes_are_not_counted_as_sessions(stack):
+    """pg_stat_activity lists PostgreSQL's own processes too, and postgres_exporter reports them
+    beside the clients (label backend_type): an autovacuum worker runs each table in one
+    transaction, state active, for as long as the table takes, and neither it nor any other
+    background process holds a slot of max_connections. A real worker is kept busy on a table
+    vacuumed slowly (its cost limit at the minimum); every rule and dashboard selector of
+    pg_stat_activity_* must read client sessions and nothing else, while the worker is scraped."""
+    selectors = session_selectors(stack)
+    assert len(selectors) >= 5, selectors
+    with stack.app() as app:
+        app.execute("CREATE TABLE vacuumed (id int, pad text) WITH (autovacuum_vacuum_cost_delay = 100, "
+                    "autovacuum_vacuum_cost_limit = 1, autovacuum_vacuum_threshold = 0, "
+                    "autovacuum_vacuum_scale_factor = 0)")
+        app.execute("INSERT INTO vacuumed SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g")
+        app.execute("DELETE FROM vacuumed WHERE id % 2 = 0")
+    try:
+        worker = (f'pg_stat_activity_max_tx_duration{{job="postgres-exporter", datname="{APP_DATABASE}", '
+                  'state="active", backend_type="autovacuum worker"} > 1')
+        deadline = time.monotonic() + FIRE_WAIT
+        while not stack.query(worker):
+            assert time.monotonic() < deadline, f"no autovacuum worker scraped: {stack.query('pg_stat_activity_count')}"
+            time.sleep(1)
+        stack.note("autovacuum worker scraped")
+        for where, selector in selectors:
+            read = stack.query(selector)
+            assert read, f"{where}: {selector} reads nothing"
+            others = sorted({r["metric"].get("backend_type", "") for r in read} - {"client backend"})
+            assert not others, f"{where}: {selector} also reads backend_type {others}"
+    finally:
+        # The worker gives way to the lock DROP TABLE waits for.
+        with stack.app() as app:
+            app.execute("DROP TABLE vacuumed")
 
 
 def deadlock(stack) -> None:
