@@ -395,7 +395,8 @@ POSTGRES_ALERTS = ("PostgresDown", "PostgresConnectionsNearMax", "PostgresConnec
 
 
 def counted_connections(stack) -> int:
-    [counted] = stack.query('sum(pg_stat_activity_count{job="postgres-exporter"})')
+    # Client sessions, as the connection alerts count them (autovacuum workers come and go beside).
+    [counted] = stack.query('sum(pg_stat_activity_count{job="postgres-exporter", backend_type="client backend"})')
     return int(float(counted["value"][1]))
 
 
