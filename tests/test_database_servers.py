@@ -35,10 +35,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
+import socket
 import subprocess
 import threading
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +51,7 @@ import yaml
 from psycopg import sql
 
 from components.metrics.exporters import DatabaseExporter
+from components.settings import duration_seconds
 from components.settings.images import DEFAULT_IMAGES
 from scripts import dashboard_query_benchmark as bench
 from tests import command_lines as cl
@@ -840,6 +844,73 @@ def test_redis_stopped(stack):
         stack.redis.start()
         stack.note("Redis started")
     stack.await_resolved("RedisDown")
+
+
+class Silent:
+    """A server that hangs: it accepts connections and never says a word (a wedged process; an
+    address that drops packets keeps the client waiting the same way)."""
+
+    def __enter__(self) -> int:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+        return self.sock.getsockname()[1]
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                self.held.append(self.sock.accept()[0])
+        except OSError:
+            pass  # closed
+
+    def __exit__(self, *_) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_server_that_hangs_reads_as_down_within_the_scrape_timeout(stack):
+    """Each exporter, run with its generated command line and connection string (only the
+    addresses moved), against a server that hangs: it must answer the scrape within its generated
+    job's scrape timeout, with pg_up or redis_up 0. An exporter that waits longer (lib/pq without
+    connect_timeout waits for ever, redis_exporter 15 s by default) loses the scrape: up turns 0,
+    PostgresDown and RedisDown see nothing, and only TargetDown fires, naming the exporter."""
+    jobs = {j["job_name"]: j for j in stack.config["scrape_configs"]}
+    with Silent() as port:
+        for kind in KINDS:
+            budget = duration_seconds(jobs[JOBS[kind]].get("scrape_timeout", stack.config["global"]["scrape_timeout"]))
+            command = exporter_command(kind, stack.generated[kind], port)
+            log = open(stack.work / f"{TOOLS[kind]}-silent.log", "ab")
+            proc = subprocess.Popen([require_tool(TOOLS[kind]), *command.argv], cwd=stack.work,
+                                    env={"PATH": "/usr/bin:/bin", "HOME": str(stack.work), **command.env},
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            log.close()
+            try:
+                deadline = time.monotonic() + 30
+                while True:  # its landing page, which asks nothing of the server
+                    try:
+                        urllib.request.urlopen(f"http://{command.listen}/", timeout=2).read()
+                        break
+                    except OSError:
+                        assert proc.poll() is None and time.monotonic() < deadline, f"{kind} exporter did not start"
+                        time.sleep(0.2)
+                for _ in range(2):  # the first scrape and one after it
+                    began = time.monotonic()
+                    try:
+                        body = urllib.request.urlopen(f"http://{command.listen}/metrics", timeout=budget).read().decode()
+                    except OSError as error:
+                        pytest.fail(f"{kind} exporter gave no answer within the scrape timeout ({budget:.0f} s): {error}",
+                                    pytrace=False)
+                    took = time.monotonic() - began
+                    up = re.findall(rf"^{PREFIXES[kind]}up (\S+)$", body, re.M)
+                    assert up == ["0"], (kind, up)
+                stack.note(f"{kind} exporter: a server that hangs reads {PREFIXES[kind]}up 0 after {took:.1f} s "
+                           f"(scrape timeout {budget:.0f} s)")
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- the checks can fail
