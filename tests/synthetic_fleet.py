@@ -839,11 +839,15 @@ def build(spec: FleetSpec) -> list[Family]:
               Func(lambda t, s=scale: s * (18e9 + 2e9 * (t - start) / (7 * DAY)), "%d"))
         for state, n in (("active", 8), ("idle", 120), ("idle in transaction", 3), ("idle in transaction (aborted)", 0),
                          ("fastpath function call", 0), ("disabled", 0)):
-            slab = dict(dlab, state=state)
+            slab = dict(dlab, state=state, backend_type="client backend")
             b.add("pg_stat_activity_count", "gauge", slab,
                   Gauge(n * scale, diurnal=0.4, wiggle=0.2, lo=0, integer=True, fmt="%d"))
             b.add("pg_stat_activity_max_tx_duration", "gauge", slab,
                   Gauge(0.4 if n else 0, wiggle=0.8, lo=0, fmt="%.3f"))
+        # An autovacuum worker in each database, its table in one transaction for up to half an hour.
+        vlab = dict(dlab, state="active", backend_type="autovacuum worker")
+        b.add("pg_stat_activity_count", "gauge", vlab, Const(1))
+        b.add("pg_stat_activity_max_tx_duration", "gauge", vlab, Func(lambda t: (t - start) % 1800, "%.3f"))
         for mode in ("accesssharelock", "rowsharelock", "rowexclusivelock", "shareupdateexclusivelock", "sharelock",
                      "exclusivelock", "accessexclusivelock"):
             b.add("pg_locks_count", "gauge", dict(dlab, mode=mode),

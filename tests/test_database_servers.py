@@ -35,10 +35,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
+import socket
 import subprocess
 import threading
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +51,7 @@ import yaml
 from psycopg import sql
 
 from components.metrics.exporters import DatabaseExporter
+from components.settings import duration_seconds
 from components.settings.images import DEFAULT_IMAGES
 from scripts import dashboard_query_benchmark as bench
 from tests import command_lines as cl
@@ -78,8 +82,10 @@ LONG_TRANSACTION = 300  # seconds: PostgresLongRunningTransaction's threshold, a
 LONG_TRANSACTION_HELD = 20  # seconds of real samples of the transaction's age, at least
 
 # The servers' settings that the faults need. Connections: 25 slots, 3 of them reserved for
-# superusers (PostgreSQL's default). Deadlocks: detected after 100 ms instead of 1 s.
+# superusers (PostgreSQL's default). Deadlocks: detected after 100 ms instead of 1 s. Autovacuum:
+# each database looked at every second instead of every minute, so that a worker starts at once.
 POSTGRES_SETTINGS = {"max_connections": "25", "superuser_reserved_connections": "3", "deadlock_timeout": "100ms",
+                     "autovacuum_naptime": "1s",
                      "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 # Redis as a cache: a small maxmemory with an LRU eviction policy.
 REDIS_SETTINGS = {"maxmemory": "8mb", "maxmemory-policy": "allkeys-lru"}
@@ -393,7 +399,8 @@ POSTGRES_ALERTS = ("PostgresDown", "PostgresConnectionsNearMax", "PostgresConnec
 
 
 def counted_connections(stack) -> int:
-    [counted] = stack.query('sum(pg_stat_activity_count{job="postgres-exporter"})')
+    # Client sessions, as the connection alerts count them (autovacuum workers come and go beside).
+    [counted] = stack.query('sum(pg_stat_activity_count{job="postgres-exporter", backend_type="client backend"})')
     return int(float(counted["value"][1]))
 
 
@@ -440,6 +447,53 @@ def test_connections_near_and_at_max_connections(stack):
             connection.close()
     stack.await_resolved("PostgresConnectionsExhausted")
     stack.await_resolved("PostgresConnectionsNearMax")
+
+
+def session_selectors(stack) -> list[tuple[str, str]]:
+    """Every selector of a pg_stat_activity_* series in the rules and dashboards, as PromQL without
+    the matchers on Grafana's variables (whose values the dashboards choose)."""
+    found = []
+    for where, expr in rule_and_dashboard_exprs(stack):
+        for selector in pn.selectors(expr):
+            if (selector.name or "").startswith("pg_stat_activity_"):
+                matchers = [f"{label}{op}{json.dumps(value)}" for label, op, value in selector.matchers
+                            if label != "__name__" and not value.startswith(pn.var_placeholder(""))]
+                found.append((where, f"{selector.name}{{{', '.join(matchers)}}}"))
+    return found
+
+
+def test_background_processes_are_not_counted_as_sessions(stack):
+    """pg_stat_activity lists PostgreSQL's own processes too, and postgres_exporter reports them
+    beside the clients (label backend_type): an autovacuum worker runs each table in one
+    transaction, state active, for as long as the table takes, and neither it nor any other
+    background process holds a slot of max_connections. A real worker is kept busy on a table
+    vacuumed slowly (its cost limit at the minimum); every rule and dashboard selector of
+    pg_stat_activity_* must read client sessions and nothing else, while the worker is scraped."""
+    selectors = session_selectors(stack)
+    assert len(selectors) >= 5, selectors
+    with stack.app() as app:
+        app.execute("CREATE TABLE vacuumed (id int, pad text) WITH (autovacuum_vacuum_cost_delay = 100, "
+                    "autovacuum_vacuum_cost_limit = 1, autovacuum_vacuum_threshold = 0, "
+                    "autovacuum_vacuum_scale_factor = 0)")
+        app.execute("INSERT INTO vacuumed SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g")
+        app.execute("DELETE FROM vacuumed WHERE id % 2 = 0")
+    try:
+        worker = (f'pg_stat_activity_max_tx_duration{{job="postgres-exporter", datname="{APP_DATABASE}", '
+                  'state="active", backend_type="autovacuum worker"} > 1')
+        deadline = time.monotonic() + FIRE_WAIT
+        while not stack.query(worker):
+            assert time.monotonic() < deadline, f"no autovacuum worker scraped: {stack.query('pg_stat_activity_count')}"
+            time.sleep(1)
+        stack.note("autovacuum worker scraped")
+        for where, selector in selectors:
+            read = stack.query(selector)
+            assert read, f"{where}: {selector} reads nothing"
+            others = sorted({r["metric"].get("backend_type", "") for r in read} - {"client backend"})
+            assert not others, f"{where}: {selector} also reads backend_type {others}"
+    finally:
+        # The worker gives way to the lock DROP TABLE waits for.
+        with stack.app() as app:
+            app.execute("DROP TABLE vacuumed")
 
 
 def deadlock(stack) -> None:
@@ -790,6 +844,73 @@ def test_redis_stopped(stack):
         stack.redis.start()
         stack.note("Redis started")
     stack.await_resolved("RedisDown")
+
+
+class Silent:
+    """A server that hangs: it accepts connections and never says a word (a wedged process; an
+    address that drops packets keeps the client waiting the same way)."""
+
+    def __enter__(self) -> int:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+        return self.sock.getsockname()[1]
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                self.held.append(self.sock.accept()[0])
+        except OSError:
+            pass  # closed
+
+    def __exit__(self, *_) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_server_that_hangs_reads_as_down_within_the_scrape_timeout(stack):
+    """Each exporter, run with its generated command line and connection string (only the
+    addresses moved), against a server that hangs: it must answer the scrape within its generated
+    job's scrape timeout, with pg_up or redis_up 0. An exporter that waits longer (lib/pq without
+    connect_timeout waits for ever, redis_exporter 15 s by default) loses the scrape: up turns 0,
+    PostgresDown and RedisDown see nothing, and only TargetDown fires, naming the exporter."""
+    jobs = {j["job_name"]: j for j in stack.config["scrape_configs"]}
+    with Silent() as port:
+        for kind in KINDS:
+            budget = duration_seconds(jobs[JOBS[kind]].get("scrape_timeout", stack.config["global"]["scrape_timeout"]))
+            command = exporter_command(kind, stack.generated[kind], port)
+            log = open(stack.work / f"{TOOLS[kind]}-silent.log", "ab")
+            proc = subprocess.Popen([require_tool(TOOLS[kind]), *command.argv], cwd=stack.work,
+                                    env={"PATH": "/usr/bin:/bin", "HOME": str(stack.work), **command.env},
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            log.close()
+            try:
+                deadline = time.monotonic() + 30
+                while True:  # its landing page, which asks nothing of the server
+                    try:
+                        urllib.request.urlopen(f"http://{command.listen}/", timeout=2).read()
+                        break
+                    except OSError:
+                        assert proc.poll() is None and time.monotonic() < deadline, f"{kind} exporter did not start"
+                        time.sleep(0.2)
+                for _ in range(2):  # the first scrape and one after it
+                    began = time.monotonic()
+                    try:
+                        body = urllib.request.urlopen(f"http://{command.listen}/metrics", timeout=budget).read().decode()
+                    except OSError as error:
+                        pytest.fail(f"{kind} exporter gave no answer within the scrape timeout ({budget:.0f} s): {error}",
+                                    pytrace=False)
+                    took = time.monotonic() - began
+                    up = re.findall(rf"^{PREFIXES[kind]}up (\S+)$", body, re.M)
+                    assert up == ["0"], (kind, up)
+                stack.note(f"{kind} exporter: a server that hangs reads {PREFIXES[kind]}up 0 after {took:.1f} s "
+                           f"(scrape timeout {budget:.0f} s)")
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- the checks can fail

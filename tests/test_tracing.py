@@ -14,6 +14,7 @@ import json
 import re
 
 import kubernetes_validate
+import promql_parser
 import pulumi
 import pytest
 import yaml
@@ -26,6 +27,7 @@ from components.configs import jaeger as jaeger_config
 from components.settings import DEFAULT_IMAGES, SettingsError
 from components.tracing import ElasticsearchConnection
 from tests import grafana_expansion, otel_policy
+from tests import promql_names as pn
 from tests.test_otel_validate import validate
 from tests.conftest import KUBERNETES, ROOT, run_on_kubernetes
 from tests.test_hardening import EXACT_IMAGE, SCHEMA_VERSION
@@ -351,6 +353,59 @@ def test_prod_gateway_replicas_share_tail_sampling_by_trace_id(prod_tracing):
     # Only the gateway's own pods reach the peer port, and the gateway sends there only to itself.
     assert allowed_from(prod_tracing.one("NetworkPolicy", "otel-gateway"))["otel-gateway"] == {peer_port}
     assert allowed_to(prod_tracing.one("NetworkPolicy", "otel-gateway"))["otel-gateway"] == {peer_port}
+
+
+def receiver_aggregations(expr: str) -> list[tuple[str, object, dict]]:
+    """(name, innermost aggregation over it or None, matchers) for each selector of the
+    collector's receiver counters."""
+    found = []
+
+    def visit(node, aggregation):
+        if isinstance(node, promql_parser.AggregateExpr):
+            aggregation = node
+        if isinstance(node, promql_parser.VectorSelector):
+            if (node.name or "").startswith("otelcol_receiver_"):
+                found.append((node.name, aggregation, {m.name: pn._op(m) for m in node.matchers.matchers}))
+            return
+        for child in ("expr", "lhs", "rhs", "param", "vector_selector"):
+            inner = getattr(node, child, None)
+            if isinstance(inner, promql_parser.Expr):
+                visit(inner, aggregation)
+        for arg in getattr(node, "args", None) or []:
+            visit(arg, aggregation)
+
+    visit(pn.parse(expr), None)
+    return found
+
+
+def test_receiver_counts_are_never_summed_across_receivers(prod_tracing):
+    """A span reaches several receivers on its way: the gateway's otlp, then the otlp/peers of the
+    replica that samples its trace, then the Jaeger collector's otlp. A sum over receivers, or over
+    the jobs that run them, counts it up to three times, and a refused share computed from such a
+    sum is diluted as much. Every rule and panel that aggregates the receiver counters keeps job and
+    receiver apart, or selects one receiver (receiver="...") of chosen jobs (job="..." or a regex
+    of alternatives)."""
+    gateway = config_of(prod_tracing, "otel-gateway")
+    receivers = {r for p in gateway["service"]["pipelines"].values() for r in p["receivers"]}
+    assert len(receivers) >= 2, receivers  # the premise: a span passes more than one gateway receiver
+    items = [(f"{r['_file']} {r.get('alert') or r.get('record')}", r["expr"]) for r in pn.iter_rules(ROOT)]
+    for path in pn.dashboard_files(ROOT):
+        items += [(f"{path.name} {where}", e) for where, e in pn.iter_dashboard_exprs(pn.load_dashboard(path))]
+    checked, problems = 0, []
+    for where, expr in items:
+        for name, aggregation, matchers in receiver_aggregations(expr):
+            checked += 1
+            if aggregation is None:
+                continue  # every label kept
+            modifier = aggregation.modifier
+            labels = set(modifier.labels) if modifier else set()
+            without = modifier is not None and str(modifier.type).endswith("Without")
+            for label, pinned in (("receiver", {"="}), ("job", {"=", "=~"})):
+                apart = label not in labels if without else label in labels
+                if not apart and matchers.get(label) not in pinned:
+                    problems.append(f"{where}: {name} under {aggregation.op}({modifier or ''}) merges {label}s")
+    assert checked >= 5, checked
+    assert not problems, "\n".join(problems)
 
 
 def test_one_gateway_replica_samples_without_routing():

@@ -20,7 +20,7 @@ import pulumi
 from components import data
 from components.configs import blackbox as blackbox_config
 from components.configs.prometheus import ScrapeTarget
-from components.settings import Settings
+from components.settings import Settings, duration_seconds
 from components.platform.workload import (ANYWHERE, API_SERVER_PORTS, AccessRule, ConfigFiles, Flow, HttpCheck, Platform, Port,
                                           ServiceSpec, single_host_labels)
 
@@ -193,6 +193,24 @@ def probe_flows(settings: Settings) -> list[Flow]:
     return [Flow(ANYWHERE, [(port, "TCP") for port in sorted(ports)])] if ports else []
 
 
+def give_up_seconds(scrape_timeout: str) -> int:
+    """How long an exporter waits for its server: half the scrape timeout, whole seconds (what
+    lib/pq's connect_timeout takes), at least 1. postgres_exporter answers about a second after
+    its connection gives up."""
+    return max(1, int(duration_seconds(scrape_timeout) // 2))
+
+
+def bounded_dsn(dsn: str, seconds: int) -> str:
+    """The PostgreSQL connection string with connect_timeout, unless it sets one of its own; both
+    forms lib/pq reads: a URL (a query parameter) and key=value pairs."""
+    if re.search(r"(^|[?&\s])connect_timeout\s*=", dsn):
+        return dsn
+    if re.match(r"postgres(ql)?://", dsn):
+        base, hashmark, fragment = dsn.partition("#")
+        return f"{base}{'&' if '?' in base else '?'}connect_timeout={seconds}{hashmark}{fragment}"
+    return f"{dsn} connect_timeout={seconds}"
+
+
 class DatabaseExporter(pulumi.ComponentResource):
     """postgres-exporter or redis-exporter: one process whose connection string is a secret."""
 
@@ -207,6 +225,18 @@ class DatabaseExporter(pulumi.ComponentResource):
         super().__init__(f"football-monitoring:exporters:{kind.capitalize()}Exporter", name, None, opts)
         image_key, port, uid, env_name, health, db_port = self.KINDS[kind]
         resources = getattr(settings.exporters, kind).resources
+        # A server that hangs (an address that drops packets, a wedged process) must read as down:
+        # the exporter gives up on it within half the scrape timeout, so that the scrape still
+        # returns pg_up or redis_up 0 (PostgresDown, RedisDown). Without a bound, lib/pq waits
+        # forever and redis_exporter 15 s, the scrape times out, and only TargetDown fires,
+        # naming the exporter.
+        give_up = give_up_seconds(settings.prometheus.scrape_timeout)
+        if kind == "postgres":
+            # The postmaster collector (pg_postmaster_start_time_seconds, the uptime panel) is off by default.
+            args = [f"--web.listen-address=:{port}", "--collector.postmaster"]
+            connection = connection.apply(lambda dsn: bounded_dsn(dsn, give_up))
+        else:
+            args = [f"--web.listen-address=:{port}", f"--connection-timeout={give_up}s"]
         spec = ServiceSpec(
             name=f"{kind}-exporter",
             component="exporter",
@@ -214,8 +244,7 @@ class DatabaseExporter(pulumi.ComponentResource):
             ports=[Port("metrics", port)],
             resources=resources,
             run_as_user=uid,
-            # The postmaster collector (pg_postmaster_start_time_seconds, the uptime panel) is off by default.
-            args=[f"--web.listen-address=:{port}"] + (["--collector.postmaster"] if kind == "postgres" else []),
+            args=args,
             secret_env={env_name: connection},
             liveness=HttpCheck(health, "metrics"),
             readiness=HttpCheck(health, "metrics"),

@@ -65,7 +65,8 @@ SECRETS: dict[str, SecretSetting] = {
         "PostgreSQL connection string for postgres-exporter, e.g. "
         "postgresql://monitor:PASSWORD@postgres.app.svc:5432/football?sslmode=require; the role needs pg_monitor "
         "(GRANT pg_monitor TO monitor): without it PostgreSQL hides other sessions' state and transaction start, "
-        "and the connection and long-transaction alerts never fire",
+        "and the connection and long-transaction alerts never fire; connect_timeout is added (half of "
+        "prometheus.scrapeTimeout) unless the string sets its own, so that a server that hangs reads as down",
         "postgresql://monitor:secret-placeholder@postgres.invalid:5432/postgres?sslmode=disable",
         lambda settings: settings.exporters.postgres.enabled,
         optional=lambda settings: not settings.exporters.postgres.required,
