@@ -83,6 +83,7 @@ VERIFIED_ELSEWHERE = {
     "thanos-compactor": "tests/test_thanos_e2e.py",
     "thanos-store": "tests/test_thanos_e2e.py",
     "thanos-query": "tests/test_thanos_e2e.py",
+    "thanos-rule": "tests/test_thanos_rule_e2e.py",
 }
 # Sections whose program cannot run here: their names are held against nothing but the upstream
 # source; docs/test-tools.md names each one.

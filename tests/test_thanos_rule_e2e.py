@@ -38,10 +38,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.command_lines import free_port
+from tests.ports import free_port
 from tests.conftest import require_tool
 from tests.test_pod_discovery import KubernetesStandIn, app_pod
-from tests.test_thanos_e2e import Process, get_json, set_flags, wait_for
+from tests.test_thanos_e2e import Process, get_json, missing_or_mistyped, set_flags, wait_for
 from tools import offline
 
 TARGETS = 20  # split by hashmod of their addresses; both shards get some but with probability 2^-19
@@ -321,6 +321,12 @@ def test_an_alert_over_both_shards_fires_once_with_the_fleet_wide_value(deployme
         [alert] = d.ruler_alerts(replica)
         assert alert["state"] == "firing" and float(alert["value"]) == pytest.approx(expected), (alert, expected)
     assert d.target_down["expr"].startswith("100 * (count by (environment, job) (up == 0)")
+
+
+def test_the_rulers_expose_what_the_rules_read(deployment):
+    for replica in (0, 1):
+        problems = missing_or_mistyped("thanos-rule", f"127.0.0.1:{deployment.port[f'thanos-rule-{replica}-http']}")
+        assert not problems, f"thanos-rule-{replica}: {problems}"
 
 
 def test_with_a_shard_wholly_down_the_rules_go_on_over_the_other(deployment):
