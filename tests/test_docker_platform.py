@@ -7,6 +7,9 @@ import json
 import os
 import shlex
 import subprocess
+import time
+import urllib.parse
+import urllib.request
 
 import pytest
 import yaml
@@ -17,7 +20,8 @@ from tools import render
 from components.settings import DEFAULT_IMAGES, PROJECT, Resources
 from components.platform.workload import InitStep, Port, ServiceSpec
 from tests.config_checks import run
-from tests.conftest import KUBERNETES, require_tool
+from tests import promql_names as pn
+from tests.conftest import KUBERNETES, ROOT, require_tool
 
 PUBLISHED = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "jaeger": 16686, "kibana": 5601}
 LOGGING = {"elasticsearch", "elasticsearch-exporter", "logstash", "logstash-exporter", "kibana", "filebeat",
@@ -364,3 +368,43 @@ def test_filebeat_finds_each_lines_container_from_its_file_path(docker_dev):
     # ...and the files are where the host's directory is mounted, read-only.
     mounts = {m["target"]: m for m in docker_dev.container("filebeat").inputs["mounts"]}
     assert all(mounts[pattern.split("/*")[0]]["readOnly"] for pattern in source["paths"])
+
+
+def test_container_panels_read_a_standalone_cadvisor_by_service_name(docker_dev, tmp_path):
+    """On a Docker host the panels' `container` label is the service's app.kubernetes.io/name, which a
+    standalone cAdvisor (no kubelet) exposes only as container_label_app_kubernetes_io_name beside
+    id, name and image (cadvisor metrics/prometheus.go: BaseContainerLabels with the whitelisted
+    labels, sanitized). A real Prometheus runs the generated job against such a reading."""
+    from scripts import dashboard_query_benchmark as bench
+    from tests.loopback_http import metrics_target
+
+    config = yaml.safe_load(uploads(docker_dev.container("prometheus"))["/etc/prometheus/config/prometheus.yml"])
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "cadvisor"]
+    line = ('container_memory_working_set_bytes{{container_label_app_kubernetes_io_name="{app}",'
+            'container_label_football_monitoring_environment="dev",id="/docker/{id}",image="{image}",'
+            'name="football-monitoring-dev-{app}"}} 1.5e+08\n')
+    body = "# TYPE container_memory_working_set_bytes gauge\n" + "".join(
+        line.format(app=app, id=f"{n:064x}", image=DEFAULT_IMAGES["jaeger"]) for n, app in enumerate(("jaeger", "grafana")))
+    target = metrics_target(body.encode())
+    server = bench.Prometheus(require_tool("prometheus"), tmp_path / "tsdb", tmp_path, [])
+    job = {**job, "scrape_interval": "1s", "static_configs": [{"targets": [target.address]}]}
+    server.config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]}))
+    try:
+        server.start()
+        [panel] = [t["expr"].replace("$environment", "dev") for p in pn.iter_panels(pn.load_dashboard(
+            ROOT / "dashboards" / "tracing.json")) if p.get("title") == "Memory of tracing containers"
+            for t in p.get("targets", [])]
+        deadline = time.monotonic() + 30
+        while not (found := bench_query(server.url, panel)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [r["metric"] for r in found] == [{"container": "jaeger"}], found
+        [series] = bench_query(server.url, 'container_memory_working_set_bytes{container="grafana"}')
+        assert "container_label_app_kubernetes_io_name" not in series["metric"], series
+    finally:
+        server.stop()
+        target.close()
+
+
+def bench_query(url: str, expr: str) -> list[dict]:
+    with urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(expr)}", timeout=10) as answer:
+        return json.loads(answer.read())["data"]["result"]

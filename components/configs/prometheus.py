@@ -27,6 +27,7 @@ class ScrapeTarget:
     addresses: Sequence[str] = ()  # host:port, for static discovery
     labels: Mapping[str, str] = field(default_factory=dict)  # extra target labels, for static discovery
     namespace: Optional[str] = None  # where its pods run, if not in the stack's namespace
+    metric_relabel: Sequence[Mapping] = ()  # metric_relabel_configs, for static discovery
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ def _component_job(cfg: PrometheusConfig, target: ScrapeTarget) -> dict:
             "static_configs": [{"targets": list(target.addresses), **({"labels": dict(target.labels)} if target.labels else {})}],
             "relabel_configs": [_environment_label(cfg.environment)],
         }
+        if target.metric_relabel:
+            job["metric_relabel_configs"] = [dict(r) for r in target.metric_relabel]
         if target.honor_labels:
             job["honor_labels"] = True
         return job

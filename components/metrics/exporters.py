@@ -257,6 +257,10 @@ class DatabaseExporter(pulumi.ComponentResource):
         self.register_outputs({})
 
 
+# The metric label a standalone cAdvisor gives the whitelisted Docker label app.kubernetes.io/name.
+CADVISOR_APP_LABEL = "container_label_app_kubernetes_io_name"
+
+
 class CAdvisor(pulumi.ComponentResource):
     """Container metrics on a Docker host (see the module docstring)."""
 
@@ -280,5 +284,12 @@ class CAdvisor(pulumi.ComponentResource):
             host_access="container-metrics",
         )
         self.deployed = platform.deploy(spec, self)
-        self.scrape_targets = [ScrapeTarget("cadvisor", "cadvisor", "http", addresses=[self.deployed.address("http")])]
+        # The panels and rules name a container by its `container` label, which the kubelet's
+        # cAdvisor sets; a standalone one labels a container by id, name, image and its whitelisted
+        # Docker labels as container_label_<sanitized key> (cadvisor metrics/prometheus.go,
+        # BaseContainerLabels): the service's app.kubernetes.io/name becomes `container`.
+        self.scrape_targets = [ScrapeTarget(
+            "cadvisor", "cadvisor", "http", addresses=[self.deployed.address("http")],
+            metric_relabel=[{"source_labels": [CADVISOR_APP_LABEL], "regex": "(.+)", "target_label": "container"},
+                            {"regex": CADVISOR_APP_LABEL, "action": "labeldrop"}])]
         self.register_outputs({})
