@@ -662,7 +662,7 @@ def test_thanos_data_files_only_where_thanos_runs(prod, dev):
     prod_rules = prod.one("ConfigMap", "prometheus-rules")["data"]
     dev_rules = dev.one("ConfigMap", "prometheus-rules")["data"]
     assert prod_rules[data.THANOS_RULE_FILE] == data.rule_files()[data.THANOS_RULE_FILE]
-    assert [g["name"] for g in yaml.safe_load(prod_rules[data.THANOS_RULE_FILE])["groups"]] == ["meta.thanos"]
+    assert [g["name"] for g in yaml.safe_load(prod_rules[data.THANOS_RULE_FILE])["groups"]] == ["meta.thanos", "meta.thanos-rule"]
     assert set(prod_rules) - set(dev_rules) == {data.THANOS_RULE_FILE}
     prod_dashboards, dev_dashboards = dashboard_files(prod), dashboard_files(dev)
     assert prod_dashboards == data.dashboards()
@@ -697,3 +697,33 @@ def test_every_thanos_container_caps_its_go_heap_below_its_memory_limit():
     problems = [f"{name}/{c['name']}: {c['args']} {c['resources']}" for name, c in thanos
                 if "--enable-auto-gomemlimit" not in c["args"] or not c["resources"].get("limits", {}).get("memory")]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("kind, connection, port", [
+    ("postgres", "postgresql://monitor:pw@postgres.app.svc:6432/football?sslmode=require", 6432),
+    ("postgres", "postgresql://monitor:pw@postgres.app.svc/football", None),
+    ("postgres", "host=postgres.app.svc port=6543 user=monitor password='p w' dbname=football", 6543),
+    ("postgres", "host=postgres.app.svc user=monitor password=x", None),
+    ("redis", "redis://:pw@redis.app.svc:6380", 6380),
+    ("redis", "rediss://redis.app.svc", None),
+    ("redis", "redis.app.svc:6390", 6390),
+])
+def test_the_server_port_a_connection_string_names(kind, connection, port):
+    from components.metrics.exporters import connection_port
+    assert connection_port(kind, connection) == port
+
+
+def test_a_connection_string_naming_another_port_than_the_egress_allows_is_warned_of_without_the_secret(monkeypatch):
+    from components.metrics import exporters
+    warned = []
+    monkeypatch.setattr(exporters.pulumi.log, "warn", lambda text, *a, **k: warned.append(text))
+    assert exporters.warn_on_other_port("postgres", "postgresql://m:s3cret@db:6432/f", 5432) == \
+        "postgresql://m:s3cret@db:6432/f"
+    assert exporters.warn_on_other_port("postgres", "postgresql://m:s3cret@db:5432/f", 5432)
+    assert warned == ["the postgres connection string names port 6432, while exporters.postgres.serverPort is 5432: "
+                      "the postgres-exporter NetworkPolicy lets it reach port 5432 only"]
+    result = offline.run("prod", {"exporters": {"postgres": {"serverPort": 6432}}})
+    [policy] = [o for o in result.kubernetes_objects() if o["kind"] == "NetworkPolicy"
+                and o["metadata"]["name"] == "postgres-exporter"]
+    assert {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])} >= {6432}
+    assert 5432 not in {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}

@@ -211,20 +211,49 @@ def bounded_dsn(dsn: str, seconds: int) -> str:
     return f"{dsn} connect_timeout={seconds}"
 
 
+def connection_port(kind: str, connection: str) -> Optional[int]:
+    """The server port a connection string names (a URL or, for PostgreSQL, key=value pairs); None
+    where it names none or cannot be read (the exporter's default applies)."""
+    if re.match(r"(postgres(ql)?|rediss?|unix)://", connection):
+        try:
+            return urlparse(connection).port or None
+        except ValueError:
+            return None
+    if kind == "postgres":
+        match = re.search(r"(?:^|\s)port\s*=\s*'?(\d+)", connection)
+        return int(match.group(1)) if match else None
+    # redis_exporter also takes host:port
+    match = re.fullmatch(r"[^/:@\s]+:(\d+)", connection.strip())
+    return int(match.group(1)) if match else None
+
+
+def warn_on_other_port(kind: str, connection: str, allowed: int) -> str:
+    named = connection_port(kind, connection)
+    if named is not None and named != allowed:
+        pulumi.log.warn(f"the {kind} connection string names port {named}, while exporters.{kind}.serverPort is "
+                        f"{allowed}: the {kind}-exporter NetworkPolicy lets it reach port {allowed} only")
+    return connection
+
+
 class DatabaseExporter(pulumi.ComponentResource):
     """postgres-exporter or redis-exporter: one process whose connection string is a secret."""
 
     KINDS = {
-        # kind: (image key, port, uid, env var that takes the connection string, health path, server port)
-        "postgres": ("postgresExporter", 9187, 65534, "DATA_SOURCE_NAME", "/", 5432),
-        "redis": ("redisExporter", 9121, 59000, "REDIS_ADDR", "/health", 6379),
+        # kind: (image key, port, uid, env var that takes the connection string, health path)
+        "postgres": ("postgresExporter", 9187, 65534, "DATA_SOURCE_NAME", "/"),
+        "redis": ("redisExporter", 9121, 59000, "REDIS_ADDR", "/health"),
     }
 
     def __init__(self, name: str, *, kind: str, settings: Settings, platform: Platform,
                  connection: pulumi.Output, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(f"football-monitoring:exporters:{kind.capitalize()}Exporter", name, None, opts)
-        image_key, port, uid, env_name, health, db_port = self.KINDS[kind]
-        resources = getattr(settings.exporters, kind).resources
+        image_key, port, uid, env_name, health = self.KINDS[kind]
+        resources, db_port = getattr(settings.exporters, kind).resources, getattr(settings.exporters, kind).server_port
+        # The egress the NetworkPolicy allows is the setting's port; a connection string naming another
+        # would be blocked in the cluster with nothing but pg_up/redis_up 0 to show for it. Only the
+        # port is logged, never the string.
+        if settings.platform == "kubernetes":
+            connection = connection.apply(lambda value: warn_on_other_port(kind, value, db_port))
         # A server that hangs (an address that drops packets, a wedged process) must read as down:
         # the exporter gives up on it within half the scrape timeout, so that the scrape still
         # returns pg_up or redis_up 0 (PostgresDown, RedisDown). Without a bound, lib/pq waits

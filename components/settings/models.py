@@ -334,6 +334,9 @@ class PostgresExporterSettings(Section):
     required: Flag = knob(True, (
         "demand the postgresDsn secret; false: without it postgres-exporter is left out (dev, which has no database of "
         "the service)"))
+    server_port: WholeNumber(1, 65535) = knob(5432, (
+        "port of the PostgreSQL server postgresDsn names (6432 for a PgBouncer): the exporter's NetworkPolicy lets it "
+        "reach this port only"))
     resources: Resources = component_resources("postgres-exporter", "10m", "32Mi", "128Mi")
 
 
@@ -342,6 +345,8 @@ class RedisExporterSettings(Section):
     required: Flag = knob(True, (
         "demand the redisUrl secret; false: without it redis-exporter is left out (dev, which has no Redis of the "
         "service)"))
+    server_port: WholeNumber(1, 65535) = knob(6379, (
+        "port of the Redis server redisUrl names: the exporter's NetworkPolicy lets it reach this port only"))
     resources: Resources = component_resources("redis-exporter", "10m", "32Mi", "128Mi")
 
 
