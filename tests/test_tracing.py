@@ -278,7 +278,7 @@ def test_prod_tail_samples_ten_percent_and_keeps_errors_and_slow_traces(prod_tra
     # The applications' spans are routed by trace id; the peers' pipeline samples them.
     assert config["service"]["pipelines"] == {
         "traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["load_balancing"]},
-        "traces/sampling": {"receivers": ["otlp/peers"], "processors": ["memory_limiter", "tail_sampling", "batch"],
+        "traces/sampling": {"receivers": ["otlp/peers"], "processors": ["memory_limiter/peers", "tail_sampling", "batch"],
                             "exporters": ["otlp_grpc/jaeger"]}}
     policies = {p["name"]: p for p in config["processors"]["tail_sampling"]["policies"]}
     assert policies["errors"]["status_code"] == {"status_codes": ["ERROR"]}

@@ -67,12 +67,29 @@ class GatewayConfig:
     max_traces_in_memory: int = 50000
     memory_limit_percentage: int = 80
     memory_spike_percentage: int = 20
+    # The sampling tier's limiter (routing tier only): the same hard limit, a smaller spike, so
+    # that it refuses later than the applications' pipeline (see PEER_LIMITER).
+    peer_memory_spike_percentage: int = 10
     queue_size: int = 5000
     max_export_bytes: int = MAX_EXPORT_BYTES
     replicas: int = 1
     # A DNS name that resolves to every ready gateway replica (a headless Service); needed when
     # routes_by_trace(): the routing tier sends each trace to the replica its id hashes to.
     peers_host: Optional[str] = None
+
+
+# With the routing tier, what the applications' pipeline has accepted waits in the routing
+# exporter's queue for the sampling pipeline of the replica its trace id hashes to, often the same
+# process. One limiter for both pipelines refuses both at once: the queue then cannot move into the
+# sampling tier, and it holds the memory that keeps the limiter refusing, until its retries give up
+# (5 minutes; tests/test_gateway_memory_limit.py saw a replica refuse every application for over a
+# minute after the push had ended). The sampling tier therefore has a limiter of its own whose soft
+# limit is higher: the applications are refused first, and what was accepted can still move on.
+PEER_LIMITER = "memory_limiter/peers"
+
+
+def _memory_limiter(limit_percentage: int, spike_percentage: int) -> dict:
+    return {"check_interval": "1s", "limit_percentage": limit_percentage, "spike_limit_percentage": spike_percentage}
 
 
 def routes_by_trace(cfg: GatewayConfig) -> bool:
@@ -131,9 +148,13 @@ def document(cfg: GatewayConfig) -> dict:
     routed = routes_by_trace(cfg)
     if routed and not cfg.peers_host:
         raise ValueError(f"tail sampling on {cfg.replicas} replicas routes by trace id and needs peers_host")
+    if routed and not 0 < cfg.peer_memory_spike_percentage < cfg.memory_spike_percentage:
+        raise ValueError(f"the sampling tier's spike ({cfg.peer_memory_spike_percentage} %) must be below the "
+                         f"applications' pipeline's ({cfg.memory_spike_percentage} %), so that it refuses later")
     processors = {
-        "memory_limiter": {"check_interval": "1s", "limit_percentage": cfg.memory_limit_percentage,
-                           "spike_limit_percentage": cfg.memory_spike_percentage},
+        "memory_limiter": _memory_limiter(cfg.memory_limit_percentage, cfg.memory_spike_percentage),
+        **({PEER_LIMITER: _memory_limiter(cfg.memory_limit_percentage, cfg.peer_memory_spike_percentage)}
+           if routed else {}),
         **sampling,
         "batch": {"send_batch_size": 8192, "send_batch_max_size": 16384, "timeout": "5s"},
     }
@@ -143,7 +164,8 @@ def document(cfg: GatewayConfig) -> dict:
         "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}}
     exporters: dict = {}
     # Memory limiter first, batch last: the collector's recommended order.
-    sampling_pipeline = {"processors": ["memory_limiter", *sampling, "batch"], "exporters": ["otlp_grpc/jaeger"]}
+    sampling_pipeline = {"processors": [PEER_LIMITER if routed else "memory_limiter", *sampling, "batch"],
+                         "exporters": ["otlp_grpc/jaeger"]}
     if routed:
         receivers["otlp/peers"] = {"protocols": {"grpc": {
             "endpoint": _listen(PEER_OTLP_PORT), "max_recv_msg_size_mib": PEER_MAX_RECV_MSG_SIZE_MIB}}}
