@@ -82,9 +82,9 @@ class GatewayConfig:
 # exporter's queue for the sampling pipeline of the replica its trace id hashes to, often the same
 # process. One limiter for both pipelines refuses both at once: the queue then cannot move into the
 # sampling tier, and it holds the memory that keeps the limiter refusing, until its retries give up
-# (5 minutes; tests/test_gateway_memory_limit.py saw a replica refuse every application for over a
-# minute after the push had ended). The sampling tier therefore has a limiter of its own whose soft
-# limit is higher: the applications are refused first, and what was accepted can still move on.
+# (5 minutes; under a flat-out push, docs/tracing.md, a replica still refused every application 50
+# to 90 s after it). The sampling tier therefore has a limiter of its own whose soft limit is
+# higher: the applications are refused first, and what was accepted can still move on.
 PEER_LIMITER = "memory_limiter/peers"
 
 
@@ -231,8 +231,8 @@ def go_memory_limit(cfg: GatewayConfig, container_memory_bytes: float) -> str:
     Without it Go collects only when the heap has doubled since the last collection. The limiter
     refuses at its soft limit (60 %) but looks once a second, and a refused request is still read
     and decoded first: with the live heap near the soft limit, that garbage took the heap past the
-    container's limit before the next collection (tests/test_gateway_memory_limit.py, OOM-killed at
-    1Gi within 3 s of the push). With it, Go collects as the heap nears the hard limit."""
+    container's limit before the next collection (a flat-out push in docs/tracing.md: OOM-killed at
+    1Gi within 4 s). With it, Go collects as the heap nears the hard limit."""
     return f"{int(container_memory_bytes * cfg.memory_limit_percentage / 100) // MIB}MiB"
 
 
