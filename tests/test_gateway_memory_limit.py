@@ -132,7 +132,8 @@ class MemoryCgroup:
         return int((self.path / name).read_text().split()[0])
 
     def oom_control(self) -> dict[str, int]:
-        return {k: int(v) for k, v in (line.split() for line in (self.path / "memory.oom_control").read_text().splitlines())}
+        lines = (self.path / "memory.oom_control").read_text().splitlines()
+        return {k: int(v) for k, v in (line.split() for line in lines)}
 
     def remove(self) -> None:
         deadline = time.monotonic() + 10
@@ -384,10 +385,12 @@ def state(stack: ProdTraces) -> str:
             lines.append(f"{gateway.directory.name}: exited {gateway.proc.returncode}")
             continue
         text = gateway.metrics()
-        queues = {e: metric_sum(text, "otelcol_exporter_queue_size", exporter=e) for e in ("load_balancing", "otlp_grpc/jaeger")}
-        lines.append(f"{gateway.directory.name}: cgroup {cgroup.number('memory.usage_in_bytes') / MIB:.0f} MiB, Go heap "
-                     f"{metric_sum(text, 'otelcol_process_runtime_heap_alloc_bytes') / MIB:.0f} MiB, queues {queues}, "
-                     f"traces in the sampler {metric_sum(text, 'otelcol_processor_tail_sampling_sampling_traces_on_memory')}")
+        queues = {e: metric_sum(text, "otelcol_exporter_queue_size", exporter=e)
+                  for e in ("load_balancing", "otlp_grpc/jaeger")}
+        heap = metric_sum(text, "otelcol_process_runtime_heap_alloc_bytes") / MIB
+        sampler = metric_sum(text, "otelcol_processor_tail_sampling_sampling_traces_on_memory")
+        lines.append(f"{gateway.directory.name}: cgroup {cgroup.number('memory.usage_in_bytes') / MIB:.0f} MiB, "
+                     f"Go heap {heap:.0f} MiB, queues {queues}, traces in the sampler {sampler}")
     return "\n".join(lines)
 
 
@@ -439,7 +442,8 @@ def test_after_the_push_new_traces_are_accepted_and_stored(stack, recovery):
 def test_the_gateway_stayed_alive_and_under_its_limit(stack, pressure, recovery):
     assert pressure.alive_throughout and all(g.alive() for g in stack.gateways), logs(stack)
     for gateway, cgroup in zip(stack.gateways, stack.cgroups):
-        peak, failcnt, oom = cgroup.number("memory.max_usage_in_bytes"), cgroup.number("memory.failcnt"), cgroup.oom_control()
+        peak, failcnt = cgroup.number("memory.max_usage_in_bytes"), cgroup.number("memory.failcnt")
+        oom = cgroup.oom_control()
         print(f"\n{gateway.directory.name}: limit {cgroup.limit / MIB:.0f} MiB, peak {peak / MIB:.1f} MiB, "
               f"failcnt {failcnt}, oom_control {oom}")
         assert oom["oom_kill"] == 0 and oom["under_oom"] == 0, oom
