@@ -28,9 +28,8 @@ collector wrote):
   and the sent count standing still during the outage, neither after it;
 - dev's all-in-one takes one export over 8 MiB (up to the gateway's 20 MiB) over either protocol.
 
-Not here: the memory limiter's refusal. Its limit is 80 % of the cgroup's memory limit, or of the
-machine's memory outside one (collector internal/memorylimiter/iruntime); the test would have to
-create a cgroup, and these machines have no container runtime running.
+Not here: the memory limiter's refusal, which needs each replica in a memory cgroup of its pod's
+limit (tests/test_gateway_memory_limit.py).
 
 The tail sampler's decision wait (10 s) is not a setting; every test waits for it once.
 """

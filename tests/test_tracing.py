@@ -25,6 +25,7 @@ from tools import offline
 from components.logging import CA_SECRET
 from components.configs import jaeger as jaeger_config
 from components.settings import DEFAULT_IMAGES, SettingsError
+from components.settings.types import quantity_bytes
 from components.tracing import ElasticsearchConnection
 from tests import grafana_expansion, otel_policy
 from tests import promql_names as pn
@@ -280,7 +281,7 @@ def test_prod_tail_samples_ten_percent_and_keeps_errors_and_slow_traces(prod_tra
     # The applications' spans are routed by trace id; the peers' pipeline samples them.
     assert config["service"]["pipelines"] == {
         "traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["load_balancing"]},
-        "traces/sampling": {"receivers": ["otlp/peers"], "processors": ["memory_limiter", "tail_sampling", "batch"],
+        "traces/sampling": {"receivers": ["otlp/peers"], "processors": ["memory_limiter/peers", "tail_sampling", "batch"],
                             "exporters": ["otlp_grpc/jaeger"]}}
     policies = {p["name"]: p for p in config["processors"]["tail_sampling"]["policies"]}
     assert policies["errors"]["status_code"] == {"status_codes": ["ERROR"]}
@@ -289,6 +290,22 @@ def test_prod_tail_samples_ten_percent_and_keeps_errors_and_slow_traces(prod_tra
     assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "dns:///jaeger-collector-headless.monitoring.svc:4317"
     assert prod_tracing.outputs["otlpGrpcEndpoint"] == "http://otel-gateway.monitoring.svc:4317"
     assert prod_tracing.outputs["otlpHttpEndpoint"] == "http://otel-gateway.monitoring.svc:4318"
+
+
+@pytest.mark.parametrize("memory", [None, "384Mi"])
+def test_the_gateway_gives_go_its_memory_limiters_hard_limit(prod_tracing, memory):
+    """GOMEMLIMIT is the limiter's hard limit of the container's memory, whatever the setting: without
+    it a push took a replica past its limit (tests/test_gateway_memory_limit.py)."""
+    result = prod_tracing if memory is None else offline.run("prod", {"tracing": tracing_values(
+        "prod", gateway={"resources": {"limits": {"memory": memory}}})})
+    [container] = containers(result.one("Deployment", "otel-gateway"))
+    limit = quantity_bytes(container["resources"]["limits"]["memory"])
+    assert memory in (None, container["resources"]["limits"]["memory"])
+    limiters = {name: p for name, p in config_of(result, "otel-gateway")["processors"].items()
+                if name.split("/")[0] == "memory_limiter"}
+    [percentage] = {p["limit_percentage"] for p in limiters.values()}
+    go = {e["name"]: e.get("value") for e in container["env"] if e["name"].startswith("GO")}
+    assert go == {"GOMEMLIMIT": f"{int(limit * percentage / 100) // 2**20}MiB"}, go
 
 
 def headless_target(result, host: str, port: int) -> tuple[dict, dict, str]:

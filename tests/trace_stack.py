@@ -59,8 +59,8 @@ METRICS = "service.telemetry.metrics.readers[0]"
 ADDRESS_KEYS = {"endpoint", "host", "port", "hostnames", "keys", "values"}
 
 
-def generated_prod(overrides: Optional[dict] = None) -> dict[str, str]:
-    result = offline.run("prod", overrides)
+def generated_prod(overrides: Optional[dict] = None, result: Optional[offline.RunResult] = None) -> dict[str, str]:
+    result = result or offline.run("prod", overrides)
     return {name: result.one("ConfigMap", f"{name}-config")["data"]["config.yaml"]
             for name in ("otel-gateway", "jaeger-collector", "jaeger")}
 
@@ -133,11 +133,19 @@ class Proc:
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = directory / "output.log"
         self.proc: Optional[subprocess.Popen] = None
+        self.env: Optional[dict[str, str]] = None  # None: this process's environment
+        # A cgroup's cgroup.procs that the program joins before its first instruction.
+        self.cgroup_procs: Optional[Path] = None
 
     def start(self) -> "Proc":
+        command = [require_tool(self.tool), f"--config={self.config_path}"]
+        if self.cgroup_procs:
+            # The shell joins and then becomes the program (exec keeps the pid): every page the
+            # program touches is charged to the cgroup, as in its container.
+            command = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.cgroup_procs), *command]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([require_tool(self.tool), f"--config={self.config_path}"],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
         return self
 
     def stop(self) -> None:
@@ -238,7 +246,8 @@ class ProdTraces:
     """Prod's gateway replicas, Jaeger collector and Jaeger query (and the store) on loopback."""
 
     def __init__(self, work: Path, overrides: Optional[dict] = None):
-        self.generated = generated_prod(overrides)
+        self.rendered = offline.run("prod", overrides)
+        self.generated = generated_prod(result=self.rendered)
         self.work = work
         remote, writer, metrics = free_port(), free_port(), free_port()
         self.storage = Proc("jaeger", storage_config(remote, writer, metrics), work / "storage", {METRICS: metrics})

@@ -66,12 +66,29 @@ class GatewayConfig:
     max_traces_in_memory: int = 50000
     memory_limit_percentage: int = 80
     memory_spike_percentage: int = 20
+    # The sampling tier's limiter (routing tier only): the same hard limit, a smaller spike, so
+    # that it refuses later than the applications' pipeline (see PEER_LIMITER).
+    peer_memory_spike_percentage: int = 10
     queue_size: int = 5000
     max_export_bytes: int = MAX_EXPORT_BYTES
     replicas: int = 1
     # A DNS name that resolves to every ready gateway replica (a headless Service); needed when
     # routes_by_trace(): the routing tier sends each trace to the replica its id hashes to.
     peers_host: Optional[str] = None
+
+
+# With the routing tier, what the applications' pipeline has accepted waits in the routing
+# exporter's queue for the sampling pipeline of the replica its trace id hashes to, often the same
+# process. One limiter for both pipelines refuses both at once: the queue then cannot move into the
+# sampling tier, and it holds the memory that keeps the limiter refusing, until its retries give up
+# (5 minutes; under a flat-out push, docs/tracing.md, a replica still refused every application 50
+# to 90 s after it). The sampling tier therefore has a limiter of its own whose soft limit is
+# higher: the applications are refused first, and what was accepted can still move on.
+PEER_LIMITER = "memory_limiter/peers"
+
+
+def _memory_limiter(limit_percentage: int, spike_percentage: int) -> dict:
+    return {"check_interval": "1s", "limit_percentage": limit_percentage, "spike_limit_percentage": spike_percentage}
 
 
 def routes_by_trace(cfg: GatewayConfig) -> bool:
@@ -130,9 +147,13 @@ def document(cfg: GatewayConfig) -> dict:
     routed = routes_by_trace(cfg)
     if routed and not cfg.peers_host:
         raise ValueError(f"tail sampling on {cfg.replicas} replicas routes by trace id and needs peers_host")
+    if routed and not 0 < cfg.peer_memory_spike_percentage < cfg.memory_spike_percentage:
+        raise ValueError(f"the sampling tier's spike ({cfg.peer_memory_spike_percentage} %) must be below the "
+                         f"applications' pipeline's ({cfg.memory_spike_percentage} %), so that it refuses later")
     processors = {
-        "memory_limiter": {"check_interval": "1s", "limit_percentage": cfg.memory_limit_percentage,
-                           "spike_limit_percentage": cfg.memory_spike_percentage},
+        "memory_limiter": _memory_limiter(cfg.memory_limit_percentage, cfg.memory_spike_percentage),
+        **({PEER_LIMITER: _memory_limiter(cfg.memory_limit_percentage, cfg.peer_memory_spike_percentage)}
+           if routed else {}),
         **sampling,
         "batch": {"send_batch_size": 8192, "send_batch_max_size": 16384, "timeout": "5s"},
     }
@@ -142,7 +163,8 @@ def document(cfg: GatewayConfig) -> dict:
         "http": {"endpoint": _listen(OTLP_HTTP_PORT)}}}}
     exporters: dict = {}
     # Memory limiter first, batch last: the collector's recommended order.
-    sampling_pipeline = {"processors": ["memory_limiter", *sampling, "batch"], "exporters": ["otlp_grpc/jaeger"]}
+    sampling_pipeline = {"processors": [PEER_LIMITER if routed else "memory_limiter", *sampling, "batch"],
+                         "exporters": ["otlp_grpc/jaeger"]}
     if routed:
         receivers["otlp/peers"] = {"protocols": {"grpc": {
             "endpoint": _listen(PEER_OTLP_PORT), "max_recv_msg_size_mib": PEER_MAX_RECV_MSG_SIZE_MIB}}}
@@ -199,6 +221,18 @@ def document(cfg: GatewayConfig) -> dict:
             },
         },
     }
+
+
+def go_memory_limit(cfg: GatewayConfig, container_memory_bytes: float) -> str:
+    """GOMEMLIMIT for the gateway's container: the memory limiter's hard limit (``limit_percentage``
+    of the container's memory), as the memory limiter's README recommends (80 % of the limit).
+
+    Without it Go collects only when the heap has doubled since the last collection. The limiter
+    refuses at its soft limit (60 %) but looks once a second, and a refused request is still read
+    and decoded first: with the live heap near the soft limit, that garbage took the heap past the
+    container's limit before the next collection (a flat-out push in docs/tracing.md: OOM-killed at
+    1Gi within 4 s). With it, Go collects as the heap nears the hard limit."""
+    return f"{int(container_memory_bytes * cfg.memory_limit_percentage / 100) // MIB}MiB"
 
 
 def render(cfg: GatewayConfig) -> str:

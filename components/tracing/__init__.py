@@ -32,6 +32,7 @@ from components.configs import jaeger as jaeger_config
 from components.configs import otel_collector as gateway_config
 from components.configs.prometheus import ScrapeTarget
 from components.settings import Resources, Settings, duration_seconds
+from components.settings.types import quantity_bytes
 from components.platform.workload import (INGRESS, OTHER_NAMESPACES, ConfigFiles, DataVolume, ElasticsearchConnection, ExternalSecret, Flow,
                                           HttpCheck, Platform, Port,
                        ServiceSpec)
@@ -208,6 +209,8 @@ class OtelGateway(pulumi.ComponentResource):
             image=settings.images["otelCollector"],
             ports=_ports(gateway_config.ports(self.gateway_config)),
             resources=tracing.gateway.resources,
+            env={"GOMEMLIMIT": gateway_config.go_memory_limit(
+                self.gateway_config, quantity_bytes(tracing.gateway.resources.limits.memory))},
             run_as_user=JAEGER_UID,
             args=["--config=/etc/otelcol/config.yaml"],
             config=[ConfigFiles("config", "/etc/otelcol", {"config.yaml": self.config})],
