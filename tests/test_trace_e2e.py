@@ -345,3 +345,17 @@ def test_dev_all_in_one_takes_an_export_as_large_as_the_gateway_takes(dev, proto
         found = traces_of(query, instance.service, since)
         return all(len(found.get(s.trace_id, [])) == len(s.span_ids) for s in sent) and found
     trace_stack.wait_for("the large traces in dev's Jaeger", stored, seconds=60, every=1)
+
+
+def test_jaeger_stops_at_once_after_serving_its_ui(tmp_path):
+    """The query extension traces itself unless told not to, to localhost:4317; stopping, the
+    all-in-one waited for that export to time out (10 s) after its own receiver had stopped."""
+    jaeger = DevJaeger(tmp_path).start()
+    try:
+        query = jaeger.proc.url("extensions.jaeger_query.http")
+        for _ in range(5):
+            trace_stack.http_get(f"{query}/api/services")
+    finally:
+        began = time.monotonic()
+        jaeger.stop()
+    assert time.monotonic() - began < 5, jaeger.proc.tail()

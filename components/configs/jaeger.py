@@ -155,6 +155,11 @@ def document(cfg: JaegerConfig) -> dict:
             "http": {"endpoint": _listen(QUERY_HTTP_PORT)},
             "grpc": {"endpoint": _listen(QUERY_GRPC_PORT)},
         }
+        # The extension traces itself by default (jaegerquery factory: EnableTracing true) to the
+        # SDK's default OTLP endpoint, localhost:4317: nothing in the query pod, where every export
+        # fails; in the all-in-one its own receiver, which stops first, so every stop waited 10 s for
+        # the last export to time out (and the UI's own requests filled dev's trace list).
+        extensions["jaeger_query"]["enable_tracing"] = False
         enabled.insert(1, "jaeger_query")
     if cfg.role == "query":
         # Reads only: the pipeline the framework requires receives and exports nothing.
