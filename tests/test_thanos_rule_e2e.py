@@ -8,7 +8,8 @@ What is changed to run here, and why:
   and the names Thanos Query and the Rulers dial (sidecars, Rulers, Query, Alertmanager) those
   ports; the store gateway is left out of Query's endpoints (there is none here: the bucket's side
   is tests/test_thanos_e2e.py's), and the bucket is a directory (thanos.objstore.type filesystem);
-- the scrape and evaluation intervals are 1 s (the stack's settings), so that targets and alerts
+- the scrape and evaluation intervals are 1 s (the stack's settings), and the Rulers resend a firing
+  alert every 2 s (--resend-delay, 1m rendered as upstream's default), so that targets and alerts
   show within seconds;
 - each shard's prometheus.yml keeps its generated global section (external labels environment,
   replica, shard) and its generated kubernetes-pods job, whose pod discovery is pointed at the
@@ -186,8 +187,16 @@ class Deployment:
         assert len(found) == 1
         self.target_down = found[0]
         alert = {k: v for k, v in found[0].items() if k != "for"}
+        # PrometheusNoneUp reads job prometheus, whose pods no discovery finds here: the same
+        # expression over this test's job (the only one scraped) stands in for it.
+        [none_up] = [r for text in rendered.values() for g in yaml.safe_load(text)["groups"] for r in g["rules"]
+                     if r.get("alert") == "PrometheusNoneUp"]
+        assert 'job="prometheus"' in none_up["expr"]
+        none_up = {**{k: v for k, v in none_up.items() if k != "for"},
+                   "expr": none_up["expr"].replace('job="prometheus"', f'job="{JOB}"')}
         return {"e2e.yaml": yaml.safe_dump({"groups": [
             {"name": "e2e.scrape", "rules": [alert]},
+            {"name": "e2e.watchdog", "rules": [none_up]},
             {"name": "e2e.record", "rules": [{"record": RECORD, "expr": f'sum(up{{job="{JOB}"}})'}]},
         ]}, sort_keys=False)}
 
@@ -222,6 +231,8 @@ class Deployment:
                 "--rule-file": f"{base / 'rules'}/*.yaml",
                 "--query": f"127.0.0.1:{self.port['query-http']}",
                 "--objstore.config-file": str(self.objstore),
+                # A firing alert's new value reaches Alertmanager at the next resend (1m by default).
+                "--resend-delay": "2s",
             }) + [f"--alertmanagers.url=http://127.0.0.1:{self.port['alertmanager']}"]
             assert rule_dir == "/etc/prometheus/rules"
             # The kubelet expands $(POD_NAME) from the container's environment.
@@ -234,10 +245,10 @@ class Deployment:
         assert answer["status"] == "success", answer
         return answer["data"]["result"]
 
-    def ruler_alerts(self, replica: int) -> list:
+    def ruler_alerts(self, replica: int, alertname: str = "TargetDown") -> list:
         answer = get_json(f"http://127.0.0.1:{self.port[f'thanos-rule-{replica}-http']}/api/v1/alerts")
         # The Ruler's own API (pkg/api/rule/v1.go) names the list "Alerts", where Prometheus' says "alerts".
-        return [a for a in answer["data"]["Alerts"] or [] if a["labels"]["alertname"] == "TargetDown"]
+        return [a for a in answer["data"]["Alerts"] or [] if a["labels"]["alertname"] == alertname]
 
     def alertmanager_alerts(self) -> list:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port['alertmanager']}/api/v2/alerts", timeout=10) as answer:
@@ -302,7 +313,7 @@ def test_an_alert_over_both_shards_fires_once_with_the_fleet_wide_value(deployme
 
     def delivered():
         # The ratio climbs as the stopped targets' failed scrapes come in; the Rulers resend a
-        # firing alert (and its new description) every --resend-delay, 1 minute.
+        # firing alert (and its new description) every --resend-delay (2 s here).
         values = [float(a["value"]) for r in (0, 1) for a in d.ruler_alerts(r) if a["state"] == "firing"]
         alerts = d.alertmanager_alerts()
         if len(values) == 2 and all(v == pytest.approx(expected) for v in values) \
@@ -357,6 +368,24 @@ def test_with_a_shard_wholly_down_the_rules_go_on_over_the_other(deployment):
             assert rules and all(r["health"] == "ok" for r in rules), rules
     failures = [evaluation_failures(d, replica) for replica in (0, 1)]
     print(f"the rules read shard 0 alone {settled:.1f} s after shard 1 stopped; failed evaluations meanwhile: {failures}")
+
+
+def test_with_every_shard_down_the_rules_still_evaluate_and_only_prometheus_none_up_says_so(deployment):
+    """Query answers an empty result, not an error, once it reaches no shard: the rules keep
+    evaluating without a failure and every alert over the fleet is quiet; PrometheusNoneUp fires."""
+    d = deployment
+    for replica in (0, 1):
+        assert not d.ruler_alerts(replica, "PrometheusNoneUp"), "fired while a shard was up"
+    for replica in (0, 1):
+        d.stop(f"prometheus-{replica}-sidecar")
+        d.stop(f"prometheus-{replica}")
+    for replica in (0, 1):
+        wait_for(f"PrometheusNoneUp firing in thanos-rule-{replica}",
+                 lambda: [a for a in d.ruler_alerts(replica, "PrometheusNoneUp") if a["state"] == "firing"],
+                 60, d.processes.values())
+    assert d.query(f'up{{job="{JOB}"}}') == []
+    answer = get_json(f"http://127.0.0.1:{d.port['thanos-rule-0-http']}/api/v1/rules")
+    assert all(r["health"] == "ok" for g in answer["data"]["groups"] for r in g["rules"]), answer
 
 
 def evaluation_failures(d: Deployment, replica: int) -> float:
