@@ -204,10 +204,30 @@ def owned_pods(cluster: KubeCluster, namespaces: list[str]) -> dict[str, list[di
     return {ns: list_items(cluster, "v1", "Pod", ns) for ns in namespaces}
 
 
+_CONTROLLED = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
+               "Job": "batch/v1", "CronJob": "batch/v1"}
+
+
 def failed_creates(cluster: KubeCluster, namespaces: list[str]) -> list[str]:
-    return [f"{e['involvedObject']['kind']}/{ns}/{e['involvedObject']['name']}: {e['message']}"
-            for ns in namespaces for e in list_items(cluster, "v1", "Event", ns)
-            if e.get("reason") in ("FailedCreate", "FailedCreatePodFailed") or "forbidden" in e.get("message", "")]
+    """The controllers' failures to create Pods for the objects now in ``namespaces``. A controller
+    still working through an object of a namespace deleted before (another stack's, with the same
+    namespace name) records its failure in the namespace made again: that object's uid is not
+    among the live ones, and its event is not this stack's."""
+    found = []
+    for ns in namespaces:
+        live: dict[str, dict[str, str]] = {}
+        for e in list_items(cluster, "v1", "Event", ns):
+            if not (e.get("reason") in ("FailedCreate", "FailedCreatePodFailed") or "forbidden" in e.get("message", "")):
+                continue
+            involved = e["involvedObject"]
+            if involved["kind"] in _CONTROLLED:
+                if involved["kind"] not in live:
+                    live[involved["kind"]] = {o["metadata"]["name"]: o["metadata"]["uid"] for o in
+                                              list_items(cluster, _CONTROLLED[involved["kind"]], involved["kind"], ns)}
+                if live[involved["kind"]].get(involved["name"]) != involved.get("uid"):
+                    continue
+            found.append(f"{involved['kind']}/{ns}/{involved['name']}: {e['message']}")
+    return found
 
 
 def expected_pods(cluster: KubeCluster, obj: dict) -> int:
