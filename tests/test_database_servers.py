@@ -41,6 +41,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from typing import Optional
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -398,10 +399,12 @@ POSTGRES_ALERTS = ("PostgresDown", "PostgresConnectionsNearMax", "PostgresConnec
                    "PostgresDeadlocks", "PostgresLongRunningTransaction")
 
 
-def counted_connections(stack) -> int:
-    # Client sessions, as the connection alerts count them (autovacuum workers come and go beside).
-    [counted] = stack.query('sum(pg_stat_activity_count{job="postgres-exporter", backend_type="client backend"})')
-    return int(float(counted["value"][1]))
+def counted_connections(stack) -> Optional[int]:
+    """Client sessions, as the connection alerts count them (autovacuum workers come and go beside);
+    None when the last scrape had no count: with every slot taken the exporter's own connection
+    can fail, and that scrape reports pg_up 0 without pg_stat_activity."""
+    counted = stack.query('sum(pg_stat_activity_count{job="postgres-exporter", backend_type="client backend"})')
+    return int(float(counted[0]["value"][1])) if counted else None
 
 
 def open_until_counted(stack, target: int, connect, held: list, timeout: float = 30.0) -> int:
@@ -410,9 +413,9 @@ def open_until_counted(stack, target: int, connect, held: list, timeout: float =
     collectors open a connection of their own at every scrape (collector/collector.go Collect ->
     instance.setup()), which the count sees whenever the two overlap."""
     deadline = time.monotonic() + timeout
-    while (count := counted_connections(stack)) < target:
+    while (count := counted_connections(stack)) is None or count < target:
         assert time.monotonic() < deadline, f"{count} of {target} connections counted after {timeout} s"
-        for _ in range(target - count):
+        for _ in range(0 if count is None else target - count):
             try:
                 held.append(connect())
             except psycopg.OperationalError as error:
