@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,10 +13,23 @@ RULES_DIR = ROOT / "rules"
 DASHBOARDS_DIR = ROOT / "dashboards"
 SLOS_DIR = ROOT / "slos"
 EXPORTER_METRICS = ROOT / "metrics" / "exporters.yaml"
-# The data files that speak only of Thanos (thanos.enabled): shipped to Prometheus and Grafana where
-# it runs, so that a stack without it has no rule that cannot fire and no dashboard that can only be
-# empty (components/metrics/prometheus.py, components/metrics/grafana.py).
-THANOS_RULE_FILE, THANOS_DASHBOARD = "thanos.yaml", "thanos.json"
+# The data files that speak only of one optional part of the stack (its section's `enabled`): its
+# rule file and its dashboard are shipped to Prometheus and Grafana where it runs, so that a stack
+# without it has no rule that cannot fire and no dashboard that can only be empty
+# (components/metrics/prometheus.py, components/metrics/grafana.py).
+OPTIONAL_PARTS: dict[str, tuple[str, str]] = {
+    "thanos": ("thanos.yaml", "thanos.json"),
+    "tracing": ("tracing.yaml", "tracing.json"),
+    "logging": ("logging.yaml", "logging.json"),
+}
+THANOS_RULE_FILE, THANOS_DASHBOARD = OPTIONAL_PARTS["thanos"]
+
+
+def left_out(settings: Any) -> tuple[set[str], set[str]]:
+    """(rule files, dashboards) of the optional parts a stack's settings leave off (each part's
+    section, ``settings.<part>.enabled``)."""
+    off = [files for part, files in OPTIONAL_PARTS.items() if not getattr(settings, part).enabled]
+    return {rules for rules, _ in off}, {dashboard for _, dashboard in off}
 
 # What one ConfigMap may hold: the API server takes at most 1 MiB of data, and kubectl's client-side
 # apply copies the whole object, JSON-escaped, into its last-applied-configuration annotation, where

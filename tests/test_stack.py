@@ -727,3 +727,20 @@ def test_a_connection_string_naming_another_port_than_the_egress_allows_is_warne
                 and o["metadata"]["name"] == "postgres-exporter"]
     assert {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])} >= {6432}
     assert 5432 not in {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+
+
+@pytest.mark.parametrize("part", ["tracing", "logging"])
+def test_an_optional_part_switched_off_takes_its_rules_and_dashboard_with_it(dev, part):
+    """Like Thanos': a stack without tracing (or logging) loads no rule that can never fire and no
+    dashboard that can only be empty; everything else it ships is as with the part on."""
+    from components import data
+    from tests.conftest import run_on_kubernetes
+    rules, dashboard = data.OPTIONAL_PARTS[part]
+    off = run_on_kubernetes("dev", {part: {"enabled": False}})
+    on_rules, off_rules = dev.one("ConfigMap", "prometheus-rules")["data"], off.one("ConfigMap", "prometheus-rules")["data"]
+    assert on_rules[rules] == data.rule_files()[rules]
+    assert set(on_rules) - set(off_rules) == {rules}
+    assert {n: t for n, t in on_rules.items() if n != rules} == off_rules
+    on_dashboards, off_dashboards = dashboard_files(dev), dashboard_files(off)
+    assert set(on_dashboards) - set(off_dashboards) == {dashboard}
+    assert {n: t for n, t in on_dashboards.items() if n != dashboard} == off_dashboards

@@ -690,3 +690,18 @@ def test_elasticsearch_is_trusted_through_the_stacks_own_ca(tmp_path):
     outputs.write_text(json.dumps({**stack, "elasticsearchCaCertificate": "not a certificate"}))
     code, output = run_verify("--outputs", str(outputs), "--only", "elasticsearch")
     assert code == 2 and "elasticsearchCaCertificate is not a PEM certificate" in output
+
+
+def test_the_checkout_rule_count_leaves_out_each_optional_part_and_the_slos():
+    """What a stack deploys of this checkout: an optional part switched off (components/data.py
+    OPTIONAL_PARTS) loads none of its rule file's alerts, slo.enabled false none of the SLOs'."""
+    from components import data
+    from tools.verify.prometheus import checkout_alerting_rules
+    full = checkout_alerting_rules()
+    for part, (rules, _) in data.OPTIONAL_PARTS.items():
+        alerts = sum(1 for g in yaml.safe_load((ROOT / "rules" / rules).read_text())["groups"]
+                     for r in g["rules"] if "alert" in r)
+        assert alerts and checkout_alerting_rules(parts_off=[part]) == full - alerts, part
+    assert checkout_alerting_rules(slos_dir=None) < full
+    assert checkout_alerting_rules(slos_dir=None, parts_off=list(data.OPTIONAL_PARTS)) < \
+        checkout_alerting_rules(slos_dir=None)

@@ -19,10 +19,10 @@ HTTP_PORT = 3000
 
 
 def dashboard_files(settings: Settings) -> dict[str, str]:
-    """dashboards/*.json by file name, the Thanos dashboard only with thanos.enabled."""
+    """dashboards/*.json by file name, an optional part's (data.OPTIONAL_PARTS) only where it runs."""
     files = data.dashboards()
-    if not settings.thanos.enabled:
-        del files[data.THANOS_DASHBOARD]
+    for name in data.left_out(settings)[1]:
+        del files[name]
     return files
 
 

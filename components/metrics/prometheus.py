@@ -72,14 +72,15 @@ def config_text(settings: Settings, alertmanagers: Sequence[str], components: Se
 
 
 def rule_files(settings: Settings) -> dict[str, str]:
-    """The rule files Prometheus loads: rules/*.yaml (rules/thanos.yaml only with thanos.enabled), and with
+    """The rule files Prometheus loads: rules/*.yaml (an optional part's, data.OPTIONAL_PARTS, only where it
+    runs), and with
     slo.enabled one generated from each of slos/*.yaml.
 
     Raises components.configs.slo.SloError (or data.DataFileError) on a bad data file: called before the stack
     declares anything, so a bad file declares nothing."""
     files = data.rule_files()
-    if not settings.thanos.enabled:
-        del files[data.THANOS_RULE_FILE]
+    for name in data.left_out(settings)[0]:
+        del files[name]
     if settings.slo.enabled:
         for name, text in slo.rule_files(slo.parse_all(data.slo_files()), settings.environment).items():
             if name in files:

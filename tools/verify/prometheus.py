@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import yaml
 
@@ -80,14 +81,15 @@ def prometheus_rules(ctx: Context) -> Result:
 
 
 def checkout_alerting_rules(rules_dir: Path = ROOT / "rules", slos_dir: Optional[Path] = ROOT / "slos",
-                            thanos: bool = True) -> Optional[int]:
-    """Alerting rules this checkout deploys (rules/*.yaml, rules/thanos.yaml only with thanos, and a page and a
-    ticket per SLO of slos/*.yaml), or None when there is no checkout."""
+                            parts_off: Iterable[str] = ()) -> Optional[int]:
+    """Alerting rules this checkout deploys (rules/*.yaml but the rule files of the optional parts in
+    ``parts_off``, data.OPTIONAL_PARTS, and a page and a ticket per SLO of slos/*.yaml), or None when there
+    is no checkout."""
     files = sorted(rules_dir.glob("*.yaml")) if rules_dir.is_dir() else []
     if not files:
         return None
-    if not thanos:
-        files = [path for path in files if path.name != data.THANOS_RULE_FILE]
+    left_out = {data.OPTIONAL_PARTS[part][0] for part in parts_off}
+    files = [path for path in files if path.name not in left_out]
     count = 0
     for path in files:
         try:
@@ -110,12 +112,13 @@ def prometheus_alerting_rules(ctx: Context) -> Result:
                       action="check the prometheus-rules ConfigMap and rule_files in prometheus.yml")
     expected = checkout_alerting_rules()
     if expected is not None:
-        # What a stack deploys of the checkout depends on two settings.
-        for slos, thanos in ((False, True), (True, False), (False, False)):
-            count = checkout_alerting_rules(slos_dir=ROOT / "slos" if slos else None, thanos=thanos)
+        # What a stack deploys of the checkout depends on the SLOs and the optional parts being on.
+        optional = ["slo", *data.OPTIONAL_PARTS]
+        for off in (combo for n in range(1, len(optional) + 1) for combo in itertools.combinations(optional, n)):
+            parts = [p for p in off if p != "slo"]
+            count = checkout_alerting_rules(slos_dir=None if "slo" in off else ROOT / "slos", parts_off=parts)
             if len(alerting) == count != expected:
-                left_out = [what for what, on in (("its SLOs (slo.enabled is false)", slos),
-                                                  ("Thanos' (thanos.enabled is false)", thanos)) if not on]
+                left_out = [f"{'its SLOs' if p == 'slo' else p + ' rules'} ({p}.enabled is false)" for p in off]
                 return Result(PASS, "prometheus.alerting-rules",
                               f"{numbers}; this checkout defines {count} without {' and '.join(left_out)}")
     if expected is not None and expected != len(alerting):
