@@ -200,6 +200,7 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
         "prometheusUrl": stack.prometheus.internal_url,
         "alertmanagerUrl": stack.alertmanager.internal_url,
         **({"thanosQueryUrl": stack.thanos.query_url} if getattr(stack, "thanos", None) else {}),
+        **({"thanosRuleUrl": stack.rule.internal_url} if getattr(stack, "rule", None) else {}),
         "grafanaAdminUser": stack.grafana.admin_user,
         "grafanaAdminPassword": stack.grafana.admin_password,
         "alertDelivery": stack.alert_delivery,

@@ -705,3 +705,47 @@ def test_the_checkout_rule_count_leaves_out_each_optional_part_and_the_slos():
     assert checkout_alerting_rules(slos_dir=None) < full
     assert checkout_alerting_rules(slos_dir=None, parts_off=list(data.OPTIONAL_PARTS)) < \
         checkout_alerting_rules(slos_dir=None)
+
+
+def test_a_sharded_stack_has_its_rules_checked_in_thanos_ruler(stack, workdir):
+    """With scrape shards the rules run in Thanos Ruler (thanosRuleUrl): the pinned Ruler, started
+    with the rendered command line of prod with two shards (addresses and paths on loopback, its
+    query endpoint this module's Prometheus, its Alertmanager this module's), holds the rules the
+    checks read, and Watchdog fires there. The checks read the Ruler, not this module's Prometheus
+    (which has rules of its own): pointed at a closed port instead, they fail."""
+    from tests.test_thanos_e2e import set_flags
+    from tests.test_thanos_rule_e2e import without_repeated
+    sharded = offline.run("prod", {"prometheus": {"shards": 2}})
+    rule = sharded.one("StatefulSet", "thanos-rule")
+    [container] = [c for c in rule["spec"]["template"]["spec"]["containers"] if c["name"] == "thanos-rule"]
+    args, _ = without_repeated(container["args"], "--alertmanagers.url")
+    base = workdir / "thanos-rule"
+    (base / "rules").mkdir(parents=True)
+    for name, text in sharded.one("ConfigMap", "thanos-rule-rules")["data"].items():
+        (base / "rules" / name).write_text(text)
+    (base / "bucket").mkdir()
+    (base / "objstore.yml").write_text(yaml.safe_dump({"type": "FILESYSTEM", "config": {"directory": str(base / "bucket")}}))
+    http, grpc = free_port(), free_port()
+    argv = set_flags(args, {"--http-address": f"127.0.0.1:{http}", "--grpc-address": f"127.0.0.1:{grpc}",
+                            "--data-dir": str(base / "data"), "--rule-file": f"{base / 'rules'}/*.yaml",
+                            "--query": stack.prometheus.split("//")[1], "--objstore.config-file": str(base / "objstore.yml"),
+                            "--eval-interval": "2s"})
+    argv = [a.replace("$(POD_NAME)", "thanos-rule-0") for a in argv]
+    argv.append(f"--alertmanagers.url={stack.alertmanagers[0]}")
+    ruler = f"http://127.0.0.1:{http}"
+    stack.procs.start("thanos-rule", [require_tool("thanos"), *argv]).wait_ready(f"{ruler}/-/ready")
+    checks = ("prometheus.rules", "prometheus.alerting-rules", "prometheus.watchdog")
+    only = [arg for name in checks for arg in ("--only", name)]
+    # Each rule is one query over HTTP: the first round of the 230 rules takes seconds.
+    deadline = time.monotonic() + 60
+    while True:
+        code, output = run_verify("--stack", "prod", *local_urls(stack), "--rules-url", ruler, *only)
+        if (code == 0 and len(lines(output, "PASS")) == len(checks)) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert code == 0, output
+    assert {line.split()[1] for line in lines(output, "PASS")} == set(checks), output
+    assert "(in Thanos Ruler: the stack has scrape shards)" in output
+    # The same checks against the Ruler's address with nothing there fail: they read it, not Prometheus.
+    code, output = run_verify("--stack", "prod", *local_urls(stack), "--rules-url", f"http://127.0.0.1:{free_port()}", *only)
+    assert code != 0 and lines(output, "FAIL"), output

@@ -90,4 +90,6 @@ class ThanosRule(pulumi.ComponentResource):
                        *thanos.bucket_flows(settings)],
         ), self)
         self.grpc_addresses = self.deployed.replica_addresses("grpc")
+        # Its Prometheus-style rules and alerts API: with scrape shards the rules are evaluated here.
+        self.internal_url = self.deployed.url("http")
         self.register_outputs({})

@@ -59,6 +59,18 @@ class Context:
             self.cache[key] = document["data"]
         return self.cache[key]
 
+    @property
+    def rules_service(self) -> str:
+        """Where the stack's rules are evaluated: Thanos Ruler with scrape shards (output thanosRuleUrl
+        or --rules-url), else Prometheus."""
+        return "rules" if self.endpoints["rules"].url else "prometheus"
+
+    def active_alerts(self) -> list[dict]:
+        """The alerts the rules hold active. Thanos Ruler's API names the list "Alerts"
+        (pkg/api/rule/v1.go), Prometheus' "alerts"."""
+        data = self.api(self.rules_service, "/api/v1/alerts") or {}
+        return data.get("alerts") or data.get("Alerts") or []
+
     def alertmanager_status(self) -> dict:
         if "am-status" not in self.cache:
             self.cache["am-status"] = self.get_json("alertmanager", "/api/v2/status")

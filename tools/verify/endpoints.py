@@ -29,6 +29,8 @@ SERVICES = {
         Service("elasticsearch", "elasticsearch_url", ("elasticsearchExternalUrl", "elasticsearchUrl"), 9200,
                 optional=True),
         Service("jaeger", "jaeger_url", ("jaegerExternalUrl", "jaegerUrl"), 16686, optional=True),
+        # With scrape shards the rules run in Thanos Ruler, not in any Prometheus.
+        Service("rules", "rules_url", ("thanosRuleUrl",), 10902, optional=True),
     )
 }
 

@@ -51,18 +51,22 @@ def prometheus_targets(ctx: Context) -> Result:
     return Result(PASS, "prometheus.targets", numbers)
 
 
+def _where(ctx: Context) -> str:
+    return " (in Thanos Ruler: the stack has scrape shards)" if ctx.rules_service == "rules" else ""
+
+
 def _rules(ctx: Context) -> list[tuple[str, dict]]:
-    groups = ctx.api("prometheus", "/api/v1/rules").get("groups") or []
+    groups = ctx.api(ctx.rules_service, "/api/v1/rules").get("groups") or []
     return [(g.get("name", "?"), rule) for g in groups for rule in g.get("rules") or []]
 
 
 @check("prometheus.rules", needs=("prometheus",))
 def prometheus_rules(ctx: Context) -> Result:
-    groups = ctx.api("prometheus", "/api/v1/rules").get("groups") or []
+    groups = ctx.api(ctx.rules_service, "/api/v1/rules").get("groups") or []
     rules = _rules(ctx)
     health = Counter(rule.get("health", "unknown") for _, rule in rules)
     numbers = f"{len(groups)} rule groups, {len(rules)} rules: {health['ok']} ok, {health['err']} failing, " \
-              f"{len(rules) - health['ok'] - health['err']} not evaluated yet"
+              f"{len(rules) - health['ok'] - health['err']} not evaluated yet" + _where(ctx)
     if not groups:
         return Result(FAIL, "prometheus.rules", "no rule groups loaded",
                       action="check the prometheus-rules ConfigMap mount and the config reloader's logs")
@@ -131,7 +135,7 @@ def prometheus_alerting_rules(ctx: Context) -> Result:
 
 @check("prometheus.watchdog", needs=("prometheus",))
 def prometheus_watchdog(ctx: Context) -> Result:
-    alerts = ctx.api("prometheus", "/api/v1/alerts").get("alerts") or []
+    alerts = ctx.active_alerts()
     watchdog = [a for a in alerts if (a.get("labels") or {}).get("alertname") == "Watchdog"]
     states = Counter(a.get("state") for a in watchdog)
     if states["firing"]:
