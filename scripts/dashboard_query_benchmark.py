@@ -215,6 +215,13 @@ class Prometheus:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def query(self, expr: str) -> list[dict]:
+        """The instant query's result now (raises on an error answer)."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}", timeout=30) as r:
+            answer = json.loads(r.read())
+        assert answer["status"] == "success", (expr, answer)
+        return answer["data"]["result"]
+
     def start(self, timeout: float = 120) -> float:
         assert self.proc is None
         self.port = free_port()

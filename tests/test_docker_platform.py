@@ -8,8 +8,6 @@ import os
 import shlex
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 
 import pytest
 import yaml
@@ -395,16 +393,12 @@ def test_container_panels_read_a_standalone_cadvisor_by_service_name(docker_dev,
             ROOT / "dashboards" / "tracing.json")) if p.get("title") == "Memory of tracing containers"
             for t in p.get("targets", [])]
         deadline = time.monotonic() + 30
-        while not (found := bench_query(server.url, panel)) and time.monotonic() < deadline:
+        while not (found := server.query(panel)) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert [r["metric"] for r in found] == [{"container": "jaeger"}], found
-        [series] = bench_query(server.url, 'container_memory_working_set_bytes{container="grafana"}')
+        [series] = server.query('container_memory_working_set_bytes{container="grafana"}')
         assert "container_label_app_kubernetes_io_name" not in series["metric"], series
     finally:
         server.stop()
         target.close()
 
-
-def bench_query(url: str, expr: str) -> list[dict]:
-    with urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(expr)}", timeout=10) as answer:
-        return json.loads(answer.read())["data"]["result"]

@@ -143,13 +143,20 @@ def test_the_ruler_evaluates_what_prometheus_did(sharded, single):
 
 # -- the split, by the real Prometheus
 
-def node_targets(job: dict, prefix: str) -> dict:
-    """A node-discovered job with NODES static nodes (the kubelet's port on a loopback address each)."""
+def plain_http_without_discovery(job: dict) -> dict:
+    """A copy of a generated job without its Kubernetes discovery and credentials, scraping plain
+    HTTP: its relabelling, what is under test, stays as rendered."""
     job = copy.deepcopy(job)
     job.pop("kubernetes_sd_configs")
     for key in ("authorization", "tls_config"):
         job.pop(key, None)
     job["scheme"] = "http"
+    return job
+
+
+def node_targets(job: dict, prefix: str) -> dict:
+    """A node-discovered job with NODES static nodes (the kubelet's port on a loopback address each)."""
+    job = plain_http_without_discovery(job)
     job["static_configs"] = [{"targets": [f"127.2.0.{n + 1}:10250"],
                               "labels": {"__meta_kubernetes_node_name": f"node-{n}"}} for n in range(NODES)]
     return {**job, "job_name": f"{prefix}--{job['job_name']}"}
@@ -157,11 +164,7 @@ def node_targets(job: dict, prefix: str) -> dict:
 
 def endpointslice_targets(job: dict, prefix: str) -> dict:
     """An EndpointSlice-discovered job: the API server's endpoints and SERVICES annotated services."""
-    job = copy.deepcopy(job)
-    job.pop("kubernetes_sd_configs")
-    for key in ("authorization", "tls_config"):
-        job.pop(key, None)
-    job["scheme"] = "http"
+    job = plain_http_without_discovery(job)
     statics = [{"targets": [f"127.3.0.{n + 1}:6443"],
                 "labels": {"__meta_kubernetes_namespace": "default", "__meta_kubernetes_service_name": "kubernetes",
                            "__meta_kubernetes_endpointslice_port_name": "https"}} for n in range(3)]

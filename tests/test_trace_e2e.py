@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.parse
 
 import pytest
 import yaml
@@ -261,8 +260,7 @@ def firing(prometheus, alert: str, job: str) -> list[dict]:
 
 
 def scalar(prometheus, expr: str) -> float:
-    answer = json.loads(trace_stack.http_get(f"{prometheus.url}/api/v1/query?query={urllib.parse.quote(expr)}"))
-    return sum(float(r["value"][1]) for r in answer["data"]["result"])
+    return sum(float(r["value"][1]) for r in prometheus.query(expr))
 
 
 def in_flight(prometheus) -> float:
