@@ -628,3 +628,21 @@ def test_the_project_defaults_pulumi_applies_change_nothing(stack):
     plain = offline.run(stack, config=config, secret_keys=list(secret_keys))
     defaulted = offline.run(stack, config=with_defaults, secret_keys=list(secret_keys))
     assert declared(defaulted) == declared(plain) and defaulted.outputs == plain.outputs
+
+
+def test_every_section_is_described_once_by_its_docstring():
+    # A section described in its field and again in its class drifted apart: the schema's editors and
+    # `pulumi config` showed one text, the section's own schema entry another.
+    from components.settings.models import Resources, StackConfig, keys_of, section_type
+    # A component's resources are one section described per component ("CPU and memory of Grafana").
+    resources = {f"{key}." for key, field in keys_of(StackConfig) if section_type(field.annotation) is Resources}
+    sections = [(key, field) for key, field in keys_of(StackConfig)
+                if section_type(field.annotation) and f"{key}." not in resources and not key.startswith(tuple(resources))]
+    assert len(sections) > 30
+    for key, field in sections:
+        model = section_type(field.annotation)
+        assert model.__doc__ and field.description == " ".join(model.__doc__.split()), key
+    schema = json.loads(settings_reference.SCHEMA.read_text())
+    for name, definition in schema["$defs"].items():
+        if definition.get("type") == "object" and "properties" in definition:
+            assert definition.get("description"), f"section {name} has no description"

@@ -13,6 +13,7 @@ a setting which failed is skipped, every other one is judged.
 from __future__ import annotations
 
 import functools
+import inspect
 from types import MappingProxyType
 from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional
 
@@ -47,9 +48,11 @@ def rule(check: Optional[Callable] = None, *, each: tuple = ()) -> Any:
 
 
 def knob(default: Any = PydanticUndefined, doc: Optional[str] = None, **extra: Any) -> Any:
-    """A field's default and description; a section's class as the default stands for its defaults."""
+    """A field's default and description; a section's class as the default stands for its defaults,
+    and its docstring describes it (in the field as in the section's own schema)."""
     if isinstance(default, type):
-        return Field(default_factory=default, description=doc, **extra)
+        return Field(default_factory=default, description=" ".join(inspect.cleandoc(default.__doc__).split()),
+                     **extra)
     return Field(default, description=doc, **extra)
 
 
@@ -142,11 +145,15 @@ class _EveryKeyDefaulted(Section):
 
 
 class Requests(_EveryKeyDefaulted):
+    """What the scheduler reserves for the container."""
+
     cpu: CpuQuantity = knob(doc="CPU request of the container")
     memory: MemoryQuantity = knob(doc="memory request of the container")
 
 
 class Limits(_EveryKeyDefaulted):
+    """The most the container may use."""
+
     cpu: OptionalCpuQuantity = knob(None, "CPU limit of the container (empty: no CPU limit)")
     memory: MemoryQuantity = knob(doc="memory limit of the container")
 
@@ -198,8 +205,8 @@ def component_resources(what: str, cpu: str, memory: str, memory_limit: str) -> 
 
 def small_section(name: str, description: str, base: type[Section] = Section, **fields: tuple) -> Any:
     """The type of a section declared where it is used, all defaults when the file leaves it out."""
-    model = create_model(name, __base__=base, __module__=__name__, **fields)
-    return Annotated[model, knob(model, description)]
+    model = create_model(name, __base__=base, __module__=__name__, __doc__=description, **fields)
+    return Annotated[model, knob(model)]
 
 
 def resources_only(name: str, what: str, cpu: str, memory: str, memory_limit: str) -> Any:
@@ -216,7 +223,7 @@ def toggle(name: str, description: str) -> Any:
 # --------------------------------------------------------------------------- ingress
 
 class IngressSettings(Section):
-    """The UIs behind the cluster's ingress controller."""
+    """Ingresses of the UIs (Kubernetes): class, TLS, public hosts, authentication."""
 
     class_name: OptionalObjectName = knob(None, "IngressClass of the UI ingresses")
     tls_secret_name: OptionalObjectName = knob(None, (
@@ -273,7 +280,7 @@ MAX_SHARDS = 8
 
 
 class PrometheusSettings(Section):
-    """Prometheus: how many, how long samples are kept, how often targets are scraped."""
+    """Prometheus: replicas, retention, volume, scrape and evaluation intervals, resources."""
 
     replicas: WholeNumber(1, 4) = knob(1, "Prometheus replicas; 2 runs an HA pair scraping the same targets")
     shards: WholeNumber(1, MAX_SHARDS) = knob(1, (
@@ -310,7 +317,7 @@ class PrometheusSettings(Section):
 
 
 class AlertmanagerSettings(Section):
-    """Alertmanager: how many (one gossip cluster), and how long silences are kept."""
+    """Alertmanager: replicas (one gossip cluster), how long silences are kept, volume, resources."""
 
     replicas: WholeNumber(1, 5) = knob(1, "Alertmanager replicas; more than 1 forms one gossip cluster")
     retention: Duration(3600, 365 * 86400) = knob("120h", "how long silences and the notification log are kept")
@@ -322,42 +329,36 @@ class AlertmanagerSettings(Section):
 
 
 class GrafanaSettings(Section):
-    """Grafana: its admin user and its volume."""
+    """Grafana: admin user, volume, resources."""
 
     admin_user: DnsLabel = knob("admin", "name of Grafana's admin user (its password is generated)")
     storage_size: StorageQuantity = knob("2Gi", "size of Grafana's volume")
     resources: Resources = component_resources("Grafana", "50m", "128Mi", "512Mi")
 
 
-class PostgresExporterSettings(Section):
-    enabled: Flag = knob(True, "deploy postgres-exporter (needs the postgresDsn secret)")
-    required: Flag = knob(True, (
-        "demand the postgresDsn secret; false: without it postgres-exporter is left out (dev, which has no database of "
-        "the service)"))
-    server_port: WholeNumber(1, 65535) = knob(5432, (
-        "port of the PostgreSQL server postgresDsn names (6432 for a PgBouncer): the exporter's NetworkPolicy lets it "
-        "reach this port only"))
-    resources: Resources = component_resources("postgres-exporter", "10m", "32Mi", "128Mi")
-
-
-class RedisExporterSettings(Section):
-    enabled: Flag = knob(True, "deploy redis-exporter (needs the redisUrl secret)")
-    required: Flag = knob(True, (
-        "demand the redisUrl secret; false: without it redis-exporter is left out (dev, which has no Redis of the "
-        "service)"))
-    server_port: WholeNumber(1, 65535) = knob(6379, (
-        "port of the Redis server redisUrl names: the exporter's NetworkPolicy lets it reach this port only"))
-    resources: Resources = component_resources("redis-exporter", "10m", "32Mi", "128Mi")
+def server_exporter(name: str, server: str, secret: str, port: int, port_note: str = "") -> Any:
+    """The section of the exporter of one of the service's servers, which it reaches with ``secret``."""
+    exporter = f"{name}-exporter"
+    return small_section(
+        f"{name.title()}ExporterSettings", exporter,
+        enabled=(Flag, knob(True, f"deploy {exporter} (needs the {secret} secret)")),
+        required=(Flag, knob(True, f"demand the {secret} secret; false: without it {exporter} is left out (dev, "
+                                   f"which has no {server} of the service)")),
+        server_port=(WholeNumber(1, 65535), knob(port, (
+            f"port of the {server} server {secret} names{port_note}: the exporter's NetworkPolicy lets it reach this "
+            "port only"))),
+        resources=(Resources, component_resources(exporter, "10m", "32Mi", "128Mi")))
 
 
 class ExporterSettings(Section):
-    """The exporters beside Prometheus: node, kube-state-metrics, blackbox, PostgreSQL and Redis."""
+    """The exporters beside Prometheus (node, kube-state-metrics, blackbox, PostgreSQL, Redis): which run, and
+    their resources."""
 
     node_exporter: resources_only("NodeExporter", "node-exporter", "20m", "32Mi", "128Mi")
     kube_state_metrics: resources_only("KubeStateMetrics", "kube-state-metrics", "20m", "64Mi", "256Mi")
     blackbox: resources_only("Blackbox", "blackbox-exporter", "10m", "32Mi", "128Mi")
-    postgres: PostgresExporterSettings = knob(PostgresExporterSettings, "postgres-exporter")
-    redis: RedisExporterSettings = knob(RedisExporterSettings, "redis-exporter")
+    postgres: server_exporter("postgres", "PostgreSQL", "postgresDsn", 5432, " (6432 for a PgBouncer)")
+    redis: server_exporter("redis", "Redis", "redisUrl", 6379)
 
 
 # --------------------------------------------------------------------------- probes and targets
@@ -372,13 +373,14 @@ class ProbeTarget(Section):
 def probes(protocol: str, target: Any, what: str, example: str) -> Any:
     """The type of a list of probes whose targets are ``target``, ``what`` says how they are probed."""
     model = create_model(f"{protocol}ProbeTarget", __base__=ProbeTarget, __module__=__name__,
+                         __doc__=ProbeTarget.__doc__,
                          target=(target, knob(doc=what)))
     return Annotated[tuple[model, ...], collection(
         tuple, f"a list of {{name, target}} objects, name a DNS label, target like {example}")]
 
 
 class ProbeSettings(Section):
-    """What the blackbox exporter probes, by protocol."""
+    """Blackbox probes: HTTP, TCP and ICMP targets."""
 
     http: probes("Http", HttpUrl, "URL probed with the http_2xx module",
                  "http://football-prediction-api.app.svc:8000/health") = knob(
@@ -415,7 +417,7 @@ StaticTargets = Annotated[tuple[StaticTarget, ...],
 # --------------------------------------------------------------------------- a single Docker host
 
 class DockerSettings(Section):
-    """The Docker host of platform docker, and the host ports its UIs are published on."""
+    """Platform docker: the Docker daemon, and the host ports its UIs are published on."""
 
     host: OptionalText = knob(None, (
         "Docker daemon to deploy to, e.g. unix:///var/run/docker.sock or ssh://user@host (empty: DOCKER_HOST or the "
@@ -503,7 +505,7 @@ def severity_timings(severity: str, group_wait: str, group_interval: str, repeat
 
 
 class WebhookSettings(Section):
-    """The default webhook: every notification that no other receiver takes, and a copy of the rest."""
+    """The default webhook receiver (alertmanagerWebhookUrl): every notification that no other receiver takes, and a copy of the rest."""
 
     required: Flag = knob(True, (
         "demand the alertmanagerWebhookUrl secret; false: without it the notifications are delivered nowhere and stay "
@@ -511,15 +513,15 @@ class WebhookSettings(Section):
 
 
 class AlertingSettings(Section):
-    """Who hears about alerts, through which channels, and how often."""
+    """Alert delivery: teams, channels (Slack, e-mail, DingTalk), heartbeat, escalation, timings."""
 
     quiet: Flag = knob(
         False, "only critical alerts reach people; warnings and info go to the default webhook alone (dev)")
     teams: Teams = knob({}, "where each team hears about its alerts: {platform: {slackChannel, email}, ...}",
                         validate_default=True, json_schema_extra={"propertyNames": {"enum": list(TEAMS)}})
-    webhook: WebhookSettings = knob(WebhookSettings, "the default webhook receiver (alertmanagerWebhookUrl)")
+    webhook: WebhookSettings = knob(WebhookSettings)
     slack: toggle("Slack", "notify teams' Slack channels (needs the slackApiUrl secret)")
-    email: EmailSettings = knob(EmailSettings, "e-mail notifications")
+    email: EmailSettings = knob(EmailSettings)
     dingtalk: toggle("Dingtalk", "notify critical alerts to DingTalk through a relay (needs dingtalkWebhookUrl)")
     heartbeat: toggle("Heartbeat", "send the always-firing Watchdog to an external dead man's switch (heartbeatUrl)")
     escalation: toggle(
@@ -544,7 +546,7 @@ class AlertingSettings(Section):
 # --------------------------------------------------------------------------- tracing
 
 class SloSettings(Section):
-    """The service level objectives of slos/ (docs/slos.md)."""
+    """Service level objectives: the rules and alerts generated from slos/*.yaml (docs/slos.md)."""
 
     enabled: Flag = knob(True, (
         "deploy the SLOs of slos/: their recording rules (error ratios per window, budget) and burn-rate alerts (see "
@@ -552,6 +554,8 @@ class SloSettings(Section):
 
 
 class CollectorSettings(Section):
+    """The Jaeger collectors."""
+
     replicas: WholeNumber(1, 10) = knob(
         1, "Jaeger collectors behind the OTLP Service (more than 1 needs storage elasticsearch)")
     resources: Resources = component_resources(
@@ -559,6 +563,8 @@ class CollectorSettings(Section):
 
 
 class GatewaySettings(Section):
+    """The OpenTelemetry Collector gateway."""
+
     enabled: Flag = knob(False, (
         "put an OpenTelemetry Collector gateway (memory limiter, sampling, batching) in front of Jaeger; Kubernetes "
         "only"))
@@ -569,6 +575,8 @@ class GatewaySettings(Section):
 
 
 class SamplingSettings(Section):
+    """Which traces are kept."""
+
     mode: Choice("probabilistic", "tail") = knob("probabilistic", (
         "probabilistic (by trace id) or tail (after the trace: every error and slow trace kept, plus percentage of the "
         "rest)"))
@@ -577,7 +585,7 @@ class SamplingSettings(Section):
 
 
 class TracingSettings(Section):
-    """Tracing: Jaeger v2 receiving OpenTelemetry (OTLP) spans, optionally behind a gateway."""
+    """Tracing: Jaeger v2 receiving OpenTelemetry (OTLP) spans, its storage, the OpenTelemetry gateway and sampling."""
 
     enabled: Flag = knob(False, (
         "deploy tracing: Jaeger v2 receiving OpenTelemetry (OTLP) spans, a Jaeger datasource in Grafana (see "
@@ -593,10 +601,10 @@ class TracingSettings(Section):
     index_prefix: DnsLabel = knob("jaeger", "prefix of Jaeger's Elasticsearch indices")
     index_shards: WholeNumber(1, 20) = knob(1, "primary shards of each daily Jaeger index")
     index_replicas: WholeNumber(0, 3) = knob(1, "replica shards of each daily Jaeger index")
-    collector: CollectorSettings = knob(CollectorSettings, "the Jaeger collectors")
+    collector: CollectorSettings = knob(CollectorSettings)
     query: resources_only("Query", "Jaeger query (storage elasticsearch)", "50m", "128Mi", "512Mi")
-    gateway: GatewaySettings = knob(GatewaySettings, "the OpenTelemetry Collector gateway")
-    sampling: SamplingSettings = knob(SamplingSettings, "which traces are kept")
+    gateway: GatewaySettings = knob(GatewaySettings)
+    sampling: SamplingSettings = knob(SamplingSettings)
 
     @rule
     def _one_collector_in_process(self, at: str) -> Iterable[str]:
@@ -615,6 +623,8 @@ class TracingSettings(Section):
 # --------------------------------------------------------------------------- logging
 
 class ElasticsearchSettings(Section):
+    """The Elasticsearch nodes."""
+
     nodes: WholeNumber(1, 9) = knob(1, (
         "Elasticsearch nodes, each master-eligible and data; 1 runs discovery.type single-node, 3 or more a cluster "
         "that survives the loss of one node (2 is refused)"))
@@ -629,6 +639,8 @@ class ElasticsearchSettings(Section):
 
 
 class LogstashSettings(Section):
+    """The Logstash replicas."""
+
     replicas: WholeNumber(1, 5) = knob(1, "Logstash replicas, each with its own persistent queue volume")
     storage_size: StorageQuantity = knob(
         "5Gi", "size of each Logstash persistent-queue volume (the queue may use 80% of it)")
@@ -636,6 +648,8 @@ class LogstashSettings(Section):
 
 
 class KibanaSettings(Section):
+    """Kibana."""
+
     host: OptionalHostname = knob(None, "public host of Kibana (empty: no ingress)")
     resources: Resources = component_resources("Kibana", "100m", "1Gi", "1Gi")
 
@@ -659,20 +673,20 @@ class SnapshotSettings(Section):
 
 
 class LoggingSettings(Section):
-    """The logging stack: Elasticsearch, Logstash, Kibana and Filebeat."""
+    """The logging stack: Elasticsearch, Logstash, Kibana, Filebeat, snapshots."""
 
     enabled: Flag = knob(True, (
         "deploy the logging stack (Elasticsearch, Logstash, Kibana, Filebeat) on either platform; its memory limits "
         "add up to about 3.6 GiB with the dev sizes"))
     retention_days: WholeNumber(1, 3650) = knob(
         7, "days a log index is kept after it rolled over (the lifecycle policy's delete phase)")
-    elasticsearch: ElasticsearchSettings = knob(ElasticsearchSettings, "the Elasticsearch nodes")
-    logstash: LogstashSettings = knob(LogstashSettings, "the Logstash replicas")
-    kibana: KibanaSettings = knob(KibanaSettings, "Kibana")
+    elasticsearch: ElasticsearchSettings = knob(ElasticsearchSettings)
+    logstash: LogstashSettings = knob(LogstashSettings)
+    kibana: KibanaSettings = knob(KibanaSettings)
     filebeat: resources_only("Filebeat", "each Filebeat (one per node)", "50m", "128Mi", "384Mi")
     exporters: resources_only(
         "LoggingExporter", "each logging metrics exporter (Elasticsearch, Logstash, Filebeat)", "10m", "32Mi", "128Mi")
-    snapshot: SnapshotSettings = knob(SnapshotSettings, "snapshots of the logs")
+    snapshot: SnapshotSettings = knob(SnapshotSettings)
 
     @rule
     def _heap_fits(self, at: str) -> Iterable[str]:
@@ -699,7 +713,7 @@ class LoggingSettings(Section):
 # --------------------------------------------------------------------------- the demo workload
 
 class DemoSettings(Section):
-    """A FootballPrediction stand-in (demo/) that fills every dashboard, log view and trace view."""
+    """The demo workload: a FootballPrediction stand-in (demo/) that fills every dashboard, log view and trace view."""
 
     enabled: Flag = knob(False, (
         "run the demo workload: a stand-in API and Celery worker serving the metric contract with realistic traffic, "
@@ -717,7 +731,7 @@ REPORT_APP = "service-level-report"  # the scheduled report's name: its peers le
 
 
 class ReportSettings(Section):
-    """The service level report written on a schedule (docs/report.md)."""
+    """The service level report on a schedule (docs/report.md): when, which period, the webhook, its image."""
 
     enabled: Flag = knob(False, (
         "write the service level report (python -m components.report) on a schedule into a volume: a CronJob on "
@@ -736,7 +750,7 @@ class ReportSettings(Section):
 # --------------------------------------------------------------------------- images
 
 class ImageSettings(Section):
-    """The image of each service; the defaults are the pins in components/settings/images.py."""
+    """The image of each service, pinned by version (the defaults are the pins in components/settings/images.py)."""
 
     def __getitem__(self, name: str) -> str:
         return getattr(self, name)
@@ -744,7 +758,7 @@ class ImageSettings(Section):
 
 # One field per pinned image, named as in images.py (already camelCase, so its own alias).
 Images = create_model(
-    "Images", __base__=ImageSettings, __module__=__name__,
+    "Images", __base__=ImageSettings, __module__=__name__, __doc__=ImageSettings.__doc__,
     **{name: (ImageReference, knob(image, f"{name} image", alias=name))
        for name, image in DEFAULT_IMAGES.items()})
 
@@ -781,7 +795,7 @@ class ThanosSettings(Section):
     enabled: Flag = knob(False, (
         "run a Thanos sidecar beside each Prometheus (uploading its blocks), Thanos Query (Grafana's datasource), "
         "the store gateway and the compactor; Kubernetes only"))
-    objstore: ThanosObjstoreSettings = knob(ThanosObjstoreSettings, "the object storage bucket of the blocks")
+    objstore: ThanosObjstoreSettings = knob(ThanosObjstoreSettings)
     replica_label: LabelName = knob(
         "replica", "the external label that tells the Prometheus replicas apart; Thanos Query deduplicates along it")
     retention_raw: Duration(86400, 10 * 365 * 86400) = knob(
@@ -885,32 +899,24 @@ class StackConfig(Section):
     kube_context: OptionalText = knob(None, "kubeconfig context to deploy to (empty: the current context)")
     storage_class: OptionalObjectName = knob(None, "StorageClass of every volume (empty: the cluster default)")
     protect_data: Flag = knob(False, "protect stateful resources from deletion and replacement (true in prod)")
-    ingress: IngressSettings = knob(
-        IngressSettings, "ingresses of the UIs (Kubernetes): class, TLS, public hosts, authentication")
-    prometheus: PrometheusSettings = knob(
-        PrometheusSettings, "Prometheus: replicas, retention, volume, scrape and evaluation intervals, resources")
-    alertmanager: AlertmanagerSettings = knob(
-        AlertmanagerSettings, "Alertmanager: replicas, retention, volume, resources")
-    grafana: GrafanaSettings = knob(GrafanaSettings, "Grafana: admin user, volume, resources")
-    exporters: ExporterSettings = knob(ExporterSettings, "the exporters: which run, and their resources")
-    probes: ProbeSettings = knob(ProbeSettings, "blackbox probes: HTTP, TCP and ICMP targets")
-    docker: DockerSettings = knob(DockerSettings, "platform docker: the Docker daemon and the published host ports")
+    ingress: IngressSettings = knob(IngressSettings)
+    prometheus: PrometheusSettings = knob(PrometheusSettings)
+    alertmanager: AlertmanagerSettings = knob(AlertmanagerSettings)
+    grafana: GrafanaSettings = knob(GrafanaSettings)
+    exporters: ExporterSettings = knob(ExporterSettings)
+    probes: ProbeSettings = knob(ProbeSettings)
+    docker: DockerSettings = knob(DockerSettings)
     static_targets: StaticTargets = knob((), (
         "extra scrape targets by address: a list of {job, target} (host:port), e.g. the FootballPrediction API on a "
         "Docker host"))
-    alerting: AlertingSettings = knob(
-        AlertingSettings, "alert delivery: teams, channels (Slack, e-mail, DingTalk), heartbeat, escalation, timings")
-    slo: SloSettings = knob(SloSettings, "service level objectives: the rules and alerts generated from slos/*.yaml")
-    tracing: TracingSettings = knob(
-        TracingSettings, "tracing: Jaeger, its storage, the OpenTelemetry gateway and sampling")
-    logging: LoggingSettings = knob(
-        LoggingSettings, "the logging stack: Elasticsearch, Logstash, Kibana, Filebeat, snapshots")
-    images: Images = knob(Images, "the image of each service, pinned by version")
-    demo: DemoSettings = knob(DemoSettings, "the demo workload, a FootballPrediction stand-in (demo/)")
-    report: ReportSettings = knob(
-        ReportSettings, "the service level report on a schedule: when, which period, the webhook, its image")
-    thanos: ThanosSettings = knob(ThanosSettings, (
-        "Thanos: a deduplicated global view and long-term storage of the metrics in object storage (Kubernetes)"))
+    alerting: AlertingSettings = knob(AlertingSettings)
+    slo: SloSettings = knob(SloSettings)
+    tracing: TracingSettings = knob(TracingSettings)
+    logging: LoggingSettings = knob(LoggingSettings)
+    images: Images = knob(Images)
+    demo: DemoSettings = knob(DemoSettings)
+    report: ReportSettings = knob(ReportSettings)
+    thanos: ThanosSettings = knob(ThanosSettings)
 
     def model_post_init(self, context: Any) -> None:
         self.ingress._kibana_host = self.logging.kibana.host
