@@ -189,6 +189,11 @@ row("kubernetes-previous", None, "kubernetes", "k8s.io/kubernetes", f"v{previous
 # generated one-line main calls its etcdmain.Main ("main" mode; the binary is named after the tool).
 etcd = tools["etcd"].rsplit(":", 1)[1].lstrip("v")
 row("etcd", None, "main", "go.etcd.io/etcd/server/v3", f"v{etcd}", ["etcdmain"], "-", version=etcd)
+# The Pulumi CLI: its go.mod replaces the SDK with the repository's directory (the wrapper takes the
+# published SDK of the same release) and pins a fork of one dependency (copied).
+pulumi = tools["pulumi"].rsplit(":", 1)[1].lstrip("v")
+row("pulumi", None, "wrapper", "github.com/pulumi/pulumi/pkg/v3", f"v{pulumi}", ["cmd/pulumi"],
+    f"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v{pulumi}", version=pulumi)
 row("postgres_exporter", "postgresExporter", "wrapper", "github.com/prometheus-community/postgres_exporter",
     f"v{tag('postgresExporter')}", ["cmd/postgres_exporter"])
 row("elasticsearch_exporter", "elasticsearchExporter", "wrapper",

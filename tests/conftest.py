@@ -82,7 +82,7 @@ BUILT_TOOLS = frozenset({
     "prometheus", "promtool", "alertmanager", "amtool", "node_exporter", "blackbox_exporter",
     "postgres_exporter", "redis_exporter", "elasticsearch_exporter", "kube-state-metrics",
     "prometheus-config-reloader", "otelcol", "jaeger", "es-index-cleaner", "pint", "sloth", "cyclonus",
-    "pod-security-check", "etcd", "kube-apiserver", "kube-controller-manager", "thanos",
+    "pod-security-check", "etcd", "kube-apiserver", "kube-controller-manager", "thanos", "pulumi",
     # The previous minor Kubernetes release (TEST_TOOLS["kubernetesPrevious"]), under names of their own.
     "kube-apiserver-previous", "kube-controller-manager-previous",
 })

@@ -44,6 +44,7 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
     kube = TEST_TOOLS["kubernetes"].rsplit(":", 1)[1].lstrip("v")
     previous = TEST_TOOLS["kubernetesPrevious"].rsplit(":", 1)[1].lstrip("v")
     etcd = TEST_TOOLS["etcd"].rsplit(":", 1)[1].lstrip("v")
+    pulumi = TEST_TOOLS["pulumi"].rsplit(":", 1)[1].lstrip("v")
     return {
         "prometheus": (["--version"], tag("prometheus"), "github.com/prometheus/prometheus",
                        prometheus_module_version(tag("prometheus"))),
@@ -85,6 +86,7 @@ def expectations() -> dict[str, tuple[list[str] | None, str, str, str]]:
         "kube-controller-manager-previous": (["--version"], "v" + previous, "k8s.io/kubernetes", "v" + previous),
         "etcd": (["--version"], etcd, "go.etcd.io/etcd/server/v3", "v" + etcd),
         "thanos": (["--version"], tag("thanos"), "github.com/thanos-io/thanos", "v" + tag("thanos")),
+        "pulumi": (["version"], "v" + pulumi, "github.com/pulumi/pulumi/pkg/v3", "v" + pulumi),
     }
 
 

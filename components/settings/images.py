@@ -69,4 +69,8 @@ TEST_TOOLS = {
     "kubernetesPrevious": "k8s.io/kubernetes:v1.36.5",
     # The API server's storage: the newest patch of the etcd minor that Kubernetes release builds with.
     "etcd": "go.etcd.io/etcd/server/v3:v3.7.3",
+    # The Pulumi CLI, which reads Pulumi.yaml and the stack files as `pulumi config` and `pulumi up` do: the
+    # newest release the Go module proxy serves here. The SDK in requirements.txt is 3.272.0, whose CLI
+    # module is not served; a CLI newer than the SDK is the supported pairing.
+    "pulumi": "github.com/pulumi/pulumi/pkg/v3:v3.276.0",
 }
