@@ -189,6 +189,38 @@ def test_every_generated_command_line_is_accepted(results, runner, stack):
     assert len(outcomes) == sum(len(pod.containers) for pod in pods)
 
 
+def duration_edges() -> dict:
+    """Every duration setting at its longest, written in the largest unit its type takes (a y where it
+    takes one): the forms the loader accepts must be the forms the programs parse."""
+    from components.settings.models import StackConfig, keys_of
+    from components.settings.types import DurationRange
+
+    overrides: dict = {}
+    for key, field in keys_of(StackConfig):
+        edge = next((m for m in field.metadata if isinstance(m, DurationRange)), None)
+        if edge is None:
+            continue
+        units = [("y", 365 * 86400)] * edge.years + [("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+        unit, size = next((u, size) for u, size in units if edge.maximum % size == 0)
+        *sections, name = key.split(".")
+        place = overrides
+        for section in sections:
+            place = place.setdefault(section, {})
+        place[name] = f"{int(edge.maximum // size)}{unit}"
+    return overrides
+
+
+def test_every_duration_setting_at_its_longest_is_accepted_by_the_programs(runner):
+    edges = duration_edges()
+    assert len(edges["thanos"]) >= 3 and "y" in edges["prometheus"]["retention"]
+    result = offline.run("prod", {**edges, "tracing": offline.deep_merge(tracing_values("prod"), edges["tracing"])})
+    pods, _ = cl.pods(result, "prod")
+    # The runner starts only what differs from the programs it already ran (prod's, in this module).
+    outcomes, broken = runner.run(pods)
+    problems = broken + [o.describe() for o in outcomes if not o.passed]
+    assert not problems, "\n\n".join(problems)
+
+
 # ---------------------------------------------------------------- the check can fail
 
 def one_container(results, stack: str, tool: str) -> cl.Pod:

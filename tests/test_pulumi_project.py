@@ -176,3 +176,27 @@ def test_a_plain_setting_set_as_a_secret_is_refused_by_the_schema_and_the_progra
     config, secret_keys = _as_the_engine_passes(shown, "dev")
     with pytest.raises(Exception, match=f"{PROJECT}:namespace is stored encrypted but is not a secret setting"):
         offline.run("dev", config=config, secret_keys=[*secret_keys, f"{PROJECT}:namespace"])
+
+
+def test_a_section_or_list_written_with_nothing_under_it_reads_as_its_defaults(project):
+    # `football-monitoring:ingress:` alone is YAML null: the CLI passes it as "" (and warns it will pass null).
+    project.edit("prod", ingress=None, staticTargets=None)
+    shown = project.config("prod")
+    assert shown[f"{PROJECT}:ingress"]["value"] in ("", "null")
+    config, secret_keys = _as_the_engine_passes(shown, "prod")
+    result = offline.run("prod", config=config, secret_keys=secret_keys)
+    without = offline.run("prod", {"ingress": None, "staticTargets": None})
+    assert sorted(r.name for r in result.resources) == sorted(r.name for r in without.resources)
+    for empty in ("", "null"):
+        config[f"{PROJECT}:ingress"] = empty
+        offline.run("prod", config=config, secret_keys=secret_keys)
+
+
+def test_a_nested_key_set_without_path_is_named_with_the_command_that_sets_it(project):
+    done = project.run("config", "set", "--stack", "dev", "prometheus.retention", "30d")
+    assert done.returncode == 0, done.stderr
+    shown = project.config("dev")
+    assert shown[f"{PROJECT}:prometheus.retention"]["value"] == "30d"
+    config, secret_keys = _as_the_engine_passes(shown, "dev")
+    with pytest.raises(Exception, match=f"`pulumi config set --path '{PROJECT}:prometheus.retention' <value>`"):
+        offline.run("dev", config=config, secret_keys=secret_keys)

@@ -91,6 +91,11 @@ def test_defaults_apply_and_stack_files_override(dev, prod, docker_dev):
      "expected at least one team with slackChannel when alerting.slack.enabled is true"),
     ({"alerting": {"email": {"enabled": True}}},
      "football-monitoring:alerting.email.smarthost is not set: expected a value when alerting.email.enabled is true"),
+    ({"docker": {"grafanaPort": 9090}},
+     "football-monitoring:docker.prometheusPort = 9090 is not valid: expected another port than docker.grafanaPort's"),
+    ({"prometheus": {"storageSize": "1Gi", "retentionSize": "900MB"}},
+     "football-monitoring:prometheus.retentionSize = '900MB' is not valid: expected at most 85% of "
+     "prometheus.storageSize (1Gi, so at most 870MB)"),
 ])
 def test_bad_value_fails_with_key_value_and_what_is_allowed(overrides, expected):
     message = fail_with(overrides)
@@ -124,6 +129,20 @@ def test_bad_value_fails_with_key_value_and_what_is_allowed(overrides, expected)
      "football-monitoring:ingress.clusterIssuer = 'letsencrypt prod' is not valid: expected a Kubernetes object name"),
     ({"storageClass": "-fast"},
      "football-monitoring:storageClass = '-fast' is not valid: expected a Kubernetes object name"),
+    # Alertmanager parses --data.retention with str2duration, which has no y: the pods would crash-loop.
+    ({"alertmanager": {"retention": "1y"}},
+     "football-monitoring:alertmanager.retention = '1y' is not valid: expected a Prometheus duration such as 30s, "
+     "5m, 36h or 15d (in weeks, days or smaller units: no y)"),
+    ({"images": {"grafana": "docker.io/grafana/grafana:latest@sha256:" + "a" * 64}},
+     "football-monitoring:images.grafana = 'docker.io/grafana/grafana:latest@sha256:"),
+    ({"demo": {"image": "football-demo:latest"}},
+     "football-monitoring:demo.image = 'football-demo:latest' is not valid: expected an image reference"),
+    ({"report": {"image": "registry.example.org/report:1 "}},
+     "football-monitoring:report.image = 'registry.example.org/report:1 ' is not valid: expected an image reference"),
+    ({"logging": {"snapshot": {"claimName": "My_Claim "}}},
+     "football-monitoring:logging.snapshot.claimName = 'My_Claim ' is not valid: expected a Kubernetes object name"),
+    ({"tracing": {"sampling": {"percentage": "1e1"}}},
+     "football-monitoring:tracing.sampling.percentage = '1e1' is not valid: expected a percentage"),
 ])
 def test_values_out_of_range_or_form_are_refused(overrides, expected, schema_validator):
     message = fail_with(overrides)
@@ -147,6 +166,14 @@ def test_a_final_newline_is_not_part_of_a_valid_value():
     {"ingress": {"authUrl": "http://oauth2-proxy.auth.svc:4180/oauth2/auth", "className": "nginx.internal",
                  "tlsSecretName": "monitoring-tls", "clusterIssuer": "letsencrypt-prod"}},
     {"storageClass": "fast-ssd.example.org"},
+    {"alertmanager": {"retention": "52w"}},
+    {"tracing": {"sampling": {"percentage": "100"}}},
+    {"logging": {"snapshot": {"schedule": " 0 30 1 * * ? "}}},
+    # Written with nothing under them: the defaults (as the loader reads a section or list left null or empty).
+    {"alerting": {"slack": None, "webhook": None}},
+    {"probes": {"http": None, "tcp": ""}},
+    {"prometheus": {"resources": None}},
+    {"staticTargets": ""},
 ])
 def test_values_at_the_edges_are_taken(overrides, schema_validator):
     offline.run("prod", overrides)
@@ -625,3 +652,10 @@ def test_every_section_is_described_once_by_its_docstring():
     for name, definition in schema["$defs"].items():
         if definition.get("type") == "object" and "properties" in definition:
             assert definition.get("description"), f"section {name} has no description"
+
+
+def test_a_nested_key_set_without_path_says_how_to_set_it():
+    message = fail_with({"prometheus.retention": "30d"})
+    assert ("football-monitoring:prometheus.retention is not a known setting: a key inside a section is set with "
+            "--path, `pulumi config rm football-monitoring:prometheus.retention` then `pulumi config set --path "
+            "'football-monitoring:prometheus.retention' <value>`") in message

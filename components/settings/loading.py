@@ -65,7 +65,7 @@ def read_config(stack: str) -> ReadConfig:
     """The stack's settings from the configuration Pulumi passes (or a test, or
     ``tools.offline.file_config``, supplies), and every problem with them except the secrets'."""
     given, secret_keys = _engine_config()
-    raw = {key: _decode(value) for key, value in given.items()}
+    raw = {key: _decode(value, key in _CONTAINERS) for key, value in given.items()}
     # A value stored encrypted stays out of validation: a message would print it in clear, and a
     # setting read as plain text lands in the state unencrypted.
     plain = {key: value for key, value in raw.items() if key not in SECRETS and key not in secret_keys}
@@ -148,6 +148,11 @@ def describe(exc: ValidationError) -> Iterator[str]:
 
 
 def _unknown(location: tuple) -> str:
+    if len(location) == 1 and location[0] in known_keys() and "." in location[0]:
+        # `pulumi config set prometheus.retention 30d` without --path makes a top-level key of that name.
+        return (f"{PROJECT}:{location[0]} is not a known setting: a key inside a section is set with --path, "
+                f"`pulumi config rm {PROJECT}:{location[0]}` then `pulumi config set --path "
+                f"'{PROJECT}:{location[0]}' <value>`")
     hint = _did_you_mean(location)
     return (f"{PROJECT}:{_key(location)} is not a known setting" + (f"; did you mean {hint}?" if hint else "")
             + " (see docs/settings.md)")
@@ -262,8 +267,22 @@ def _engine_config() -> tuple[dict[str, Any], set[str]]:
             {key[ours:] for key in secret if key.startswith(PROJECT + ":")})
 
 
-def _decode(value: Any) -> Any:
-    """Config values arrive as strings; objects and lists arrive JSON-encoded."""
+def _top_level_containers() -> frozenset[str]:
+    """The top-level keys that hold a section, a list or a map."""
+    return frozenset(alias for alias, field in fields_by_alias(StackConfig).items()
+                     if section_type(field.annotation) or typing.get_origin(_unannotated(field.annotation))
+                     in (tuple, dict, collections.abc.Mapping))
+
+
+_CONTAINERS = _top_level_containers()
+
+
+def _decode(value: Any, container: bool = False) -> Any:
+    """Config values arrive as strings; objects and lists arrive JSON-encoded. A key of a section or
+    a list written with nothing after it (`football-monitoring:ingress:`) arrives as "" (the CLI
+    warns that it will pass null instead): both stand for nothing set there."""
+    if container and value in ("", "null"):
+        return None
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)

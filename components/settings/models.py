@@ -26,7 +26,7 @@ from components.settings.images import DEFAULT_IMAGES
 from components.settings.secrets import Secrets
 from components.settings.types import (
     Choice, CpuQuantity, CronSchedule, DnsLabel, Duration, ElasticsearchCron, Email, Flag, Host, HostPort, HttpUrl,
-    ImageReference, IPv4Address, LabelName, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
+    ImageReference, IPv4Address, OptionalImageReference, LabelName, MemoryQuantity, OptionalAuthUrl, OptionalCpuQuantity, OptionalDnsLabel, OptionalEmail,
     OptionalEndpoint, OptionalHostname, OptionalHostPort, OptionalHttpUrl, OptionalObjectName, OptionalText,
     Percentage, Port, PrometheusSize, SlackChannel, StorageQuantity, Unreadable, WholeNumber, cpu_millicores,
     collection, duration_seconds, prometheus_size_bytes, quantity_bytes)
@@ -305,8 +305,9 @@ class PrometheusSettings(Section):
     def _retention_size_fits_volume(self, at: str) -> Iterable[str]:
         cap = 0.85 * quantity_bytes(self.storage_size)
         if prometheus_size_bytes(self.retention_size) > cap:
+            most = f"{int(cap // 2**30)}GB" if cap >= 2**30 else f"{int(cap // 2**20)}MB"
             yield (f"{at}retentionSize = {self.retention_size!r} is not valid: expected at most 85% of "
-                   f"{at}storageSize ({self.storage_size}, so at most {int(cap // 2**30)}GB) so that size-based "
+                   f"{at}storageSize ({self.storage_size}, so at most {most}) so that size-based "
                    "retention acts before the volume fills")
 
     @rule
@@ -320,7 +321,9 @@ class AlertmanagerSettings(Section):
     """Alertmanager: replicas (one gossip cluster), how long silences are kept, volume, resources."""
 
     replicas: WholeNumber(1, 5) = knob(1, "Alertmanager replicas; more than 1 forms one gossip cluster")
-    retention: Duration(3600, 365 * 86400) = knob("120h", "how long silences and the notification log are kept")
+    # Alertmanager reads it as a flag (--data.retention, str2duration): no y.
+    retention: Duration(3600, 365 * 86400, years=False) = knob(
+        "120h", "how long silences and the notification log are kept")
     storage_size: StorageQuantity = knob("1Gi", "size of each Alertmanager volume")
     external_url: OptionalHttpUrl = knob(None, (
         "where people open Alertmanager when ingress.alertmanagerHost is empty (a proxy or VPN address of your own): "
@@ -438,6 +441,15 @@ class DockerSettings(Section):
         return {"grafana": self.grafana_port, "prometheus": self.prometheus_port,
                 "alertmanager": self.alertmanager_port, "jaeger": self.jaeger_port, "kibana": self.kibana_port,
                 "elasticsearch": self.elasticsearch_port}
+
+    @rule
+    def _one_service_per_host_port(self, at: str) -> Iterable[str]:
+        first: dict[int, str] = {}
+        for name, port in self.ports.items():
+            if port and port in first:
+                yield (f"{at}{name}Port = {port} is not valid: expected another port than {at}{first[port]}Port's "
+                       "(two services cannot publish one host port; Docker refuses the second mid-deploy)")
+            first.setdefault(port, name)
 
     def url(self, name: str, scheme: str = "http") -> Optional[str]:
         port = self.ports.get(name)
@@ -665,7 +677,7 @@ class SnapshotSettings(Section):
     endpoint: OptionalEndpoint = knob(
         None, "host[:port] of an S3-compatible service (type s3; empty: AWS S3), reached over HTTPS")
     base_path: OptionalText = knob("football-logs", "path inside the bucket (type s3)")
-    claim_name: OptionalText = knob(None, (
+    claim_name: OptionalObjectName = knob(None, (
         "type fs: on Kubernetes an existing ReadWriteMany PersistentVolumeClaim mounted on every node; on a Docker "
         "host the name of the volume the stack creates for the repository"))
     schedule: ElasticsearchCron = knob("0 30 1 * * ?", "when snapshots are taken (Elasticsearch cron, UTC)")
@@ -719,7 +731,7 @@ class DemoSettings(Section):
         "run the demo workload: a stand-in API and Celery worker serving the metric contract with realistic traffic, "
         "the service's JSON logs and OTLP traces (on in dev; refused with protectData, where its made-up data would be "
         "kept beside the real service's)"))
-    image: OptionalText = knob(None, (
+    image: OptionalImageReference = knob(None, (
         "platform kubernetes: the demo's image in a registry the cluster pulls from (docker build -f demo/Dockerfile "
         ".); a Docker host builds it from this repository itself"))
     rps: WholeNumber(1, 50) = knob(5, "API requests per second the demo's traffic makes")
@@ -741,7 +753,7 @@ class ReportSettings(Section):
     period: Choice("day", "week") = knob("week", "the period each report covers, ending when it is written")
     post_to_webhook: Flag = knob(
         False, "post each report's summary to the default webhook (the alertmanagerWebhookUrl secret, then demanded)")
-    image: OptionalText = knob(None, (
+    image: OptionalImageReference = knob(None, (
         "platform kubernetes: the report's image in a registry the cluster pulls from (docker build -f "
         "components/report/Dockerfile .); a Docker host builds it from this repository itself"))
     storage_size: StorageQuantity = knob("1Gi", "size of the volume the reports are written to")

@@ -70,9 +70,30 @@ def _without_titles(schema: Any) -> Any:
     return schema
 
 
+_KEPT_OUTSIDE = ("description", "default")
+
+
+def _empty_allowed(properties: dict, definitions: dict, top: bool) -> None:
+    """As the loader: a section written with nothing under it (null) takes its defaults, and so does a
+    top-level one set to "" (what the CLI passes for it); a list or a map also reads null and "" as
+    empty. pydantic's schema knows none of this: the loader's own conversions come before the types."""
+    for key, schema in properties.items():
+        section = definitions.get(schema.get("$ref", "").removeprefix("#/$defs/"), {}).get("type") == "object"
+        container = schema.get("type") in ("array", "object")
+        if not (section or container):
+            continue
+        kept = {k: schema[k] for k in _KEPT_OUTSIDE if k in schema}
+        inner = {k: v for k, v in schema.items() if k not in _KEPT_OUTSIDE}
+        properties[key] = {"anyOf": [inner, {"type": "null"}, *([{"const": ""}] if top or container else [])],
+                           **kept}
+
+
 def stack_file_schema() -> dict:
     config = _without_titles(StackConfig.model_json_schema(by_alias=True))
     definitions = config.pop("$defs")
+    _empty_allowed(config["properties"], definitions, top=True)
+    for definition in definitions.values():
+        _empty_allowed(definition.get("properties", {}), definitions, top=False)
     # As the loader: a secret only encrypted, every other setting only in clear.
     keys = {f"{PROJECT}:{alias}": schema for alias, schema in config["properties"].items()}
     for key, spec in SECRETS.items():

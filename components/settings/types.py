@@ -13,6 +13,7 @@ Most kinds are a pattern (``text``): one regular expression serves the parser an
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Optional, Union
 
 from pydantic import BeforeValidator, PlainValidator, WithJsonSchema
@@ -66,6 +67,8 @@ def text(pattern: str, allowed: str, check: Callable[[str], bool] = lambda value
 _DURATION = r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 _DURATION_ALLOWED = "a Prometheus duration such as 30s, 5m, 36h or 15d"
+# Go programs that read a duration flag with kingpin's Duration (str2duration) know w and d, not y.
+_DURATION_WITHOUT_YEARS = _DURATION.replace(r"(?:(\d+)y)?", "")
 
 
 def duration_seconds(text: str) -> float:
@@ -83,17 +86,34 @@ def _human_seconds(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def Duration(minimum: float = 1, maximum: float = 10 * 365 * 86400) -> Any:
+@dataclass(frozen=True)
+class DurationRange:
+    """What a duration setting takes, for the checks that start the programs with its edges."""
+
+    minimum: float
+    maximum: float
+    years: bool
+
+
+def Duration(minimum: float = 1, maximum: float = 10 * 365 * 86400, *, years: bool = True) -> Any:
+    """A Prometheus duration within [minimum, maximum] seconds; ``years=False`` for a value that ends up
+    in a flag parsed by str2duration, which has no y."""
+    pattern = _DURATION if years else _DURATION_WITHOUT_YEARS
+    allowed = _DURATION_ALLOWED if years else f"{_DURATION_ALLOWED} (in weeks, days or smaller units: no y)"
+
     def parse(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise invalid(allowed)
         try:
             seconds = duration_seconds(value)
-        except (ValueError, TypeError):
-            raise invalid(_DURATION_ALLOWED) from None
+        except ValueError:
+            raise invalid(allowed) from None
         if not minimum <= seconds <= maximum:
-            raise invalid(f"{_DURATION_ALLOWED}, between {_human_seconds(minimum)} and {_human_seconds(maximum)}")
+            raise invalid(f"{allowed}, between {_human_seconds(minimum)} and {_human_seconds(maximum)}")
         return value
 
-    return setting(str, parse, {"type": "string", "pattern": _DURATION, "minLength": 2})
+    return Annotated[setting(str, parse, {"type": "string", "pattern": pattern, "minLength": 2}),
+                     DurationRange(minimum, maximum, years)]
 
 
 _PROM_SIZE = r"^(\d+)(B|KB|MB|GB|TB|PB)$"
@@ -187,13 +207,16 @@ def Choice(*choices: str, allowed: str = "one of ") -> Any:
     return setting(str, parse, {"enum": list(choices)})
 
 
+_PERCENTAGE = r"^\d+(\.\d+)?$"
+
+
 def _percentage(value: Any) -> Union[int, float]:
     allowed = "a percentage above 0 and at most 100, such as 100, 10 or 0.5"
     if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise invalid(allowed) from None
+        # As the schema's pattern: float() would also take "1e1", " 10" or "1_0", which editors flag.
+        if not re.fullmatch(_PERCENTAGE, value):
+            raise invalid(allowed)
+        value = float(value) if "." in value else int(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
         raise invalid(allowed)
     return value  # kept as written: 10 stays 10 in the rendered collector config, not 10.0
@@ -201,7 +224,7 @@ def _percentage(value: Any) -> Union[int, float]:
 
 Percentage = setting(Union[int, float], _percentage, {
     "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100},
-              {"type": "string", "pattern": r"^\d+(\.\d+)?$"}]})
+              {"type": "string", "pattern": _PERCENTAGE}]})
 
 
 # --------------------------------------------------------------------------- names and addresses
@@ -243,9 +266,10 @@ _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Email = text(_EMAIL, "an e-mail address such as platform-oncall@example.org")
 OptionalEmail = text(_EMAIL, "an e-mail address, or empty", optional=True)
 SlackChannel = text(r"^[#@][a-z0-9._-]{1,80}$", "a Slack channel such as #platform-alerts")
+_ES_CRON = r"[0-9*?/,LW#A-Za-z-]+( [0-9*?/,LW#A-Za-z-]+){5,6}"
 ElasticsearchCron = text(
-    r"^[0-9*?/,LW#A-Za-z-]+( [0-9*?/,LW#A-Za-z-]+){5,6}$",
-    "an Elasticsearch cron expression with seconds first, such as '0 30 1 * * ?' (01:30 every day)", strip=True)
+    f"^{_ES_CRON}$", "an Elasticsearch cron expression with seconds first, such as '0 30 1 * * ?' (01:30 every day)",
+    strip=True, schema={"type": "string", "pattern": rf"^\s*{_ES_CRON}\s*$"})
 
 
 def _cron(value: Any) -> str:
@@ -294,14 +318,17 @@ def _pinned(value: str) -> bool:
     return bool(tag or digest) and tag not in _MOVING_TAGS and ("." in registry or ":" in registry)
 
 
-ImageReference = text(
-    rf"^{_REPOSITORY}(?::{_TAG})?(?:@{_DIGEST})?$", "an image reference with registry, repository and an exact "
-    "version tag or digest, such as quay.io/prometheus/prometheus:v3.5.0 (not 'latest')", _pinned, schema={
-        "type": "string",
-        # The parser's rule for editors: a registry host first, then a tag or a digest, never a moving tag.
-        "pattern": rf"^(?=[^/]*[.:]){_REPOSITORY}(?::{_TAG}(?:@{_DIGEST})?|@{_DIGEST})$",
-        "not": {"pattern": ":(" + "|".join(_MOVING_TAGS) + ")$"},
-    })
+_IMAGE = rf"^{_REPOSITORY}(?::{_TAG})?(?:@{_DIGEST})?$"
+_IMAGE_ALLOWED = ("an image reference with registry, repository and an exact version tag or digest, such as "
+                  "quay.io/prometheus/prometheus:v3.5.0 (not 'latest')")
+_IMAGE_SCHEMA = {
+    "type": "string",
+    # The parser's rule for editors: a registry host first, then a tag or a digest, never a moving tag.
+    "pattern": rf"^(?=[^/]*[.:]){_REPOSITORY}(?::{_TAG}(?:@{_DIGEST})?|@{_DIGEST})$",
+    "not": {"pattern": ":(" + "|".join(_MOVING_TAGS) + f")(@{_DIGEST})?$"},
+}
+ImageReference = text(_IMAGE, _IMAGE_ALLOWED, _pinned, schema=_IMAGE_SCHEMA)
+OptionalImageReference = text(_IMAGE, _IMAGE_ALLOWED + ", or empty", _pinned, optional=True, schema=_IMAGE_SCHEMA)
 
 
 # --------------------------------------------------------------------------- collections
