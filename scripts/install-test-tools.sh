@@ -36,6 +36,8 @@ command -v chromium >/dev/null 2>&1 || system_packages+=(chromium)
 # tests/test_database_servers.py: the distribution's PostgreSQL server and Redis.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || system_packages+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || system_packages+=(redis-server)
+# Node and npm for the YAML editors' language server (NPM_TEST_TOOLS).
+command -v npm >/dev/null 2>&1 || system_packages+=(npm)
 if [ "${#system_packages[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "the tests need ${system_packages[*]}; install them with your package manager."
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -55,7 +57,7 @@ tree = ast.parse(open(sys.argv[1]).read())
 def assigned(name):
     return next(ast.literal_eval(n.value) for n in tree.body
                 if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == name for t in n.targets))
-images, tools = assigned("DEFAULT_IMAGES"), assigned("TEST_TOOLS")
+images, tools, npm_tools = assigned("DEFAULT_IMAGES"), assigned("TEST_TOOLS"), assigned("NPM_TEST_TOOLS")
 
 def tag(key):
     t = images[key].rsplit(":", 1)[1]
@@ -203,6 +205,10 @@ row("blackbox_exporter", "blackboxExporter", "wrapper", "github.com/prometheus/b
     f"v{tag('blackboxExporter')}", ["."])
 row("redis_exporter", "redisExporter", "wrapper", "github.com/oliver006/redis_exporter", f"v{tag('redisExporter')}",
     ["."], f"-X main.BuildVersion=v{tag('redisExporter')} -X main.BuildCommitSha=release -X main.BuildDate=release")
+# npm packages, each installed with its dependencies into its own directory; pkgs: the commands it provides.
+for pin in npm_tools.values():
+    package, version = pin.rsplit("@", 1)
+    row(package, None, "npm", package, version, [package], "-", version=version)
 for r in rows:
     print("\t".join(r))
 PY
@@ -295,6 +301,17 @@ for r in json.load(sys.stdin).get("Replace") or []:
       else
         "$GO" install -mod=mod -ldflags "$ldflags" "${targets[@]}"
       fi
+      ;;
+    npm)
+      command -v npm >/dev/null 2>&1 || { echo "npm is needed to install $module (apt-get install npm)"; exit 1; }
+      npm install --no-audit --no-fund --no-save --prefix "$tmp/npm" "$module@$modver"
+      local command
+      for command in $pkgs; do
+        # A script beside the installed package: the tools directory links to it from elsewhere.
+        printf '#!/bin/sh\nexec node "$(dirname "$(readlink -f "$0")")/../npm/node_modules/.bin/%s" "$@"\n' \
+          "$command" > "$tmp/bin/$command"
+        chmod +x "$tmp/bin/$command"
+      done
       ;;
     local)
       local w="$tmp/wrapper"

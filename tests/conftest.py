@@ -86,6 +86,8 @@ BUILT_TOOLS = frozenset({
     # The previous minor Kubernetes release (TEST_TOOLS["kubernetesPrevious"]), under names of their own.
     "kube-apiserver-previous", "kube-controller-manager-previous",
 })
+# The commands scripts/install-test-tools.sh installs from npm (NPM_TEST_TOOLS), into the same directory.
+NPM_TOOLS = frozenset({"yaml-language-server"})
 DEBIAN_NAMES = {"prometheus-alertmanager": "alertmanager", "prometheus-node-exporter": "node_exporter",
                 "prometheus-blackbox-exporter": "blackbox_exporter"}
 INSTALL_HINT = "run scripts/install-test-tools.sh (it builds the tools from their Go modules; needs Go)"
@@ -109,7 +111,7 @@ def require_tool(name: str) -> str:
 
     Built tools come only from the tools directory (never a system package of another version);
     anything else (openssl) from PATH."""
-    if name in BUILT_TOOLS:
+    if name in BUILT_TOOLS | NPM_TOOLS:
         path = tools_bin_dir() / name
         if not os.access(path, os.X_OK):
             pytest.fail(f"{name} is not in {tools_bin_dir()}: {INSTALL_HINT}", pytrace=False)

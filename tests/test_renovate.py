@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from components.settings.images import DEFAULT_IMAGES, TEST_TOOLS
+from components.settings.images import DEFAULT_IMAGES, NPM_TEST_TOOLS, TEST_TOOLS
 from tests.conftest import ROOT
 
 IMAGES_FILE = "components/settings/images.py"
@@ -52,6 +52,8 @@ def unmatched_pins(config: dict, text: str, images: dict = DEFAULT_IMAGES, tools
                 for key, image in images.items() if found.get(image) != "docker"]
     problems += [f"tool {key} = {pin}: no renovate.json rule matches it with datasource go"
                  for key, pin in tools.items() if found.get(pin) != "go"]
+    problems += [f"npm tool {key} = {pin}: no renovate.json rule matches it with datasource npm"
+                 for key, pin in NPM_TEST_TOOLS.items() if found.get(pin.replace("@", ":")) != "npm"]
     return problems
 
 
@@ -70,12 +72,12 @@ def test_the_rule_check_can_fail():
     wrong = json.loads(json.dumps(CONFIG))
     for manager in wrong["customManagers"]:
         manager["datasourceTemplate"] = "github-tags"
-    assert len(unmatched_pins(wrong, text)) == len(DEFAULT_IMAGES) + len(TEST_TOOLS)
+    assert len(unmatched_pins(wrong, text)) == len(DEFAULT_IMAGES) + len(TEST_TOOLS) + len(NPM_TEST_TOOLS)
     # A rule that does not look at the settings file matches nothing.
     elsewhere = json.loads(json.dumps(CONFIG))
     for manager in elsewhere["customManagers"]:
         manager["managerFilePatterns"] = ["/(^|/)Dockerfile$/"]
-    assert len(unmatched_pins(elsewhere, text)) == len(DEFAULT_IMAGES) + len(TEST_TOOLS)
+    assert len(unmatched_pins(elsewhere, text)) == len(DEFAULT_IMAGES) + len(TEST_TOOLS) + len(NPM_TEST_TOOLS)
 
 
 def test_python_requirements_and_actions_have_managers():

@@ -103,8 +103,9 @@ def test_bad_value_fails_with_key_value_and_what_is_allowed(overrides, expected)
     assert "invalid settings for stack 'dev'" in message
 
 
-# Values that used to be accepted as written: the loader and the JSON Schema refuse each.
-@pytest.mark.parametrize("overrides, expected", [
+# Values that used to be accepted as written: the loader and the JSON Schema refuse each (and so does an
+# editor: tests/test_stack_file_editor.py).
+REFUSED_FORMS = [
     ({"staticTargets": [{"job": "api", "target": "a.svc:99999"}]},
      "football-monitoring:staticTargets[0].target = 'a.svc:99999' is not valid: expected host:port"),
     ({"staticTargets": [{"job": "api", "target": "host:0"}]},
@@ -143,7 +144,10 @@ def test_bad_value_fails_with_key_value_and_what_is_allowed(overrides, expected)
      "football-monitoring:logging.snapshot.claimName = 'My_Claim ' is not valid: expected a Kubernetes object name"),
     ({"tracing": {"sampling": {"percentage": "1e1"}}},
      "football-monitoring:tracing.sampling.percentage = '1e1' is not valid: expected a percentage"),
-])
+]
+
+
+@pytest.mark.parametrize("overrides, expected", REFUSED_FORMS)
 def test_values_out_of_range_or_form_are_refused(overrides, expected, schema_validator):
     message = fail_with(overrides)
     assert expected in message and message.count("\n  - ") == 1
@@ -160,7 +164,8 @@ def test_a_final_newline_is_not_part_of_a_valid_value():
             "quantity" in fail_with({"prometheus": {"resources": {"requests": {"cpu": "1\n"}}}}))
 
 
-@pytest.mark.parametrize("overrides", [
+# Values at the edges of what is allowed: the loader, the JSON Schema and an editor take each.
+TAKEN_EDGES = [
     {"staticTargets": [{"job": "api", "target": "a.svc:65535"}, {"job": "db", "target": "b.svc:1"}]},
     {"ingress": {"authUrl": "https://$host/oauth2/auth?rd=$escaped_request_uri"}},
     {"ingress": {"authUrl": "http://oauth2-proxy.auth.svc:4180/oauth2/auth", "className": "nginx.internal",
@@ -174,7 +179,10 @@ def test_a_final_newline_is_not_part_of_a_valid_value():
     {"probes": {"http": None, "tcp": ""}},
     {"prometheus": {"resources": None}},
     {"staticTargets": ""},
-])
+]
+
+
+@pytest.mark.parametrize("overrides", TAKEN_EDGES)
 def test_values_at_the_edges_are_taken(overrides, schema_validator):
     offline.run("prod", overrides)
     assert schema_validator.is_valid({"config": {f"{PROJECT}:{key}": value for key, value in overrides.items()}})

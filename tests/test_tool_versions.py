@@ -8,15 +8,17 @@ mapping that drifted from the tag fails here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from components.settings.images import DEFAULT_IMAGES, TEST_TOOLS
-from tests.conftest import BUILT_TOOLS, require_tool
+from components.settings.images import DEFAULT_IMAGES, NPM_TEST_TOOLS, TEST_TOOLS
+from tests.conftest import BUILT_TOOLS, NPM_TOOLS, require_tool
 
 
 def tag(key: str) -> str:
@@ -140,3 +142,16 @@ def test_version_check_can_fail():
 def test_the_previous_kubernetes_is_the_minor_before_the_pinned_one():
     pinned, previous = (TEST_TOOLS[k].rsplit(":v", 1)[1].split(".") for k in ("kubernetes", "kubernetesPrevious"))
     assert previous[0] == pinned[0] and int(previous[1]) == int(pinned[1]) - 1
+
+
+@pytest.mark.parametrize("key", sorted(NPM_TEST_TOOLS))
+def test_npm_tool_reports_its_pinned_version(key):
+    package, version = NPM_TEST_TOOLS[key].rsplit("@", 1)
+    assert package in NPM_TOOLS
+    binary = require_tool(package)
+    proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == version, (
+        f"{package} --version says {proc.stdout.strip()!r}{proc.stderr[-300:]}, the pin is {version} "
+        "(rebuild: scripts/install-test-tools.sh)")
+    installed = Path(os.path.realpath(binary)).parent.parent / "npm" / "node_modules" / package / "package.json"
+    assert json.loads(installed.read_text())["version"] == version

@@ -74,3 +74,11 @@ TEST_TOOLS = {
     # module is not served; a CLI newer than the SDK is the supported pairing.
     "pulumi": "github.com/pulumi/pulumi/pkg/v3:v3.276.0",
 }
+
+# Programs the tests install from npm that no container runs ("name": "package@version").
+NPM_TEST_TOOLS = {
+    # The schema engine of YAML editors (VS Code's YAML extension and the editors speaking its language
+    # server): the stack files' schema comment and the schema are checked through it. 1.25.0: the newest
+    # release that runs on Node 20 (2.x needs Node 22).
+    "yamlLanguageServer": "yaml-language-server@1.25.0",
+}
