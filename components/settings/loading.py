@@ -187,6 +187,17 @@ def _did_you_mean(location: tuple) -> Optional[str]:
     same_words = [key for key in below if _words(key) == _words(name)]
     if same_words:
         return at + same_words[0]
+    # A secret written inside a section (thanos.objstore.accessKey: thanosObjstoreAccessKey).
+    flattened = "".join(str(part) for part in location).lower()
+    secrets = [key for key in SECRETS if parent and flattened.endswith(key.lower())]
+    if secrets:
+        return f"the secret {secrets[0]}, a top-level key: `pulumi config set --secret {PROJECT}:{secrets[0]} <value>`"
+    # A key of this section that holds the name whole (thanos.storageSize: ruleStorageSize, ...), or
+    # the name a key with more after it (retentionTime: retention).
+    holding = [alias for alias in fields_by_alias(model) if len(plain) >= 4 and (
+        alias.lower().endswith(plain) or alias.lower().startswith(plain) or plain.startswith(alias.lower()))]
+    if holding:
+        return " or ".join(", ".join(at + alias for alias in holding[:3]).rsplit(", ", 1))
     # The same name in another section is a surer sign than a loosely similar one in this section.
     elsewhere = [key for key in known_keys() if key.rsplit(".", 1)[-1].lower().replace("_", "") == plain
                  and not (at and key.startswith(at)) and not at.startswith(key + ".")]
