@@ -200,3 +200,23 @@ def test_a_nested_key_set_without_path_is_named_with_the_command_that_sets_it(pr
     config, secret_keys = _as_the_engine_passes(shown, "dev")
     with pytest.raises(Exception, match=f"`pulumi config set --path '{PROJECT}:prometheus.retention' <value>`"):
         offline.run("dev", config=config, secret_keys=secret_keys)
+
+
+# Scalars that YAML 1.1 (PyYAML) and the CLI's YAML 1.2 parser read differently, top-level and in a section.
+SCALARS = ["yes", "on", "3.0", "1e1", "0o17", "010", "~", "0x1F", ".5", "1_000", "True", "12:30", "2026-01-01",
+           "-0", "1.50", "'quoted'", "''", "null", "false", "0b101"]
+
+
+def test_the_offline_runner_reads_a_stack_file_as_the_cli_passes_it(project):
+    project.init("scalars")
+    lines = [f"  {PROJECT}:key{index}: {scalar}" for index, scalar in enumerate(SCALARS)]
+    lines += [f"  {PROJECT}:section:"] + [f"    key{index}: {scalar}" for index, scalar in enumerate(SCALARS)]
+    salt = yaml.safe_load(project.stack_file("scalars").read_text())["encryptionsalt"]
+    project.stack_file("scalars").write_text("config:\n" + "\n".join(lines) + f"\nencryptionsalt: {salt}\n")
+    shown = project.config("scalars")
+    read, _ = offline.engine_config(offline.read_stack_file(project.stack_file("scalars"))["config"])
+    for index, scalar in enumerate(SCALARS):
+        key = f"{PROJECT}:key{index}"
+        assert read[key] == shown[key]["value"], f"{scalar}: the CLI passes {shown[key]['value']!r}"
+    section = json.loads(shown[f"{PROJECT}:section"]["value"])
+    assert json.loads(read[f"{PROJECT}:section"]) == section

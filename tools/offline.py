@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import copy
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -190,6 +191,63 @@ def deep_merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
+class StackFileLoader(yaml.SafeLoader):
+    """A stack file's scalars as the Pulumi CLI reads them (Go's yaml.v3) and hands them to the program.
+
+    PyYAML follows YAML 1.1, the CLI does not: ``yes``/``on`` stay text, ``12:30`` is not a number
+    of minutes, ``1e1``, ``0o17`` and ``0x1F`` are numbers, a whole float reaches the program as an
+    integer (``3.0`` arrives as 3), and a date arrives in Go's time format (``2026-01-01 00:00:00
+    +0000 UTC``; a timestamp with a time of day stays as written here). tests/test_pulumi_project.py
+    holds this to the real CLI's ``pulumi config --json`` over a corpus of such values.
+    """
+
+
+StackFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                           "tag:yaml.org,2002:timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_V3_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_V3_INT = re.compile(r"^[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*)$")
+_V3_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$")
+StackFileLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _V3_BOOL, list("tTfF"))
+StackFileLoader.add_implicit_resolver("tag:yaml.org,2002:int", _V3_INT, list("-+0123456789"))
+StackFileLoader.add_implicit_resolver("tag:yaml.org,2002:float", _V3_FLOAT, list("-+0123456789."))
+
+
+def _v3_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    # strconv.ParseInt with base 0, as yaml.v3: 0b, 0o and 0x prefixes, and a leading 0 for octal.
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        return sign * int(digits, 8)
+    return sign * int(digits, 0)
+
+
+def _v3_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    value = float(loader.construct_scalar(node).replace("_", ""))
+    # The CLI passes objects to the program as JSON from Go values: a whole float64 prints as 3.
+    return int(value) if value.is_integer() else value
+
+
+_V3_DATE = re.compile(r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})$")
+StackFileLoader.add_implicit_resolver("tag:yaml.org,2002:timestamp", _V3_DATE, list("0123456789"))
+
+
+def _v3_date(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    year, month, day = _V3_DATE.match(loader.construct_scalar(node)).groups()
+    return f"{int(year):04d}-{int(month):02d}-{int(day):02d} 00:00:00 +0000 UTC"
+
+
+StackFileLoader.add_constructor("tag:yaml.org,2002:timestamp", _v3_date)
+StackFileLoader.add_constructor("tag:yaml.org,2002:int", _v3_int)
+StackFileLoader.add_constructor("tag:yaml.org,2002:float", _v3_float)
+
+
+def read_stack_file(path: Path) -> dict:
+    return yaml.load(path.read_text(), Loader=StackFileLoader) or {}  # noqa: S506 (a SafeLoader)
+
+
 def file_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tuple[dict[str, str], list[str]]:
     """Config of Pulumi.<stack>.yaml as the engine passes it to the program: every value a string
     (objects and lists JSON-encoded), and the keys stored encrypted, whose values are left as the
@@ -201,7 +259,7 @@ def file_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tuple
     removed (back to the defaults in code).
     """
     path = ROOT / f"Pulumi.{stack}.yaml"
-    document = yaml.safe_load(path.read_text()) if path.exists() else {}
+    document = read_stack_file(path) if path.exists() else {}
     values = {(k if ":" in k else f"{PROJECT}:{k}"): v for k, v in ((document or {}).get("config") or {}).items()}
     for key, value in (overrides or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
@@ -209,13 +267,20 @@ def file_config(stack: str, overrides: Optional[dict[str, Any]] = None) -> tuple
             values.pop(full, None)
         else:
             values[full] = deep_merge(values[full], value) if full in values else copy.deepcopy(value)
+    return engine_config(values)
+
+
+def engine_config(values: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """A stack file's ``config:`` as the engine passes it: every value a string (objects and lists
+    JSON-encoded), and the keys stored encrypted, whose values are the ciphertext."""
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for full, value in values.items():
         if isinstance(value, dict) and "secure" in value:
             secret_keys.append(full)
             value = value["secure"]
-        config[full] = value if isinstance(value, str) else json.dumps(value)
+        # A key with nothing after it: the CLI passes "" (and warns that it will pass null one day).
+        config[full] = value if isinstance(value, str) else "" if value is None else json.dumps(value)
     return config, secret_keys
 
 
