@@ -220,3 +220,23 @@ def test_the_offline_runner_reads_a_stack_file_as_the_cli_passes_it(project):
         assert read[key] == shown[key]["value"], f"{scalar}: the CLI passes {shown[key]['value']!r}"
     section = json.loads(shown[f"{PROJECT}:section"]["value"])
     assert json.loads(read[f"{PROJECT}:section"]) == section
+
+
+@pytest.mark.parametrize("written, taken", [("true", True), ("false", True), ("'true'", True), ("'True'", False),
+                                            ("'yes'", False), ("TRUE", True)])
+def test_the_cli_the_program_and_the_schema_agree_on_a_flag(project, written, taken):
+    project.init("flag")
+    text = project.stack_file("flag").read_text()
+    project.stack_file("flag").write_text(f"config:\n  {PROJECT}:protectData: {written}\n{text}")
+    error = project.preview_error("flag")
+    assert (PROGRAM_NOT_STARTED in error) == taken, error
+    config, secret_keys = _as_the_engine_passes(project.config("flag"), "dev")
+    try:
+        offline.run("dev", config=config, secret_keys=secret_keys)
+        loaded = True
+    except Exception as refused:
+        assert "protectData" in str(refused)
+        loaded = False
+    schema = json.loads(settings_reference.SCHEMA.read_text())
+    valid = jsonschema.Draft202012Validator(schema).is_valid(yaml.safe_load(project.stack_file("flag").read_text()))
+    assert loaded == valid == taken

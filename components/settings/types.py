@@ -185,15 +185,16 @@ Port = WholeNumber(0, 65535)
 
 
 def _flag(value: Any) -> bool:
+    # As Pulumi's own check of a declared boolean (workspace.ValidateConfigValue): a YAML boolean, or
+    # the text true or false in lower case.
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
+    if value in ("true", "false"):
+        return value == "true"
     raise invalid("true or false")
 
 
-Flag = setting(bool, _flag, {"anyOf": [{"type": "boolean"},
-                                       {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"}]})
+Flag = setting(bool, _flag, {"anyOf": [{"type": "boolean"}, {"enum": ["true", "false"]}]})
 
 
 def Choice(*choices: str, allowed: str = "one of ") -> Any:
