@@ -675,3 +675,12 @@ def test_a_nested_key_set_without_path_says_how_to_set_it():
     assert ("football-monitoring:prometheus.retention is not a known setting: a key inside a section is set with "
             "--path, `pulumi config rm football-monitoring:prometheus.retention` then `pulumi config set --path "
             "'football-monitoring:prometheus.retention' <value>`") in message
+
+
+def test_one_bad_item_does_not_hide_a_rule_across_the_others():
+    message = fail_with({"probes": {"http": [{"name": "a", "target": "bad"}, {"name": "b", "target": "http://x.svc/"},
+                                             {"name": "b", "target": "http://y.svc/"}]}})
+    assert message.count("\n  - ") == 2
+    assert "football-monitoring:probes.http[0].target = 'bad' is not valid" in message
+    assert ("football-monitoring:probes.http[2].name = 'b' is not valid: expected a name unique within probes.http "
+            "(probes.http[1] has it)") in message

@@ -119,14 +119,45 @@ def valid_part(model: type[Section], raw: Any, locations: list[tuple],
         alias = field.alias or name
         if alias not in failed:
             continue
-        inner = section_type(field.annotation)
-        part = inner and valid_part(inner, raw.get(alias), [loc[1:] for loc in locations if loc[0] == alias],
-                                    section.__dict__[name])
+        inner = [loc[1:] for loc in locations if loc[0] == alias]
+        if section_type(field.annotation):
+            part = valid_part(field.annotation, raw.get(alias), inner, section.__dict__[name])
+        else:
+            part = _valid_items(field.annotation, raw.get(alias), inner)
         if part is None:
             del section.__dict__[name]
         else:
             section.__dict__[name] = part
     return section
+
+
+def _valid_items(annotation: Any, raw: Any, locations: list[tuple]) -> Optional[tuple]:
+    """A list of sections with each failed item as its valid part, so that a rule across the items (a
+    name unique in its list) still reads the others; None when the list itself failed."""
+    kind = _unannotated(annotation)
+    item = typing.get_args(kind)[0] if typing.get_origin(kind) is tuple else None
+    if not (section_type(item) and isinstance(raw, list)) or any(len(loc) < 2 for loc in locations):
+        return None
+    items = []
+    for index, value in enumerate(raw):
+        failed_here = {loc[1] for loc in locations if loc[0] == index}
+        if not failed_here:
+            items.append(item.model_validate(value))
+        elif isinstance(value, dict) and None not in failed_here and failed_here <= set(fields_by_alias(item)):
+            # The item's other keys, each validated alone; reading a failed one raises Unreadable.
+            fields = fields_by_alias(item)
+            items.append(item.model_construct(**{
+                name: TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata
+                                  else field.annotation).validate_python(value[alias])
+                for alias, field in fields.items() for name in [_name_of(item, alias)]
+                if alias in value and alias not in failed_here}))
+        else:
+            return None
+    return tuple(items)
+
+
+def _name_of(model: type[BaseModel], alias: str) -> str:
+    return next(name for name, field in model.model_fields.items() if (field.alias or name) == alias)
 
 
 # --------------------------------------------------------------------------- the report
