@@ -404,7 +404,8 @@ def test_kibana_uses_the_service_token_not_a_superuser(prod):
 
 def test_logstash_queue_and_pipeline(prod):
     settings = yaml.safe_load(prod.one("ConfigMap", "logstash-settings")["data"]["logstash.yml"])
-    assert settings["queue.type"] == "persisted" and settings["queue.max_bytes"] == "16384mb"  # 80% of 20Gi
+    # (how big: tests/test_logging_queue.py)
+    assert settings["queue.type"] == "persisted" and settings["dead_letter_queue.enable"] is True
     assert settings["config.support_escapes"] is False
     from components.logging import pipeline
     assert prod.one("ConfigMap", "logstash-pipeline")["data"] == pipeline.pipeline_files()
