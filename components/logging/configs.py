@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -483,10 +484,69 @@ def snapshot_repository(lg: LoggingSettings) -> dict:
     return {"type": "s3", "settings": settings}
 
 
+# Elasticsearch's Cron (x-pack/plugin/core/.../scheduler/Cron.java, a fork of Quartz's CronExpression):
+# seconds, minutes and hours first, each a set of 0-59, 0-59 and 0-23.
+CRON_TIME_FIELDS = (60, 60, 24)
+JAVA_INT_MAX = 2**31 - 1  # retention.max_count is parsed as an int (SnapshotRetentionConfiguration PARSER)
+
+
+def cron_field_count(field: str, size: int) -> int:
+    """How many values a seconds, minutes or hours field of an Elasticsearch cron turns on, read as
+    Cron.storeExpressionVals / checkNext / addToSet do: "*" (and "*" followed by anything but "/n") is
+    every value, "/n" and "*/n" every n-th from 0, "a/n" every n-th from a, "a-b" and "a-b/n" a range,
+    overflowing past the top when b < a ("22-2" is 22, 23, 0, 1, 2). Whatever else a field says (an
+    increment of 0, a value out of range: Elasticsearch refuses or narrows those) counts as every value,
+    so the count is never below Elasticsearch's."""
+    values: set[int] = set()
+    for item in field.split(","):
+        match = re.fullmatch(r"(\*|\d+)?(?:-(\d+))?(?:/(\d+))?", item)
+        if not match:
+            return size
+        start, end, step = match.groups()
+        if start == "*" and (end is not None or step is None) or start is None and step is None:
+            return size
+        if step is not None and int(step) == 0 or start is None and end is not None:
+            return size
+        first = 0 if start in (None, "*") else int(start)
+        increment = 1 if step is None else int(step)
+        if end is None and step is None:
+            last = first
+        elif end is None:
+            last = size - 1
+        else:
+            last = int(end) if int(end) >= first else int(end) + size
+        if first >= size or last >= 2 * size:
+            return size
+        values.update(i % size for i in range(first, last + 1, increment))
+    return min(len(values), size)
+
+
+def cron_runs_per_day(schedule: str) -> int:
+    """The most times an Elasticsearch cron fires in any 24 hours: once per time of day its seconds,
+    minutes and hours allow (the day fields can only leave days out)."""
+    fields = schedule.split()
+    if len(fields) < len(CRON_TIME_FIELDS):
+        return 24 * 60 * 60
+    runs = 1
+    for field, size in zip(fields, CRON_TIME_FIELDS):
+        runs *= cron_field_count(field, size)
+    return runs
+
+
 def slm_policy(schedule: str, retention_days: int) -> dict:
     policy = _load("slm-policy.json")
+    retention = policy["retention"]
     policy["schedule"] = schedule
-    policy["retention"]["expire_after"] = f"{retention_days}d"
+    retention["expire_after"] = f"{retention_days}d"
+    # Retention deletes the oldest successful snapshots beyond max_count before it looks at their age
+    # (SnapshotRetentionConfiguration), so max_count must hold every snapshot younger than expire_after:
+    # runs_per_day * retention_days, one more at the window's edge. A day's runs more cover that edge and
+    # leave the rest of the day's worth for runs by hand (_slm/policy/<id>/_execute counts too), while
+    # still capping the repository.
+    max_count = max(retention["min_count"], cron_runs_per_day(schedule) * (retention_days + 1))
+    if max_count > JAVA_INT_MAX:
+        raise ValueError(f"snapshot retention max_count {max_count} exceeds what Elasticsearch reads ({JAVA_INT_MAX})")
+    retention["max_count"] = max_count
     return policy
 
 
