@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -255,19 +256,105 @@ def kibana_credentials_yml(token: str, encryption_key: str) -> str:
 
 # -- Logstash ---------------------------------------------------------------------------------
 
-def logstash_yml(*, queue_max_bytes: int) -> str:
+LS_DATA = "/usr/share/logstash/data"  # path.data, on the volume; the queues live under it
+MIB = 2**20
+# Logstash's defaults (logstash-core/lib/logstash/environment.rb), written out so that the sizing below
+# does not rest on a default that may move.
+QUEUE_PAGE_BYTES = 64 * MIB  # queue.page_capacity
+DEAD_LETTERS_DEFAULT_BYTES = 1024 * MIB  # dead_letter_queue.max_bytes
+# DeadLetterQueueFactory.MAX_SEGMENT_SIZE_BYTES. The writer counts only sealed segments (*.log) when it
+# measures itself against dead_letter_queue.max_bytes (DeadLetterQueueWriter.computeQueueSize), so the
+# open one (*.log.tmp) comes on top.
+DEAD_LETTER_SEGMENT_BYTES = 10 * MIB
+# The persistent queue needs one whole page: Logstash refuses queue.page_capacity > queue.max_bytes at
+# start (PersistedQueueConfigValidator#check_page_capacity). The dead letter queue takes a fifth of what
+# the two queues share, so they share at least this much.
+SMALLEST_QUEUE_BUDGET = QUEUE_PAGE_BYTES * 5 // 4
+# Small files on the volume (the uuid, the locks of path.data and of both queues, a checkpoint per queue
+# page): one filesystem block, 4 KiB, each.
+SMALL_FILE_BYTES = 4096
+
+
+def filesystem_reserve(volume: int) -> int:
+    """What the filesystem keeps of a volume for itself and its root user. ext4 as mke2fs makes it by
+    default holds back 5% for root (Logstash runs as uid 1000 and cannot use it), about 1.6% for inode
+    tables and a journal of up to 64 MiB below 16 GiB (ext2fs_default_journal_size; above that it is
+    under 1% of the volume): a tenth and 64 MiB cover every size."""
+    return volume // 10 + 64 * MIB
+
+
+@dataclass(frozen=True)
+class LogstashVolume:
+    """Everything that can land on one Logstash data volume (path.data), in bytes, and the two queue caps
+    that make it fit: the persistent queue (queue.max_bytes) and the dead letter queue
+    (dead_letter_queue.max_bytes) share it with the JVM's heap dump and the filesystem's own needs."""
+
+    size: int
+    filesystem: int
+    heap_dump: int  # -XX:HeapDumpPath is path.data: one dump on OutOfMemoryError, about the heap's size
+    # Queue.write writes an element and only then waits while the queue is full (isMaxBytesReached sums
+    # the pages' written bytes), so the queue passes queue.max_bytes by up to one element: a page.
+    queue_overshoot: int
+    open_dead_letter_segment: int
+    small_files: int
+    queue_max_bytes: int
+    dead_letter_max_bytes: int
+
+
+def _reserves(size: int, heap_mb: int) -> dict[str, int]:
+    """What a volume of ``size`` bytes holds besides the two queues."""
+    return dict(filesystem=filesystem_reserve(size), heap_dump=heap_mb * MIB, queue_overshoot=QUEUE_PAGE_BYTES,
+                open_dead_letter_segment=DEAD_LETTER_SEGMENT_BYTES,
+                small_files=SMALL_FILE_BYTES * (4 + size // QUEUE_PAGE_BYTES + 2))
+
+
+def logstash_volume(storage_size: str, heap_mb: int) -> LogstashVolume:
+    """How one Logstash volume of ``storage_size`` is shared; ValueError if the persistent queue would not
+    get one whole page, which Logstash refuses at start."""
+    size = int(quantity_bytes(storage_size))
+    reserves = _reserves(size, heap_mb)
+    budget = size - sum(reserves.values())
+    if budget < SMALLEST_QUEUE_BUDGET:
+        raise ValueError(
+            f"logging.logstash.storageSize = {storage_size!r} is too small: the persistent queue needs at least "
+            f"one {QUEUE_PAGE_BYTES // MIB} MiB page (queue.page_capacity) beside the dead letter queue, a heap "
+            f"dump of {heap_mb} MiB and the filesystem's share; expected at least "
+            f"{logstash_storage_minimum(heap_mb) // MIB}Mi")
+    dead_letters = min(DEAD_LETTERS_DEFAULT_BYTES, budget // 5) // MIB * MIB
+    return LogstashVolume(size=size, **reserves, queue_max_bytes=(budget - dead_letters) // MIB * MIB,
+                          dead_letter_max_bytes=dead_letters)
+
+
+def logstash_storage_minimum(heap_mb: int) -> int:
+    """The smallest volume, in bytes and whole MiB, that logstash_volume accepts for a heap of ``heap_mb``."""
+    def fits(mib: int) -> bool:
+        return mib * MIB - sum(_reserves(mib * MIB, heap_mb).values()) >= SMALLEST_QUEUE_BUDGET
+
+    low, high = 1, 1
+    while not fits(high):
+        high *= 2
+    while low < high:  # the reserves grow more slowly than the volume: fits is monotonic
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle + 1, high)
+    return low * MIB
+
+
+def logstash_yml(volume: LogstashVolume) -> str:
     config = {
         "api.http.host": "0.0.0.0",
         "api.http.port": 9600,
-        "path.data": "/usr/share/logstash/data",
+        "path.data": LS_DATA,
         "pipeline.ecs_compatibility": "v8",
         # Persistent queue on the volume: a slow or absent Elasticsearch fills the queue, then
         # Logstash stops reading from Filebeat (backpressure), instead of dropping events.
         "queue.type": "persisted",
-        "queue.max_bytes": f"{queue_max_bytes // 2**20}mb",
+        "queue.page_capacity": f"{QUEUE_PAGE_BYTES // MIB}mb",
+        "queue.max_bytes": f"{volume.queue_max_bytes // MIB}mb",
         "queue.checkpoint.writes": 1024,
-        # Events Elasticsearch refuses outright (mapping conflicts) are kept, not dropped.
+        # Events Elasticsearch refuses outright (mapping conflicts) are kept, not dropped, in
+        # path.data/dead_letter_queue: the same volume, so its cap is part of the volume's budget.
         "dead_letter_queue.enable": True,
+        "dead_letter_queue.max_bytes": f"{volume.dead_letter_max_bytes // MIB}mb",
         "config.reload.automatic": False,
         "config.support_escapes": False,
         "xpack.monitoring.enabled": False,
@@ -285,7 +372,7 @@ def jvm_options(heap: int) -> str:
     return "\n".join([
         f"-Xms{heap}m", f"-Xmx{heap}m", "-XX:+UseG1GC", "-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
         "-Djava.io.tmpdir=/tmp", "-Djruby.compile.invokedynamic=true", "-XX:+HeapDumpOnOutOfMemoryError",
-        "-XX:HeapDumpPath=/usr/share/logstash/data", "-Dlog4j2.isThreadContextMapInheritable=true",
+        f"-XX:HeapDumpPath={LS_DATA}", "-Dlog4j2.isThreadContextMapInheritable=true",
     ]) + "\n"
 
 
@@ -397,10 +484,69 @@ def snapshot_repository(lg: LoggingSettings) -> dict:
     return {"type": "s3", "settings": settings}
 
 
+# Elasticsearch's Cron (x-pack/plugin/core/.../scheduler/Cron.java, a fork of Quartz's CronExpression):
+# seconds, minutes and hours first, each a set of 0-59, 0-59 and 0-23.
+CRON_TIME_FIELDS = (60, 60, 24)
+JAVA_INT_MAX = 2**31 - 1  # retention.max_count is parsed as an int (SnapshotRetentionConfiguration PARSER)
+
+
+def cron_field_count(field: str, size: int) -> int:
+    """How many values a seconds, minutes or hours field of an Elasticsearch cron turns on, read as
+    Cron.storeExpressionVals / checkNext / addToSet do: "*" (and "*" followed by anything but "/n") is
+    every value, "/n" and "*/n" every n-th from 0, "a/n" every n-th from a, "a-b" and "a-b/n" a range,
+    overflowing past the top when b < a ("22-2" is 22, 23, 0, 1, 2). Whatever else a field says (an
+    increment of 0, a value out of range: Elasticsearch refuses or narrows those) counts as every value,
+    so the count is never below Elasticsearch's."""
+    values: set[int] = set()
+    for item in field.split(","):
+        match = re.fullmatch(r"(\*|\d+)?(?:-(\d+))?(?:/(\d+))?", item)
+        if not match:
+            return size
+        start, end, step = match.groups()
+        if start == "*" and (end is not None or step is None) or start is None and step is None:
+            return size
+        if step is not None and int(step) == 0 or start is None and end is not None:
+            return size
+        first = 0 if start in (None, "*") else int(start)
+        increment = 1 if step is None else int(step)
+        if end is None and step is None:
+            last = first
+        elif end is None:
+            last = size - 1
+        else:
+            last = int(end) if int(end) >= first else int(end) + size
+        if first >= size or last >= 2 * size:
+            return size
+        values.update(i % size for i in range(first, last + 1, increment))
+    return min(len(values), size)
+
+
+def cron_runs_per_day(schedule: str) -> int:
+    """The most times an Elasticsearch cron fires in any 24 hours: once per time of day its seconds,
+    minutes and hours allow (the day fields can only leave days out)."""
+    fields = schedule.split()
+    if len(fields) < len(CRON_TIME_FIELDS):
+        return 24 * 60 * 60
+    runs = 1
+    for field, size in zip(fields, CRON_TIME_FIELDS):
+        runs *= cron_field_count(field, size)
+    return runs
+
+
 def slm_policy(schedule: str, retention_days: int) -> dict:
     policy = _load("slm-policy.json")
+    retention = policy["retention"]
     policy["schedule"] = schedule
-    policy["retention"]["expire_after"] = f"{retention_days}d"
+    retention["expire_after"] = f"{retention_days}d"
+    # Retention deletes the oldest successful snapshots beyond max_count before it looks at their age
+    # (SnapshotRetentionConfiguration), so max_count must hold every snapshot younger than expire_after:
+    # runs_per_day * retention_days, one more at the window's edge. A day's runs more cover that edge and
+    # leave the rest of the day's worth for runs by hand (_slm/policy/<id>/_execute counts too), while
+    # still capping the repository.
+    max_count = max(retention["min_count"], cron_runs_per_day(schedule) * (retention_days + 1))
+    if max_count > JAVA_INT_MAX:
+        raise ValueError(f"snapshot retention max_count {max_count} exceeds what Elasticsearch reads ({JAVA_INT_MAX})")
+    retention["max_count"] = max_count
     return policy
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import pulumi
 
-from components.settings import Settings, quantity_bytes
+from components.settings import Settings
 from components.platform.workload import ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port, ServiceSpec, Sidecar
 from components.logging import configs
 from components.logging import pipeline
@@ -35,7 +35,8 @@ class Logstash(pulumi.ComponentResource):
         super().__init__("football-monitoring:logging:Logstash", name, None, opts)
         lg = settings.logging
         heap = configs.heap_mb(lg.logstash.resources.limits.memory, 50)
-        queue_bytes = int(quantity_bytes(lg.logstash.storage_size) * 0.8)
+        # The volume holds both queues and a heap dump: their caps come from its size.
+        volume = configs.logstash_volume(lg.logstash.storage_size, heap)
         self.pipeline = pipeline.pipeline_files()
         spec = ServiceSpec(
             name="logstash",
@@ -56,7 +57,7 @@ class Logstash(pulumi.ComponentResource):
             secret_env={"ELASTICSEARCH_PASSWORD": password},
             config=[
                 ConfigFiles("settings", SETTINGS_DIR, {
-                    "logstash.yml": configs.logstash_yml(queue_max_bytes=queue_bytes),
+                    "logstash.yml": configs.logstash_yml(volume),
                     "pipelines.yml": configs.logstash_pipelines_yml(),
                     "jvm.options": configs.jvm_options(heap),
                     "log4j2.properties": configs.LOG4J2_CONSOLE,
@@ -64,7 +65,7 @@ class Logstash(pulumi.ComponentResource):
                 ConfigFiles("pipeline", PIPELINE_DIR, self.pipeline),
                 ConfigFiles("certs", CERTS_DIR, {"ca.crt": elasticsearch.ca_cert_pem}, secret=True),
             ],
-            data=DataVolume("/usr/share/logstash/data", lg.logstash.storage_size),
+            data=DataVolume(configs.LS_DATA, lg.logstash.storage_size),
             # path.logs must be writable even though Logstash logs to the console only.
             scratch_paths=["/tmp", "/usr/share/logstash/logs"],
             scratch_exec=["/tmp"],  # java.io.tmpdir: JRuby unpacks its native FFI stub there
