@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from components.logging import configs
-from components.settings import quantity_bytes
+from components import logstash_volume as sizing
+from components.settings import SettingsError, quantity_bytes
 from tests.conftest import run_on_kubernetes
 from tools import offline
 
@@ -53,7 +54,7 @@ def claims(files: dict[str, str], mount_path: str, volume: int) -> dict[str, int
     settings = yaml.safe_load(files["logstash.yml"])
     assert settings["path.data"] == mount_path
     data = settings["path.data"]
-    found = {"filesystem": configs.filesystem_reserve(volume)}
+    found = {"filesystem": sizing.filesystem_reserve(volume)}
     for pipeline in yaml.safe_load(files["pipelines.yml"]):
         effective = {**DEFAULTS, **settings, **pipeline}
         name = effective["pipeline.id"]
@@ -112,13 +113,13 @@ def test_the_volume_holds_what_logstash_writes_on_a_docker_host(docker_dev):
 def dev_heap_mb() -> int:
     config, _ = offline.file_config("dev")
     limit = yaml.safe_load(config["football-monitoring:logging"])["logstash"]["resources"]["limits"]["memory"]
-    return configs.heap_mb(limit, 50)
+    return configs.heap_mb(limit, sizing.HEAP_PERCENT)
 
 
 @pytest.mark.parametrize("size", ["smallest", "1Gi", "5Gi", "64Gi", "1Ti"])
 def test_any_volume_from_the_smallest_holds_what_logstash_writes(size):
     if size == "smallest":
-        size = f"{configs.logstash_storage_minimum(dev_heap_mb()) // MIB}Mi"
+        size = f"{sizing.logstash_storage_minimum(dev_heap_mb()) // MIB}Mi"
     files, mount, volume = kubernetes_files(run_on_kubernetes("dev", {"logging": {"logstash": {"storageSize": size}}}))
     assert_fits(files, mount, volume)
     settings = yaml.safe_load(files["logstash.yml"])
@@ -129,19 +130,21 @@ def test_any_volume_from_the_smallest_holds_what_logstash_writes(size):
 
 
 def test_a_volume_below_the_smallest_is_refused_before_logstash_would():
-    smallest = configs.logstash_storage_minimum(dev_heap_mb())
+    smallest = sizing.logstash_storage_minimum(dev_heap_mb())
     too_small = f"{smallest // MIB - 1}Mi"
-    with pytest.raises(Exception) as info:
+    with pytest.raises(SettingsError) as info:  # by the settings, before any resource is declared
         run_on_kubernetes("dev", {"logging": {"logstash": {"storageSize": too_small}}})
-    assert f"logging.logstash.storageSize = {too_small!r} is too small" in str(info.value)
-    assert f"expected at least {smallest // MIB}Mi" in str(info.value)
+    assert (f"football-monitoring:logging.logstash.storageSize = {too_small!r} is not valid with "
+            f"logging.logstash.resources.limits.memory = '768Mi': expected at least {smallest // MIB}Mi") in str(info.value)
+    # At the smallest itself the program is declared.
+    run_on_kubernetes("dev", {"logging": {"logstash": {"storageSize": f"{smallest // MIB}Mi"}}})
 
 
 def test_the_caps_grow_with_the_volume():
     heap = dev_heap_mb()
-    sizes = [configs.logstash_storage_minimum(heap) + i * 512 * MIB for i in range(40)]
+    sizes = [sizing.logstash_storage_minimum(heap) + i * 512 * MIB for i in range(40)]
     volumes = [configs.logstash_volume(f"{s // MIB}Mi", heap) for s in sizes]
     queues = [v.queue_max_bytes for v in volumes]
-    assert queues == sorted(queues) and queues[0] >= configs.QUEUE_PAGE_BYTES
+    assert queues == sorted(queues) and queues[0] >= sizing.QUEUE_PAGE_BYTES
     # Large volumes give the dead letter queue Logstash's default and the rest to the persistent queue.
     assert volumes[-1].dead_letter_max_bytes == 1024 * MIB

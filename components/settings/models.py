@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from components import logstash_volume
 from components.settings.images import DEFAULT_IMAGES
 from components.settings.secrets import Secrets
 from components.settings.types import (
@@ -654,8 +655,9 @@ class LogstashSettings(Section):
     """The Logstash replicas."""
 
     replicas: WholeNumber(1, 5) = knob(1, "Logstash replicas, each with its own persistent queue volume")
-    storage_size: StorageQuantity = knob(
-        "5Gi", "size of each Logstash persistent-queue volume (the queue may use 80% of it)")
+    storage_size: StorageQuantity = knob("5Gi", (
+        "size of each Logstash volume: the persistent queue and the dead letter queue are capped to fit it beside "
+        "a heap dump and the filesystem's share (docs/logging.md)"))
     resources: Resources = component_resources("each Logstash", "250m", "1Gi", "1536Mi")
 
 
@@ -706,6 +708,16 @@ class LoggingSettings(Section):
         if self.enabled and quantity_bytes(limit) < 2**30:
             yield (f"{at}elasticsearch.resources.limits.memory = {limit!r} is not valid: expected at least 1Gi "
                    f"(the JVM heap takes {at}elasticsearch.heapPercent of it)")
+
+    @rule
+    def _logstash_volume_holds_its_queues(self, at: str) -> Iterable[str]:
+        storage, memory = self.logstash.storage_size, self.logstash.resources.limits.memory
+        heap = logstash_volume.heap_mb(quantity_bytes(memory))
+        smallest = logstash_volume.logstash_storage_minimum(heap)
+        if self.enabled and quantity_bytes(storage) < smallest:
+            yield (f"{at}logstash.storageSize = {storage!r} is not valid with {at}logstash.resources.limits.memory "
+                   f"= {memory!r}: expected at least {smallest // 2**20}Mi (the persistent queue needs one 64 MiB "
+                   f"page beside the dead letter queue, a heap dump of {heap} MiB and the filesystem's share)")
 
     @rule
     def _s3_snapshots_need_bucket(self, at: str) -> Iterable[str]:
