@@ -155,7 +155,8 @@ class MonitoringStack(pulumi.ComponentResource):
             self.thanos = thanos_metrics.Thanos(
                 "thanos", settings=settings, platform=platform,
                 prometheus_grpc=[a for p in self.shards for a in p.deployed.replica_addresses("thanos-grpc")],
-                rule_grpc=self.rule.grpc_addresses if self.rule else (), opts=in_namespace)
+                rule_grpc=self.rule.grpc_addresses if self.rule else (),
+                store_silence=self.rule.store_silence if self.rule else None, opts=in_namespace)
             metrics_url = self.thanos.query_url
             metrics_peer = (thanos_metrics.FRONTEND if settings.thanos.query_frontend else thanos_metrics.QUERY,
                             thanos_metrics.HTTP_PORT)

@@ -714,7 +714,7 @@ def test_a_sharded_stack_has_its_rules_checked_in_thanos_ruler(stack, workdir):
     checks read, and Watchdog fires there. The checks read the Ruler, not this module's Prometheus
     (which has rules of its own): pointed at a closed port instead, they fail."""
     from tests.test_thanos_e2e import set_flags
-    from tests.test_thanos_rule_e2e import without_repeated
+    from tests.test_thanos_rule_e2e import query_config_here, without_repeated
     sharded = offline.run("prod", {"prometheus": {"shards": 2}})
     rule = sharded.one("StatefulSet", "thanos-rule")
     [container] = [c for c in rule["spec"]["template"]["spec"]["containers"] if c["name"] == "thanos-rule"]
@@ -728,7 +728,9 @@ def test_a_sharded_stack_has_its_rules_checked_in_thanos_ruler(stack, workdir):
     http, grpc = free_port(), free_port()
     argv = set_flags(args, {"--http-address": f"127.0.0.1:{http}", "--grpc-address": f"127.0.0.1:{grpc}",
                             "--data-dir": str(base / "data"), "--rule-file": f"{base / 'rules'}/*.yaml",
-                            "--query": stack.prometheus.split("//")[1], "--objstore.config-file": str(base / "objstore.yml"),
+                            "--query.config-file": query_config_here(sharded, base / "query.yaml",
+                                                                     stack.prometheus.split("//")[1]),
+                            "--objstore.config-file": str(base / "objstore.yml"),
                             "--eval-interval": "2s"})
     argv = [a.replace("$(POD_NAME)", "thanos-rule-0") for a in argv]
     argv.append(f"--alertmanagers.url={stack.alertmanagers[0]}")
