@@ -202,6 +202,8 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
         "alertmanagerUrl": stack.alertmanager.internal_url,
         **({"thanosQueryUrl": stack.thanos.query_url} if getattr(stack, "thanos", None) else {}),
         **({"thanosRuleUrl": stack.rule.internal_url} if getattr(stack, "rule", None) else {}),
+        # How many shards share the targets: tools.verify checks that Thanos Query reaches each.
+        **({"prometheusShards": settings.prometheus.shards} if settings.prometheus.shards > 1 else {}),
         "grafanaAdminUser": stack.grafana.admin_user,
         "grafanaAdminPassword": stack.grafana.admin_password,
         "alertDelivery": stack.alert_delivery,

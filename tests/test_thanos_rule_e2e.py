@@ -72,6 +72,7 @@ class PodServer:
             def log_message(self, *args):
                 pass
 
+        self.closed = False
         self.server = ThreadingHTTPServer((address, port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
@@ -79,6 +80,7 @@ class PodServer:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+        self.closed = True
 
 
 def query_config_here(result: offline.RunResult, path: Path, address: str) -> str:
@@ -308,6 +310,22 @@ class Deployment:
                    if line.startswith("thanos_query_concurrent_gate_queries_in_flight ")]
         return value
 
+    def verify(self, query_url: str | None = None) -> dict[str, dict]:
+        """tools.verify's target check (with the shard check it brings) as an operator runs it on
+        this stack: the rendered outputs, their URLs moved to the processes here. check -> result."""
+        import io
+        from tools.verify.cli import main
+        outputs = dict(self.result.outputs)
+        outputs.pop("elasticsearchCaCertificate")  # the offline render's placeholder, no certificate
+        outputs.update(prometheusUrl=f"http://127.0.0.1:{self.port['prometheus-0']}",
+                       thanosQueryUrl=query_url or f"http://127.0.0.1:{self.port['query-http']}",
+                       thanosRuleUrl=f"http://127.0.0.1:{self.port['thanos-rule-0-http']}")
+        path = self.root / "outputs.json"
+        path.write_text(json.dumps(outputs))
+        out = io.StringIO()
+        main(["--outputs", str(path), "--only", "prometheus.targets", "--json"], out=out)
+        return {r["check"]: r for r in json.loads(out.getvalue())["results"]}
+
     def alertmanager_alerts(self) -> list:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port['alertmanager']}/api/v2/alerts", timeout=10) as answer:
             return [a for a in json.load(answer) if a["labels"]["alertname"] == "TargetDown"]
@@ -390,6 +408,56 @@ def test_an_alert_over_both_shards_fires_once_with_the_fleet_wide_value(deployme
         [alert] = d.ruler_alerts(replica)
         assert alert["state"] == "firing" and float(alert["value"]) == pytest.approx(expected), (alert, expected)
     assert d.target_down["expr"].startswith("100 * (count by (environment, job) (up == 0)")
+
+
+def down_instances(result: dict) -> set[str]:
+    return {d.split(" instance=", 1)[1].split(":", 1)[0] for d in result["details"] if d.startswith("down: ")}
+
+
+def test_verify_checks_the_targets_of_every_shard(deployment, tmp_path):
+    """tools.verify on the sharded stack: its target check reads every shard's targets through
+    Thanos Query (both replicas of each pair), not shard 0's share, and lists every target down
+    whichever shard scrapes it, with its error; the shard check finds a Prometheus of each shard.
+    Through the query frontend (the thanosQueryUrl output when thanos.queryFrontend is on) alike."""
+    d = deployment
+    assert d.result.outputs["prometheusShards"] == 2
+    shares = [d.shard_targets(f"{name}-0") for name in d.shard_names()]
+    # The TargetDown test left targets of one shard down; one of the other's too.
+    pods = {pod["metadata"]["name"]: pod["status"]["podIP"] for pod in d.api.pods}
+    untouched = next(share for share in shares if not any(d.servers[p].closed for p in share))
+    d.servers[sorted(untouched)[0]].close()
+    stopped = {pods[name] for name, server in d.servers.items() if server.closed}
+    assert all(stopped & {pods[p] for p in share} for share in shares), "a target down in each shard"
+
+    def settled():
+        # A scrape cut short by a server's shutdown reports its own error; the next is refused.
+        results = d.verify()
+        targets = results["prometheus.targets"]
+        refused = all("connection refused" in line for line in targets["details"] if line.startswith("down: "))
+        return results if down_instances(targets) == stopped and refused else None
+    results = wait_for("verify to list every stopped target, refused", settled, 30, d.processes.values())
+    shards, targets = results["prometheus.shards"], results["prometheus.targets"]
+    print(f"\n{shards['summary']}\n{targets['summary']}")
+    assert shards["status"] == "PASS" and "2 of 2 scrape shards" in shards["summary"], shards
+    assert targets["status"] == "FAIL" and targets["summary"].startswith(f"{TARGETS - len(stopped)}/{TARGETS} "), targets
+    # Shard 0's Prometheus alone, what the check read before, holds a share only.
+    assert len(shares[0]) < TARGETS
+
+    frontend_result = offline.run("prod", {"prometheus": {"shards": 2}, "thanos": {"queryFrontend": True}})
+    args = frontend_result.one("Deployment", "thanos-query-frontend")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert frontend_result.outputs["thanosQueryUrl"] == "http://thanos-query-frontend.monitoring.svc:10902"
+    port = d.free("query-frontend")
+    d.start("query-frontend", [d.thanos, *set_flags(args, {
+        "--http-address": f"127.0.0.1:{port}",
+        "--query-frontend.downstream-url": f"http://127.0.0.1:{d.port['query-http']}"})])
+    try:
+        through = wait_for("verify through the query frontend",
+                           lambda: (r := d.verify(f"http://127.0.0.1:{port}")) and
+                           down_instances(r["prometheus.targets"]) == stopped and r, 30, d.processes.values())
+    finally:
+        d.stop("query-frontend")
+    assert through["prometheus.shards"]["status"] == "PASS", through
+    assert through["prometheus.targets"]["summary"] == targets["summary"], (through, targets)
 
 
 def test_the_rulers_expose_what_the_rules_read(deployment):
@@ -489,6 +557,7 @@ def test_with_a_shard_wholly_down_the_rules_go_on_over_the_other(deployment):
     d = deployment
     gone = "prometheus-shard-1"
     kept = d.shard_targets("prometheus-0")
+    before = [evaluation_failures(d, replica) for replica in (0, 1)]  # the counter counts since the start
     for replica in (0, 1):
         d.stop(f"{gone}-{replica}-sidecar")
         d.stop(f"{gone}-{replica}")
@@ -508,8 +577,24 @@ def test_with_a_shard_wholly_down_the_rules_go_on_over_the_other(deployment):
             answer = get_json(f"http://127.0.0.1:{d.port[f'thanos-rule-{replica}-http']}/api/v1/rules")
             rules = [r for g in answer["data"]["groups"] for r in g["rules"]]
             assert rules and all(r["health"] == "ok" for r in rules), rules
-    failures = [evaluation_failures(d, replica) for replica in (0, 1)]
-    print(f"the rules read shard 0 alone {settled:.1f} s after shard 1 stopped; failed evaluations meanwhile: {failures}")
+    failures = [evaluation_failures(d, replica) - before[replica] for replica in (0, 1)]
+    rules = sum(len(g["rules"]) for g in get_json(
+        f"http://127.0.0.1:{d.port['thanos-rule-0-http']}/api/v1/rules")["data"]["groups"])
+    print(f"the rules read shard 0 alone {settled:.1f} s after shard 1 stopped; failed evaluations meanwhile "
+          f"({rules} rules): {failures}")
+
+
+def test_verify_names_a_shard_thanos_query_reaches_no_prometheus_of(deployment):
+    """With shard 1's pair gone (the test before), Query's targets answer lists shard 0's share and
+    no warning: the shard check is what says that shard 1's targets went unchecked."""
+    d = deployment
+    results = wait_for("verify to miss shard 1", lambda: (r := d.verify()) and
+                       r["prometheus.shards"]["status"] == "FAIL" and r, 30, d.processes.values())
+    shards = results["prometheus.shards"]
+    print(f"\n{shards['summary']}")
+    assert shards["summary"].endswith("1 of 2 scrape shards: none of shard 1"), shards
+    assert [line for line in shards["details"] if line.startswith("shard 0: ")], shards
+    assert not [line for line in shards["details"] if line.startswith("shard 1: ") and "failing" not in line], shards
 
 
 def test_with_every_shard_down_the_rules_still_evaluate_and_only_prometheus_none_up_says_so(deployment):

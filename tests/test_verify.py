@@ -743,6 +743,31 @@ def test_a_sharded_stack_has_its_rules_checked_in_thanos_ruler(stack, workdir):
         process.stop()  # its 230 rules every 2 s would load the rest of the run
 
 
+def test_a_sharded_stack_without_thanos_query_fails_the_target_check_with_the_port_forward(stack, tmp_path):
+    """On a sharded stack (the prometheusShards output) the targets are read through Thanos Query:
+    shard 0's Prometheus, reachable here, holds a share of them, so its answer must not pass. From a
+    workstation the thanosQueryUrl output is an in-cluster address: the check fails with the
+    port-forward to run, and the shard count is read from the output, not guessed."""
+    from tools.verify import prometheus as verify_prometheus
+    from components.configs.prometheus import SHARD_LABEL
+    assert verify_prometheus.SHARD_LABEL == SHARD_LABEL
+    sharded = offline.run("prod", {"prometheus": {"shards": 2}})
+    assert sharded.outputs["prometheusShards"] == 2
+    assert "prometheusShards" not in offline.run("prod").outputs
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({k: v for k, v in sharded.outputs.items() if k != "elasticsearchCaCertificate"}))
+    out = io.StringIO()
+    code = verify.main(["--outputs", str(outputs), "--prometheus-url", stack.prometheus, "--only", "prometheus.targets"],
+                       out=out, resolver=lambda host: host == "127.0.0.1")
+    output = out.getvalue()
+    assert code == 1, output
+    [line] = lines(output, "FAIL")
+    assert "prometheus.targets" in line and "2 scrape shards" in line and "through Thanos Query" in line, output
+    assert "kubectl --namespace monitoring port-forward svc/thanos-query 10902:10902" in output
+    assert "--thanos-query-url http://127.0.0.1:10902" in output
+    assert not lines(output, "PASS"), output
+
+
 def rulers_checks(stack, ruler: str) -> None:
     checks = ("prometheus.rules", "prometheus.alerting-rules", "prometheus.watchdog")
     only = [arg for name in checks for arg in ("--only", name)]
