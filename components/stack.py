@@ -155,7 +155,8 @@ class MonitoringStack(pulumi.ComponentResource):
             self.thanos = thanos_metrics.Thanos(
                 "thanos", settings=settings, platform=platform,
                 prometheus_grpc=[a for p in self.shards for a in p.deployed.replica_addresses("thanos-grpc")],
-                rule_grpc=self.rule.grpc_addresses if self.rule else (), opts=in_namespace)
+                rule_grpc=self.rule.grpc_addresses if self.rule else (),
+                store_silence=self.rule.store_silence if self.rule else None, opts=in_namespace)
             metrics_url = self.thanos.query_url
             metrics_peer = (thanos_metrics.FRONTEND if settings.thanos.query_frontend else thanos_metrics.QUERY,
                             thanos_metrics.HTTP_PORT)
@@ -201,6 +202,8 @@ def stack_outputs(settings: Settings, stack: MonitoringStack) -> dict[str, Any]:
         "alertmanagerUrl": stack.alertmanager.internal_url,
         **({"thanosQueryUrl": stack.thanos.query_url} if getattr(stack, "thanos", None) else {}),
         **({"thanosRuleUrl": stack.rule.internal_url} if getattr(stack, "rule", None) else {}),
+        # How many shards share the targets: tools.verify checks that Thanos Query reaches each.
+        **({"prometheusShards": settings.prometheus.shards} if settings.prometheus.shards > 1 else {}),
         "grafanaAdminUser": stack.grafana.admin_user,
         "grafanaAdminPassword": stack.grafana.admin_password,
         "alertDelivery": stack.alert_delivery,

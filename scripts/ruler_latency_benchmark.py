@@ -32,6 +32,7 @@ import yaml
 from scripts.capacity_benchmark import Target, cpu_seconds, exposition, own
 from scripts.dashboard_query_benchmark import find_tool, free_port
 from tests import stack_rules
+from tests.test_thanos_rule_e2e import query_config_here
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,7 +126,8 @@ def run_size(api_pods: int, interval: int, warmup: int, window: int, work: Path)
         procs.start("rule", [thanos, *[a.replace("$(POD_NAME)", "thanos-rule-0") for a in set_flags(rule_args, {
             "--http-address": f"127.0.0.1:{ports['rule-http']}", "--grpc-address": f"127.0.0.1:{ports['rule-grpc']}",
             "--data-dir": str(work / "rule"), "--rule-file": str(rules / "*.yaml"),
-            "--query": f"127.0.0.1:{ports['query-http']}", "--objstore.config-file": str(objstore)})]])
+            "--query.config-file": query_config_here(result, work / "query.yaml", f"127.0.0.1:{ports['query-http']}"),
+            "--objstore.config-file": str(objstore)})]])
         time.sleep(warmup)
         ways = {"local": ["local"], "ruler": ["shard", "sidecar", "query", "rule"]}
         before = {w: (procs.cpu(names), rule_numbers(ports["local" if w == "local" else "rule-http"]))

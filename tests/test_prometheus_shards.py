@@ -141,6 +141,52 @@ def test_the_ruler_evaluates_what_prometheus_did(sharded, single):
     assert rule_file.rsplit("/", 1)[0] in mounts
 
 
+def test_a_store_that_hangs_holds_no_rule_group_beyond_half_its_alerts_validity(sharded, single):
+    """Thanos Query gives up a store that sends nothing for --store.response-timeout, and the Ruler
+    a Query that does not answer for longer than that: with every query of any rendered group
+    hung, one evaluation of it still ends within half the validity of the alerts it sends
+    (4 x the larger of its interval and the Ruler's --resend-delay); tests/test_thanos_rule_e2e.py
+    holds both with the real programs."""
+    from components.settings.types import duration_seconds
+    query = sharded.one("Deployment", "thanos-query")["spec"]["template"]["spec"]["containers"][0]["args"]
+    [silence] = [duration_seconds(a.split("=", 1)[1]) for a in query if a.startswith("--store.response-timeout=")]
+    rule = sharded.one("StatefulSet", "thanos-rule")
+    [container] = [c for c in rule["spec"]["template"]["spec"]["containers"] if c["name"] == "thanos-rule"]
+    flags = dict(a.split("=", 1) for a in container["args"] if a.startswith("--") and "=" in a)
+    resend = duration_seconds(flags["--resend-delay"])
+    groups = [g for text in sharded.one("ConfigMap", "thanos-rule-rules")["data"].values()
+              for g in yaml.safe_load(text)["groups"]]
+    for group in groups:
+        validity = 4 * max(duration_seconds(group.get("interval", flags["--eval-interval"])), resend)
+        assert len(group["rules"]) * silence <= validity / 2, (group["name"], len(group["rules"]), silence)
+    assert silence >= 1
+    # The Ruler's own deadline, for a Query that does not answer, lets Query's answer come first.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    path = flags["--query.config-file"]
+    assert path.rsplit("/", 1)[0] in mounts and "--query" not in flags
+    [entry] = yaml.safe_load(sharded.one("ConfigMap", "thanos-rule-query")["data"][path.rsplit("/", 1)[1]])
+    assert entry["static_configs"] == ["thanos-query.monitoring.svc:10902"] and entry["scheme"] == "http"
+    transport = entry["http_config"]["transport_config"]
+    assert set(transport) == {"dialer_timeout", "response_header_timeout"}
+    assert transport["response_header_timeout"] / 1e9 > silence and transport["dialer_timeout"] > 0
+    # Without the Ruler nothing but Grafana asks Query, which keeps upstream's default (none).
+    single_query = single.one("Deployment", "thanos-query")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in single_query if a.startswith("--store.response-timeout")]
+
+
+def test_a_group_too_large_for_the_store_timeout_is_refused():
+    """0 s would switch Query's store timeout off: a group whose rules leave less than a second each
+    is refused, naming it; a longer interval gives each rule more."""
+    from types import SimpleNamespace
+    from components.metrics import thanos_rule
+    settings = SimpleNamespace(prometheus=SimpleNamespace(evaluation_interval="30s"))
+    group = {"name": "big", "rules": [{"record": f"r{n}", "expr": "vector(1)"} for n in range(121)]}
+    with pytest.raises(ValueError, match="'big' has too many rules"):
+        thanos_rule.store_silence_seconds(settings, {"big.yaml": yaml.safe_dump({"groups": [group]})})
+    slower = yaml.safe_dump({"groups": [{**group, "interval": "2m"}]})
+    assert thanos_rule.store_silence_seconds(settings, {"big.yaml": slower}) == 1  # 4 x 2m / 2 / 121 s
+
+
 # -- the split, by the real Prometheus
 
 def plain_http_without_discovery(job: dict) -> dict:

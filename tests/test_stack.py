@@ -561,8 +561,11 @@ def test_verify_reads_the_outputs_the_stacks_have(dev, prod, docker_dev):
     from tools import verify
     sharded = offline.run("prod", {"prometheus": {"shards": 2}})
     for result in (dev, prod, docker_dev, sharded):
-        for service in verify.SERVICES.values():  # every stack runs logging and tracing; the Ruler only with shards
-            if service.name == "rules" and result is not sharded:
+        # Every stack runs logging and tracing; Thanos Query only with thanos.enabled (prod), the Ruler
+        # only with shards.
+        for service in verify.SERVICES.values():
+            if (service.name == "rules" and result is not sharded) or \
+                    (service.name == "thanos-query" and result.stack != "prod"):
                 assert not set(service.outputs) & set(result.outputs), (result.stack, service.outputs)
                 continue
             assert set(service.outputs) & set(result.outputs), (result.stack, service.name, service.outputs)

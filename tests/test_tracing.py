@@ -308,6 +308,63 @@ def test_the_gateway_gives_go_its_memory_limiters_hard_limit(prod_tracing, memor
     assert go == {"GOMEMLIMIT": f"{int(limit * percentage / 100) // 2**20}MiB"}, go
 
 
+def jaeger_processes(result) -> list[tuple[str, dict, float, dict[str, str]]]:
+    """(name, config, memory limit in bytes, Go runtime environment) of every Jaeger container the
+    stack runs: the Kubernetes workloads of the jaeger image, or the Docker containers given a Jaeger
+    config (where the image is a pulled image's id)."""
+    found = []
+    for obj in result.kubernetes_objects():
+        if obj["kind"] not in ("Deployment", "StatefulSet", "DaemonSet", "CronJob"):
+            continue
+        for container in containers(obj):
+            if container["image"] == DEFAULT_IMAGES["jaeger"]:
+                go = {e["name"]: e.get("value") for e in container.get("env", []) if e["name"].startswith("GO")}
+                found.append((obj["metadata"]["name"], config_of(result, obj["metadata"]["name"]),
+                              quantity_bytes(container["resources"]["limits"]["memory"]), go))
+    for recorded in result.containers():
+        uploads = {u["file"]: u["content"] for u in recorded.inputs.get("uploads") or []}
+        if "/etc/jaeger/config.yaml" in uploads:
+            envs = dict(e.split("=", 1) for e in recorded.inputs.get("envs") or [])
+            found.append((recorded.name, yaml.safe_load(uploads["/etc/jaeger/config.yaml"]),
+                          recorded.inputs["memory"] * 2**20, {k: v for k, v in envs.items() if k.startswith("GO")}))
+    return found
+
+
+@pytest.fixture(scope="module")
+def resized_jaeger() -> list[offline.RunResult]:
+    """Every Jaeger shape with memory limits other than the stack files': GOMEMLIMIT must follow."""
+    return [run_on_kubernetes("dev", {"tracing": tracing_values(
+                "dev", storage="memory", collector={"resources": {"limits": {"memory": "700Mi"}}})}),
+            offline.run("dev", {"tracing": tracing_values(
+                "dev", collector={"resources": {"limits": {"memory": "1536Mi"}}})}),
+            offline.run("prod", {"tracing": tracing_values(
+                "prod", collector={"resources": {"limits": {"memory": "3Gi"}}},
+                query={"resources": {"limits": {"memory": "300Mi"}}})})]
+
+
+def test_every_jaeger_gives_go_a_memory_limit_below_its_containers(dev_k8s, dev_docker, prod_tracing,
+                                                                      resized_jaeger):
+    """Jaeger sets no Go memory limit itself (components/configs/jaeger.py:go_memory_limit): each
+    container's GOMEMLIMIT is its memory limiter's hard limit (limit_percentage of the container's
+    memory, where the limiter also forces a collection), or, for the query without a limiter, the
+    share Prometheus and Thanos give Go, on Kubernetes and on a Docker host."""
+    seen = {}
+    for result in (dev_k8s, dev_docker, prod_tracing, *resized_jaeger):
+        processes = jaeger_processes(result)
+        assert processes, result.stack
+        for name, config, limit, go in processes:
+            limiters = [config["processors"][p] for p in config["service"]["pipelines"]["traces"].get("processors", [])
+                        if p.split("/")[0] == "memory_limiter"]
+            [percentage] = {p["limit_percentage"] for p in limiters} or {jaeger_config.GO_MEMORY_LIMIT_PERCENTAGE}
+            assert go == {"GOMEMLIMIT": f"{int(limit * percentage / 100) // 2**20}MiB"}, (result.stack, name, go)
+            assert int(go["GOMEMLIMIT"].removesuffix("MiB")) * 2**20 < limit
+            seen.setdefault(name, set()).add((limit, bool(limiters)))
+    # Each shape: the all-in-one (both platforms), the collectors and the query, at two sizes each.
+    assert {name: {has for _, has in shapes} for name, shapes in seen.items()} == {
+        "jaeger": {True, False}, "jaeger-collector": {True}}, seen
+    assert all(len({limit for limit, _ in shapes}) >= 2 for shapes in seen.values()), seen
+
+
 def headless_target(result, host: str, port: int) -> tuple[dict, dict, str]:
     """(the Service a cluster name <service>.<namespace>.svc names, the workload it selects, the
     name of the container port behind `port`), asserting the Service is headless."""

@@ -714,7 +714,7 @@ def test_a_sharded_stack_has_its_rules_checked_in_thanos_ruler(stack, workdir):
     checks read, and Watchdog fires there. The checks read the Ruler, not this module's Prometheus
     (which has rules of its own): pointed at a closed port instead, they fail."""
     from tests.test_thanos_e2e import set_flags
-    from tests.test_thanos_rule_e2e import without_repeated
+    from tests.test_thanos_rule_e2e import query_config_here, without_repeated
     sharded = offline.run("prod", {"prometheus": {"shards": 2}})
     rule = sharded.one("StatefulSet", "thanos-rule")
     [container] = [c for c in rule["spec"]["template"]["spec"]["containers"] if c["name"] == "thanos-rule"]
@@ -728,7 +728,9 @@ def test_a_sharded_stack_has_its_rules_checked_in_thanos_ruler(stack, workdir):
     http, grpc = free_port(), free_port()
     argv = set_flags(args, {"--http-address": f"127.0.0.1:{http}", "--grpc-address": f"127.0.0.1:{grpc}",
                             "--data-dir": str(base / "data"), "--rule-file": f"{base / 'rules'}/*.yaml",
-                            "--query": stack.prometheus.split("//")[1], "--objstore.config-file": str(base / "objstore.yml"),
+                            "--query.config-file": query_config_here(sharded, base / "query.yaml",
+                                                                     stack.prometheus.split("//")[1]),
+                            "--objstore.config-file": str(base / "objstore.yml"),
                             "--eval-interval": "2s"})
     argv = [a.replace("$(POD_NAME)", "thanos-rule-0") for a in argv]
     argv.append(f"--alertmanagers.url={stack.alertmanagers[0]}")
@@ -739,6 +741,31 @@ def test_a_sharded_stack_has_its_rules_checked_in_thanos_ruler(stack, workdir):
         rulers_checks(stack, ruler)
     finally:
         process.stop()  # its 230 rules every 2 s would load the rest of the run
+
+
+def test_a_sharded_stack_without_thanos_query_fails_the_target_check_with_the_port_forward(stack, tmp_path):
+    """On a sharded stack (the prometheusShards output) the targets are read through Thanos Query:
+    shard 0's Prometheus, reachable here, holds a share of them, so its answer must not pass. From a
+    workstation the thanosQueryUrl output is an in-cluster address: the check fails with the
+    port-forward to run, and the shard count is read from the output, not guessed."""
+    from tools.verify import prometheus as verify_prometheus
+    from components.configs.prometheus import SHARD_LABEL
+    assert verify_prometheus.SHARD_LABEL == SHARD_LABEL
+    sharded = offline.run("prod", {"prometheus": {"shards": 2}})
+    assert sharded.outputs["prometheusShards"] == 2
+    assert "prometheusShards" not in offline.run("prod").outputs
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({k: v for k, v in sharded.outputs.items() if k != "elasticsearchCaCertificate"}))
+    out = io.StringIO()
+    code = verify.main(["--outputs", str(outputs), "--prometheus-url", stack.prometheus, "--only", "prometheus.targets"],
+                       out=out, resolver=lambda host: host == "127.0.0.1")
+    output = out.getvalue()
+    assert code == 1, output
+    [line] = lines(output, "FAIL")
+    assert "prometheus.targets" in line and "2 scrape shards" in line and "through Thanos Query" in line, output
+    assert "kubectl --namespace monitoring port-forward svc/thanos-query 10902:10902" in output
+    assert "--thanos-query-url http://127.0.0.1:10902" in output
+    assert not lines(output, "PASS"), output
 
 
 def rulers_checks(stack, ruler: str) -> None:

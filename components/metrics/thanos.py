@@ -150,7 +150,8 @@ class Thanos(pulumi.ComponentResource):
     query_url: str  # what Grafana reads: the query frontend when there is one
 
     def __init__(self, name: str, *, settings: Settings, platform: Platform, prometheus_grpc: Sequence[str],
-                 rule_grpc: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
+                 rule_grpc: Sequence[str] = (), store_silence: Optional[int] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:thanos:Thanos", name, None, opts)
         thanos, image = settings.thanos, settings.images["thanos"]
         scraped = Flow("prometheus", [(HTTP_PORT, "TCP")])
@@ -207,7 +208,10 @@ class Thanos(pulumi.ComponentResource):
                 f"--endpoint.sd-config-file={ENDPOINTS_DIR}/endpoints.yaml",
                 # Grafana asks without max_source_resolution: a range's step picks the downsampled
                 # blocks (step / 5), which is what makes a week's panel cheap.
-                "--query.auto-downsampling"],
+                "--query.auto-downsampling",
+                # With the Ruler asking: a store silent this long is given up for the query
+                # (components/metrics/thanos_rule.py store_silence_seconds).
+                *([f"--store.response-timeout={store_silence}s"] if store_silence else [])],
             # Re-read every --endpoint.sd-config-reload-interval, but a new endpoint rolls the pods
             # through the checksum all the same: it takes effect at once, not within 5 minutes.
             config=[ConfigFiles("endpoints", ENDPOINTS_DIR,

@@ -16,6 +16,11 @@ answer: Thanos Query drops endpoints that fail its health checks, so the rules s
 shards' series; the shard that watches the missing one (components/configs/prometheus.py
 shard_jobs) reports its targets down and TargetDown fires.
 
+A rule query that hangs is bounded twice (store_silence_seconds, query_config). Left as upstream
+has them, only Thanos Query's --query.timeout (2m) ends one: a store that takes a Series call and
+sends nothing (a sidecar whose Prometheus hangs, a store gateway stuck on the bucket) held each rule
+of a group for 2 minutes in turn, the whole group's evaluation with it.
+
 Flags are those of the pinned release (cmd/thanos/rule.go, cmd/thanos/config.go);
 tests/test_command_lines.py starts the command line, tests/test_thanos_rule_e2e.py runs it over
 two shards (and tests/test_prometheus_shards.py checks its rule files with `thanos tools rules-check`).
@@ -23,26 +28,93 @@ two shards (and tests/test_prometheus_shards.py checks its rule files with `than
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
+import yaml
 
 from components.configs.prometheus import ScrapeTarget
 from components.metrics import thanos
 from components.metrics.alertmanager import WEB_PORT as ALERTMANAGER_PORT
 from components.metrics.prometheus import RULES_DIR
 from components.settings import Settings
+from components.settings.types import duration_seconds
 from components.platform.workload import (ConfigFiles, DataVolume, Flow, Platform, Port, Reloader, ServiceSpec)
 
 RULE = thanos.RULE
 DATA_DIR = "/var/thanos/rule"
+QUERY_CONFIG_DIR = "/etc/thanos/query"
+QUERY_CONFIG_FILE = f"{QUERY_CONFIG_DIR}/query.yaml"
+# --resend-delay, upstream's default (cmd/thanos/rule.go), rendered so that the reckoning of
+# store_silence_seconds reads what the Ruler runs with.
+RESEND_DELAY_SECONDS = 60
 
 
 def scrape_target() -> ScrapeTarget:
     return ScrapeTarget(RULE, RULE, "http")
 
 
-def args(settings: Settings, query_address: str, alertmanagers: Sequence[str], query_url: str) -> list[str]:
+def alert_validity_seconds(interval_seconds: float) -> float:
+    """How long Alertmanager holds an alert the Ruler sent (its endsAt): 4 x the larger of the
+    group's interval and the resend delay (prometheus/rules/alerting.go sendAlerts, ValidUntil;
+    cmd/thanos/rule.go sets endsAt to it). A firing alert not sent again by then resolves."""
+    return 4 * max(interval_seconds, RESEND_DELAY_SECONDS)
+
+
+def store_silence_seconds(settings: Settings, rules: Mapping[str, str]) -> int:
+    """Thanos Query's --store.response-timeout with the Ruler: how long a store may send nothing in
+    answer to a Series call before Query gives it up for that query.
+
+    Nothing in the Ruler bounds a rule query: the rule manager's context has no deadline
+    (prometheus/rules/group.go), queryFuncCreator (cmd/thanos/rule.go) passes it on, and the HTTP
+    client that --query builds has no timeout and a zero transport (pkg/clientconfig/config.go
+    BuildConfigFromHTTPAddresses). Nor does the client's giving up end the store call in Query:
+    Query's querier runs it on a context of its own (pkg/query/querier.go Select: detached from the
+    request, its timeout --query.timeout), so an abandoned query keeps its place among Query's
+    --query.max-concurrent (20) until then. Only Query can end it early: --store.response-timeout
+    (pkg/store/proxy_merge.go: the time allowed between two frames of one store's stream; then the
+    stream is closed and the query fails under the rules' partial response strategy, abort, or
+    answers without that store with a warning under Grafana's).
+
+    The rules of a group run one after the other: the silence allowed is such that every group,
+    with a store silent throughout, still ends an evaluation within half its alerts' validity,
+    whole seconds. Grafana's queries get the same bound: a store silent that long is left out of
+    its answer, with a warning, instead of holding the panel for 2 minutes."""
+    default = duration_seconds(settings.prometheus.evaluation_interval)
+    allowed = []
+    for text in rules.values():
+        for group in (yaml.safe_load(text) or {}).get("groups") or []:
+            interval = duration_seconds(group["interval"]) if group.get("interval") else default
+            if group.get("rules"):
+                allowed.append((alert_validity_seconds(interval) / 2 / len(group["rules"]), group["name"]))
+    if not allowed:
+        raise ValueError("the Ruler has no rule group to evaluate")
+    seconds, group = min(allowed)
+    if seconds < 1:
+        # 0 would switch the timeout off.
+        raise ValueError(f"rule group {group!r} has too many rules for a store's silence of at least 1 s to end "
+                         "its evaluation within half its alerts' validity: split it")
+    return int(seconds)
+
+
+def query_config(query_address: str, store_silence: int) -> str:
+    """--query.config-file: Thanos Query at its address, and a deadline of the Ruler's own for
+    the case that Query itself does not answer (a hung Query, a dead node's address), where the
+    store timeout cannot act: the client's transport timeouts (pkg/clientconfig/http.go
+    TransportConfig, int64 nanoseconds; net/http: the dial, then the wait for the answer's headers
+    after the request is written, which Query sends once it has evaluated the query). The wait is
+    twice the store silence, so that a query Query ends on a silent store is answered (an error)
+    before the Ruler would give it up. Everything else as --query had it (a zero TransportConfig:
+    clientconfig.DefaultConfig, unmarshalled over, sets none)."""
+    return yaml.safe_dump([{
+        "static_configs": [query_address], "scheme": "http",
+        "http_config": {"transport_config": {
+            "dialer_timeout": int(store_silence * 1e9 / 2),
+            "response_header_timeout": int(store_silence * 2e9)}},
+    }], sort_keys=False)
+
+
+def args(settings: Settings, alertmanagers: Sequence[str], query_url: str) -> list[str]:
     label = settings.thanos.replica_label
     return thanos.common_args("rule") + thanos.grpc_args() + [
         f"--data-dir={DATA_DIR}",
@@ -56,8 +128,9 @@ def args(settings: Settings, query_address: str, alertmanagers: Sequence[str], q
         # Both replicas send every alert; without the replica label they are one alert to Alertmanager.
         f"--alert.label-drop={label}",
         # Thanos Query's own address, not the query frontend's: the Ruler asks instant queries,
-        # which the frontend neither splits nor caches.
-        f"--query={query_address}",
+        # which the frontend neither splits nor caches (query_config).
+        f"--query.config-file={QUERY_CONFIG_FILE}",
+        f"--resend-delay={RESEND_DELAY_SECONDS}s",
         *[f"--alertmanagers.url=http://{address}" for address in alertmanagers],
         # The alerts' "Source" link: the merged view (the shards' own UIs hold a share each).
         f"--alert.query-url={query_url}",
@@ -73,13 +146,19 @@ class ThanosRule(pulumi.ComponentResource):
         super().__init__("football-monitoring:thanos:ThanosRule", name, None, opts)
         t = settings.thanos
         query_address = f"{platform.host_of(thanos.QUERY)}:{thanos.HTTP_PORT}"
+        # Thanos Query's --store.response-timeout (components/metrics/thanos.py).
+        self.store_silence = store_silence_seconds(settings, rules)
         self.deployed = platform.deploy(ServiceSpec(
             name=RULE, component="metrics-rules", image=settings.images["thanos"],
             ports=[Port("http", thanos.HTTP_PORT), Port("grpc", thanos.GRPC_PORT)],
             resources=t.rule_resources, run_as_user=thanos.RUN_AS_USER,
-            args=args(settings, query_address, alertmanagers, f"http://{query_address}"),
+            args=args(settings, alertmanagers, f"http://{query_address}"),
             env_from_pod={"POD_NAME": "metadata.name"},
-            config=[ConfigFiles("rules", RULES_DIR, rules, reload=True), thanos.objstore_files(settings)],
+            config=[ConfigFiles("rules", RULES_DIR, rules, reload=True), thanos.objstore_files(settings),
+                    # Read at start only: a new deadline (a group grew) rolls the pods through the
+                    # checksum, while the rules themselves are reloaded in place.
+                    ConfigFiles("query", QUERY_CONFIG_DIR, {"query.yaml": query_config(
+                        query_address, self.store_silence)})],
             data=DataVolume(DATA_DIR, t.rule_storage_size),
             replicas=t.rule_replicas,
             # The Ruler re-reads its rule files on POST /-/reload (cmd/thanos/rule.go), as Prometheus does.

@@ -55,6 +55,10 @@ def _config(text: str) -> ConfigFiles:
     return ConfigFiles("config", CONFIG_DIR, {"config.yaml": text})
 
 
+def _go_memory_limit(cfg: jaeger_config.JaegerConfig, resources: Resources) -> dict[str, str]:
+    return {"GOMEMLIMIT": jaeger_config.go_memory_limit(cfg, quantity_bytes(resources.limits.memory))}
+
+
 def _ports(ports: dict[str, int]) -> list[Port]:
     return [Port(name, port) for name, port in ports.items()]
 
@@ -113,6 +117,7 @@ class Jaeger(pulumi.ComponentResource):
             image=settings.images["jaeger"],
             ports=_ports(jaeger_config.ports(cfg)),
             resources=tracing.collector.resources,
+            env=_go_memory_limit(cfg, tracing.collector.resources),
             run_as_user=JAEGER_UID,
             args=[f"--config={CONFIG_DIR}/config.yaml"],
             config=[_config(self.config)],
@@ -149,7 +154,8 @@ class Jaeger(pulumi.ComponentResource):
             self.configs[name] = jaeger_config.render(cfg)
             return ServiceSpec(
                 name=name, component="tracing", image=settings.images["jaeger"],
-                ports=_ports(jaeger_config.ports(cfg)), resources=resources, run_as_user=JAEGER_UID,
+                ports=_ports(jaeger_config.ports(cfg)), resources=resources,
+                env=_go_memory_limit(cfg, resources), run_as_user=JAEGER_UID,
                 args=[f"--config={CONFIG_DIR}/config.yaml"],
                 config=[_config(self.configs[name]), credentials],
                 external_secrets=external, scratch_paths=["/tmp"],

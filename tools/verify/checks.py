@@ -65,6 +65,15 @@ class Context:
         or --rules-url), else Prometheus."""
         return "rules" if self.endpoints["rules"].url else "prometheus"
 
+    @property
+    def shards(self) -> Optional[int]:
+        """The stack's scrape shards (output prometheusShards); 1 without the output, None when the
+        rules are in Thanos Ruler all the same (a stack deployed before the output existed)."""
+        value = self.outputs.get("prometheusShards")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        return None if self.rules_service == "rules" else 1
+
     def active_alerts(self) -> list[dict]:
         """The alerts the rules hold active. Thanos Ruler's API names the list "Alerts"
         (pkg/api/rule/v1.go), Prometheus' "alerts"."""

@@ -114,6 +114,10 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout,
         endpoint = endpoints[service]
         if endpoint.url:
             report.line(f"  {endpoint.service:<14} {endpoint.url}  ({endpoint.source})")
+    if any(c.name == "prometheus.targets" for c in select_checks(options.only)) and ctx.shards != 1 \
+            and endpoints["thanos-query"].url:
+        endpoint = endpoints["thanos-query"]  # where prometheus.targets reads a sharded stack's targets
+        report.line(f"  {endpoint.service:<14} {endpoint.url}  ({endpoint.source})")
     report.line()
     run_checks(ctx)
     report.summary()

@@ -31,6 +31,8 @@ SERVICES = {
         Service("jaeger", "jaeger_url", ("jaegerExternalUrl", "jaegerUrl"), 16686, optional=True),
         # With scrape shards the rules run in Thanos Ruler, not in any Prometheus.
         Service("rules", "rules_url", ("thanosRuleUrl",), 10902, optional=True),
+        # With scrape shards the targets are read through Thanos Query, which reaches every shard.
+        Service("thanos-query", "thanos_query_url", ("thanosQueryUrl",), 10902, optional=True),
     )
 }
 

@@ -1,9 +1,9 @@
-"""The Prometheus checks: ready, targets, rules, alerting rules, Watchdog, its Alertmanagers."""
+"""The Prometheus checks: ready, targets (over every shard), rules, alerting rules, Watchdog, its Alertmanagers."""
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -15,6 +15,11 @@ from tools.verify.checks import Context, check, ready
 from tools.verify.project import ROOT
 from tools.verify.report import FAIL, PASS, WARN, Result
 
+# The external label of a scrape shard, components/configs/prometheus.py SHARD_LABEL (which would
+# bring the settings, and Pulumi with them, into this standard-library tool; tests/test_verify.py
+# holds the two equal).
+SHARD_LABEL = "shard"
+
 
 @check("prometheus.ready", needs=("prometheus",), gate=True)
 def prometheus_ready(ctx: Context) -> Result:
@@ -23,14 +28,20 @@ def prometheus_ready(ctx: Context) -> Result:
 
 
 @check("prometheus.targets", needs=("prometheus",))
-def prometheus_targets(ctx: Context) -> Result:
+def prometheus_targets(ctx: Context) -> list[Result]:
+    if ctx.shards != 1:
+        return _sharded_targets(ctx)
     targets = ctx.api("prometheus", "/api/v1/targets?state=active").get("activeTargets") or []
+    return [_judge_targets(targets, "")]
+
+
+def _judge_targets(targets: list[dict], where: str) -> Result:
     health = Counter(t.get("health", "unknown") for t in targets)
     jobs = {t.get("labels", {}).get("job") or t.get("scrapePool") for t in targets}
     numbers = (f"{health['up']}/{len(targets)} active targets up in {len(jobs)} jobs "
-               f"({health['down']} down, {health['unknown']} not scraped yet)")
+               f"({health['down']} down, {health['unknown']} not scraped yet){where}")
     if not targets:
-        return Result(FAIL, "prometheus.targets", "no active targets",
+        return Result(FAIL, "prometheus.targets", "no active targets" + where,
                       action="check the scrape configuration and service discovery (RBAC, namespaces); "
                              "right after a start Prometheus needs a few seconds to publish its targets")
     down = sorted((t for t in targets if t.get("health") == "down"),
@@ -49,6 +60,66 @@ def prometheus_targets(ctx: Context) -> Result:
         return Result(WARN, "prometheus.targets", numbers, pending,
                       action="rerun after one scrape interval")
     return Result(PASS, "prometheus.targets", numbers)
+
+
+def _sharded_targets(ctx: Context) -> list[Result]:
+    """With scrape shards each Prometheus scrapes a share of the targets: they are read through
+    Thanos Query, whose targets API asks every sidecar it reaches for its Prometheus' targets and
+    merges them (pkg/targets: one entry per target once the replica labels, the shard label among
+    them, are removed; a target down in any replica is shown down). Which shards Query reaches is
+    read from its endpoints (/api/v1/stores): a shard it reaches no Prometheus of has no targets
+    in the answer and no warning either, so it is named here."""
+    shards = ctx.shards
+    endpoint = ctx.endpoints["thanos-query"]
+    how = f"{shards} scrape shards" if shards else "scrape shards (Thanos Ruler evaluates the rules)"
+    if endpoint.url is None:
+        return [Result(FAIL, "prometheus.targets",
+                       f"the stack has {how}: their targets are read through Thanos Query, which has no URL here",
+                       action=endpoint.problem if not endpoint.absent else
+                       "pass --thanos-query-url (kubectl --namespace <namespace> port-forward svc/thanos-query 10902)")]
+    where = f" (through Thanos Query, over {how})"
+    results = [_shard_coverage(ctx, shards)]
+    document = ctx.get_json("thanos-query", "/api/v1/targets?state=active")
+    if not isinstance(document, dict) or document.get("status") != "success":
+        return results + [Result(FAIL, "prometheus.targets", f"unexpected answer {str(document)[:200]}",
+                                 action="check Thanos Query's logs")]
+    warnings = document.get("warnings") or []
+    result = _judge_targets((document.get("data") or {}).get("activeTargets") or [], where)
+    if warnings:
+        # A Prometheus that did not answer: its share of the targets is missing from the list.
+        result = Result(FAIL, "prometheus.targets", result.summary + f"; {len(warnings)} Prometheus did not answer",
+                        [f"not answered: {w}" for w in warnings] + result.details,
+                        action="see the Thanos Query and sidecar logs; " + (result.action or ""))
+    return results + [result]
+
+
+def _shard_coverage(ctx: Context, shards: Optional[int]) -> Result:
+    stores = ctx.api("thanos-query", "/api/v1/stores") or {}
+    answering: dict[str, list[str]] = defaultdict(list)
+    failing = []
+    for store in stores.get("sidecar") or []:
+        for labels in store.get("labelSets") or []:
+            shard = str(labels.get(SHARD_LABEL, "?"))
+            who = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in (SHARD_LABEL, "environment"))
+            if store.get("lastError"):
+                failing.append(f"shard {shard}: {who or store.get('name')} failing: {store['lastError']}")
+            else:
+                answering[shard].append(who or store.get("name", "?"))
+    details = [f"shard {s}: {', '.join(sorted(found))}" for s, found in sorted(answering.items())] + failing
+    if shards is None:
+        return Result(WARN, "prometheus.shards", f"Thanos Query reaches Prometheus of shards "
+                      f"{', '.join(sorted(answering)) or 'none'}; the outputs do not say how many there are",
+                      details, action="redeploy to get the prometheusShards output, or count the "
+                                      "prometheus-shard-* StatefulSets")
+    missing = [str(s) for s in range(shards) if str(s) not in answering]
+    numbers = f"Thanos Query reaches a Prometheus of {shards - len(missing)} of {shards} scrape shards"
+    if missing:
+        return Result(FAIL, "prometheus.shards", numbers + f": none of shard {', '.join(missing)}", details,
+                      action="the targets of those shards are not checked (nor read by the rules): see that "
+                             "shard's pods and their sidecars (kubectl -n <namespace> get pods prometheus-shard-N-0 "
+                             "prometheus-shard-N-1; shard 0's are prometheus-0 and prometheus-1) and Thanos Query's "
+                             "endpoints (its /stores page)")
+    return Result(PASS, "prometheus.shards", numbers, details)
 
 
 def _where(ctx: Context) -> str:
