@@ -29,7 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from scripts.capacity_benchmark import Target, cpu_seconds, exposition, own
+from scripts.capacity_benchmark import cpu_seconds, exposition, own
+from tests.loopback_http import OPENMETRICS, metrics_target
 from scripts.dashboard_query_benchmark import find_tool, free_port
 from tests import stack_rules
 from tests.test_thanos_rule_e2e import query_config_here
@@ -81,7 +82,7 @@ def run_size(api_pods: int, interval: int, warmup: int, window: int, work: Path)
     from tools import offline
 
     body, series = exposition(api_pods)
-    target = Target(body)
+    target = metrics_target(body, OPENMETRICS)
     rules = work / "rules"
     rules.mkdir(parents=True)
     for path in [*sorted((ROOT / "rules").glob("*.yaml")), *stack_rules.generated_rule_paths(ROOT)]:
