@@ -5,9 +5,9 @@ A benchmark, not a test. The synthetic fleet of scripts/capacity_benchmark.py (t
 served as one scrape target and scraped by two Prometheus processes at once:
 
 - "local": every rule file of the stack (rules/*.yaml and the SLO rules) evaluated by Prometheus;
-- "ruler": Prometheus without rules, its Thanos sidecar, Thanos Query and one Thanos Ruler with the
-  same rule files, each started with the command line prod renders with two shards (addresses and
-  paths made local; the Ruler sends no alerts: its Alertmanager flags are dropped).
+- "ruler": Prometheus without rules, its Thanos sidecar, the Rulers' Thanos Query and one Thanos
+  Ruler with the same rule files, each started with the command line prod renders with two shards
+  (addresses and paths made local; the Ruler sends no alerts: its Alertmanager flags are dropped).
 
 After a warm-up it reads, over a window, each evaluator's slowest rule group, the sum of all groups'
 last durations (one round of every rule), failed and missed evaluations, and the CPU of the
@@ -119,7 +119,7 @@ def run_size(api_pods: int, interval: int, warmup: int, window: int, work: Path)
             "--objstore.config-file": str(objstore)})])
         (work / "endpoints.yaml").write_text(yaml.safe_dump({"endpoints": [
             {"address": f"127.0.0.1:{ports['sidecar-grpc']}"}, {"address": f"127.0.0.1:{ports['rule-grpc']}"}]}))
-        procs.start("query", [thanos, *set_flags(container_args(result, "Deployment", "thanos-query", "thanos-query"), {
+        procs.start("query", [thanos, *set_flags(container_args(result, "Deployment", "thanos-query-rule", "thanos-query-rule"), {
             "--http-address": f"127.0.0.1:{ports['query-http']}", "--grpc-address": f"127.0.0.1:{ports['query-grpc']}",
             "--endpoint.sd-config-file": str(work / "endpoints.yaml")})])
         rule_args = [a for a in container_args(result, "StatefulSet", "thanos-rule", "thanos-rule")

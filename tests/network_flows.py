@@ -50,8 +50,10 @@ NODE_IP = "127.0.9.1"  # hostNetwork pods answer at their node's address (127.0.
 APP_NAMESPACE = "football-prediction"  # where the instrumented application runs (OTLP clients)
 SCHEME_PORTS = {"http": 80, "https": 443, "smtp": 25}
 CLUSTER_HOST = re.compile(r"(?<![\w.-])((?:[a-z0-9-]+\.)?[a-z0-9-]+\.[a-z0-9-]+\.svc(?:\.cluster\.local)?)(?::(\d+))?")
-# Arguments that name the program's own address for links, not a peer it connects to.
-ANNOUNCING_FLAGS = ("--web.external-url=",)
+# Arguments that name an address for links, not a peer the program connects to: Prometheus' own
+# URL, and the Thanos Query UI the Ruler's alerts link to (cmd/thanos/rule.go: the alerts'
+# GeneratorURL and the rules UI, never dialled).
+ANNOUNCING_FLAGS = ("--web.external-url=", "--alert.query-url=")
 
 
 @dataclass(frozen=True)

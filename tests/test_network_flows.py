@@ -140,7 +140,9 @@ def test_every_flow_the_configs_need_is_allowed(verdicts, stack):
                 ("outside (127.0.200.1)", 443)} <= report, report
     if stack == "prod-sharded":
         rule = {(f.destination.label(), f.port) for f in v.needed if f.source.pod and f.source.pod.app == "thanos-rule"}
-        assert {("monitoring/thanos-query", 10902), ("monitoring/alertmanager", 9093)} <= rule, rule
+        # The Rulers' own Query, not Grafana's.
+        assert {("monitoring/thanos-query-rule", 10902), ("monitoring/alertmanager", 9093)} <= rule, rule
+        assert ("monitoring/thanos-query", 10902) not in rule, rule
     assert blocked(v.needed, v.needed_answers) == []
 
 

@@ -116,16 +116,49 @@ def test_each_shard_is_an_ha_pair_of_its_own(sharded, single):
         single.one("NetworkPolicy", "prometheus")["spec"]["egress"]
 
 
-def test_thanos_query_dials_every_shard_and_the_ruler(sharded):
-    endpoints = yaml.safe_load(sharded.one("ConfigMap", "thanos-query-endpoints")["data"]["endpoints.yaml"])
+def query_args(result, name: str = "thanos-query") -> list[str]:
+    return result.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize("query", ["thanos-query", "thanos-query-rule"])
+def test_thanos_query_dials_every_shard_and_the_ruler(sharded, query):
+    """Grafana's Query and the Rulers' each: every shard's pair, the store gateway and the Rulers
+    (the rules read recorded series through theirs)."""
+    endpoints = yaml.safe_load(sharded.one("ConfigMap", f"{query}-endpoints")["data"]["endpoints.yaml"])
     addresses = {e["address"] for e in endpoints["endpoints"]}
     for i in range(SHARDS):
         name = "prometheus" if i == 0 else f"prometheus-shard-{i}"
         for replica in (0, 1):
             assert f"{name}-{replica}.{name}-headless.monitoring.svc:10901" in addresses
     assert {f"thanos-rule-{r}.thanos-rule-headless.monitoring.svc:10901" for r in (0, 1)} <= addresses
-    args = sharded.one("Deployment", "thanos-query")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "thanos-store.monitoring.svc:10901" in addresses
+    args = query_args(sharded, query)
     assert {"--query.replica-label=replica", f"--query.replica-label={SHARD_LABEL}"} <= set(args)
+
+
+def store_timeout(args: list[str]) -> tuple[str, float]:
+    from components.settings.types import duration_seconds
+    [flag] = [a for a in args if a.startswith("--store.response-timeout")]
+    return flag, duration_seconds(flag.split("=", 1)[1])
+
+
+def test_the_rulers_query_is_grafanas_but_for_the_store_timeout(sharded, single):
+    """The store timeout the rules need is the Rulers' Query's only. Grafana's Query, sharded or
+    not, waits longer for a store slow between frames, but gives up a silent store before Grafana
+    gives up the panel: a hung store holds no panel's query in Query for --query.timeout."""
+    from components.configs.grafana import DATA_PROXY_TIMEOUT_SECONDS
+    grafanas, rulers = query_args(sharded), query_args(sharded, "thanos-query-rule")
+    grafana_flag, grafana_silence = store_timeout(grafanas)
+    rule_flag, rule_silence = store_timeout(rulers)
+    assert rule_silence < grafana_silence <= DATA_PROXY_TIMEOUT_SECONDS - 10, (rule_silence, grafana_silence)
+    assert [a for a in rulers if a != rule_flag] == [a for a in grafanas if a != grafana_flag]
+    ini = sharded.one("ConfigMap", "grafana-config")["data"]["grafana.ini"]
+    assert f"[dataproxy]\ntimeout = {DATA_PROXY_TIMEOUT_SECONDS}\n" in ini, ini
+    assert sharded.one("ConfigMap", "thanos-query-rule-endpoints")["data"] == \
+        sharded.one("ConfigMap", "thanos-query-endpoints")["data"]
+    assert query_args(single) == [a for a in grafanas if a != f"--query.replica-label={SHARD_LABEL}"]
+    assert not single.find("Deployment", "thanos-query-rule")
+    assert sharded.one("PodDisruptionBudget", "thanos-query-rule")
 
 
 def test_the_ruler_evaluates_what_prometheus_did(sharded, single):
@@ -148,7 +181,7 @@ def test_a_store_that_hangs_holds_no_rule_group_beyond_half_its_alerts_validity(
     (4 x the larger of its interval and the Ruler's --resend-delay); tests/test_thanos_rule_e2e.py
     holds both with the real programs."""
     from components.settings.types import duration_seconds
-    query = sharded.one("Deployment", "thanos-query")["spec"]["template"]["spec"]["containers"][0]["args"]
+    query = query_args(sharded, "thanos-query-rule")
     [silence] = [duration_seconds(a.split("=", 1)[1]) for a in query if a.startswith("--store.response-timeout=")]
     rule = sharded.one("StatefulSet", "thanos-rule")
     [container] = [c for c in rule["spec"]["template"]["spec"]["containers"] if c["name"] == "thanos-rule"]
@@ -165,13 +198,13 @@ def test_a_store_that_hangs_holds_no_rule_group_beyond_half_its_alerts_validity(
     path = flags["--query.config-file"]
     assert path.rsplit("/", 1)[0] in mounts and "--query" not in flags
     [entry] = yaml.safe_load(sharded.one("ConfigMap", "thanos-rule-query")["data"][path.rsplit("/", 1)[1]])
-    assert entry["static_configs"] == ["thanos-query.monitoring.svc:10902"] and entry["scheme"] == "http"
+    assert entry["static_configs"] == ["thanos-query-rule.monitoring.svc:10902"] and entry["scheme"] == "http"
     transport = entry["http_config"]["transport_config"]
     assert set(transport) == {"dialer_timeout", "response_header_timeout"}
     assert transport["response_header_timeout"] / 1e9 > silence and transport["dialer_timeout"] > 0
-    # Without the Ruler nothing but Grafana asks Query, which keeps upstream's default (none).
-    single_query = single.one("Deployment", "thanos-query")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert not [a for a in single_query if a.startswith("--store.response-timeout")]
+    # Grafana's Query has its own, sharded or not.
+    for result in (sharded, single):
+        assert store_timeout(query_args(result))[1] > silence
 
 
 def test_a_group_too_large_for_the_store_timeout_is_refused():
@@ -326,9 +359,14 @@ def test_single_targets_are_scraped_by_shard_zero_only(split):
     for job in pinned:
         parts = shards_of(split, job)
         assert not any(parts[1:]), job
-        # What the unsharded stack scrapes, and the Ruler's pods (its config reloader's) besides.
+        # What the unsharded stack scrapes, and the Ruler's pods (its config reloader's) besides,
+        # and the Rulers' Query, one more Query to job thanos-query.
         extra = {split["shard0"][job][url]["pod"] for url in parts[0] - set(split["single"][job])}
-        assert parts[0] >= set(split["single"][job]) and extra <= {"thanos-rule-0", "thanos-rule-1"}, (job, extra)
+        allowed = {"thanos-rule-0", "thanos-rule-1"}
+        if job == "thanos-query":
+            allowed = {"thanos-query-rule-0", "thanos-query-rule-1"}
+            assert extra == allowed, extra
+        assert parts[0] >= set(split["single"][job]) and extra <= allowed, (job, extra)
 
 
 def test_each_shard_watches_the_next_shards_prometheus(split):

@@ -1,12 +1,13 @@
 """Thanos Ruler over two scrape shards, end to end with the pinned binaries on loopback: prod with
 prometheus.shards 2, each shard an HA pair (Prometheus and its sidecar, started with the rendered
-arguments and the shard's rendered prometheus.yml), Thanos Query with its rendered arguments, the
-two Ruler replicas with theirs, and a real Alertmanager.
+arguments and the shard's rendered prometheus.yml), Grafana's Thanos Query and the Rulers' own
+(thanos-query-rule) with their rendered arguments, the two Ruler replicas with theirs, and a real
+Alertmanager.
 
 What is changed to run here, and why:
 - listen addresses become free loopback ports, the mounted paths directories of a throwaway root,
-  and the names Thanos Query and the Rulers dial (sidecars, Rulers, Query, Alertmanager) those
-  ports; the store gateway is left out of Query's endpoints (there is none here: the bucket's side
+  and the names the Queries and the Rulers dial (sidecars, Rulers, Query, Alertmanager) those
+  ports; the store gateway is left out of the Queries' endpoints (there is none here: the bucket's side
   is tests/test_thanos_e2e.py's), and the bucket is a directory (thanos.objstore.type filesystem);
 - the scrape and evaluation intervals are 1 s (the stack's settings), and the Rulers resend a firing
   alert every 2 s (--resend-delay, 1m rendered as upstream's default), so that targets and alerts
@@ -42,6 +43,7 @@ from typing import Optional
 import pytest
 import yaml
 
+from components.configs.grafana import DATA_PROXY_TIMEOUT_SECONDS
 from components.settings.types import duration_seconds
 
 from tests.ports import free_port
@@ -54,6 +56,9 @@ TARGETS = 20  # split by hashmod of their addresses; both shards get some but wi
 JOB = "football-prediction-api"  # the kubernetes-pods job names a target after its app label
 RECORD = "fm_e2e:up:sum"
 HANG_GROUP = "e2e.hang"  # two rules, evaluated one after the other while a store hangs
+# Grafana's Query and the Rulers' own: Deployment name -> this test's name of its process.
+QUERY, RULE_QUERY = "thanos-query", "thanos-query-rule"
+PROCESS = {QUERY: "query", RULE_QUERY: "query-rule"}
 
 
 class PodServer:
@@ -84,10 +89,10 @@ class PodServer:
 
 
 def query_config_here(result: offline.RunResult, path: Path, address: str) -> str:
-    """The Ruler's rendered --query.config-file with Thanos Query's address moved to `address` and
+    """The Ruler's rendered --query.config-file with its Thanos Query's address moved to `address` and
     nothing else changed (its deadline stays as rendered), written to `path`; returns the path."""
     [entry] = yaml.safe_load(result.one("ConfigMap", "thanos-rule-query")["data"]["query.yaml"])
-    assert entry["static_configs"] == ["thanos-query.monitoring.svc:10902"], entry
+    assert entry["static_configs"] == [f"{RULE_QUERY}.monitoring.svc:10902"], entry
     path.write_text(yaml.safe_dump([{**entry, "static_configs": [address]}], sort_keys=False))
     return str(path)
 
@@ -173,28 +178,31 @@ class Deployment:
         answer = get_json(f"http://127.0.0.1:{self.port[pod]}/api/v1/targets", {"state": "active"})
         return {t["labels"]["pod"]: t["health"] for t in answer["data"]["activeTargets"]}
 
-    # -- Thanos Query and the Rulers
-    def start_query(self) -> None:
+    # -- the Queries and the Rulers
+    def start_query(self, deployment: str) -> None:
+        """Grafana's Query or the Rulers', from its rendered arguments and endpoints."""
+        process = PROCESS[deployment]
         rule = self.result.one("StatefulSet", "thanos-rule")
-        endpoints = yaml.safe_load(self.result.one("ConfigMap", "thanos-query-endpoints")["data"]["endpoints.yaml"])
+        endpoints = yaml.safe_load(self.result.one("ConfigMap", f"{deployment}-endpoints")["data"]["endpoints.yaml"])
         here = {f"{name}-{replica}.{name}-headless.monitoring.svc:10901": f"127.0.0.1:{self.port[f'{name}-{replica}-sidecar-grpc']}"
                 for name in self.shard_names() for replica in (0, 1)}
         for replica in range(rule["spec"]["replicas"]):
+            grpc = f"thanos-rule-{replica}-grpc"
             here[f"thanos-rule-{replica}.thanos-rule-headless.monitoring.svc:10901"] = \
-                f"127.0.0.1:{self.free(f'thanos-rule-{replica}-grpc')}"
+                f"127.0.0.1:{self.port[grpc] if grpc in self.port else self.free(grpc)}"
         store = "thanos-store.monitoring.svc:10901"
         assert {e["address"] for e in endpoints["endpoints"]} == set(here) | {store}, endpoints
         endpoints["endpoints"] = [{"address": here[e["address"]]} for e in endpoints["endpoints"] if e["address"] != store]
-        path = self.root / "endpoints.yaml"
+        path = self.root / f"{deployment}-endpoints.yaml"
         path.write_text(yaml.safe_dump(endpoints))
-        query = set_flags(self.query_args(), {
-            "--http-address": f"127.0.0.1:{self.free('query-http')}",
-            "--grpc-address": f"127.0.0.1:{self.free('query-grpc')}",
+        query = set_flags(self.query_args(deployment), {
+            "--http-address": f"127.0.0.1:{self.free(f'{process}-http')}",
+            "--grpc-address": f"127.0.0.1:{self.free(f'{process}-grpc')}",
             "--endpoint.sd-config-file": str(path),
             # Re-read every 5 m in a pod; here the Rulers start after Query.
             "--endpoint.sd-config-reload-interval": "1s",
         })
-        self.start("query", [self.thanos, *query])
+        self.start(process, [self.thanos, *query])
 
     def rule_files(self) -> dict[str, str]:
         """The stack's TargetDown, as rendered for the Ruler, with no for:; and a recording rule."""
@@ -249,7 +257,7 @@ class Deployment:
                 "--data-dir": str(base / "data"),
                 "--rule-file": f"{base / 'rules'}/*.yaml",
                 "--query.config-file": query_config_here(self.result, base / "query.yaml",
-                                                         f"127.0.0.1:{self.port['query-http']}"),
+                                                         f"127.0.0.1:{self.port['query-rule-http']}"),
                 "--objstore.config-file": str(self.objstore),
                 # A firing alert's new value reaches Alertmanager at the next resend (1m by default).
                 "--resend-delay": "2s",
@@ -275,13 +283,13 @@ class Deployment:
         [group] = [g for g in answer["data"]["groups"] if g["name"] == name]
         return group
 
-    def store_silence(self) -> float:
-        """Thanos Query's rendered --store.response-timeout, seconds."""
-        [value] = [a.split("=", 1)[1] for a in self.query_args() if a.startswith("--store.response-timeout=")]
+    def store_silence(self, deployment: str = RULE_QUERY) -> float:
+        """A Query's rendered --store.response-timeout, seconds (the Rulers' by default)."""
+        [value] = [a.split("=", 1)[1] for a in self.query_args(deployment) if a.startswith("--store.response-timeout=")]
         return duration_seconds(value)
 
-    def query_args(self) -> list[str]:
-        return self.result.one("Deployment", "thanos-query")["spec"]["template"]["spec"]["containers"][0]["args"]
+    def query_args(self, deployment: str) -> list[str]:
+        return self.result.one("Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]["args"]
 
     def ruler_deadline(self) -> tuple[float, float]:
         """The Ruler's rendered deadline of one rule query in seconds: (the connection, the answer)."""
@@ -304,7 +312,8 @@ class Deployment:
         return None
 
     def in_flight_in_query(self) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port['query-http']}/metrics", timeout=10) as answer:
+        """Queries in flight in the Rulers' Query."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port['query-rule-http']}/metrics", timeout=10) as answer:
             lines = answer.read().decode().splitlines()
         [value] = [float(line.rsplit(" ", 1)[1]) for line in lines
                    if line.startswith("thanos_query_concurrent_gate_queries_in_flight ")]
@@ -347,7 +356,8 @@ def deployment(tmp_path_factory):
         for shard in (0, 1):
             d.start_shard(shard)
         d.start_alertmanager()
-        d.start_query()
+        d.start_query(QUERY)
+        d.start_query(RULE_QUERY)
         d.start_rulers()
         yield d
     finally:
@@ -474,14 +484,16 @@ def since_epoch(rfc3339: str) -> float:
 
 
 def test_a_store_that_hangs_holds_a_rule_query_for_the_rendered_silence_only(deployment):
-    """One Prometheus of shard 1 stopped in its tracks (SIGSTOP): its sidecar still passes Thanos
-    Query's endpoint checks, so Query keeps it among the stores of every query, and each Series
-    call to it waits on the stopped Prometheus, until Query's --query.timeout (2m) if nothing else
-    ends it; the rules of a group would wait in turn. With the rendered --store.response-timeout,
-    Query gives the silent store up after that silence: each rule query fails then (partial
-    response abort), the group's evaluation ends after its rules times the silence, Query's queries
-    in flight stay within one per group and Ruler (no abandoned query keeps its place), and a query
-    with partial responses, as Grafana asks, is answered from the other stores with a warning."""
+    """One Prometheus of shard 1 stopped in its tracks (SIGSTOP): its sidecar still passes the
+    Queries' endpoint checks, so they keep it among the stores of every query, and each Series call
+    to it waits on the stopped Prometheus, until Query's --query.timeout (2m) if nothing else ends
+    it; the rules of a group would wait in turn. With the rendered --store.response-timeout, the
+    Rulers' Query gives the silent store up after that silence: each rule query fails then (partial
+    response abort), the group's evaluation ends after its rules times the silence, and that Query's
+    queries in flight stay within one per group and Ruler (no abandoned query keeps its place).
+    Grafana's Query gives a store longer: its query, with partial responses as Grafana asks, is
+    still waiting at twice the rules' silence, and is answered from the other stores, with a
+    warning, after its own (rendered) silence, before Grafana's data proxy would give up."""
     d = deployment
     silence = d.store_silence()
     _, ruler_wait = d.ruler_deadline()
@@ -503,41 +515,56 @@ def test_a_store_that_hangs_holds_a_rule_query_for_the_rendered_silence_only(dep
         for _ in range(3):  # while the Rulers keep asking
             time.sleep(silence)
             in_flight.append(d.in_flight_in_query())
-        asked = time.monotonic()
-        grafana = get_json(f"http://127.0.0.1:{d.port['query-http']}/api/v1/query",
-                           {"query": f'count(up{{job="{JOB}"}})', "dedup": "true", "partial_response": "true"})
-        grafana_seconds = time.monotonic() - asked
+        answers: list = []
+
+        def ask_grafanas_query():
+            asked = time.monotonic()
+            answers.append(get_json(f"http://127.0.0.1:{d.port['query-http']}/api/v1/query", {
+                "query": f'count(up{{job="{JOB}"}})', "dedup": "true", "partial_response": "true"}))
+            answers.append(time.monotonic() - asked)
+        grafana_asks = threading.Thread(target=ask_grafanas_query, daemon=True)
+        grafana_asks.start()
+        # Twice the Rulers' silence: where the rules' query has long been given up.
+        grafana_asks.join(2 * silence)
+        held = grafana_asks.is_alive()
+        grafana_asks.join(DATA_PROXY_TIMEOUT_SECONDS)
     finally:
         os.kill(hung, signal.SIGCONT)
+    assert len(answers) == 2, f"Grafana's query had no answer within Grafana's {DATA_PROXY_TIMEOUT_SECONDS} s"
+    grafana, grafana_seconds = answers
+    grafana_silence = d.store_silence(QUERY)
     times = [r["evaluationTime"] for r in group["rules"]]
     print(f"\n--store.response-timeout {silence:.0f} s; {HANG_GROUP} over the hung store: rules {times} s, "
-          f"group {group['evaluationTime']:.2f} s; Query's queries in flight {in_flight}; a partial-response "
-          f"query answered in {grafana_seconds:.2f} s with warnings {grafana.get('warnings')}")
+          f"group {group['evaluationTime']:.2f} s; the Rulers' Query's queries in flight {in_flight}; "
+          f"Grafana's Query (--store.response-timeout {grafana_silence:.0f} s): a partial-response query "
+          f"answered in {grafana_seconds:.2f} s with warnings {grafana.get('warnings')}")
     assert all(silence - 0.5 < t < silence + 1 for t in times), (times, silence)
     assert group["evaluationTime"] < rules * (silence + 1), (group, silence)
     log = d.processes["thanos-rule-0"].log.read_text(errors="replace")
     assert f"failed to receive any data in {silence:.0f}s from" in log, d.processes["thanos-rule-0"].tail()
     assert max(in_flight) <= 2 * groups, (in_flight, groups)
-    assert grafana["status"] == "success" and grafana_seconds < silence + 2, (grafana, grafana_seconds)
-    assert any("failed to receive any data" in w for w in grafana.get("warnings") or []), grafana
+    assert held, (grafana, grafana_seconds)  # not given up on the store at the rules' silence
+    assert grafana["status"] == "success", grafana
+    assert grafana_silence - 0.5 < grafana_seconds < grafana_silence + 2 < DATA_PROXY_TIMEOUT_SECONDS, grafana_seconds
+    assert any(f"failed to receive any data in {grafana_silence:.0f}s" in w for w in grafana.get("warnings") or []), grafana
     # From the stores that answered: shard 0 whole and shard 1's other replica.
     assert float(grafana["data"]["result"][0]["value"][1]) == TARGETS, grafana
     d.wait_healthy(HANG_GROUP)
 
 
 def test_a_query_that_hangs_holds_a_rule_for_the_rulers_deadline_only(deployment):
-    """Thanos Query itself stopped (SIGSTOP): the kernel still takes the Ruler's connections, nothing
-    answers, and no store timeout can act; without a client deadline the Ruler would wait for ever.
-    Each rule query is given up after the Ruler's rendered wait for an answer."""
+    """The Rulers' Query itself stopped (SIGSTOP): the kernel still takes the Ruler's connections,
+    nothing answers, and no store timeout can act; without a client deadline the Ruler would wait
+    for ever. Each rule query is given up after the Ruler's rendered wait for an answer."""
     d = deployment
     _, ruler_wait = d.ruler_deadline()
     rules = len(d.rule_group(0, HANG_GROUP)["rules"])
     d.wait_healthy(HANG_GROUP)
-    hung = d.processes["query"].popen.pid
+    hung = d.processes[PROCESS[RULE_QUERY]].popen.pid
     os.kill(hung, signal.SIGSTOP)
     stopped = time.time()
     try:
-        group = wait_for(f"an evaluation of {HANG_GROUP} begun after Query stopped, every rule failed",
+        group = wait_for(f"an evaluation of {HANG_GROUP} begun after the Rulers' Query stopped, every rule failed",
                          lambda: d.evaluation_after(0, HANG_GROUP, stopped), rules * ruler_wait * 2 + 15,
                          d.processes.values())
     finally:

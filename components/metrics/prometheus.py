@@ -112,7 +112,7 @@ class Prometheus(pulumi.ComponentResource):
         self.external_url = (prom.external_url if shard == 0 else None) or public
         internal_url = f"http://{platform.host_of(service)}:{WEB_PORT}"
         uploading = settings.thanos.enabled
-        thanos_in = thanos.prometheus_flows() if uploading else []
+        thanos_in = thanos.prometheus_flows(settings) if uploading else []
 
         config = [ConfigFiles("config", "/etc/prometheus/config", {"prometheus.yml": self.config}, reload=True)]
         if not sharded:

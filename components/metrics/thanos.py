@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import pulumi
 import yaml
 
+from components.configs.grafana import DATA_PROXY_TIMEOUT_SECONDS
 from components.configs.prometheus import SHARD_LABEL, ScrapeTarget
 from components.settings import Settings
 from components.settings.types import quantity_bytes
@@ -40,6 +41,22 @@ RUN_AS_USER = 65534
 PROMETHEUS_UPLOAD_ARGS = ("--storage.tsdb.min-block-duration=2h", "--storage.tsdb.max-block-duration=2h")
 QUERY, STORE, COMPACTOR, FRONTEND = "thanos-query", "thanos-store", "thanos-compactor", "thanos-query-frontend"
 RULE = "thanos-rule"  # with scrape shards only (components/metrics/thanos_rule.py)
+# The Rulers' own Query, with scrape shards only: the store timeout their rules need is not one for
+# Grafana (Thanos.__init__).
+QUERY_RULE = "thanos-query-rule"
+
+
+# Grafana's Query gives up a store silent this long (--store.response-timeout) and answers from the
+# others, with a warning, before Grafana's data proxy gives up the panel: a store that hangs would
+# otherwise hold each panel's query in Query for --query.timeout (2m), long after Grafana stopped
+# waiting, and fill its --query.max-concurrent places. A store merely slow between two frames (a
+# cold store gateway over a long range) is waited for.
+GRAFANA_STORE_SILENCE_SECONDS = DATA_PROXY_TIMEOUT_SECONDS * 2 // 3
+
+
+def queries(settings: Settings) -> list[str]:
+    """Every Thanos Query of the stack: what the stores let in."""
+    return [QUERY, QUERY_RULE] if settings.prometheus.shards > 1 else [QUERY]
 
 
 def objstore_config(settings: Settings) -> pulumi.Output:
@@ -118,10 +135,10 @@ def sidecar(settings: Settings, prometheus_port: int, tsdb_path: str) -> Sidecar
     )
 
 
-def prometheus_flows() -> list[Flow]:
+def prometheus_flows(settings: Settings) -> list[Flow]:
     """What the sidecar lets into each Prometheus pod (its way out, to the bucket, Prometheus' own
     allows already: targets live anywhere)."""
-    return [Flow(QUERY, [(GRPC_PORT, "TCP")]), Flow("prometheus", [(HTTP_PORT, "TCP")])]
+    return [*(Flow(q, [(GRPC_PORT, "TCP")]) for q in queries(settings)), Flow("prometheus", [(HTTP_PORT, "TCP")])]
 
 
 def endpoints_file(prometheus_grpc: Sequence[str], store_grpc: str) -> str:
@@ -132,7 +149,10 @@ def endpoints_file(prometheus_grpc: Sequence[str], store_grpc: str) -> str:
 
 def scrape_targets(settings: Settings) -> list:
     """The Thanos jobs (rules/thanos.yaml reads them by these names); the sidecar's is per Prometheus pod."""
-    jobs = [ScrapeTarget("thanos-sidecar", "prometheus", "thanos-http"), ScrapeTarget(QUERY, QUERY, "http"),
+    # The Rulers' Query is one more Query to the rules and dashboards that read job thanos-query
+    # (its pod label tells the two apart).
+    jobs = [ScrapeTarget("thanos-sidecar", "prometheus", "thanos-http"),
+            ScrapeTarget(QUERY, "|".join(queries(settings)), "http"),
             ScrapeTarget(STORE, STORE, "http"), ScrapeTarget(COMPACTOR, COMPACTOR, "http")]
     if settings.thanos.query_frontend:
         jobs.append(ScrapeTarget(FRONTEND, FRONTEND, "http"))
@@ -167,7 +187,7 @@ class Thanos(pulumi.ComponentResource):
             config=[objstore_files(settings)],
             data=DataVolume("/var/thanos/store", thanos.store_storage_size),
             **probes(),
-            allow_in=[Flow(QUERY, [(GRPC_PORT, "TCP")]), scraped],
+            allow_in=[*(Flow(q, [(GRPC_PORT, "TCP")]) for q in queries(settings)), scraped],
             allow_out=bucket_flows(settings),
         ), self)
 
@@ -190,38 +210,50 @@ class Thanos(pulumi.ComponentResource):
 
         # Grafana's only way in is the frontend when there is one.
         clients = [Flow(FRONTEND if thanos.query_frontend else "grafana", [(HTTP_PORT, "TCP")])]
-        # With scrape shards (prometheus.shards), the Ruler asks Query and Query reads the Ruler's
-        # recorded series and alerts (components/metrics/thanos_rule.py).
         sharded = settings.prometheus.shards > 1
-        if sharded:
-            clients.append(Flow(RULE, [(HTTP_PORT, "TCP")]))
         # Each target is scraped by one shard, but its shard follows its address, which changes when
         # its pod is replaced (a StatefulSet's pod keeps its name): deduplicating along the shard
         # label too keeps such a series one series, as with one Prometheus (rate() unbroken, an
         # alert's for: not restarted, rules that match series from two shards still matching).
         dedup = [f"--query.replica-label={SHARD_LABEL}"] if sharded else []
-        self.query = platform.deploy(ServiceSpec(
-            name=QUERY, component="metrics-query", image=image, ports=ports,
-            resources=thanos.query_resources, run_as_user=RUN_AS_USER,
-            args=common_args("query") + grpc_args() + [
-                f"--query.replica-label={thanos.replica_label}", *dedup,
-                f"--endpoint.sd-config-file={ENDPOINTS_DIR}/endpoints.yaml",
-                # Grafana asks without max_source_resolution: a range's step picks the downsampled
-                # blocks (step / 5), which is what makes a week's panel cheap.
-                "--query.auto-downsampling",
-                # With the Ruler asking: a store silent this long is given up for the query
-                # (components/metrics/thanos_rule.py store_silence_seconds).
-                *([f"--store.response-timeout={store_silence}s"] if store_silence else [])],
-            # Re-read every --endpoint.sd-config-reload-interval, but a new endpoint rolls the pods
-            # through the checksum all the same: it takes effect at once, not within 5 minutes.
-            config=[ConfigFiles("endpoints", ENDPOINTS_DIR,
-                                {"endpoints.yaml": endpoints_file([*prometheus_grpc, *rule_grpc], store_address)})],
-            replicas=thanos.query_replicas,
-            **probes(),
-            allow_in=[*clients, scraped],
-            allow_out=[Flow("prometheus", [(GRPC_PORT, "TCP")]), Flow(STORE, [(GRPC_PORT, "TCP")])]
-            + ([Flow(RULE, [(GRPC_PORT, "TCP")])] if sharded else []),
-        ), self)
+        # With scrape shards, Query reads the Rulers' recorded series and alerts too
+        # (components/metrics/thanos_rule.py).
+        endpoints = ConfigFiles("endpoints", ENDPOINTS_DIR,
+                                {"endpoints.yaml": endpoints_file([*prometheus_grpc, *rule_grpc], store_address)})
+
+        def query(name: str, clients: list[Flow], more_args: Sequence[str] = ()):
+            return platform.deploy(ServiceSpec(
+                name=name, component="metrics-query", image=image, ports=ports,
+                resources=thanos.query_resources, run_as_user=RUN_AS_USER,
+                args=common_args("query") + grpc_args() + [
+                    f"--query.replica-label={thanos.replica_label}", *dedup,
+                    f"--endpoint.sd-config-file={ENDPOINTS_DIR}/endpoints.yaml",
+                    # Grafana asks without max_source_resolution: a range's step picks the downsampled
+                    # blocks (step / 5), which is what makes a week's panel cheap.
+                    "--query.auto-downsampling", *more_args],
+                # Re-read every --endpoint.sd-config-reload-interval, but a new endpoint rolls the pods
+                # through the checksum all the same: it takes effect at once, not within 5 minutes.
+                config=[endpoints],
+                replicas=thanos.query_replicas,
+                **probes(),
+                allow_in=[*clients, scraped],
+                allow_out=[Flow("prometheus", [(GRPC_PORT, "TCP")]), Flow(STORE, [(GRPC_PORT, "TCP")])]
+                + ([Flow(RULE, [(GRPC_PORT, "TCP")])] if sharded else []),
+            ), self)
+
+        self.query = query(QUERY, clients, [f"--store.response-timeout={GRAFANA_STORE_SILENCE_SECONDS}s"])
+        self.rule_query = None
+        if sharded:
+            if not store_silence:
+                raise ValueError("with scrape shards the Rulers' Query needs the rules' store silence")
+            # The Rulers' own Query, over the same stores: a store silent this long is given up for
+            # the rule query (components/metrics/thanos_rule.py store_silence_seconds), which on
+            # Grafana's would leave a merely slow store out of panels. Apart from Grafana's, as the
+            # timeout has to be Query's own: the Ruler giving up leaves the store call running in
+            # Query. Same size and replicas as Grafana's: it runs every rule of the stack, and the
+            # rules stop while it is down.
+            self.rule_query = query(QUERY_RULE, [Flow(RULE, [(HTTP_PORT, "TCP")])],
+                                    [f"--store.response-timeout={store_silence}s"])
         self.query_url = self.query.url("http")
 
         self.frontend = None

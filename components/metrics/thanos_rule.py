@@ -3,10 +3,11 @@
 Once the targets are split, a rule evaluated in one shard sees that shard's share only: a
 `sum by (job)` of the API's request rate, the share of a job's targets that are down, every SLO
 ratio would be that shard's. The Ruler (the `thanos rule` command of the Thanos image) evaluates
-every rule file through Thanos Query, which merges the shards (and each shard's replicas), sends
-its alerts to every Alertmanager replica, keeps its recorded series in its own TSDB, serves them to
-Thanos Query over its StoreAPI and uploads its blocks to the bucket. The shards then load no rule
-file.
+every rule file through a Thanos Query of the Rulers' own (thanos-query-rule: the same stores as
+Grafana's, a store timeout of its own, store_silence_seconds), which merges the shards (and each
+shard's replicas), sends its alerts to every Alertmanager replica, keeps its recorded series in its
+own TSDB, serves them to both Queries over its StoreAPI (later rules read earlier rules' series
+through Query) and uploads its blocks to the bucket. The shards then load no rule file.
 
 Each rule group keeps Thanos' default partial response strategy for rules, abort: a query that
 does not get an answer from every store Thanos Query selected fails, and the rule is not evaluated
@@ -62,8 +63,9 @@ def alert_validity_seconds(interval_seconds: float) -> float:
 
 
 def store_silence_seconds(settings: Settings, rules: Mapping[str, str]) -> int:
-    """Thanos Query's --store.response-timeout with the Ruler: how long a store may send nothing in
-    answer to a Series call before Query gives it up for that query.
+    """The --store.response-timeout of the Rulers' Thanos Query (components/metrics/thanos.py
+    QUERY_RULE): how long a store may send nothing in answer to a Series call before Query gives it
+    up for that query.
 
     Nothing in the Ruler bounds a rule query: the rule manager's context has no deadline
     (prometheus/rules/group.go), queryFuncCreator (cmd/thanos/rule.go) passes it on, and the HTTP
@@ -78,8 +80,10 @@ def store_silence_seconds(settings: Settings, rules: Mapping[str, str]) -> int:
 
     The rules of a group run one after the other: the silence allowed is such that every group,
     with a store silent throughout, still ends an evaluation within half its alerts' validity,
-    whole seconds. Grafana's queries get the same bound: a store silent that long is left out of
-    its answer, with a warning, instead of holding the panel for 2 minutes."""
+    whole seconds. Hence a Query of the Rulers' own: on Grafana's the same bound would leave a
+    store that is merely slow between frames (a cold store gateway over a long range) out of a
+    panel's answer, with a warning; Grafana's gives a store the longer GRAFANA_STORE_SILENCE_SECONDS
+    (components/metrics/thanos.py)."""
     default = duration_seconds(settings.prometheus.evaluation_interval)
     allowed = []
     for text in rules.values():
@@ -127,7 +131,7 @@ def args(settings: Settings, alertmanagers: Sequence[str], query_url: str) -> li
         f'--label={label}="$(POD_NAME)"',
         # Both replicas send every alert; without the replica label they are one alert to Alertmanager.
         f"--alert.label-drop={label}",
-        # Thanos Query's own address, not the query frontend's: the Ruler asks instant queries,
+        # The Rulers' own Thanos Query, not a query frontend: the Ruler asks instant queries,
         # which the frontend neither splits nor caches (query_config).
         f"--query.config-file={QUERY_CONFIG_FILE}",
         f"--resend-delay={RESEND_DELAY_SECONDS}s",
@@ -145,14 +149,16 @@ class ThanosRule(pulumi.ComponentResource):
                  alertmanagers: Sequence[str], opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:thanos:ThanosRule", name, None, opts)
         t = settings.thanos
-        query_address = f"{platform.host_of(thanos.QUERY)}:{thanos.HTTP_PORT}"
-        # Thanos Query's --store.response-timeout (components/metrics/thanos.py).
+        # The Rulers' own Query (components/metrics/thanos.py QUERY_RULE), which gives up a silent store.
+        query_address = f"{platform.host_of(thanos.QUERY_RULE)}:{thanos.HTTP_PORT}"
+        # That Query's --store.response-timeout.
         self.store_silence = store_silence_seconds(settings, rules)
         self.deployed = platform.deploy(ServiceSpec(
             name=RULE, component="metrics-rules", image=settings.images["thanos"],
             ports=[Port("http", thanos.HTTP_PORT), Port("grpc", thanos.GRPC_PORT)],
             resources=t.rule_resources, run_as_user=thanos.RUN_AS_USER,
-            args=args(settings, alertmanagers, f"http://{query_address}"),
+            # The alerts' links lead to Grafana's Query: the Rulers' lets in the Rulers only.
+            args=args(settings, alertmanagers, f"http://{platform.host_of(thanos.QUERY)}:{thanos.HTTP_PORT}"),
             env_from_pod={"POD_NAME": "metadata.name"},
             config=[ConfigFiles("rules", RULES_DIR, rules, reload=True), thanos.objstore_files(settings),
                     # Read at start only: a new deadline (a group grew) rolls the pods through the
@@ -164,8 +170,9 @@ class ThanosRule(pulumi.ComponentResource):
             # The Ruler re-reads its rule files on POST /-/reload (cmd/thanos/rule.go), as Prometheus does.
             reloader=Reloader(f"http://127.0.0.1:{thanos.HTTP_PORT}/-/reload", scraped_by=("prometheus",)),
             **thanos.probes(),
-            allow_in=[Flow(thanos.QUERY, [(thanos.GRPC_PORT, "TCP")]), Flow("prometheus", [(thanos.HTTP_PORT, "TCP")])],
-            allow_out=[Flow(thanos.QUERY, [(thanos.HTTP_PORT, "TCP")]), Flow("alertmanager", [(ALERTMANAGER_PORT, "TCP")]),
+            allow_in=[*(Flow(q, [(thanos.GRPC_PORT, "TCP")]) for q in thanos.queries(settings)),
+                      Flow("prometheus", [(thanos.HTTP_PORT, "TCP")])],
+            allow_out=[Flow(thanos.QUERY_RULE, [(thanos.HTTP_PORT, "TCP")]), Flow("alertmanager", [(ALERTMANAGER_PORT, "TCP")]),
                        *thanos.bucket_flows(settings)],
         ), self)
         self.grpc_addresses = self.deployed.replica_addresses("grpc")

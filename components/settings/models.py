@@ -828,7 +828,8 @@ class ThanosSettings(Section):
         "180d", "how long the 5-minute downsampled blocks are kept", alias="retention5m")
     retention1h: Duration(86400, 10 * 365 * 86400) = knob(
         "2y", "how long the 1-hour downsampled blocks are kept", alias="retention1h")
-    query_replicas: WholeNumber(1, 5) = knob(2, "Thanos Query replicas")
+    query_replicas: WholeNumber(1, 5) = knob(
+        2, "replicas of Thanos Query (Grafana's, and with prometheus.shards above 1 the Rulers' own as well)")
     query_frontend: Flag = knob(
         False, "put the query frontend (splitting and retrying range queries) between Grafana and Thanos Query")
     store_storage_size: StorageQuantity = knob(
@@ -838,7 +839,8 @@ class ThanosSettings(Section):
                   "replica's blocks for the last level (and the 1-hour downsampling waits for that level), so about "
                   "twice what a Prometheus replica holds over two weeks"))
     sidecar_resources: Resources = component_resources("each Thanos sidecar (one per Prometheus)", "50m", "64Mi", "512Mi")
-    query_resources: Resources = component_resources("each Thanos Query replica", "100m", "256Mi", "2Gi")
+    query_resources: Resources = component_resources(
+        "each Thanos Query replica (Grafana's, and the Rulers' own with scrape shards)", "100m", "256Mi", "2Gi")
     store_resources: Resources = component_resources("the Thanos store gateway", "100m", "512Mi", "2Gi")
     compactor_resources: Resources = component_resources("the Thanos compactor", "100m", "512Mi", "2Gi")
     query_frontend_resources: Resources = component_resources(

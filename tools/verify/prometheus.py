@@ -115,7 +115,8 @@ def _shard_coverage(ctx: Context, shards: Optional[int]) -> Result:
     numbers = f"Thanos Query reaches a Prometheus of {shards - len(missing)} of {shards} scrape shards"
     if missing:
         return Result(FAIL, "prometheus.shards", numbers + f": none of shard {', '.join(missing)}", details,
-                      action="the targets of those shards are not checked (nor read by the rules): see that "
+                      action="the targets of those shards are not checked (and the rules, through the Rulers' "
+                             "Query thanos-query-rule over the same endpoints, most likely miss them too): see that "
                              "shard's pods and their sidecars (kubectl -n <namespace> get pods prometheus-shard-N-0 "
                              "prometheus-shard-N-1; shard 0's are prometheus-0 and prometheus-1) and Thanos Query's "
                              "endpoints (its /stores page)")
