@@ -327,7 +327,20 @@ class DevJaeger:
 
     def start(self) -> "DevJaeger":
         self.proc.start().wait_serving()
+        # Its telemetry listens before the query extension does: on a busy machine the query API
+        # refused connections for a moment after the metrics answered.
+        query = self.proc.url("extensions.jaeger_query.http")
+        wait_for("dev jaeger's query API", lambda: self._answers(f"{query}/api/services"))
         return self
+
+    def _answers(self, url: str) -> bool:
+        if not self.proc.alive():
+            raise AssertionError(f"{self.proc.directory.name} exited: {self.proc.tail()}")
+        try:
+            http_get(url)
+            return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         self.proc.stop()
