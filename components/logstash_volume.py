@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIB = 2**20
+from components.units import MIB, mib_share
+
 # Logstash's heap as a share of its container's memory limit (the rest: off-heap, metaspace, the OS).
 HEAP_PERCENT = 50
 
 
 def heap_mb(memory_limit_bytes: float) -> int:
-    return int(memory_limit_bytes * HEAP_PERCENT / 100 // MIB)
+    return mib_share(memory_limit_bytes, HEAP_PERCENT)
 # Logstash's defaults (logstash-core/lib/logstash/environment.rb), written out so that the sizing below
 # does not rest on a default that may move.
 QUEUE_PAGE_BYTES = 64 * MIB  # queue.page_capacity

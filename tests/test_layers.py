@@ -15,6 +15,7 @@ LAYERS = {
     "components.data": 0,
     "components.cron": -1,  # a pure utility with no imports, under the settings that validate with it
     "components.stack_outputs": -1,  # reading a deployed stack's outputs: no project imports
+    "components.units": -2,  # byte arithmetic with no imports, under everything that sizes memory
     "components.logstash_volume": -1,  # sizing arithmetic the settings validate with and the logging config uses
     "components.configs": 1,
     "components.platform": 2,

@@ -170,15 +170,16 @@ class Proc:
     def metrics(self) -> str:
         return http_get(f"{self.url(METRICS)}/metrics")
 
-    def wait_serving(self, seconds: float = 30.0) -> None:
+    def wait_serving(self, seconds: float = 30.0, also: Optional[str] = None) -> None:
+        """Until its metrics answer, and the URL `also` if given (a listener that opens later)."""
         def up():
             if not self.alive():
                 raise AssertionError(f"{self.directory.name} exited: {self.tail()}")
             try:
-                return self.metrics()
+                return self.metrics() and (also is None or http_get(also) is not None)
             except OSError:
                 return None
-        wait_for(f"{self.directory.name} to serve its metrics", up, seconds)
+        wait_for(f"{self.directory.name} to serve its metrics{f' and {also}' if also else ''}", up, seconds)
 
 
 def http_get(url: str, timeout: float = 10.0) -> str:
@@ -326,21 +327,10 @@ class DevJaeger:
         self.proc = Proc("jaeger", config, work / "jaeger-dev", ports)
 
     def start(self) -> "DevJaeger":
-        self.proc.start().wait_serving()
         # Its telemetry listens before the query extension does: on a busy machine the query API
         # refused connections for a moment after the metrics answered.
-        query = self.proc.url("extensions.jaeger_query.http")
-        wait_for("dev jaeger's query API", lambda: self._answers(f"{query}/api/services"))
+        self.proc.start().wait_serving(also=f"{self.proc.url('extensions.jaeger_query.http')}/api/services")
         return self
-
-    def _answers(self, url: str) -> bool:
-        if not self.proc.alive():
-            raise AssertionError(f"{self.proc.directory.name} exited: {self.proc.tail()}")
-        try:
-            http_get(url)
-            return True
-        except OSError:
-            return False
 
     def stop(self) -> None:
         self.proc.stop()

@@ -22,6 +22,8 @@ from typing import Optional, Sequence, Union
 
 import yaml
 
+from components.units import mib_share
+
 # Ports (the names are the container port names of components/tracing/__init__.py).
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
@@ -200,7 +202,6 @@ def document(cfg: JaegerConfig) -> dict:
 # GOMEMLIMIT of a role without a memory limiter (query): the share Prometheus 3 (--auto-gomemlimit.ratio)
 # and Thanos (--enable-auto-gomemlimit) give Go of their cgroup's limit, the rest for what is not heap.
 GO_MEMORY_LIMIT_PERCENTAGE = 90
-MIB = 2**20
 
 
 def has_memory_limiter(cfg: JaegerConfig) -> bool:
@@ -219,7 +220,7 @@ def go_memory_limit(cfg: JaegerConfig, container_memory_bytes: float) -> str:
     Go would let the heap past the limit the limiter refuses below. Without one (query)
     GO_MEMORY_LIMIT_PERCENTAGE."""
     percentage = cfg.memory_limit_percentage if has_memory_limiter(cfg) else GO_MEMORY_LIMIT_PERCENTAGE
-    return f"{int(container_memory_bytes * percentage / 100) // MIB}MiB"
+    return f"{mib_share(container_memory_bytes, percentage)}MiB"
 
 
 def render(cfg: JaegerConfig) -> str:

@@ -20,6 +20,7 @@ import yaml
 from components.logstash_volume import QUEUE_PAGE_BYTES, LogstashVolume
 from components.logstash_volume import logstash_volume as logstash_volume_of
 from components.settings import LoggingSettings, quantity_bytes
+from components.units import MIB, mib_share
 
 ROOT = Path(__file__).resolve().parents[2]
 ELASTIC_DIR = ROOT / "elastic"
@@ -51,7 +52,7 @@ def es_java_opts(heap: int) -> str:
 
 def heap_mb(memory_limit: str, percent: int) -> int:
     """JVM heap for a container memory limit: ``percent`` of it, in whole MiB."""
-    return int(quantity_bytes(memory_limit) * percent / 100 // 2**20)
+    return mib_share(quantity_bytes(memory_limit), percent)
 
 
 def node_names(nodes: int, name: str = "elasticsearch") -> list[str]:
@@ -259,7 +260,6 @@ def kibana_credentials_yml(token: str, encryption_key: str) -> str:
 # -- Logstash ---------------------------------------------------------------------------------
 
 LS_DATA = "/usr/share/logstash/data"  # path.data, on the volume; the queues live under it
-MIB = 2**20
 
 
 def logstash_volume(storage_size: str, heap_mb: int) -> LogstashVolume:

@@ -13,7 +13,7 @@ from typing import Optional
 import pulumi
 
 from components import logstash_volume
-from components.settings import Settings
+from components.settings import Settings, quantity_bytes
 from components.platform.workload import ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port, ServiceSpec, Sidecar
 from components.logging import configs
 from components.logging import pipeline
@@ -35,7 +35,7 @@ class Logstash(pulumi.ComponentResource):
                  password: pulumi.Output, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("football-monitoring:logging:Logstash", name, None, opts)
         lg = settings.logging
-        heap = configs.heap_mb(lg.logstash.resources.limits.memory, logstash_volume.HEAP_PERCENT)
+        heap = logstash_volume.heap_mb(quantity_bytes(lg.logstash.resources.limits.memory))
         # The volume holds both queues and a heap dump: their caps come from its size.
         volume = configs.logstash_volume(lg.logstash.storage_size, heap)
         self.pipeline = pipeline.pipeline_files()

@@ -23,6 +23,7 @@ from components.configs.grafana import DATA_PROXY_TIMEOUT_SECONDS
 from components.configs.prometheus import SHARD_LABEL, ScrapeTarget
 from components.settings import Settings
 from components.settings.types import quantity_bytes
+from components.units import mib_share
 from components.platform.workload import (ANYWHERE, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
                                           ServiceSpec, Sidecar)
 
@@ -97,7 +98,7 @@ def store_memory_args(memory_limit: str) -> list[str]:
     long-range query got it OOM-killed, and Query answered from the rest without saying so (partial
     responses are on). Half the limit for chunks, an eighth for the index cache, the rest for the
     Go heap of the requests themselves."""
-    mib = int(quantity_bytes(memory_limit) // 2**20)
+    mib = mib_share(quantity_bytes(memory_limit))
     return [f"--chunk-pool-size={mib // 2}MiB", f"--index-cache-size={mib // 8}MiB"]
 
 
