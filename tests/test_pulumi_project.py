@@ -153,6 +153,7 @@ def test_config_set_writes_the_stack_file_the_settings_reference_describes(proje
     prometheus = written["config"][f"{PROJECT}:prometheus"]
     assert prometheus == {**committed["config"][f"{PROJECT}:prometheus"], "retention": "30d"}
     assert set(written["config"][f"{PROJECT}:slackApiUrl"]) == {"secure"}
+    assert "hooks.slack.invalid" not in project.stack_file("dev").read_text()  # encrypted, not encoded
     # The file as the CLI wrote it (salt and ciphertext included) is one the schema takes.
     schema = json.loads(settings_reference.SCHEMA.read_text())
     jsonschema.Draft202012Validator(schema).validate(written)
