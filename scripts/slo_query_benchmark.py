@@ -85,7 +85,7 @@ def main(argv=None) -> int:
                         seconds=int(a.days * 86400), step=a.step, end=end, tracing=False, logging=False)
     slos = stack_rules.slos()
     contract = pn.load_contract(ROOT)
-    groups = [g for s in slos for g in slo_config.rule_groups(s, spec.environment)]
+    groups = [g for s in slos for g in slo_config.rule_groups(s, spec.environment, spec.step)]
     rule_exprs = [(g["name"], r["record"], r["expr"]) for g in groups for r in g["rules"] if "record" in r]
     needed = base_names([e for _, _, e in rule_exprs], contract)
     families = [f for f in sf.build(spec) if f.series_names() & needed]

@@ -10,7 +10,12 @@ time, and check the alerts with real promtool:
   carries the SLO's labels (routing: severity, team) and annotations;
 * a steady 0.9x burn alerts nothing while every window of the page fills (6.5 h; the ticket's 1d and
   3d windows see the same steady share), and a 5-minute spike at 100x on it that recovers does not page;
-* a steady 1.5x burn opens a ticket, with its labels and annotations, and never pages.
+* in a Prometheus whose history starts with the test (a new environment, a replaced volume), a
+  2-minute burst at 50x alerts nothing, although every window's ratio is the burst's own share: the
+  part of a window not recorded yet counts as good; a total outage from the first minute still
+  pages within its detection time;
+* a steady 5x burn from the start opens a ticket within 1 d x 3 / 5 = 14.4 h, with its labels and
+  annotations, and never pages.
 
 The detection times are the workbook's ("Alerting on SLOs": long window x burn-rate factor / burn),
 plus one scrape and one evaluation interval. Each SLO has an input builder here that knows which
@@ -276,17 +281,44 @@ def test_document(slo: slo_config.Slo, rule_file: str, annotations: dict[str, di
            for kind in (page, ticket)]
           + [{"eval_time": _duration(spike_end + 60), "alertname": slo.alert(page), "exp_alerts": []}])
 
-    # The ticket's value is its 3d ratio (the 1d pair is below its 3x), over every sample since the start.
-    steady_ticket = [Segment(2 * 3600, 1.5)]
-    at = 90 * 60
-    group("steady 1.5x burn opens a ticket and never pages", steady_ticket,
-          [_firing(slo, page, t, False) for t in (1800, 3600, 2 * 3600 - STEP)]
-          # From the hour on: a sample SLI holds its first bad samples after a quarter of an hour.
-          + [_firing(slo, ticket, t, True) for t in (3600, 2 * 3600 - STEP)],
+    # A Prometheus whose history begins now: the part of a window it has not recorded counts as good, so a
+    # burst in its first minutes alerts nothing although every window's ratio is the burst's own share ...
+    burst_burn = min(50.0, full_outage)
+    page_pair = page.windows[0]
+    threshold = float(page_pair.factor * slo.budget)
+    both = " and ".join(f"{slo_config.SLI_ERROR_RATIO.format(window=w)}{slo.selector} > {threshold!r}"
+                        for w in (page_pair.long, page_pair.short))
+    group(f"a {burst_burn:g}x burst in a new Prometheus' first 2 minutes alerts nothing",
+          [Segment(2 * 60, burst_burn), Segment(2 * 3600, 0)],
+          # ... (without the coverage condition the 1h/5m pair would page)
+          [{"expr": f"count({both})", "eval_time": "3m", "exp_samples": [{"labels": "{}", "value": 1}]}]
+          + [_firing(slo, kind, t, False) for kind in (page, ticket) for t in (2 * 60, 3 * 60, 5 * 60, 15 * 60, 3600,
+                                                                                   2 * 3600)])
+    # ... while an outage from its first minute pages as soon as it would after a clean history.
+    detect = detection_seconds(slo, page, full_outage)
+    checks = [_firing(slo, page, _on_grid(detect + slack), True)]
+    if detect > 3 * 60:
+        checks.append(_firing(slo, page, _on_grid(detect - 3 * 60), False))
+    group("a total outage from a new Prometheus' first minute pages within its detection time",
+          [Segment(_on_grid(detect + slack) + 10 * 60, full_outage)], checks)
+
+    # 5x: over the ticket's 3x and 1x, under the page's 6x. From a history's start both pairs pass their
+    # threshold at 1 d x 3 / 5 = 3 d x 1 / 5 = 14.4 h, the 1d window's share growing by 3.5% of the threshold
+    # in half an hour: checked half an hour before and a quarter after. The ticket's value is its 1d ratio,
+    # over every sample since the start (less than a day).
+    ticket_burn = 5.0
+    detect = detection_seconds(slo, ticket, ticket_burn)
+    at = _on_grid(detect + 15 * 60, down=False)
+    steady_ticket = [Segment(at + 3600, ticket_burn)]
+    group(f"steady {ticket_burn:g}x burn opens a ticket within 1 d x 3 / {ticket_burn:g} and never pages",
+          steady_ticket,
+          [_firing(slo, page, t, False) for t in (1800, 6 * 3600, at, at + 3600 - STEP)]
+          + [_firing(slo, ticket, _on_grid(detect - 30 * 60), False)]
+          + [_firing(slo, ticket, t, True) for t in (at, at + 3600 - STEP)],
           [{"eval_time": _duration(at), "alertname": slo.alert(ticket),
             "exp_alerts": [expected_alert(slo, ticket, annotations[slo.alert(ticket)],
                                           build.share_until(slo, steady_ticket, STEP, at))]},
            {"eval_time": _duration(at), "alertname": slo.alert(page), "exp_alerts": []}])
     # promtool evaluates groups in no fixed order unless told: the alerts after the ratios they read.
-    order = [g["name"] for g in slo_config.rule_groups(slo, ENVIRONMENT)]
+    order = [g["name"] for g in slo_config.rule_groups(slo, ENVIRONMENT, STEP)]
     return {"rule_files": [rule_file], "evaluation_interval": f"{STEP}s", "group_eval_order": order, "tests": groups}

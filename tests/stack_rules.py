@@ -4,7 +4,8 @@ Prometheus gets rules/*.yaml and one rule file generated from each of slos/*.yam
 components/configs/slo.py). The rule checks run on that set: `stage()` copies rules/*.yaml and
 rules/tests/ into a temporary directory and writes beside them the generated rule files and their
 promtool tests (tests/slo_scenarios.py), so that a promtool test finds its rule file where Prometheus
-would. The SLO rules carry the environment of the tests' input series.
+would. The SLO rules carry the environment of the tests' input series and are rendered for the
+interval the promtool tests evaluate at.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from components.configs import slo as slo_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = "prod"
+# The stack's default prometheus.evaluationInterval; tests/slo_scenarios.py and the side-by-side runs
+# evaluate at it (their STEP).
+EVALUATION_SECONDS = 30
 
 
 def _slo_files(root: Path) -> tuple[tuple[str, str], ...]:
@@ -35,7 +39,7 @@ def _parsed(files: tuple[tuple[str, str], ...]) -> tuple[slo_config.Slo, ...]:
 
 @functools.lru_cache(maxsize=None)
 def _rendered(files: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    return tuple(slo_config.rule_files(_parsed(files), ENVIRONMENT).items())
+    return tuple(slo_config.rule_files(_parsed(files), ENVIRONMENT, EVALUATION_SECONDS).items())
 
 
 def slos(root: Path = ROOT) -> list[slo_config.Slo]:

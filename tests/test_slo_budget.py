@@ -39,7 +39,7 @@ def week(tmp_path_factory):
     write_history(spec, families(spec), work, tsdb, promtool)
     timings["history"] = time.perf_counter() - t
     slo = next(s for s in stack_rules.slos() if s.name == SLO_NAME)
-    group = slo_config.rule_groups(slo, "prod")[0]
+    group = slo_config.rule_groups(slo, "prod", spec.step)[0]
     wanted = {slo_config.ERRORS_5M, slo_config.EVENTS_5M, slo_config.ERROR_BUDGET}
     rules = work / "slo-rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": [{"name": group["name"],
@@ -82,7 +82,7 @@ def test_a_week_with_an_incident_spends_the_expected_share_of_the_budget(week):
 def test_the_period_ratio_is_the_share_of_bad_events(week):
     """The 30-day ratio (the week is all there is) is bad events / all events, as the history has them."""
     spec, slo, prom, _ = week
-    group = slo_config.rule_groups(slo, "prod")[0]
+    group = slo_config.rule_groups(slo, "prod", spec.step)[0]
     period = next(r for r in group["rules"] if r.get("record") == slo_config.SLI_ERROR_RATIO.format(
         window=slo_config.PERIOD))
     measured = _query(prom, period["expr"], spec.end)

@@ -2,9 +2,11 @@
 
 Sloth (the pinned release) is the reference: the same windows, burn-rate factors, error budget and SLI
 expressions, and, run side by side by real promtool over the same input series, the same error ratios
-over every window, the same burn rate, objective and budget, and the same page and ticket at every
-evaluation. The one designed difference, the 30-day ratio (components/configs/slo.py), is held against
-the share of bad events computed from the synthetic history instead (tests/test_slo_budget.py). The rule files are also deployed as a stack renders them, and
+over every window, the same burn rate, objective and budget, and no alert of ours where Sloth raises
+none. The designed differences (components/configs/slo.py): the 30-day ratio, held against the share of
+bad events computed from the synthetic history instead (tests/test_slo_budget.py); and the alerts'
+window coverage, which keeps a Prometheus with less history than a window from alerting on it
+(tests/slo_scenarios.py). The rule files are also deployed as a stack renders them, and
 each alert has a current runbook page (scripts/slo_runbooks.py).
 """
 
@@ -28,8 +30,8 @@ from tests.test_docker_platform import uploads
 
 SLOS = stack_rules.slos()
 GENERATED = stack_rules.generated_rule_files()
-# A burn history that pages (15.3x), recovers (0.5x) and opens a ticket (4.2x: the 3d/6h pair, not the page's
-# 6x). Odd lengths and burns keep every ratio off the thresholds: there the two differ by Sloth's budget,
+# A burn history that pages (15.3x), recovers (0.5x) and opens Sloth's ticket (4.2x: the 3d/6h pair, not the
+# page's 6x; a 3d window holding 3 hours, which ours leaves alone). Odd lengths and burns keep every ratio off the thresholds: there the two differ by Sloth's budget,
 # 100 - 99.9 in floating point (0.0009999999999999432 against 0.001).
 HISTORY = [sc.Segment(37 * 60, 0), sc.Segment(65 * 60, 15.3), sc.Segment(25 * 60, 0.5), sc.Segment(53 * 60, 4.2)]
 HISTORY_SECONDS = sum(s.seconds for s in HISTORY)
@@ -140,15 +142,25 @@ def side_by_side(slo, ours_file: str, sloth_file: str, sloth_groups: list[dict])
                        "eval_time": sc._duration(HISTORY_SECONDS),
                        "exp_samples": [{"labels": "{}" if name in CONSTANTS else '{environment="prod"}',
                                         "value": 1}]})
+    # The alerts: ours are Sloth's with one more condition per pair (a window counts only for the share of it
+    # that holds data), so ours never fire where Sloth's do not; in these 3 hours only the 1h window fills.
+    # The page's 1h/5m pair fires in both (late in the 15.3x burn), Sloth's 6h/30m pair earlier on 37
+    # minutes of history; the 4.2x burn opens Sloth's ticket over a 3d window that holds 3 hours, ours not.
     for kind in slo_config.ALERT_KINDS:
         o = f'count(ALERTS{{alertname="{slo.alert(kind)}", alertstate="firing"}})'
         s = f'count(ALERTS{{alertname="{slo.alert_name}", sloth_severity="{kind.key}", alertstate="firing"}})'
-        checks.append({"expr": f"count_over_time((({o} unless {s}) or ({s} unless {o})){span})",
-                       "eval_time": sc._duration(HISTORY_SECONDS), "exp_samples": []})
-        checks.append({"expr": f"count_over_time({o}{span}) > bool 20", "eval_time": sc._duration(HISTORY_SECONDS),
+        checks.append({"expr": f"count_over_time(({o} unless {s}){span})", "eval_time": sc._duration(HISTORY_SECONDS),
+                       "exp_samples": []})
+        checks.append({"expr": f"count_over_time({s}{span}) > bool 20", "eval_time": sc._duration(HISTORY_SECONDS),
                        "exp_samples": [{"labels": "{}", "value": 1}]})
+    page = f'count(ALERTS{{alertname="{slo.alert(slo_config.PAGE)}", alertstate="firing"}})'
+    checks.append({"expr": f"count_over_time({page}{span}) > bool 5", "eval_time": sc._duration(HISTORY_SECONDS),
+                   "exp_samples": [{"labels": "{}", "value": 1}]})
+    ticket = f'count(ALERTS{{alertname="{slo.alert(slo_config.TICKET)}", alertstate="firing"}})'
+    checks.append({"expr": f"count_over_time({ticket}{span})", "eval_time": sc._duration(HISTORY_SECONDS),
+                   "exp_samples": []})
     # promtool evaluates groups in no fixed order unless told: each generator's alerts after its ratios.
-    order = [g["name"] for g in slo_config.rule_groups(slo, sc.ENVIRONMENT)]
+    order = [g["name"] for g in slo_config.rule_groups(slo, sc.ENVIRONMENT, sc.STEP)]
     order += [g["name"] for g in sloth_groups]
     return {"rule_files": [ours_file, sloth_file], "evaluation_interval": f"{sc.STEP}s", "group_eval_order": order,
             "tests": [{
@@ -195,6 +207,23 @@ def test_every_stack_deploys_the_slo_rules(runs, docker_dev):
             text = files.get(slo_config.rule_file_name(slo))
             assert text, (name, slo.name)
             assert "environment: " + ("prod" if name == "prod" else "dev") in text, (name, slo.name)
+
+
+def test_window_coverage_counts_in_the_stacks_evaluation_interval(runs):
+    """A window is full when it holds window / evaluation interval samples of the recorded event rate: counted
+    in another interval than the stack's, the alerts would wait forever (a longer one) or never (a shorter)."""
+    from tools import offline
+
+    slo = SLOS[0]
+    for interval, files in ((30, runs["prod"].one("ConfigMap", "prometheus-rules")["data"]),
+                            (15, offline.run("prod", {"prometheus": {"evaluationInterval": "15s"}})
+                             .one("ConfigMap", "prometheus-rules")["data"])):
+        alerts = [r for r in _rules(yaml.safe_load(files[slo_config.rule_file_name(slo)])) if "alert" in r]
+        for kind, alert in zip(slo_config.ALERT_KINDS, alerts):
+            for w in kind.windows:
+                assert f"{slo_config.covered_share(slo, w.long, interval)} > " in alert["expr"], (interval, alert["expr"])
+                assert f"count_over_time({slo_config.EVENTS_5M}{slo.selector}[{w.long}]) * {interval} / " \
+                       f"{slo_config.seconds(w.long)}" in alert["expr"]
 
 
 def test_slo_enabled_false_deploys_none():

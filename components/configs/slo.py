@@ -10,10 +10,11 @@ and ``sloth generate`` read it too. From each SLO this renders, in one rule file
 * the multi-window, multi-burn-rate alerts of the SRE workbook: a page (critical) when 2% of the
   30-day budget goes in an hour or 5% in six hours, a ticket (warning) when 10% goes in a day or in
   three days; each long window is confirmed by a short one (1/12 of it) so that an alert ends soon
-  after the burn does.
+  after the burn does, and counted only for the share of it that holds data (a young Prometheus
+  would otherwise take its first minutes for the whole window).
 
 The alert windows and their expressions are Sloth's (sloth.dev/core/sli_rules/v1 and alert_rules/v1
-at the pinned version); the 30-day ratio is not: Sloth averages the 5-minute ratios, which weighs a
+at the pinned version), plus the coverage condition (_alert_expr); the 30-day ratio is not: Sloth averages the 5-minute ratios, which weighs a
 quiet night's five minutes like a busy evening's and is NaN for the whole period after any five
 minutes without events. Here the 5-minute error and total rates are recorded and summed over the
 period, so the 30-day ratio is the share of bad events.
@@ -229,13 +230,29 @@ def _ratio(slo: Slo, window: str) -> str:
     return f"({slo.query('error', window)})\n/\n({slo.query('total', window)})\n"
 
 
-def _alert_expr(slo: Slo, kind: AlertKind) -> str:
+def covered_share(slo: Slo, window: str, evaluation_seconds: int) -> str:
+    """The share of `window` this Prometheus has evaluated the SLO for: its recorded 5m event rate holds one
+    sample per evaluation, so a full window holds window / interval of them (clamped: Thanos Query's
+    deduplication of two Rulers may return a few more)."""
+    return (f"clamp_max(count_over_time({EVENTS_5M}{slo.selector}[{window}]) * {evaluation_seconds} / "
+            f"{seconds(window)}, 1)")
+
+
+def _alert_expr(slo: Slo, kind: AlertKind, evaluation_seconds: int) -> str:
+    """Sloth's two window pairs, each with a third condition of ours: the long window's ratio times the share
+    of it that holds data passes the threshold too, i.e. the part of the window not yet recorded counts as
+    good. A Prometheus with minutes of history (a new environment, a replica whose volume was replaced)
+    otherwise reads those minutes as the whole 6h or 3d window, and one scrape of a replica that was still
+    starting pages. With the window full the third condition is the first; the alert's value stays the
+    long window's ratio."""
     budget = _number(slo.budget)
     parts = []
     for w in kind.windows:
-        factor = _number(w.factor)
-        parts.append(f"(\n  {SLI_ERROR_RATIO.format(window=w.long)}{slo.selector} > ({factor} * {budget})\n  and\n"
-                     f"  {SLI_ERROR_RATIO.format(window=w.short)}{slo.selector} > ({factor} * {budget})\n)")
+        threshold = f"({_number(w.factor)} * {budget})"
+        long_ratio = f"{SLI_ERROR_RATIO.format(window=w.long)}{slo.selector}"
+        parts.append(f"(\n  {long_ratio} > {threshold}\n  and\n"
+                     f"  {SLI_ERROR_RATIO.format(window=w.short)}{slo.selector} > {threshold}\n  and\n"
+                     f"  {long_ratio} * {covered_share(slo, w.long, evaluation_seconds)} > {threshold}\n)")
     return "\nor\n".join(parts) + "\n"
 
 
@@ -254,11 +271,11 @@ def exhaustion(w: BurnWindow) -> str:
     return _duration(Decimal(seconds(PERIOD)) / w.factor / 3600)
 
 
-def _alert(slo: Slo, kind: AlertKind) -> dict:
+def _alert(slo: Slo, kind: AlertKind, evaluation_seconds: int) -> dict:
     a, b = kind.windows
     return {
         "alert": slo.alert(kind),
-        "expr": _alert_expr(slo, kind),
+        "expr": _alert_expr(slo, kind, evaluation_seconds),
         "labels": {"severity": kind.severity, "team": slo.team, "service": slo.service, "slo": slo.name},
         "annotations": {
             "summary": f"The {slo.name} SLO burns its error budget {'fast' if kind is PAGE else 'steadily'}",
@@ -273,7 +290,9 @@ def _alert(slo: Slo, kind: AlertKind) -> dict:
     }
 
 
-def rule_groups(slo: Slo, environment: str) -> list[dict]:
+def rule_groups(slo: Slo, environment: str, evaluation_seconds: int) -> list[dict]:
+    """`evaluation_seconds`: the interval the group runs at (prometheus.evaluationInterval), which the alerts'
+    window coverage counts in."""
     labels = {"slo": slo.name, "service": slo.service}
     meta_labels = {"environment": environment, **labels}
     budget = _number(slo.budget)
@@ -301,7 +320,7 @@ def rule_groups(slo: Slo, environment: str) -> list[dict]:
     ]
     # One group: its rules run in order at one timestamp, so the period ratio, the budget series and the
     # alerts read the ratios of the same evaluation (Sloth's three groups read each other's last one).
-    return [{"name": f"slo.{slo.name}", "rules": sli + [period] + meta + [_alert(slo, kind) for kind in ALERT_KINDS]}]
+    return [{"name": f"slo.{slo.name}", "rules": sli + [period] + meta + [_alert(slo, kind, evaluation_seconds) for kind in ALERT_KINDS]}]
 
 
 class _Literal(str):
@@ -333,17 +352,18 @@ def rule_file_name(slo: Slo) -> str:
     return f"{RULE_FILE_PREFIX}{slo.name}.yaml"
 
 
-def render(slo: Slo, environment: str) -> str:
+def render(slo: Slo, environment: str, evaluation_seconds: int) -> str:
     """The rule file of one SLO."""
+    groups = _blocks({"groups": rule_groups(slo, environment, evaluation_seconds)})
     return (f"# Generated by football-monitoring from slos/{slo.file} (components/configs/slo.py); edit the SLO "
-            "file, not this file.\n" + yaml.dump(_blocks({"groups": rule_groups(slo, environment)}), Dumper=_Dumper,
-                                                 sort_keys=False, default_flow_style=False, width=120))
+            "file, not this file.\n" + yaml.dump(groups, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                                                 width=120))
 
 
-def rule_files(slos: Iterable[Slo], environment: str) -> dict[str, str]:
+def rule_files(slos: Iterable[Slo], environment: str, evaluation_seconds: int) -> dict[str, str]:
     """One rule file per SLO (slo-<name>.yaml), beside those of rules/ in Prometheus' rules directory: a promtool
     test of one SLO loads its rules alone."""
-    return {rule_file_name(slo): render(slo, environment) for slo in slos}
+    return {rule_file_name(slo): render(slo, environment, evaluation_seconds) for slo in slos}
 
 
 # --------------------------------------------------------------------------- runbooks
@@ -408,6 +428,10 @@ def runbook(slo: Slo, kind: AlertKind, related: Sequence[RelatedAlert] = (),
         "The long window shows that the burn is large enough to matter, the short one that it is still going "
         f"on: the alert resolves soon after the burn stops. `{slo.alert(other)}` is the "
         f"{'slower' if kind is PAGE else 'faster'} {other.key} of the same SLO.",
+        "",
+        "A Prometheus with less history than the long window (a new environment, a replica whose volume was "
+        "replaced) counts the part of the window it has not recorded as good: a burst in its first minutes "
+        "does not fire this alert, an outage that lasts does, as soon as it would after a clean history.",
         "",
         "## Impact",
         "",

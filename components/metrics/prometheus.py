@@ -16,7 +16,7 @@ from components.configs import prometheus as prometheus_config
 from components.configs import slo
 from components.configs.prometheus import RULES_DIR, ScrapeTarget
 from components.metrics import thanos
-from components.settings import REPORT_APP, Settings
+from components.settings import REPORT_APP, Settings, duration_seconds
 from components.platform.workload import (ANYWHERE, INGRESS, AccessRule, ConfigFiles, DataVolume, Flow, HttpCheck, Platform, Port,
                        Reloader, ServiceSpec)
 
@@ -82,7 +82,8 @@ def rule_files(settings: Settings) -> dict[str, str]:
     for name in data.left_out(settings)[0]:
         del files[name]
     if settings.slo.enabled:
-        for name, text in slo.rule_files(slo.parse_all(data.slo_files()), settings.environment).items():
+        for name, text in slo.rule_files(slo.parse_all(data.slo_files()), settings.environment,
+                                         duration_seconds(settings.prometheus.evaluation_interval)).items():
             if name in files:
                 raise data.DataFileError(f"rules/{name} has the name of the rule file generated from an SLO: rename it")
             files[name] = text
