@@ -232,8 +232,8 @@ def _ratio(slo: Slo, window: str) -> str:
 
 def covered_share(slo: Slo, window: str, evaluation_seconds: int) -> str:
     """The share of `window` this Prometheus has evaluated the SLO for: its recorded 5m event rate holds one
-    sample per evaluation, so a full window holds window / interval of them (clamped: Thanos Query's
-    deduplication of two Rulers may return a few more)."""
+    sample per evaluation, so a full window holds window / interval of them (clamped: an interval that does
+    not divide the window fits one more sample in some windows)."""
     return (f"clamp_max(count_over_time({EVENTS_5M}{slo.selector}[{window}]) * {evaluation_seconds} / "
             f"{seconds(window)}, 1)")
 
